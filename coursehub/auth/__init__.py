@@ -1,0 +1,1 @@
+"""Workshop accounts: the SQLite store, login lockout, the JupyterHub authenticator, cards."""

@@ -1,0 +1,1 @@
+"""Courses: their content checkouts and the environments their servers run in."""

@@ -1,0 +1,142 @@
+"""Content-addressed user environments built with uv: same spec, same folder, built once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EnvironmentBuildError
+from .content import make_world_readable
+
+log = logging.getLogger(__name__)
+READY = ".coursehub-ready"
+# coursehub's own server stack, pinned so that every environment serves the same UI.
+SERVER_STACK = ("jupyterlab==4.6.6", "ipykernel==7.4.0", "jupyter-server==2.21.1")
+PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
+BUILD_TIMEOUT = 1800
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything that decides an environment's contents."""
+
+    python: str
+    packages: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        """A short hash naming the environment's folder."""
+        text = json.dumps({"python": self.python, "packages": sorted(self.packages)})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def server_stack() -> tuple[str, ...]:
+    """The packages every environment gets, with the hub's own JupyterHub version."""
+    import jupyterhub
+
+    return (f"jupyterhub=={jupyterhub.__version__}", *SERVER_STACK)
+
+
+def world_runnable(path: Path) -> bool:
+    """True when an unprivileged user can execute `path` (every parent searchable)."""
+    try:
+        real = path.resolve(strict=True)
+    except OSError:
+        return False
+    if not real.stat().st_mode & stat.S_IXOTH:
+        return False
+    return all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
+
+
+def find_user_python(explicit: Path | None = None) -> Path:
+    """An interpreter users can run: the configured one, or the first suitable candidate."""
+    candidates = [explicit] if explicit else [Path(sys.executable), *map(Path, PYTHON_CANDIDATES)]
+    for candidate in candidates:
+        if candidate and world_runnable(candidate) and _version_ok(candidate):
+            return candidate
+    raise EnvironmentBuildError(
+        "no Python >= 3.9 that unprivileged users can run was found "
+        f"(tried {', '.join(map(str, candidates))}); install Debian's python3-venv "
+        "or set sandbox.python in coursehub.yaml"
+    )
+
+
+def _version_ok(python: Path) -> bool:
+    code = "import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)"
+    return subprocess.run([str(python), "-c", code], timeout=30).returncode == 0
+
+
+def uv_binary() -> str:
+    """The uv executable installed with coursehub."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if not found:
+            raise EnvironmentBuildError("uv is missing: reinstall coursehub (it depends on uv)")
+        return found
+
+
+def ensure_environment(
+    spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], None] | None = None
+) -> Path:
+    """The environment for `spec`, built (atomically) if it is not there yet."""
+    target = envs_dir / spec.digest
+    if (target / READY).exists():
+        return target
+    envs_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(envs_dir, 0o755)
+    staging = envs_dir / f".{spec.digest}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    log_path = envs_dir / f"{spec.digest}.log"
+    started = time.monotonic()
+    with log_path.open("w") as log_file:
+        steps = [
+            ("create venv", [uv_binary(), "venv", "--relocatable", "--python", spec.python,
+                             str(staging)]),
+            ("install packages", [uv_binary(), "pip", "install", "--python",
+                                  str(staging / "bin" / "python"), *spec.packages]),
+        ]
+        for name, cmd in steps:
+            _run_step(name, cmd, log_file, log_path, on_line)
+    (staging / READY).write_text(json.dumps({"seconds": round(time.monotonic() - started, 1)}))
+    make_world_readable(staging)
+    if target.exists():  # a concurrent build finished first; keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        os.rename(staging, target)
+    return target
+
+
+def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) -> None:
+    """Run one build step, teeing its output to the log; raise naming the step on failure."""
+    log_file.write(f"$ {' '.join(cmd)}\n")
+    log_file.flush()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log_file.write(line)
+        if on_line:
+            on_line(line.rstrip())
+    try:
+        code = proc.wait(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = -1
+    if code != 0:
+        log_file.flush()
+        tail = "\n".join(log_path.read_text().splitlines()[-15:])
+        raise EnvironmentBuildError(f"environment build failed at step '{name}' "
+                                    f"(log: {log_path}):\n{tail}")

@@ -1,0 +1,107 @@
+"""The hub itself: network, database, authentication, services and pass-through traits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traitlets.config import Config
+
+from ..paths import StatePaths
+from ..settings import Settings
+from . import local
+
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+CLI_SCOPES = ["list:users", "read:users", "read:servers", "delete:servers", "admin:users"]
+BUILTIN_AUTHENTICATORS = {"workshop": "workshop", "dummy": "dummy"}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Facts found on the machine that the pure config needs (resolved by the caller)."""
+
+    paths: StatePaths
+    proxy_command: str
+    python: str  # interpreter that runs hub-side services
+    user_env: Path  # environment whose jupyterhub-singleuser users run
+    cli_token: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def build(settings: Settings, runtime: Runtime) -> Config:
+    """The complete traitlets Config for `settings` on the local backend."""
+    c = Config()
+    apply_hub(settings, runtime, c)
+    apply_auth(settings, runtime, c)
+    apply_services(settings, runtime, c)
+    local.apply_spawner(settings, runtime, c)
+    apply_passthrough(settings, c)
+    return c
+
+
+def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """Network, database, secrets and spawn pacing."""
+    hub, paths = settings.hub, runtime.paths
+    c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub.api_port}"
+    c.JupyterHub.db_url = f"sqlite:///{paths.db}"
+    c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
+    c.JupyterHub.pid_file = str(paths.hub_pid)
+    c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
+    # Servers outlive the hub so that a restart (or a crash) re-attaches them;
+    # `coursehub down` stops them explicitly.
+    c.JupyterHub.cleanup_servers = False
+    c.ConfigurableHTTPProxy.command = [runtime.proxy_command]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.pid_file = str(paths.proxy_pid)
+    c.Spawner.start_timeout = hub.start_timeout
+    c.Spawner.http_timeout = hub.http_timeout
+    c.Spawner.default_url = "/lab"
+    c.Authenticator.admin_users = set(hub.admin_users)
+
+
+def apply_auth(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """The authenticator: workshop accounts by default, any other by name."""
+    auth = settings.auth
+    c.JupyterHub.authenticator_class = BUILTIN_AUTHENTICATORS.get(auth.type, auth.type)
+    if auth.type == "workshop":
+        c.WorkshopAuthenticator.accounts_db = str(runtime.paths.accounts)
+        c.WorkshopAuthenticator.max_failures = auth.lockout.max_failures
+        c.WorkshopAuthenticator.failure_window = auth.lockout.window
+        c.WorkshopAuthenticator.lockout_seconds = auth.lockout.lockout
+    elif auth.type == "dummy":
+        c.Authenticator.allow_all = True
+
+
+def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """Hub-managed services, each with only the scopes it needs."""
+    services: list[dict] = []
+    roles: list[dict] = []
+    culler = settings.culler
+    if culler.enabled:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    runtime.python,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={culler.timeout}",
+                    f"--cull-every={culler.every}",
+                    f"--max-age={culler.max_age}",
+                ],
+            }
+        )
+        roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
+    if runtime.cli_token:
+        services.append({"name": "coursehub-cli", "api_token": runtime.cli_token})
+        roles.append({"name": "coursehub-cli", "scopes": CLI_SCOPES, "services": ["coursehub-cli"]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def apply_passthrough(settings: Settings, c: Config) -> None:
+    """Traits set by class name in the `jupyterhub:` section win over everything else."""
+    for class_name, traits in settings.jupyterhub.items():
+        for trait, value in traits.items():
+            c[class_name][trait] = value

@@ -1,0 +1,21 @@
+"""The short shim JupyterHub loads: coursehub.yaml -> traitlets config, then jupyterhub_config.d/."""
+# ruff: noqa: F821  (get_config and load_subconfig are provided by traitlets when this file loads)
+
+import os
+from pathlib import Path
+
+from coursehub.configfile import load_settings
+from coursehub.hubconfig import build
+from coursehub.paths import StatePaths
+from coursehub.runtime import runtime_for
+
+c = get_config()
+_file = os.environ.get("COURSEHUB_CONFIG")
+_settings = load_settings(Path(_file) if _file else None)
+_paths = StatePaths(Path(os.environ["COURSEHUB_STATE_DIR"]))
+_runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]))
+c.merge(build(_settings, _runtime))
+
+# The escape hatch: plain JupyterHub config files, applied last, in name order.
+for _extra in sorted(_paths.config_d.glob("*.py")):
+    load_subconfig(str(_extra))

@@ -1,0 +1,62 @@
+"""Where coursehub keeps its state: one dataclass, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Every file and folder under the state directory, named once."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "jupyterhub.sqlite"
+
+    @property
+    def cookie_secret(self) -> Path:
+        return self.root / "jupyterhub_cookie_secret"
+
+    @property
+    def accounts(self) -> Path:
+        return self.root / "accounts.sqlite"
+
+    @property
+    def cli_token(self) -> Path:
+        return self.root / "cli-token"
+
+    @property
+    def hub_pid(self) -> Path:
+        return self.root / "hub.pid"
+
+    @property
+    def proxy_pid(self) -> Path:
+        return self.root / "proxy.pid"
+
+    @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def courses(self) -> Path:
+        return self.root / "courses"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def config_d(self) -> Path:
+        return self.root / "jupyterhub_config.d"
+
+    @property
+    def cards(self) -> Path:
+        return self.root / "accounts"
+
+    @property
+    def secret_files(self) -> tuple[Path, ...]:
+        """Files that must stay 0600 and hidden from users' sandboxes."""
+        return (self.db, self.cookie_secret, self.accounts, self.cli_token)

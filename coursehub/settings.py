@@ -1,0 +1,200 @@
+"""coursehub.yaml, modelled once: defaults, validation and the JSON schema all come from here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+COURSE_NAME = r"^[a-z][a-z0-9-]{0,29}$"  # also a valid JupyterHub named-server name
+
+
+def parse_size(value: Any) -> int:
+    """Turn '512M', '1.5G' or a byte count into bytes; reject negatives and junk."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512M or 2G")
+    if isinstance(value, int | float):
+        number, unit = float(value), ""
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a size: use a number with K, M, G or T, e.g. 2G")
+        number, unit = float(match.group(1)), match.group(2).upper()
+    if number <= 0:
+        raise ValueError(f"{value!r} must be positive")
+    return int(number * _UNITS[unit])
+
+
+def format_size(size: int) -> str:
+    """Render bytes the way a user would write them in coursehub.yaml."""
+    for unit in ("T", "G", "M", "K"):
+        if size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
+class Model(BaseModel):
+    """Base of every section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Limits(Model):
+    """Resources one user server (with its kernels) may use."""
+
+    memory: int = Field(2 * 1024**3, description="Memory limit per server, e.g. 512M or 2G.")
+    cpu: float = Field(1.0, gt=0, le=1024, description="CPU limit per server, in cores.")
+    pids: int = Field(512, ge=16, le=1_000_000, description="Maximum processes per server.")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int:
+        return parse_size(value)
+
+
+class PartialLimits(Model):
+    """Per-course overrides of the global limits; unset keys inherit."""
+
+    memory: int | None = Field(None, description="Memory limit per server, e.g. 512M.")
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU limit, in cores.")
+    pids: int | None = Field(None, ge=16, le=1_000_000, description="Maximum processes.")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    def over(self, base: Limits) -> Limits:
+        """These overrides applied on top of `base`."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class HubSettings(Model):
+    """Where the hub listens and how it treats spawns."""
+
+    ip: str = Field("127.0.0.1", description="Address the proxy listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
+    api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
+    proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
+    public_url: str | None = Field(None, description="URL users reach (for cards and links).")
+    state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
+    admin_users: list[str] = Field(["admin"], description="Hub users with admin rights.")
+    concurrent_spawn_limit: int = Field(100, ge=1, description="Spawns in flight at once.")
+    start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
+    http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
+
+
+class LockoutSettings(Model):
+    """Slowing and locking out repeated failed logins."""
+
+    max_failures: int = Field(5, ge=1, description="Failures before a lockout.")
+    window: float = Field(300, gt=0, description="Seconds in which failures are counted.")
+    lockout: float = Field(600, gt=0, description="Seconds an account or client stays locked.")
+
+
+class AuthSettings(Model):
+    """Who may log in."""
+
+    type: str = Field(
+        "workshop",
+        description="'workshop' (pre-generated accounts), 'dummy' (any password; demos only), "
+        "or any JupyterHub authenticator entry point or import path.",
+    )
+    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
+
+
+class SandboxSettings(Model):
+    """How each user's server is isolated on one machine."""
+
+    home_root: Path = Field(Path("/home/coursehub"), description="Parent of users' homes.")
+    user_prefix: str = Field(
+        "ch-", pattern=r"^[a-z][a-z0-9-]{0,7}$", description="Prefix of Unix account names."
+    )
+    python: Path | None = Field(
+        None, description="Interpreter for user environments (default: first one users can run)."
+    )
+    readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
+    hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")
+
+    @field_validator("readonly_paths", "hidden_paths", "home_root")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        for path in value if isinstance(value, list) else [value]:
+            if not Path(path).is_absolute():
+                raise ValueError(f"{path} must be an absolute path")
+        return value
+
+
+class CullerSettings(Model):
+    """jupyterhub-idle-culler, run as a hub-managed service."""
+
+    enabled: bool = Field(True, description="Stop idle servers.")
+    timeout: int = Field(3600, ge=60, description="Idle seconds before a server is stopped.")
+    every: int = Field(600, ge=10, description="Seconds between culling rounds.")
+    max_age: int = Field(0, ge=0, description="Stop servers older than this (0: never).")
+
+
+class Course(Model):
+    """A course: content, environment and who may open it."""
+
+    name: str = Field(pattern=COURSE_NAME, description="Short name used in links and paths.")
+    title: str = Field("", description="Human-readable title.")
+    repo: str = Field(description="Git URL or local folder with the course content.")
+    ref: str = Field("HEAD", description="Branch, tag or commit.")
+    default_notebook: str | None = Field(None, description="Notebook opened by default.")
+    access: Literal["open", "accounts"] | list[str] = Field(
+        "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
+    )
+    limits: PartialLimits = Field(default_factory=PartialLimits)
+
+
+Passthrough = dict[
+    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]
+]
+
+
+class Settings(Model):
+    """The whole of coursehub.yaml."""
+
+    hub: HubSettings = Field(default_factory=HubSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: Limits = Field(default_factory=Limits)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    culler: CullerSettings = Field(default_factory=CullerSettings)
+    courses: list[Course] = Field(
+        default_factory=lambda: [demo_course()], description="Courses offered on this hub."
+    )
+    jupyterhub: Passthrough = Field(
+        {},
+        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; "
+        "applied last.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_courses(self) -> Settings:
+        names = [course.name for course in self.courses]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"course names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def course_limits(self, course: Course) -> Limits:
+        """Effective limits of a course's servers."""
+        return course.limits.over(self.limits)
+
+
+DEMO_DIR = Path(__file__).parent / "demo"
+
+
+def demo_course() -> Course:
+    """The small course every fresh hub offers."""
+    return Course(
+        name="demo",
+        title="coursehub demo",
+        repo=str(DEMO_DIR),
+        default_notebook="welcome.ipynb",
+    )

@@ -1,0 +1,1 @@
+"""SandboxSpawner: one Unix account, one bubblewrap sandbox and one cgroup per user server."""

@@ -1,0 +1,238 @@
+"""SandboxSpawner: each server runs as its user's own uid, in bubblewrap, inside its own cgroup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+from tornado import web
+from traitlets import Dict, Integer, List, Unicode, default
+
+from .. import metrics
+from ..errors import CoursehubError
+from . import cgroups
+from .accounts import UnixAccount, ensure_unix_account
+from .bwrap import COURSE_MOUNT, SandboxSpec, bwrap_args
+
+try:  # JupyterHub >= 6
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # JupyterHub 5.3+: HTTPError with a user-facing message
+    SpawnException = None  # type: ignore[assignment,misc]
+
+
+def spawn_error(message: str, reason: str) -> web.HTTPError:
+    """A failure the user sees as `message`, on any supported JupyterHub."""
+    if SpawnException is not None:
+        return SpawnException(message, reason=reason, status_code=500)
+    error = web.HTTPError(500, message)
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
+
+
+class SandboxSpawner(LocalProcessSpawner):
+    """Runs each server as a per-user Unix account inside bubblewrap and a cgroup."""
+
+    home_root = Unicode("/home/coursehub", help="Parent folder of users' homes.").tag(config=True)
+    user_prefix = Unicode("ch-", help="Prefix of the Unix accounts created.").tag(config=True)
+    environment_path = Unicode(help="Environment the server runs from (read-only).").tag(
+        config=True
+    )
+    pids_limit = Integer(512, help="Maximum processes per server.").tag(config=True)
+    readonly_paths = List(Unicode(), help="Host paths shown read-only.").tag(config=True)
+    hidden_paths = List(Unicode(), help="Host paths replaced by an empty folder.").tag(config=True)
+    courses = Dict(help="Course name -> {title, repo, default_notebook, limits}.").tag(config=True)
+    courses_root = Unicode(help="Folder with one checkout per course.").tag(config=True)
+    default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
+    bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+    cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(
+        config=True
+    )
+
+    oom_seen = Integer(0, help="OOM kills already reported for this server.")
+    account: UnixAccount | None = None
+
+    @default("poll_interval")
+    def _default_poll_interval(self) -> int:
+        return 10
+
+    @default("env_keep")
+    def _env_keep_default(self) -> list[str]:
+        return ["LANG", "LC_ALL"]
+
+    @property
+    def course(self) -> str:
+        """The course this server belongs to: its name if it names one, else the default."""
+        return self.name if self.name in self.courses else self.default_course
+
+    @property
+    def cgroup(self) -> cgroups.Cgroup:
+        """This server's cgroup (derived from the Unix account and the server name)."""
+        from .accounts import unix_name
+
+        leaf = f"{unix_name(self.user.name, self.user_prefix)}--{self.name or 'default'}"
+        return cgroups.group_for(leaf, self.cgroup_parent)
+
+    def limits(self) -> dict[str, Any]:
+        """Memory, cpu and pids for this server: the course's, else the global ones."""
+        course = self.courses.get(self.course, {}).get("limits", {})
+        return {
+            "memory": course.get("memory") or self.mem_limit,
+            "cpu": course.get("cpu") or self.cpu_limit or 1.0,
+            "pids": course.get("pids") or self.pids_limit,
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore the pid (to re-attach) and the OOM count already reported."""
+        super().load_state(state)
+        self.oom_seen = state.get("oom_seen", 0)
+
+    def get_state(self) -> dict:
+        """Save the pid, and oom_seen so that a restart does not count old kills again."""
+        state = super().get_state()
+        if self.pid:
+            state["oom_seen"] = self.oom_seen
+        return state
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        """HOME, USER and PATH of the sandboxed account; nothing of the hub's own environment."""
+        assert self.account is not None
+        env.update(
+            HOME=str(self.account.home),
+            USER=self.account.name,
+            SHELL="/bin/bash",
+            PATH=f"{self.environment_path}/bin:/usr/local/bin:/usr/bin:/bin",
+            COURSEHUB_COURSE=self.course,
+            COURSEHUB_COURSE_SRC=str(COURSE_MOUNT),
+        )
+        return env
+
+    async def progress(self):  # type: ignore[override]
+        """Tell the user what is happening while the server starts."""
+        yield {"progress": 20, "message": "Preparing your private workspace…"}
+        yield {"progress": 60, "message": "Starting your Jupyter server…"}
+
+    async def start(self) -> tuple[str, int]:
+        """Create account and cgroup, then run the server in bubblewrap as the user."""
+        try:
+            self.account = await asyncio.to_thread(
+                ensure_unix_account, self.user.name, self.user_prefix, Path(self.home_root)
+            )
+            group = self.cgroup
+            limits = self.limits()
+            await asyncio.to_thread(cgroups.create, group, **limits)
+        except CoursehubError as exc:
+            self.log.error("cannot start server for %s: %s", self.user.name, exc)
+            raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
+        self.port = random_port()
+        cmd = bwrap_args(self.sandbox_spec(), [*self.cmd, *self.get_args()], self.bwrap_path)
+        self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
+        self.oom_seen = group.oom_kills()
+        try:
+            self.proc = Popen(
+                cmd,
+                env=self.get_env(),
+                preexec_fn=self._preexec(group, self.account),
+                start_new_session=True,
+                cwd="/",
+            )
+        except OSError as exc:
+            await asyncio.to_thread(group.kill_and_remove)
+            raise spawn_error(f"The sandbox could not start: {exc}", "sandbox") from exc
+        self.pid = self.proc.pid
+        return (self.ip or "127.0.0.1", self.port)
+
+    def sandbox_spec(self) -> SandboxSpec:
+        """What this server's sandbox shows and hides."""
+        assert self.account is not None
+        course_src = Path(self.courses_root) / self.course if self.courses_root else None
+        return SandboxSpec(
+            home=self.account.home,
+            home_root=Path(self.home_root),
+            environment=Path(self.environment_path),
+            course_src=course_src if course_src and course_src.is_dir() else None,
+            hidden=tuple(Path(p) for p in self.hidden_paths),
+            readonly=tuple(Path(p) for p in self.readonly_paths),
+            hostname=self.course or "jupyter",
+        )
+
+    @staticmethod
+    def _preexec(group: cgroups.Cgroup, account: UnixAccount):
+        """Between fork and exec: join the cgroup as root, then become the user for good."""
+        procs_files = group.procs_files
+
+        def preexec() -> None:
+            pid = str(os.getpid()).encode()
+            for path in procs_files:
+                fd = os.open(path, os.O_WRONLY)
+                os.write(fd, pid)
+                os.close(fd)
+            os.setgroups([])
+            os.setgid(account.gid)
+            os.setuid(account.uid)
+
+        return preexec
+
+    async def poll(self) -> int | None:
+        """None while the server's process lives in its cgroup; else clean up and say how it ended."""
+        await self._report_oom()
+        if self.proc is not None:
+            status = self.proc.poll()
+            if status is None:
+                return None
+            self.proc = None
+        elif self.pid and self.pid in await asyncio.to_thread(self.cgroup.pids):
+            return None  # re-attached after a hub restart
+        else:
+            status = 0
+        if self.pid:
+            await asyncio.to_thread(self.cgroup.kill_and_remove)
+        self.clear_state()
+        return status
+
+    async def _report_oom(self) -> None:
+        """Log and count kernel OOM kills in this server since we last looked."""
+        if not self.pid:
+            return
+        try:
+            kills = await asyncio.to_thread(self.cgroup.oom_kills)
+        except (OSError, CoursehubError):
+            return
+        if kills > self.oom_seen:
+            new = kills - self.oom_seen
+            self.oom_seen = kills
+            self.log.warning(
+                "OOM: %d process(es) of user %s in course %s killed (memory limit %s)",
+                new, self.user.name, self.course or "-", self.limits()["memory"],
+            )
+            metrics.OOM_KILLS.labels(course=self.course or "-").inc(new)
+
+    async def stop(self, now: bool = False) -> None:
+        """Ask the server to shut down, then kill whatever is left in its cgroup."""
+        group = self.cgroup
+        if not now and self.pid:
+            await asyncio.to_thread(_signal_all, group, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and await asyncio.to_thread(group.pids):
+                await asyncio.sleep(0.2)
+        await self._report_oom()
+        await asyncio.to_thread(group.kill_and_remove)
+        if self.proc is not None:
+            await asyncio.to_thread(self.proc.wait, 5)
+            self.proc = None
+        self.clear_state()
+
+
+def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
+    """Send `sig` to every process of `group`."""
+    for pid in group.pids():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
