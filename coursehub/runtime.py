@@ -38,6 +38,8 @@ def ensure_state_dir(paths: StatePaths) -> None:
     for secret in paths.secret_files:
         if secret.exists():
             os.chmod(secret, 0o600)
+    # SQLite keeps the mode of an existing file: create the hub database private.
+    os.close(os.open(paths.db, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def ensure_secret(path: Path) -> str:

@@ -24,6 +24,7 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids
+    s.log_dir = str(runtime.paths.logs)
     s.courses_root = str(runtime.paths.courses)
     s.readonly_paths = [str(p) for p in sandbox.readonly_paths]
     # Users must never see the hub's database, cookie secret or accounts.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COURSE_MOUNT = Path("/srv/coursehub/course")
+# Under /run, which the sandbox replaces with a tmpfs: a mount point can be made there.
+COURSE_MOUNT = Path("/run/coursehub/course")
 
 # Merge the course into ~/<course>/ without overwriting anything the student has
 # (cp -n), then become the server. Runs as the user, inside the sandbox, so a

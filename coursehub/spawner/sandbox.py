@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -50,6 +51,7 @@ class SandboxSpawner(LocalProcessSpawner):
     courses = Dict(help="Course name -> {title, repo, default_notebook, limits}.").tag(config=True)
     courses_root = Unicode(help="Folder with one checkout per course.").tag(config=True)
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
+    log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(
         config=True
@@ -134,19 +136,44 @@ class SandboxSpawner(LocalProcessSpawner):
         cmd = bwrap_args(self.sandbox_spec(), [*self.cmd, *self.get_args()], self.bwrap_path)
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
+        log_path = Path(self.log_dir) / f"{group.dirs[0].name}.log" if self.log_dir else None
         try:
-            self.proc = Popen(
-                cmd,
-                env=self.get_env(),
-                preexec_fn=self._preexec(group, self.account),
-                start_new_session=True,
-                cwd="/",
-            )
+            with open(log_path or os.devnull, "wb") as log_file:
+                self.proc = Popen(
+                    cmd,
+                    env=self.get_env(),
+                    preexec_fn=self._preexec(group, self.account),
+                    start_new_session=True,
+                    cwd="/",
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
         except OSError as exc:
             await asyncio.to_thread(group.kill_and_remove)
             raise spawn_error(f"The sandbox could not start: {exc}", "sandbox") from exc
         self.pid = self.proc.pid
+        await self._wait_listening(group, log_path)
         return (self.ip or "127.0.0.1", self.port)
+
+    async def _wait_listening(self, group: cgroups.Cgroup, log_path: Path | None) -> None:
+        """Return as soon as the server accepts connections; fail fast, with its log, if it dies."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                await asyncio.to_thread(group.kill_and_remove)
+                tail = _tail(log_path)
+                self.log.error("server of %s exited during start:\n%s", self.user.name, tail)
+                self.clear_state()
+                raise spawn_error(
+                    "Your server stopped while starting. An admin can find the reason in "
+                    f"{log_path}.", "server-exited")
+            try:
+                _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
 
     def sandbox_spec(self) -> SandboxSpec:
         """What this server's sandbox shows and hides."""
@@ -236,3 +263,10 @@ def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _tail(path: Path | None, lines: int = 20) -> str:
+    """The last lines of a server's log, for error messages."""
+    if path is None or not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
