@@ -1,0 +1,244 @@
+"""Fixtures that start real coursehub hubs (hub, proxy, culler, sandboxed servers) for tests."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from coursehub.hubapi import HubAPI
+from coursehub.kernelclient import KernelSession
+
+REPO = Path(__file__).resolve().parent.parent
+OUTPUT = REPO / "test-output"
+COURSEHUB = [sys.executable, "-m", "coursehub.cli"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def needs_root_sandbox() -> None:
+    """Skip (with the reason) where the machine cannot run sandboxed servers."""
+    if os.geteuid() != 0:
+        pytest.skip("hub tests need root (Unix accounts, cgroups)")
+    if not shutil.which("bwrap"):
+        pytest.fail("bubblewrap is missing: the test command installs it (apt-get install bubblewrap)")
+
+
+@dataclass
+class Hub:
+    """A real `coursehub up` process and helpers to act as its users."""
+
+    root: Path
+    overrides: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.root / "state"
+        self.prefix = "t" + secrets.token_hex(2) + "-"
+        self.home_root = self.root / "homes"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        settings = {
+            "hub": {"port": self.port, "api_port": free_port(), "proxy_api_port": free_port(),
+                    "state_dir": str(self.state_dir), "admin_users": ["admin"]},
+            "limits": {"memory": "384M", "cpu": 1, "pids": 128},
+            "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},
+            "auth": {"lockout": {"max_failures": 3, "window": 120, "lockout": 120}},
+        }
+        for section, values in self.overrides.items():
+            settings.setdefault(section, {}).update(values)
+        self.config = self.root / "coursehub.yaml"
+        self.config.write_text(yaml.safe_dump(settings))
+        self.log_path = self.root / "hub.log"
+        self.passwords: dict[str, str] = {}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run the coursehub CLI against this hub's config."""
+        env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
+        result = subprocess.run([*COURSEHUB, "--config", str(self.config), *args],
+                                capture_output=True, text=True, timeout=timeout, env=env)
+        if check and result.returncode != 0:
+            pytest.fail(f"coursehub {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start(self) -> None:
+        """Start `coursehub up` and wait until the hub answers."""
+        env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([*COURSEHUB, "--config", str(self.config), "up"],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_for(self._answers, timeout=300, what=f"the hub at {self.url} (log: {self.log_path})")
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(f"coursehub up exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        try:
+            return requests.get(self.url + "hub/api/", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def hub_pid(self) -> int:
+        return int((self.state_dir / "hub.pid").read_text())
+
+    def api(self) -> HubAPI:
+        return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())
+
+    def create_accounts(self, prefix: str, count: int) -> list[str]:
+        """Workshop accounts through the CLI; remembers their passwords from the CSV."""
+        out = self.root / f"cards-{prefix}"
+        self.cli("accounts", "create", "--count", str(count), "--prefix", prefix, "--out", str(out))
+        names = []
+        for csv_file in out.glob("*.csv"):
+            for row in csv.DictReader(csv_file.open()):
+                self.passwords[row["username"]] = row["password"]
+                names.append(row["username"])
+        return sorted(names)
+
+    def login(self, username: str, password: str | None = None) -> requests.Session:
+        """Log in through the form, as a browser does; fail the test unless it works."""
+        session, response = self.try_login(username, password or self.passwords[username])
+        assert response.status_code == 302, f"login of {username} refused: {response.status_code}"
+        return session
+
+    def try_login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
+        session = requests.Session()
+        session.get(self.url + "hub/login", timeout=30)
+        response = session.post(self.url + "hub/login", allow_redirects=False, timeout=60,
+                                data={"username": username, "password": password,
+                                      "_xsrf": session.cookies.get("_xsrf", path="/hub/")})
+        return session, response
+
+    def token_for(self, username: str) -> str:
+        """An API token of `username`, made by the user's own logged-in session."""
+        session = self.login(username)
+        response = session.post(self.url + f"hub/api/users/{username}/tokens", json={},
+                                headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
+                                timeout=30)
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def spawn(self, username: str, token: str, server: str = "") -> str:
+        """Start a server as its user and wait until the hub says it is ready; its URL."""
+        api = HubAPI(self.url, token)
+        path = f"users/{username}/servers/{server}" if server else f"users/{username}/server"
+        response = api.request("POST", path)
+        assert response.status_code in (201, 202), response.text
+        wait_for(lambda: api.json("GET", f"users/{username}")["servers"].get(server, {}).get("ready"),
+                 timeout=300, what=f"{username}'s server")
+        return self.url + f"user/{username}/" + (f"{server}/" if server else "")
+
+    def run(self, username: str, token: str, code: str, server: str = "") -> str:
+        """Run `code` in a fresh kernel of the user's server; its stdout (errors fail the test)."""
+        url = self.url + f"user/{username}/" + (f"{server}/" if server else "")
+        with KernelSession(url, token) as kernel:
+            result = kernel.execute(code)
+        assert result.status == "ok", f"{result.status}: {result.error}\n{result.stderr}"
+        return result.stdout
+
+    def kill9(self) -> None:
+        """Kill the hub process itself with SIGKILL (its proxy and servers stay)."""
+        os.kill(self.hub_pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        """SIGTERM `coursehub up` and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def teardown(self) -> None:
+        """Stop everything and delete the Unix accounts this hub created."""
+        self.cli("down", check=False)
+        self.stop()
+        for entry in pwd.getpwall():
+            if entry.pw_name.startswith(self.prefix):
+                subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+        if self.log_path.exists():
+            OUTPUT.mkdir(exist_ok=True)
+            shutil.copy(self.log_path, OUTPUT / f"{self.root.name}.log")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Where tests leave artefacts (screenshots, reports) for humans to look at."""
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
+
+
+def hub_root() -> Path:
+    """A fresh folder users' sandboxes can traverse (pytest's tmp_path is 0700 root-only)."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / "coursehub-tests"
+    base.mkdir(exist_ok=True)
+    os.chmod(base, 0o755)
+    root = Path(tempfile.mkdtemp(prefix="hub-", dir=base))
+    os.chmod(root, 0o755)
+    return root
+
+
+@pytest.fixture
+def make_hub():
+    """Factory of real hubs; all are torn down at the end of the test."""
+    needs_root_sandbox()
+    hubs: list[Hub] = []
+
+    def make(**overrides) -> Hub:
+        hub = Hub(hub_root(), overrides)
+        hubs.append(hub)
+        hub.start()
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.teardown()
+
+
+@pytest.fixture(scope="module")
+def shared_hub():
+    """One hub shared by a module's tests."""
+    needs_root_sandbox()
+    hub = Hub(hub_root())
+    hub.start()
+    yield hub
+    hub.teardown()

@@ -1,0 +1,139 @@
+"""Two students on one real hub: each runs code; neither can reach the other's files, processes or server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from coursehub.hubapi import HubAPI
+from coursehub.kernelclient import KernelSession
+
+pytestmark = pytest.mark.hub
+
+
+@pytest.fixture(scope="module")
+def students(shared_hub):
+    """Two workshop students with running servers, and each one's token."""
+    alice, bob = shared_hub.create_accounts("stu", 2)
+    tokens = {name: shared_hub.token_for(name) for name in (alice, bob)}
+    for name in (alice, bob):
+        shared_hub.spawn(name, tokens[name])
+    return shared_hub, alice, bob, tokens
+
+
+def home_of(hub, token, user) -> str:
+    return hub.run(user, token, "import os; print(os.environ['HOME'])").strip()
+
+
+def test_each_student_runs_code_as_own_unix_user(students):
+    hub, alice, bob, tokens = students
+    for user in (alice, bob):
+        out = hub.run(user, tokens[user], "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name, os.getcwd())")
+        unix, cwd = out.split()
+        assert unix == hub.prefix + user
+        assert cwd == str(hub.home_root / unix)
+    assert "2" in hub.run(alice, tokens[alice], "print(1 + 1)")
+
+
+def test_demo_course_is_merged_into_home(students):
+    hub, alice, _, tokens = students
+    out = hub.run(alice, tokens[alice], "import os; print(sorted(os.listdir('demo')))")
+    assert "welcome.ipynb" in out
+
+
+def test_cannot_read_or_write_other_home(students):
+    hub, alice, bob, tokens = students
+    bob_home = home_of(hub, tokens[bob], bob)
+    hub.run(bob, tokens[bob], "open('secret.txt', 'w').write('bob only')")
+    code = f"""
+import os, json
+home = {bob_home!r}
+report = {{}}
+for what, action in [("list", lambda: os.listdir(home)),
+                     ("read", lambda: open(home + '/secret.txt').read()),
+                     ("write", lambda: open(home + '/evil.txt', 'w').write('x')),
+                     ("list_root", lambda: os.listdir(os.path.dirname(home)))]:
+    try:
+        report[what] = ("ok", action())
+    except OSError as e:
+        report[what] = ("denied", type(e).__name__)
+print(json.dumps(report))
+"""
+    report = json.loads(hub.run(alice, tokens[alice], code))
+    assert report["read"][0] == "denied", report
+    assert report["write"][0] == "denied", report
+    assert report["list"][0] == "denied", report
+    # The homes' parent is an empty tmpfs in the sandbox: only alice's own home shows.
+    listing = report["list_root"]
+    assert listing[0] == "ok" and listing[1] == [hub.prefix + alice], report
+    assert "bob only" in hub.run(bob, tokens[bob], "print(open('secret.txt').read())")
+
+
+def test_cannot_see_other_processes(students):
+    hub, alice, bob, tokens = students
+    bob_pids = hub.run(bob, tokens[bob], "import os; print(os.getpid())")
+    code = ("import os; pids=[p for p in os.listdir('/proc') if p.isdigit()];"
+            "print(len(pids), ' '.join(open(f'/proc/{p}/cmdline').read().replace(chr(0), ' ') for p in pids))")
+    out = hub.run(alice, tokens[alice], code)
+    count = int(out.split()[0])
+    assert count < 10, out  # bwrap init, the server, the kernel: nothing of anyone else
+    assert "stu" not in out.replace(alice, "")
+    assert bob_pids.strip() != ""
+
+
+def test_hub_secrets_are_hidden(students):
+    hub, alice, _, tokens = students
+    code = f"import os; print(os.listdir({str(hub.state_dir)!r}))"
+    listing = hub.run(alice, tokens[alice], code)
+    for secret in ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "accounts.sqlite", "cli-token"):
+        assert secret not in listing
+
+
+def test_token_of_one_student_cannot_reach_other_server(students):
+    hub, alice, bob, tokens = students
+    response = requests.get(hub.url + f"user/{bob}/api/contents", timeout=30,
+                            headers={"Authorization": f"token {tokens[alice]}"})
+    assert response.status_code in (403, 404), response.status_code
+    with pytest.raises(Exception):
+        KernelSession(hub.url + f"user/{bob}/", tokens[alice])
+    # alice's token cannot drive bob's server through the hub API either
+    response = HubAPI(hub.url, tokens[alice]).request("DELETE", f"users/{bob}/server")
+    assert response.status_code in (403, 404)
+
+
+def test_cookie_of_one_student_cannot_reach_other_server(students):
+    hub, alice, bob, tokens = students
+    session = hub.login(alice)
+    # Opening a page runs the OAuth dance that gives the browser a cookie for that server.
+    assert session.get(hub.url + f"user/{alice}/lab", timeout=60).status_code == 200
+    own = session.get(hub.url + f"user/{alice}/api/contents", timeout=60)
+    assert own.status_code == 200, own.status_code
+    page = session.get(hub.url + f"user/{bob}/lab", timeout=60)
+    assert page.status_code == 403, page.status_code
+    other = session.get(hub.url + f"user/{bob}/api/contents", timeout=60)
+    assert other.status_code in (403, 404)
+    assert "secret.txt" not in other.text
+
+
+def test_server_port_directly_needs_auth(students):
+    hub, alice, bob, tokens = students
+    # From alice's kernel, try every local port for bob's files without bob's token.
+    code = f"""
+import socket, urllib.request
+hits = []
+for port in range(1024, 65536):
+    s = socket.socket(); s.settimeout(0.05)
+    if s.connect_ex(('127.0.0.1', port)) == 0:
+        try:
+            url = f'http://127.0.0.1:{{port}}/user/{bob}/api/contents'
+            body = urllib.request.urlopen(url, timeout=2).read()
+            if b'secret.txt' in body:
+                hits.append(port)
+        except Exception:
+            pass
+    s.close()
+print(hits)
+"""
+    assert hub.run(alice, tokens[alice], code).strip() == "[]"
