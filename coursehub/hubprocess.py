@@ -61,13 +61,14 @@ def preflight(settings: Settings) -> None:
 
 
 def read_pid(path: Path) -> int | None:
-    """The pid in `path` if that process is alive."""
+    """The pid in `path` if that process is alive (a zombie left by a crash is not)."""
     try:
         pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-        return pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return None
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return None if state in ("Z", "X") else pid
 
 
 @dataclass

@@ -55,6 +55,9 @@ class KernelSession:
                 result.status, result.error = "died", f"{type(exc).__name__}: {exc}"
                 return result
             msg = json.loads(raw)
+            # The server announces a dead or restarting kernel without our msg_id as parent.
+            if msg.get("msg_type") == "status" and _kernel_gone(msg, result):
+                return result
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if _collect(msg, result):
@@ -87,14 +90,16 @@ def _collect(msg: dict[str, Any], result: ExecResult) -> bool:
     elif kind == "error":
         result.status = "error"
         result.error = f"{content.get('ename')}: {content.get('evalue')}"
-    elif kind == "status" and content.get("execution_state") == "dead":
-        result.status = "died"
-        return True
-    elif kind == "status" and content.get("execution_state") == "restarting":
-        result.status = "died"
-        result.error = "kernel restarting"
-        return True
     elif kind == "status" and content.get("execution_state") == "idle":
+        return True
+    return False
+
+
+def _kernel_gone(msg: dict[str, Any], result: ExecResult) -> bool:
+    """True (and `result` marked) when a status message says the kernel died or restarts."""
+    state = msg.get("content", {}).get("execution_state")
+    if state in ("dead", "restarting", "autorestarting"):
+        result.status, result.error = "died", f"kernel {state}"
         return True
     return False
 

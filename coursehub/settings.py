@@ -43,6 +43,10 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Here, not at the top: the Kubernetes sections derive from Model.
+from .settings_kubernetes import CourseKubernetes, KubernetesSettings  # noqa: E402
+
+
 class Limits(Model):
     """Resources one user server (with its kernels) may use."""
 
@@ -150,6 +154,7 @@ class Course(Model):
         "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
     )
     limits: PartialLimits = Field(default_factory=PartialLimits)
+    kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
 
 
 Passthrough = dict[
@@ -165,6 +170,7 @@ class Settings(Model):
     limits: Limits = Field(default_factory=Limits)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."
     )

@@ -24,6 +24,11 @@ READY = ".coursehub-ready"
 SERVER_STACK = ("jupyterlab==4.6.6", "ipykernel==7.4.0", "jupyter-server==2.21.1")
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 BUILD_TIMEOUT = 1800
+# Kernels get a process cap below the server's cgroup pids limit (COURSEHUB_KERNEL_NPROC,
+# set per server), so that a fork bomb in a kernel leaves the server room to keep running.
+KERNEL_ARGV = ["/bin/bash", "-c", 'ulimit -u "${COURSEHUB_KERNEL_NPROC:-unlimited}" && exec "$@"',
+               "coursehub-kernel", "{python}", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+LAYOUT_VERSION = 2  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ class EnvSpec:
     @property
     def digest(self) -> str:
         """A short hash naming the environment's folder."""
-        text = json.dumps({"python": self.python, "packages": sorted(self.packages)})
+        text = json.dumps({"python": self.python, "packages": sorted(self.packages),
+                           "layout": LAYOUT_VERSION})
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,6 +117,7 @@ def ensure_environment(
         ]
         for name, cmd in steps:
             _run_step(name, cmd, log_file, log_path, on_line)
+    install_kernelspec(staging, final=target)
     (staging / READY).write_text(json.dumps({"seconds": round(time.monotonic() - started, 1)}))
     make_world_readable(staging)
     if target.exists():  # a concurrent build finished first; keep theirs
@@ -118,6 +125,15 @@ def ensure_environment(
     else:
         os.rename(staging, target)
     return target
+
+
+def install_kernelspec(env: Path, final: Path) -> None:
+    """The environment's python3 kernelspec, run under the per-server process cap."""
+    spec_file = env / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    python = str(final / "bin" / "python")
+    spec["argv"] = [python if part == "{python}" else part for part in KERNEL_ARGV]
+    spec_file.write_text(json.dumps(spec, indent=1))
 
 
 def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) -> None:

@@ -112,6 +112,7 @@ class SandboxSpawner(LocalProcessSpawner):
             PATH=f"{self.environment_path}/bin:/usr/local/bin:/usr/bin:/bin",
             COURSEHUB_COURSE=self.course,
             COURSEHUB_COURSE_SRC=str(COURSE_MOUNT),
+            COURSEHUB_KERNEL_NPROC=str(kernel_nproc(self.limits()["pids"])),
         )
         return env
 
@@ -263,6 +264,11 @@ def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def kernel_nproc(pids_limit: int) -> int:
+    """Processes a server's kernels may have: what is left after headroom for the server."""
+    return max(8, pids_limit - max(32, pids_limit // 4))
 
 
 def _tail(path: Path | None, lines: int = 20) -> str:
