@@ -6,10 +6,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 COURSE_NAME = r"^[a-z][a-z0-9-]{0,29}$"  # also a valid JupyterHub named-server name
 
 
@@ -59,6 +66,10 @@ class Limits(Model):
     def _memory(cls, value: Any) -> int:
         return parse_size(value)
 
+    @field_serializer("memory", when_used="json")
+    def _show_memory(self, value: int) -> str:
+        return format_size(value)
+
 
 class PartialLimits(Model):
     """Per-course overrides of the global limits; unset keys inherit."""
@@ -71,6 +82,10 @@ class PartialLimits(Model):
     @classmethod
     def _memory(cls, value: Any) -> int | None:
         return None if value is None else parse_size(value)
+
+    @field_serializer("memory", when_used="json")
+    def _show_memory(self, value: int | None) -> str | None:
+        return None if value is None else format_size(value)
 
     def over(self, base: Limits) -> Limits:
         """These overrides applied on top of `base`."""

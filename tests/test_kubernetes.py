@@ -15,17 +15,15 @@ import yaml
 from click.testing import CliRunner
 from traitlets.config import Config
 
-from coursehub.configfile import load_settings, parse_settings
-from coursehub.errors import ConfigError
-from coursehub.settings import Settings
-from coursehub.settings_kubernetes import CHART_JUPYTERHUB, CHART_VERSION
-
-# After coursehub.settings (imported above), the modules that build on it.
-from coursehub.commands.kubernetes import image as image_command  # noqa: I001
+from coursehub.commands.kubernetes import image as image_command
 from coursehub.commands.kubernetes import render
+from coursehub.configfile import load_settings, parse_settings
 from coursehub.courses import images
 from coursehub.courses.environments import SERVER_STACK
+from coursehub.errors import ConfigError
 from coursehub.hubconfig import kubernetes as k8s
+from coursehub.settings import Settings
+from coursehub.settings_kubernetes import CHART_JUPYTERHUB, CHART_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = Path(__file__).parents[1].parent / "shared" / "reference" / "z2jh"
@@ -60,7 +58,8 @@ def schema_errors(values: dict[str, Any]) -> list[str]:
     """What the chart's values.schema.yaml says about `values` once merged like `helm install`."""
     validator = jsonschema.Draft7Validator(chart_file("values.schema.yaml"))
     merged = helm_coalesce(chart_file("values.yaml"), values)
-    return [f"{'.'.join(map(str, e.path))}: {e.message[:300]}" for e in validator.iter_errors(merged)]
+    errors = validator.iter_errors(merged)
+    return [f"{'.'.join(map(str, e.path))}: {e.message[:300]}" for e in errors]
 
 
 def example_id(path: Path) -> str:
@@ -164,22 +163,33 @@ class Student:
         self.server = Server()
 
 
+class ServerRecord:
+    """The database row of a (named) server, as much of it as a Spawner reads."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server = None
+        self.state: dict[str, Any] = {}
+        self.user_options: dict[str, Any] = {}
+
+
 def spawn_manifests(config: Config, server: str, options: dict[str, Any]) -> tuple[dict, dict]:
     """The pod and PVC KubeSpawner would create for STUDENT's `server` with `options`."""
     from jupyterhub.objects import Hub
     from kubernetes_asyncio.client import ApiClient
     from kubespawner import KubeSpawner
 
-    async def build() -> tuple[Any, Any]:
-        spawner = KubeSpawner(config=config, user=Student(STUDENT), hub=Hub(), name=server,
-                              _mock=True)
+    async def build() -> tuple[dict, dict]:
+        hub = Hub(ip="hub", port=8081, base_url="/hub/")  # the chart's hub Service
+        spawner = KubeSpawner(config=config, user=Student(STUDENT), hub=hub,
+                              orm_spawner=ServerRecord(server), _mock=True)
         spawner.user_options = options
         await spawner.load_user_options()  # applies the chosen profile, as before a start
-        return await spawner.get_pod_manifest(), spawner.get_pvc_manifest()
+        pod, pvc = await spawner.get_pod_manifest(), spawner.get_pvc_manifest()
+        async with ApiClient() as client:
+            return client.sanitize_for_serialization(pod), client.sanitize_for_serialization(pvc)
 
-    pod, pvc = asyncio.run(build())
-    client = ApiClient()
-    return client.sanitize_for_serialization(pod), client.sanitize_for_serialization(pvc)
+    return asyncio.run(build())
 
 
 def course_cases() -> list[tuple[Path, str]]:
@@ -202,8 +212,8 @@ def test_student_pod_of_each_course(example: Path, course_name: str, how: str) -
     limits = settings.course_limits(course)
     guarantee = settings.kubernetes.guarantee
     assert container["resources"]["limits"] == {"cpu": limits.cpu, "memory": limits.memory}
-    assert container["resources"]["requests"] == {
-        "cpu": round(limits.cpu * guarantee.cpu, 3), "memory": int(limits.memory * guarantee.memory)}
+    assert container["resources"]["requests"] == {"cpu": round(limits.cpu * guarantee.cpu, 3),
+                                                  "memory": int(limits.memory * guarantee.memory)}
 
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["COURSEHUB_COURSE"] == course.name
@@ -272,6 +282,15 @@ def test_the_chart_runs_the_same_hub_config_through_extra_config(tmp_path: Path,
     assert via_chart == direct
 
 
+def test_hub_config_keeps_accounts_on_the_hub_volume_and_applies_passthrough_last() -> None:
+    settings = parse_settings("courses: [{name: bio, repo: r, kubernetes: {image: 'i:1'}}]\n"
+                              "jupyterhub: {KubeSpawner: {start_timeout: 42}}")
+    config = k8s.build_hub_config(settings)
+    assert config.JupyterHub.authenticator_class == "workshop"
+    assert config.WorkshopAuthenticator.accounts_db == "/srv/jupyterhub/accounts.sqlite"
+    assert config.KubeSpawner.start_timeout == 42
+
+
 def test_temporary_user_culler_sees_only_temporary_users() -> None:
     config = k8s.build_hub_config(load_settings(REPO / "examples" / "class-kubernetes.yaml"))
     (role,) = config.JupyterHub.load_roles
@@ -325,6 +344,7 @@ RESOLVED = {"bio": "ghcr.io/x/bio:1"}
      r"ReadWriteMany needs kubernetes.storage.storage_class"),
     (COURSE + "kubernetes: {shared: {data: {pvc: d, mount_path: /home/jovyan}}}", RESOLVED,
      r"mount_path /home/jovyan is already used by the home"),
+    ("courses: []", {}, r"no courses: .* add a course"),
 ])
 def test_invalid_combinations_fail_at_render_time(text: str, resolved: dict[str, str],
                                                   message: str) -> None:
@@ -340,9 +360,10 @@ def test_invalid_combinations_fail_at_render_time(text: str, resolved: dict[str,
     ("kubernetes: {shared: {data: {}}}", r"set exactly one of pvc"),
     ("courses: [{name: bio, repo: r, kubernetes: {image: ghcr.io/x/bio}}]",
      r"image 'ghcr.io/x/bio' needs an explicit tag"),
-    ("kubernetes: {storage: {capacity: lots}}", r"kubernetes.storage.capacity: 'lots' is not a size"),
+    ("kubernetes: {storage: {capacity: lots}}",
+     r"kubernetes.storage.capacity: 'lots' is not a size"),
 ])
-def test_invalid_kubernetes_settings_are_config_errors_with_the_key(text: str, message: str) -> None:
+def test_invalid_kubernetes_settings_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_settings(text)
 
@@ -366,7 +387,7 @@ auth: {type: dummy}
     for expected in ("sandbox.* is ignored", "hub.state_dir is ignored", "hub.port ignored",
                      "limits.pids is not applied"):
         assert expected in notices
-    assert "workshop accounts" not in notices
+    assert "create them with" not in notices  # auth is not workshop here
 
 
 def test_no_notices_for_a_config_written_for_kubernetes() -> None:

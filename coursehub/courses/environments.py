@@ -28,7 +28,7 @@ BUILD_TIMEOUT = 1800
 # set per server), so that a fork bomb in a kernel leaves the server room to keep running.
 KERNEL_ARGV = ["/bin/bash", "-c", 'ulimit -u "${COURSEHUB_KERNEL_NPROC:-unlimited}" && exec "$@"',
                "coursehub-kernel", "{python}", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-LAYOUT_VERSION = 2  # bump when the environment layout below changes
+LAYOUT_VERSION = 3  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ def ensure_environment(
         for name, cmd in steps:
             _run_step(name, cmd, log_file, log_path, on_line)
     install_kernelspec(staging, final=target)
+    install_lab_overrides(staging)
     (staging / READY).write_text(json.dumps({"seconds": round(time.monotonic() - started, 1)}))
     make_world_readable(staging)
     if target.exists():  # a concurrent build finished first; keep theirs
@@ -134,6 +135,16 @@ def install_kernelspec(env: Path, final: Path) -> None:
     python = str(final / "bin" / "python")
     spec["argv"] = [python if part == "{python}" else part for part in KERNEL_ARGV]
     spec_file.write_text(json.dumps(spec, indent=1))
+
+
+def install_lab_overrides(env: Path) -> None:
+    """JupyterLab defaults for a class: no news or update checks reaching out to the internet."""
+    overrides = env / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps({
+        "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                        "checkForUpdates": False},
+    }, indent=1))
 
 
 def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) -> None:

@@ -277,6 +277,9 @@ def image_parts(image: str) -> dict[str, str]:
 def check_kubernetes(settings: Settings) -> None:
     """Raise ConfigError for combinations that cannot work on a cluster."""
     k8s = settings.kubernetes
+    if not settings.courses:
+        raise ConfigError("no courses: on Kubernetes every server runs a course's image, so "
+                          "add a course (with kubernetes.image) to coursehub.yaml")
     if k8s.storage.access_mode == "ReadWriteMany" and not k8s.storage.storage_class:
         raise ConfigError(
             "kubernetes.storage.access_mode ReadWriteMany needs kubernetes.storage.storage_class: "
@@ -365,8 +368,7 @@ def singleuser_values(settings: Settings) -> dict[str, Any]:
     volumes, mounts = shared_volumes(settings)
     del volumes["home"], mounts["home"]  # the chart adds the home volume itself
     return {
-        "image": image_parts(course_image(settings, settings.courses[0]))
-        if settings.courses else {"name": "quay.io/jupyter/base-notebook", "tag": "latest"},
+        "image": image_parts(course_image(settings, settings.courses[0])),
         "cmd": START_COMMAND,
         "defaultUrl": "/lab",
         "startTimeout": settings.hub.start_timeout,

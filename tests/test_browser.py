@@ -1,0 +1,55 @@
+"""A student in a real browser: log in with a workshop account, JupyterLab loads, a cell runs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: the test command installs it (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_dir):
+    (name,) = shared_hub.create_accounts("web", 1)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(shared_hub.url + "hub/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", shared_hub.passwords[name])
+    page.click("input[type=submit], button[type=submit]")
+    # The hub spawns the server and sends the browser on to JupyterLab.
+    page.wait_for_url(f"**/user/{name}/lab**", timeout=180_000)
+    page.goto(shared_hub.url + f"user/{name}/lab/tree/demo/welcome.ipynb")
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    cell.wait_for()
+    page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=120_000)
+    cell.click()
+    editor = cell.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("print(6 * 7, 'from', __import__('os').environ['USER'])")
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    output.wait_for()
+    page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
+    text = output.inner_text()
+    page.screenshot(path=str(output_dir / "browser-jupyterlab-cell.png"))
+    assert "42 from " + shared_hub.prefix + name in text
+    page.close()

@@ -1,0 +1,57 @@
+"""Pure parts of the sandbox: Unix names for any hub username, and the bubblewrap command line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from coursehub.spawner.accounts import owner_marker, unix_name
+from coursehub.spawner.bwrap import SandboxSpec, bwrap_args
+from coursehub.spawner.sandbox import kernel_nproc
+
+VALID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+@pytest.mark.parametrize("name", ["alice", "Alice", "ana.maria@uni.example.edu", "josé",
+                                  "学生", "x" * 200, "a b/c", "-", "ROOT", "ch-alice-1"])
+def test_unix_names_are_valid_for_any_hub_name(name):
+    assert VALID.match(unix_name(name)), unix_name(name)
+
+
+def test_clean_names_stay_readable_and_unclean_ones_get_a_digest():
+    assert unix_name("alice") == "ch-alice"
+    assert unix_name("Ana@x.org").startswith("ch-ana-x-org-")
+
+
+def test_names_that_collide_after_sanitising_stay_apart():
+    names = ["ana@x", "ana-x", "Ana-X", "ana x", "ana.x", "x" * 200, "x" * 201]
+    assert len({unix_name(n) for n in names}) == len(names)
+
+
+def test_owner_marker_binds_account_to_one_hub_user():
+    assert owner_marker("ana@x") != owner_marker("ana-x")
+
+
+def test_bwrap_hides_other_homes_and_state_but_shows_own_home_and_env():
+    spec = SandboxSpec(home=Path("/home/ch/ch-a"), home_root=Path("/home/ch"),
+                       environment=Path("/state/envs/e1"), hidden=(Path("/state"),),
+                       course_src=Path("/state/courses/demo"))
+    args = bwrap_args(spec, ["jupyterhub-singleuser"])
+    joined = " ".join(args)
+    assert args[:5] == ["bwrap", "--ro-bind", "/", "/", "--proc"]
+    # tmpfs over the homes' parent and the state dir come before the binds that show through.
+    assert joined.index("--tmpfs /home/ch") < joined.index("--bind /home/ch/ch-a /home/ch/ch-a")
+    assert joined.index("--tmpfs /state") < joined.index("--ro-bind /state/envs/e1")
+    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session"):
+        assert flag in args
+    assert "--die-with-parent" not in args  # servers must outlive a hub crash
+    assert "--tmpfs /tmp" in joined
+    assert args[-1] == "jupyterhub-singleuser"
+
+
+def test_kernels_leave_headroom_for_the_server():
+    assert kernel_nproc(128) == 96
+    assert kernel_nproc(512) == 384
+    assert kernel_nproc(16) >= 8

@@ -1,0 +1,151 @@
+"""coursehub.yaml -> Settings -> traitlets Config, as pure functions (no hub is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from traitlets.config import Config
+
+from coursehub.cli import main
+from coursehub.configfile import parse_settings
+from coursehub.errors import ConfigError
+from coursehub.hubconfig import Runtime, build
+from coursehub.hubconfig.core import CULLER_SCOPES
+from coursehub.paths import StatePaths
+from coursehub.settings import Settings, parse_size
+
+RUNTIME = Runtime(paths=StatePaths(Path("/srv/state")), proxy_command="/bin/chp",
+                  python="/venv/bin/python", user_env=Path("/srv/state/envs/abc"),
+                  cli_token="t0ken")
+
+
+def config_for(yaml_text: str) -> Config:
+    return build(parse_settings(yaml_text), RUNTIME)
+
+
+def test_defaults_give_a_local_sandboxed_hub_on_sqlite():
+    c = build(Settings(), RUNTIME)
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000/"
+    assert c.JupyterHub.db_url == "sqlite:////srv/state/jupyterhub.sqlite"
+    assert c.JupyterHub.spawner_class == "sandbox"
+    assert c.JupyterHub.authenticator_class == "workshop"
+    assert c.JupyterHub.cleanup_servers is False  # servers survive hub restarts
+    assert c.SandboxSpawner.mem_limit == 2 * 1024**3
+    assert c.SandboxSpawner.cpu_limit == 1.0
+    assert c.SandboxSpawner.pids_limit == 512
+    assert c.SandboxSpawner.cmd == ["/srv/state/envs/abc/bin/jupyterhub-singleuser"]
+    assert "/srv/state" in c.SandboxSpawner.hidden_paths
+    assert c.SandboxSpawner.default_course == "demo"
+    assert c.Authenticator.admin_users == {"admin"}
+
+
+def test_limits_and_hub_settings_reach_the_config():
+    c = config_for("""
+hub: {port: 9000, concurrent_spawn_limit: 20, start_timeout: 90}
+limits: {memory: 512M, cpu: 0.5, pids: 64}
+""")
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:9000/"
+    assert c.JupyterHub.concurrent_spawn_limit == 20
+    assert c.Spawner.start_timeout == 90
+    assert c.SandboxSpawner.mem_limit == 512 * 1024**2
+    assert c.SandboxSpawner.cpu_limit == 0.5
+    assert c.SandboxSpawner.pids_limit == 64
+
+
+def test_course_limits_override_global_ones():
+    c = config_for("""
+limits: {memory: 1G}
+courses:
+  - {name: bio101, repo: /srv/bio, limits: {memory: 4G}}
+  - {name: chem, repo: /srv/chem}
+""")
+    assert c.SandboxSpawner.courses["bio101"]["limits"]["memory"] == 4 * 1024**3
+    assert c.SandboxSpawner.courses["chem"]["limits"]["memory"] == 1024**3
+    assert c.SandboxSpawner.default_course == "bio101"
+
+
+def test_culler_is_a_service_with_least_privilege():
+    c = config_for("culler: {timeout: 1200, every: 60, max_age: 7200}")
+    (culler,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert "--timeout=1200" in culler["command"] and "--max-age=7200" in culler["command"]
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler"]
+    assert role["scopes"] == CULLER_SCOPES and "admin:users" not in role["scopes"]
+    assert not [s for s in build(parse_settings("culler: {enabled: false}"), RUNTIME)
+                .JupyterHub.services if s["name"] == "idle-culler"]
+
+
+def test_other_authenticators_can_be_selected():
+    assert config_for("auth: {type: dummy}").Authenticator.allow_all is True
+    c = config_for("auth: {type: 'oauthenticator.github.GitHubOAuthenticator'}")
+    assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
+
+
+def test_passthrough_sets_any_trait_last():
+    c = config_for("""
+limits: {memory: 1G}
+jupyterhub:
+  JupyterHub: {log_level: DEBUG}
+  SandboxSpawner: {mem_limit: 123}
+""")
+    assert c.JupyterHub.log_level == "DEBUG"
+    assert c.SandboxSpawner.mem_limit == 123
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hub:\n  prot: 80\n", ["coursehub.yaml:2", "unknown key 'hub.prot'", "port"]),
+        ("limits:\n  memory: -1G\n", ["coursehub.yaml:2", "limits.memory", "positive"]),
+        ("limits:\n  memory: lots\n", ["limits.memory", "not a size"]),
+        ("limits:\n  cpu: fast\n", ["limits.cpu", "number"]),
+        ("hub: {port: 70000}\n", ["hub.port", "65535"]),
+        ("courses:\n  - {name: Bad Name, repo: x}\n", ["courses.0.name", "pattern"]),
+        ("courses:\n  - {name: a, repo: x}\n  - {name: a, repo: y}\n", ["unique", "a"]),
+        ("sandbox: {home_root: relative/path}\n", ["sandbox.home_root", "absolute"]),
+        ("jupyterhub: {'not a class': {x: 1}}\n", ["jupyterhub"]),
+        ("- just\n- a list\n", ["top level must be a mapping"]),
+        ("hub: [unclosed\n", ["not valid YAML"]),
+    ],
+)
+def test_bad_config_is_rejected_with_key_and_line(text, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_settings(text)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "size"), [("512M", 512 * 2**20), ("1.5G", 3 * 2**29),
+                                            ("2GiB", 2 * 2**30), (1024, 1024)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+def test_config_check_exit_codes(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("limits: {memory: 1G}\n")
+    bad.write_text("limits:\n  memroy: 1G\n")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["config", "check", str(good)])
+    assert ok.exit_code == 0 and "OK" in ok.output
+    failed = runner.invoke(main, ["config", "check", str(bad)])
+    assert failed.exit_code == 1
+    assert "bad.yaml:2" in failed.output and "limits.memroy" in failed.output
+    assert "memory" in failed.output  # what is allowed
+
+
+def test_config_show_prints_effective_settings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("limits: {memory: 3G}\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "config", "show"])
+    assert result.exit_code == 0
+    assert "memory: 3G" in result.output and "port: 8000" in result.output
+
+
+def test_up_refuses_with_bad_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("limits: {memory: -5}\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "up"])
+    assert result.exit_code == 1
+    assert "limits.memory" in result.output
