@@ -50,8 +50,11 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="coursehub")
 @click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
-@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Where the database, secrets and environments live (default: hub.state_dir).")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the database, secrets and environments live (default: hub.state_dir).",
+)
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None:
     """Jupyter for classes, workshops and science gateways.
@@ -91,10 +94,13 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     hubprocess.preflight(st.settings)
     prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
     if prepared.admin is not None:
-        click.secho("First start: an admin account was created. Write this down, it is shown "
-                    "only once:", fg="yellow")
-        click.echo(f"    username: {prepared.admin.username}\n    password: "
-                   f"{prepared.admin.password}")
+        click.secho(
+            "First start: an admin account was created. Write this down, it is shown only once:",
+            fg="yellow",
+        )
+        click.echo(
+            f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}"
+        )
     hub = hubprocess.start_hub(st.config_file, st.paths, prepared.user_env)
     sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
 
@@ -118,13 +124,16 @@ def status(ctx: click.Context) -> None:
 
     st = state(ctx)
     hub_pid, proxy_pid, rows = hubprocess.status(st.settings, st.paths)
-    click.echo(f"hub:   {'running (pid %d) at %s' % (hub_pid, hubprocess.hub_url(st.settings)) if hub_pid else 'stopped'}")
-    click.echo(f"proxy: {'running (pid %d)' % proxy_pid if proxy_pid else 'stopped'}")
+    url = hubprocess.hub_url(st.settings)
+    click.echo(f"hub:   {f'running (pid {hub_pid}) at {url}' if hub_pid else 'stopped'}")
+    click.echo(f"proxy: {f'running (pid {proxy_pid})' if proxy_pid else 'stopped'}")
     click.echo(f"servers: {len(rows)}")
     for row in rows:
         state_word = "ready" if row.ready else "starting"
-        click.echo(f"  {row.user:<24} {row.server or '(default)':<16} {state_word:<9} "
-                   f"{format_size(row.memory) if row.memory else '-'}")
+        click.echo(
+            f"  {row.user:<24} {row.server or '(default)':<16} {state_word:<9} "
+            f"{format_size(row.memory) if row.memory else '-'}"
+        )
 
 
 @main.group(cls=Group)
@@ -160,6 +169,14 @@ def config_schema() -> None:
     click.echo(json.dumps(Settings.model_json_schema(), indent=2))
 
 
+@config.command("reference")
+def config_reference() -> None:
+    """Print the Markdown reference of every setting (the README's is generated from it)."""
+    from .reference import render_reference
+
+    click.echo(render_reference())
+
+
 @main.group(cls=Group)
 def accounts() -> None:
     """Pre-generated workshop accounts: create, list, disable, delete, reset."""
@@ -176,15 +193,20 @@ def _store(ctx: click.Context) -> tuple[AccountStore, State]:
 def _write_cards(creds: list[Credential], st: State, out: Path | None, stem: str) -> None:
     from .hubprocess import hub_url
 
-    csv_path, html_path = write_credentials(creds, hub_url(st.settings), out or st.paths.cards, stem)
+    csv_path, html_path = write_credentials(
+        creds, hub_url(st.settings), out or st.paths.cards, stem
+    )
     click.echo(f"Wrote {csv_path} and {html_path} (printable cards); both are 0600.")
 
 
 @accounts.command("create")
 @click.option("--count", type=click.IntRange(1, 5000), required=True, help="How many accounts.")
 @click.option("--prefix", required=True, help="Username prefix: esip -> esip-01, esip-02, …")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the CSV and the cards (default: <state>/accounts).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the CSV and the cards (default: <state>/accounts).",
+)
 @click.pass_context
 def accounts_create(ctx: click.Context, count: int, prefix: str, out: Path | None) -> None:
     """Create COUNT accounts with random passwords; write a CSV and printable cards."""
@@ -193,8 +215,12 @@ def accounts_create(ctx: click.Context, count: int, prefix: str, out: Path | Non
         creds = store.create_batch(prefix, count)
         bar.update(count)
     click.echo(f"Created {len(creds)} accounts: {creds[0].username} … {creds[-1].username}")
-    _write_cards(creds, st, out, f"{prefix}-{creds[0].username.rsplit('-', 1)[1]}"
-                 f"-{creds[-1].username.rsplit('-', 1)[1]}")
+    _write_cards(
+        creds,
+        st,
+        out,
+        f"{prefix}-{creds[0].username.rsplit('-', 1)[1]}-{creds[-1].username.rsplit('-', 1)[1]}",
+    )
 
 
 @accounts.command("list")
@@ -203,8 +229,15 @@ def accounts_list(ctx: click.Context) -> None:
     """List accounts with their state (never their passwords)."""
     store, _ = _store(ctx)
     for info in store.list():
-        flags = [w for w, on in (("admin", info.is_admin), ("disabled", not info.enabled),
-                                 ("locked", info.locked_until is not None)) if on]
+        flags = [
+            w
+            for w, on in (
+                ("admin", info.is_admin),
+                ("disabled", not info.enabled),
+                ("locked", info.locked_until is not None),
+            )
+            if on
+        ]
         click.echo(f"{info.username:<24} {' '.join(flags)}")
 
 
@@ -243,8 +276,11 @@ def accounts_delete(ctx: click.Context, usernames: tuple[str, ...]) -> None:
 
 @accounts.command("reset")
 @click.argument("username")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the new card (default: <state>/accounts).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the new card (default: <state>/accounts).",
+)
 @click.pass_context
 def accounts_reset(ctx: click.Context, username: str, out: Path | None) -> None:
     """Give USERNAME a new random password (and lift any lockout)."""
@@ -255,6 +291,22 @@ def accounts_reset(ctx: click.Context, username: str, out: Path | None) -> None:
 
     _write_cards([cred], st, out, f"reset-{username}-{int(time.time())}")
 
+
+@main.group(cls=Group)
+def course() -> None:
+    """Courses: content, environments and images."""
+
+
+def _register_plugins() -> None:
+    """Commands that live in their own modules."""
+    from .commands.kubernetes import image as course_image_command
+    from .commands.kubernetes import render
+
+    main.add_command(render)
+    course.add_command(course_image_command)
+
+
+_register_plugins()
 
 if __name__ == "__main__":
     main()

@@ -29,10 +29,15 @@ class HubAPI:
         """One API call; raise HubNotRunning when nothing answers."""
         try:
             return self.session.request(
-                method, f"{self.url}hub/api/{path}", timeout=kwargs.pop("timeout", TIMEOUT), **kwargs
+                method,
+                f"{self.url}hub/api/{path}",
+                timeout=kwargs.pop("timeout", TIMEOUT),
+                **kwargs,
             )
         except requests.ConnectionError as exc:
-            raise HubNotRunning(f"no hub answers at {self.url}: start it with `coursehub up`") from exc
+            raise HubNotRunning(
+                f"no hub answers at {self.url}: start it with `coursehub up`"
+            ) from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """An API call whose answer must be 2xx JSON."""

@@ -1,4 +1,4 @@
-"""Starting, stopping and inspecting the hub process: the side effects behind up, down and status."""
+"""Starting, stopping and inspecting the hub: the side effects behind up, down and status."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def preflight(settings: Settings) -> None:
         problems.append("no cgroup hierarchy is mounted at /sys/fs/cgroup")
     userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if userns.exists() and userns.read_text().strip() == "0":
-        problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
+        problems.append(
+            "unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1"
+        )
     try:
         find_proxy()
     except CoursehubError as exc:
@@ -113,12 +115,15 @@ def start_hub(config_file: Path | None, paths: StatePaths, user_env: Path) -> su
     }
     return subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(SHIM)],
-        cwd=paths.root, env=env, start_new_session=True,
+        cwd=paths.root,
+        env=env,
+        start_new_session=True,
     )
 
 
 def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo: Echo) -> int:
     """Wait for the hub; forward Ctrl-C and SIGTERM to it so it stops cleanly."""
+
     def forward(signum: int, _frame: object) -> None:
         if hub.poll() is None:
             hub.send_signal(signal.SIGTERM)
@@ -128,8 +133,10 @@ def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo
     api = HubAPI(hub_url(settings), paths.cli_token.read_text().strip())
     try:
         api.wait_until_up(time.monotonic() + 120)
-        echo(f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
-             f"`coursehub down` also stops users' servers)")
+        echo(
+            f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
+            f"`coursehub down` also stops users' servers)"
+        )
     except HubNotRunning as exc:
         if hub.poll() is None:
             echo(str(exc))
@@ -201,7 +208,9 @@ def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | Non
         api = HubAPI(hub_url(settings), ensure_secret(paths.cli_token))
         for user in api.users():
             for name, server in user.get("servers", {}).items():
-                leaf = f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
+                leaf = (
+                    f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
+                )
                 group = cgroups.group_for(leaf)
                 memory = group.memory_bytes() if group.dirs[0].exists() else 0
                 rows.append(ServerRow(user["name"], name, bool(server.get("ready")), memory))

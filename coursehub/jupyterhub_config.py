@@ -1,4 +1,4 @@
-"""The short shim JupyterHub loads: coursehub.yaml -> traitlets config, then jupyterhub_config.d/."""
+"""The shim JupyterHub loads: coursehub.yaml -> traitlets config, then jupyterhub_config.d/."""
 # ruff: noqa: F821  (get_config and load_subconfig are provided by traitlets when this file loads)
 
 import os

@@ -39,8 +39,12 @@ class KernelSession:
             raise CoursehubError(f"kernel not created: {response.status_code} {response.text}")
         self.kernel_id: str = response.json()["id"]
         ws_url = "ws" + self.server_url[4:] + f"api/kernels/{self.kernel_id}/channels"
-        self._connection = connect(ws_url, additional_headers={"Authorization": f"token {token}"},
-                                   open_timeout=TIMEOUT, max_size=None)
+        self._connection = connect(
+            ws_url,
+            additional_headers={"Authorization": f"token {token}"},
+            open_timeout=TIMEOUT,
+            max_size=None,
+        )
         self.ws = self._connection.__enter__()
 
     def execute(self, code: str, timeout: float = TIMEOUT) -> ExecResult:
@@ -107,9 +111,23 @@ def _kernel_gone(msg: dict[str, Any], result: ExecResult) -> bool:
 def _execute_request(code: str, msg_id: str) -> dict[str, Any]:
     """A Jupyter messaging protocol execute_request on the shell channel."""
     return {
-        "header": {"msg_id": msg_id, "username": "coursehub", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        "header": {
+            "msg_id": msg_id,
+            "username": "coursehub",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "buffers": [],
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
     }

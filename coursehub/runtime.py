@@ -1,4 +1,4 @@
-"""Facts about this machine that the hub config needs: found here, at the edge, with clear errors."""
+"""Facts about this machine that the hub config needs, found at the edge with clear errors."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def find_proxy() -> str:
-    """The configurable-http-proxy executable ($COURSEHUB_PROXY, PATH, or the repo's node_modules)."""
-    for candidate in (os.environ.get("COURSEHUB_PROXY"), shutil.which(PROXY),
-                      str(REPO_ROOT / "node_modules" / ".bin" / PROXY)):
+    """configurable-http-proxy: $COURSEHUB_PROXY, on PATH, or in the repo's node_modules."""
+    for candidate in (
+        os.environ.get("COURSEHUB_PROXY"),
+        shutil.which(PROXY),
+        str(REPO_ROOT / "node_modules" / ".bin" / PROXY),
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise CoursehubError(

@@ -172,9 +172,7 @@ class Course(Model):
     kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
 
 
-Passthrough = dict[
-    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]
-]
+Passthrough = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]]
 
 
 class Settings(Model):
@@ -191,8 +189,7 @@ class Settings(Model):
     )
     jupyterhub: Passthrough = Field(
         {},
-        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; "
-        "applied last.",
+        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last.",
     )
 
     @model_validator(mode="after")

@@ -90,8 +90,9 @@ class SharedVolume(Model):
     @model_validator(mode="after")
     def _one_source(self) -> SharedVolume:
         if (self.pvc is None) == (self.nfs is None):
-            raise ValueError("set exactly one of pvc (an existing PersistentVolumeClaim) "
-                             "or nfs: {server, path}")
+            raise ValueError(
+                "set exactly one of pvc (an existing PersistentVolumeClaim) or nfs: {server, path}"
+            )
         return self
 
 
@@ -169,8 +170,9 @@ class CourseKubernetes(Model):
     """Per-course Kubernetes settings."""
 
     image: str | None = Field(
-        None, description="Image of this course's servers (name:tag); default: built by "
-        "`coursehub course image` into kubernetes.image_registry."
+        None,
+        description="Image of this course's servers (name:tag); default: built by "
+        "`coursehub course image` into kubernetes.image_registry.",
     )
     shared_data: SharedVolume | None = Field(
         None, description="Read-only data for this course only (replaces kubernetes.shared.data)."

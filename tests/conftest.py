@@ -51,7 +51,9 @@ def needs_root_sandbox() -> None:
     if os.geteuid() != 0:
         pytest.skip("hub tests need root (Unix accounts, cgroups)")
     if not shutil.which("bwrap"):
-        pytest.fail("bubblewrap is missing: the test command installs it (apt-get install bubblewrap)")
+        pytest.fail(
+            "bubblewrap is missing: the test command installs it (apt-get install bubblewrap)"
+        )
 
 
 @dataclass
@@ -69,8 +71,13 @@ class Hub:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         settings = {
-            "hub": {"port": self.port, "api_port": free_port(), "proxy_api_port": free_port(),
-                    "state_dir": str(self.state_dir), "admin_users": ["admin"]},
+            "hub": {
+                "port": self.port,
+                "api_port": free_port(),
+                "proxy_api_port": free_port(),
+                "state_dir": str(self.state_dir),
+                "admin_users": ["admin"],
+            },
             "limits": {"memory": "384M", "cpu": 1, "pids": 128},
             "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},
             "auth": {"lockout": {"max_failures": 3, "window": 120, "lockout": 120}},
@@ -82,11 +89,18 @@ class Hub:
         self.log_path = self.root / "hub.log"
         self.passwords: dict[str, str] = {}
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         """Run the coursehub CLI against this hub's config."""
         env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
-        result = subprocess.run([*COURSEHUB, "--config", str(self.config), *args],
-                                capture_output=True, text=True, timeout=timeout, env=env)
+        result = subprocess.run(
+            [*COURSEHUB, "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         if check and result.returncode != 0:
             pytest.fail(f"coursehub {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -95,8 +109,12 @@ class Hub:
         """Start `coursehub up` and wait until the hub answers."""
         env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([*COURSEHUB, "--config", str(self.config), "up"],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [*COURSEHUB, "--config", str(self.config), "up"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         wait_for(self._answers, timeout=300, what=f"the hub at {self.url} (log: {self.log_path})")
 
     def _answers(self) -> bool:
@@ -137,17 +155,27 @@ class Hub:
     def try_login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
         session = requests.Session()
         session.get(self.url + "hub/login", timeout=30)
-        response = session.post(self.url + "hub/login", allow_redirects=False, timeout=60,
-                                data={"username": username, "password": password,
-                                      "_xsrf": session.cookies.get("_xsrf", path="/hub/")})
+        response = session.post(
+            self.url + "hub/login",
+            allow_redirects=False,
+            timeout=60,
+            data={
+                "username": username,
+                "password": password,
+                "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+            },
+        )
         return session, response
 
     def token_for(self, username: str) -> str:
         """An API token of `username`, made by the user's own logged-in session."""
         session = self.login(username)
-        response = session.post(self.url + f"hub/api/users/{username}/tokens", json={},
-                                headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
-                                timeout=30)
+        response = session.post(
+            self.url + f"hub/api/users/{username}/tokens",
+            json={},
+            headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
+            timeout=30,
+        )
         assert response.status_code == 201, response.text
         return response.json()["token"]
 
@@ -157,8 +185,11 @@ class Hub:
         path = f"users/{username}/servers/{server}" if server else f"users/{username}/server"
         response = api.request("POST", path)
         assert response.status_code in (201, 202), response.text
-        wait_for(lambda: api.json("GET", f"users/{username}")["servers"].get(server, {}).get("ready"),
-                 timeout=300, what=f"{username}'s server")
+        wait_for(
+            lambda: api.json("GET", f"users/{username}")["servers"].get(server, {}).get("ready"),
+            timeout=300,
+            what=f"{username}'s server",
+        )
         return self.url + f"user/{username}/" + (f"{server}/" if server else "")
 
     def run(self, username: str, token: str, code: str, server: str = "") -> str:

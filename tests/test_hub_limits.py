@@ -6,9 +6,9 @@ import re
 
 import pytest
 import requests
+from conftest import wait_for
 
 from coursehub.kernelclient import KernelSession
-from conftest import wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -24,9 +24,12 @@ def student(shared_hub):
 
 def oom_count(hub) -> float:
     """coursehub_oom_kills_total summed over courses, from the hub's /hub/metrics."""
-    text = requests.get(hub.url + "hub/metrics", timeout=30,
-                        headers={"Authorization": f"token {hub.api().token}"}).text
-    return sum(float(v) for v in re.findall(r"^coursehub_oom_kills_total\{[^}]*\} (\S+)$", text, re.M))
+    text = requests.get(
+        hub.url + "hub/metrics", timeout=30, headers={"Authorization": f"token {hub.api().token}"}
+    ).text
+    return sum(
+        float(v) for v in re.findall(r"^coursehub_oom_kills_total\{[^}]*\} (\S+)$", text, re.M)
+    )
 
 
 def test_memory_bomb_kills_the_kernel_not_the_server(student):
@@ -34,10 +37,14 @@ def test_memory_bomb_kills_the_kernel_not_the_server(student):
     before = oom_count(hub)
     server = hub.url + f"user/{name}/"
     with KernelSession(server, token) as kernel:
-        result = kernel.execute("blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))")
+        result = kernel.execute(
+            "blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))"
+        )
     assert result.status == "died", result
     # The server is still there and answers; the hub too.
-    status = requests.get(server + "api/status", headers={"Authorization": f"token {token}"}, timeout=30)
+    status = requests.get(
+        server + "api/status", headers={"Authorization": f"token {token}"}, timeout=30
+    )
     assert status.status_code == 200
     assert "2" in hub.run(name, token, "print(1 + 1)")
     wait_for(lambda: oom_count(hub) > before, timeout=60, what="the OOM kill to be counted")
@@ -71,8 +78,9 @@ for pid in children:
     with KernelSession(hub.url + f"user/{name}/", token) as kernel:
         kernel.execute(code, timeout=120)
     read = "import os; print(open('bomb.txt').read() if os.path.exists('bomb.txt') else '')"
-    started, refused = wait_for(lambda: hub.run(name, token, read).split(), timeout=120,
-                                what="the fork bomb's report")
+    started, refused = wait_for(
+        lambda: hub.run(name, token, read).split(), timeout=120, what="the fork bomb's report"
+    )
     assert refused == "BlockingIOError"
     assert int(started) < 128
     # Kernels are capped below the cgroup's limit, so the server itself kept running.

@@ -1,4 +1,4 @@
-"""A hub crash loses nothing: servers are re-attached after kill -9; `down` leaves nothing behind."""
+"""A hub crash loses nothing: servers re-attach after kill -9; `down` leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import pwd
 import subprocess
 
 import pytest
+from conftest import wait_for
 
 from coursehub.spawner import cgroups
-from conftest import wait_for
 
 pytestmark = pytest.mark.hub
 
 
 def server_pid(hub, name: str) -> str:
     """Host pid(s) of the user's jupyterhub-singleuser process."""
-    out = subprocess.run(["pgrep", "-u", hub.prefix + name, "-f", "jupyterhub-singleuser"],
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["pgrep", "-u", hub.prefix + name, "-f", "jupyterhub-singleuser"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert out, f"no server process for {name}"
     return " ".join(sorted(out))
 
@@ -33,8 +36,11 @@ def test_kill9_hub_reattaches_running_server_and_down_cleans_up(make_hub):
     hub.start()
 
     # Same server process, reachable through the (new) proxy, files intact.
-    wait_for(lambda: hub.api().json("GET", f"users/{name}")["servers"].get("", {}).get("ready"),
-             timeout=120, what="the re-attached server")
+    wait_for(
+        lambda: hub.api().json("GET", f"users/{name}")["servers"].get("", {}).get("ready"),
+        timeout=120,
+        what="the re-attached server",
+    )
     assert server_pid(hub, name) == pid_before
     assert hub.run(name, token, "print(len(open('notes.txt').read()))").strip() == "8000"
 
@@ -42,8 +48,11 @@ def test_kill9_hub_reattaches_running_server_and_down_cleans_up(make_hub):
     out = hub.cli("down").stdout
     assert "coursehub is down" in out
     # Killed processes may linger a moment as zombies until init reaps them.
-    wait_for(lambda: subprocess.run(["pgrep", "-u", unix], capture_output=True).returncode == 1,
-             timeout=30, what=f"processes of {unix} to be gone after `down`")
+    wait_for(
+        lambda: subprocess.run(["pgrep", "-u", unix], capture_output=True).returncode == 1,
+        timeout=30,
+        what=f"processes of {unix} to be gone after `down`",
+    )
     assert not [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(unix)]
     assert "hub:   stopped" in hub.cli("status").stdout
     # The account and home stay (the student's files are theirs), so a restart finds them.
@@ -61,6 +70,9 @@ def test_stop_server_removes_its_processes_and_cgroup(make_hub):
     assert name in status and "ready" in status
     hub.api().stop_server(name)
     wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
-    wait_for(lambda: subprocess.run(["pgrep", "-u", unix], capture_output=True).returncode == 1,
-             timeout=30, what=f"processes of {unix} to be gone")
+    wait_for(
+        lambda: subprocess.run(["pgrep", "-u", unix], capture_output=True).returncode == 1,
+        timeout=30,
+        what=f"processes of {unix} to be gone",
+    )
     assert not [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(unix)]

@@ -36,8 +36,10 @@ def chart_file(name: str) -> dict[str, Any]:
     """A file of the Zero to JupyterHub chart, read where CI keeps it (never copied here)."""
     path = CHART / name
     if not path.exists():
-        pytest.fail(f"{path} is missing: the chart's {name} must sit in ../shared/reference/z2jh "
-                    "beside the repository (CI has it)")
+        pytest.fail(
+            f"{path} is missing: the chart's {name} must sit in ../shared/reference/z2jh "
+            "beside the repository (CI has it)"
+        )
     return yaml.safe_load(path.read_text())
 
 
@@ -68,6 +70,7 @@ def example_id(path: Path) -> str:
 
 # --- (a) the chart's schema and (b) golden files ---------------------------------------------
 
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=example_id)
 def test_rendered_values_validate_against_the_chart_schema(example: Path) -> None:
     values = k8s.build_values(load_settings(example))
@@ -97,7 +100,8 @@ def test_rendered_values_match_the_golden_file(example: Path) -> None:
     assert golden.exists(), f"no {golden}: run with COURSEHUB_UPDATE_GOLDEN=1 and review it"
     assert rendered == golden.read_text(), (
         f"{golden.name} differs: if the change is intended, regenerate with "
-        "COURSEHUB_UPDATE_GOLDEN=1 and review the diff")
+        "COURSEHUB_UPDATE_GOLDEN=1 and review the diff"
+    )
 
 
 def test_values_never_carry_the_proxy_secret() -> None:
@@ -118,13 +122,20 @@ def test_values_cover_the_chart_sections_coursehub_drives() -> None:
     assert (storage["type"], storage["capacity"]) == ("dynamic", "5Gi")
     assert storage["dynamic"]["storageClass"] == "standard-rwo"
     assert values["prePuller"]["extraImages"] == {
-        "course-esip": {"name": "ghcr.io/esip-lab/cloud-workshop", "tag": "2025-07"}}
+        "course-esip": {"name": "ghcr.io/esip-lab/cloud-workshop", "tag": "2025-07"}
+    }
     placeholder = values["scheduling"]["userPlaceholder"]
     assert placeholder["replicas"] == 18 and placeholder["enabled"]
     assert placeholder["resources"]["requests"] == {"memory": "4Gi", "cpu": 0.5}
     assert values["scheduling"]["podPriority"]["enabled"] is True
-    assert values["cull"] == {"enabled": True, "users": False, "removeNamedServers": False,
-                              "timeout": 3600, "every": 600, "maxAge": 0}
+    assert values["cull"] == {
+        "enabled": True,
+        "users": False,
+        "removeNamedServers": False,
+        "timeout": 3600,
+        "every": 600,
+        "maxAge": 0,
+    }
     assert values["ingress"]["hosts"] == ["workshop.example.org"]
 
 
@@ -138,16 +149,23 @@ def test_hub_reads_back_the_settings_embedded_in_the_values() -> None:
 
 # --- (c) the real KubeSpawner, built from coursehub's hub config ------------------------------
 
+
 @pytest.fixture(autouse=True)
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kube config whose API server is never contacted: it stands in for a cluster."""
     path = tmp_path_factory.getbasetemp() / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "none",
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "none", "user": {"token": "not-a-token"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "none",
+                "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "none", "user": {"token": "not-a-token"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
 
 
@@ -181,8 +199,13 @@ def spawn_manifests(config: Config, server: str, options: dict[str, Any]) -> tup
 
     async def build() -> tuple[dict, dict]:
         hub = Hub(ip="hub", port=8081, base_url="/hub/")  # the chart's hub Service
-        spawner = KubeSpawner(config=config, user=Student(STUDENT), hub=hub,
-                              orm_spawner=ServerRecord(server), _mock=True)
+        spawner = KubeSpawner(
+            config=config,
+            user=Student(STUDENT),
+            hub=hub,
+            orm_spawner=ServerRecord(server),
+            _mock=True,
+        )
         spawner.user_options = options
         await spawner.load_user_options()  # applies the chosen profile, as before a start
         pod, pvc = await spawner.get_pod_manifest(), spawner.get_pvc_manifest()
@@ -193,12 +216,16 @@ def spawn_manifests(config: Config, server: str, options: dict[str, Any]) -> tup
 
 
 def course_cases() -> list[tuple[Path, str]]:
-    return [(example, course.name) for example in EXAMPLES
-            for course in load_settings(example).courses]
+    return [
+        (example, course.name) for example in EXAMPLES for course in load_settings(example).courses
+    ]
 
 
-@pytest.mark.parametrize(("example", "course_name"), course_cases(),
-                         ids=lambda v: example_id(v) if isinstance(v, Path) else v)
+@pytest.mark.parametrize(
+    ("example", "course_name"),
+    course_cases(),
+    ids=lambda v: example_id(v) if isinstance(v, Path) else v,
+)
 @pytest.mark.parametrize("how", ["named-server", "profile-option"])
 def test_student_pod_of_each_course(example: Path, course_name: str, how: str) -> None:
     settings = load_settings(example)
@@ -212,13 +239,15 @@ def test_student_pod_of_each_course(example: Path, course_name: str, how: str) -
     limits = settings.course_limits(course)
     guarantee = settings.kubernetes.guarantee
     assert container["resources"]["limits"] == {"cpu": limits.cpu, "memory": limits.memory}
-    assert container["resources"]["requests"] == {"cpu": round(limits.cpu * guarantee.cpu, 3),
-                                                  "memory": int(limits.memory * guarantee.memory)}
+    assert container["resources"]["requests"] == {
+        "cpu": round(limits.cpu * guarantee.cpu, 3),
+        "memory": int(limits.memory * guarantee.memory),
+    }
 
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["COURSEHUB_COURSE"] == course.name
     assert env["COURSEHUB_COURSE_REPO"] == course.repo
-    assert container["args"][:len(k8s.START_COMMAND)] == k8s.START_COMMAND
+    assert container["args"][: len(k8s.START_COMMAND)] == k8s.START_COMMAND
 
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
@@ -228,7 +257,8 @@ def test_student_pod_of_each_course(example: Path, course_name: str, how: str) -
 
     assert pvc["metadata"]["name"] == f"claim-{STUDENT}"
     assert pvc["spec"]["resources"]["requests"]["storage"] == k8s.quantity(
-        settings.kubernetes.storage.capacity)
+        settings.kubernetes.storage.capacity
+    )
     assert pvc["spec"].get("storageClassName") == settings.kubernetes.storage.storage_class
     assert_volumes(settings, course, pod, container)
 
@@ -238,7 +268,8 @@ def assert_volumes(settings: Settings, course: Any, pod: dict, container: dict) 
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert volumes[mounts["/home/jovyan"]["name"]]["persistentVolumeClaim"] == {
-        "claimName": f"claim-{STUDENT}"}
+        "claimName": f"claim-{STUDENT}"
+    }
     data = course.kubernetes.shared_data or settings.kubernetes.shared.data
     if data is not None:
         mount = mounts[data.mount_path]
@@ -250,7 +281,10 @@ def assert_volumes(settings: Settings, course: Any, pod: dict, container: dict) 
         mount = mounts[scratch.mount_path]
         assert mount["readOnly"] is False
         assert volumes[mount["name"]]["nfs"] == {
-            "server": scratch.nfs.server, "path": scratch.nfs.path, "readOnly": False}
+            "server": scratch.nfs.server,
+            "path": scratch.nfs.path,
+            "readOnly": False,
+        }
     assert len(volumes) == 1 + (data is not None) + (scratch is not None)
 
 
@@ -260,9 +294,10 @@ def test_a_course_server_cannot_take_another_course_profile() -> None:
         spawn_manifests(k8s.build_hub_config(settings), "data-science", {"profile": "intro-python"})
 
 
-def test_the_chart_runs_the_same_hub_config_through_extra_config(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch,
-                                                                 ) -> None:
+def test_the_chart_runs_the_same_hub_config_through_extra_config(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = load_settings(REPO / "examples" / "class-kubernetes.yaml")
     hub = k8s.build_values(settings)["hub"]
     config_file = tmp_path / "coursehub.yaml"
@@ -283,8 +318,10 @@ def test_the_chart_runs_the_same_hub_config_through_extra_config(tmp_path: Path,
 
 
 def test_hub_config_keeps_accounts_on_the_hub_volume_and_applies_passthrough_last() -> None:
-    settings = parse_settings("courses: [{name: bio, repo: r, kubernetes: {image: 'i:1'}}]\n"
-                              "jupyterhub: {KubeSpawner: {start_timeout: 42}}")
+    settings = parse_settings(
+        "courses: [{name: bio, repo: r, kubernetes: {image: 'i:1'}}]\n"
+        "jupyterhub: {KubeSpawner: {start_timeout: 42}}"
+    )
     config = k8s.build_hub_config(settings)
     assert config.JupyterHub.authenticator_class == "workshop"
     assert config.WorkshopAuthenticator.accounts_db == "/srv/jupyterhub/accounts.sqlite"
@@ -309,8 +346,12 @@ def test_start_script_syncs_the_course_without_overwriting_and_starts(tmp_path: 
     (source / "new.ipynb").write_text("new upstream file")
     (home / "bio" / "week1").mkdir(parents=True)
     (home / "bio" / "week1" / "lab.ipynb").write_text("student's edit")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "COURSEHUB_COURSE": "bio",
-           "COURSEHUB_COURSE_SRC": str(source)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "COURSEHUB_COURSE": "bio",
+        "COURSEHUB_COURSE_SRC": str(source),
+    }
     command = [*k8s.START_COMMAND[:-1], "echo", "server started"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     assert result.stdout == "server started\n"
@@ -319,8 +360,12 @@ def test_start_script_syncs_the_course_without_overwriting_and_starts(tmp_path: 
 
 
 def test_start_script_starts_the_server_even_when_the_sync_fails(tmp_path: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "COURSEHUB_COURSE": "bio",
-           "COURSEHUB_COURSE_REPO": "https://invalid.example/none.git"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "COURSEHUB_COURSE": "bio",
+        "COURSEHUB_COURSE_REPO": "https://invalid.example/none.git",
+    }
     command = [*k8s.START_COMMAND[:-1], "echo", "server started"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150)
     assert result.stdout.endswith("server started\n")
@@ -335,34 +380,62 @@ COURSE = "courses: [{name: bio, repo: 'https://github.com/x/bio'}]\n"
 RESOLVED = {"bio": "ghcr.io/x/bio:1"}
 
 
-@pytest.mark.parametrize(("text", "resolved", "message"), [
-    (COURSE, {}, r"course 'bio' has no image for Kubernetes: set kubernetes.image .*"
-                 r"kubernetes.image_registry"),
-    (COURSE + "kubernetes: {image_registry: ghcr.io/x}", {},
-     r"course 'bio' has no image yet: .*coursehub course image bio --push ghcr.io/x"),
-    (COURSE + "kubernetes: {storage: {access_mode: ReadWriteMany}}", RESOLVED,
-     r"ReadWriteMany needs kubernetes.storage.storage_class"),
-    (COURSE + "kubernetes: {shared: {data: {pvc: d, mount_path: /home/jovyan}}}", RESOLVED,
-     r"mount_path /home/jovyan is already used by the home"),
-    ("courses: []", {}, r"no courses: .* add a course"),
-])
-def test_invalid_combinations_fail_at_render_time(text: str, resolved: dict[str, str],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "resolved", "message"),
+    [
+        (
+            COURSE,
+            {},
+            r"course 'bio' has no image for Kubernetes: set kubernetes.image .*"
+            r"kubernetes.image_registry",
+        ),
+        (
+            COURSE + "kubernetes: {image_registry: ghcr.io/x}",
+            {},
+            r"course 'bio' has no image yet: .*coursehub course image bio --push ghcr.io/x",
+        ),
+        (
+            COURSE + "kubernetes: {storage: {access_mode: ReadWriteMany}}",
+            RESOLVED,
+            r"ReadWriteMany needs kubernetes.storage.storage_class",
+        ),
+        (
+            COURSE + "kubernetes: {shared: {data: {pvc: d, mount_path: /home/jovyan}}}",
+            RESOLVED,
+            r"mount_path /home/jovyan is already used by the home",
+        ),
+        ("courses: []", {}, r"no courses: .* add a course"),
+    ],
+)
+def test_invalid_combinations_fail_at_render_time(
+    text: str, resolved: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         k8s.build_values(parse_settings(text), resolved)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("kubernetes: {shared: {scratch: {nfs: {path: /export}}}}",
-     r"kubernetes.shared.scratch.nfs.server: Field required"),
-    ("kubernetes: {shared: {data: {pvc: data, nfs: {server: s, path: /e}}}}",
-     r"kubernetes.shared.data: set exactly one of pvc .* or nfs"),
-    ("kubernetes: {shared: {data: {}}}", r"set exactly one of pvc"),
-    ("courses: [{name: bio, repo: r, kubernetes: {image: ghcr.io/x/bio}}]",
-     r"image 'ghcr.io/x/bio' needs an explicit tag"),
-    ("kubernetes: {storage: {capacity: lots}}",
-     r"kubernetes.storage.capacity: 'lots' is not a size"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "kubernetes: {shared: {scratch: {nfs: {path: /export}}}}",
+            r"kubernetes.shared.scratch.nfs.server: Field required",
+        ),
+        (
+            "kubernetes: {shared: {data: {pvc: data, nfs: {server: s, path: /e}}}}",
+            r"kubernetes.shared.data: set exactly one of pvc .* or nfs",
+        ),
+        ("kubernetes: {shared: {data: {}}}", r"set exactly one of pvc"),
+        (
+            "courses: [{name: bio, repo: r, kubernetes: {image: ghcr.io/x/bio}}]",
+            r"image 'ghcr.io/x/bio' needs an explicit tag",
+        ),
+        (
+            "kubernetes: {storage: {capacity: lots}}",
+            r"kubernetes.storage.capacity: 'lots' is not a size",
+        ),
+    ],
+)
 def test_invalid_kubernetes_settings_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_settings(text)
@@ -376,16 +449,24 @@ def test_capacity_reads_kubernetes_and_coursehub_sizes() -> None:
 
 # --- (e) what does not carry over --------------------------------------------------------------
 
+
 def test_notices_list_one_machine_settings() -> None:
-    settings = parse_settings(COURSE + """
+    settings = parse_settings(
+        COURSE
+        + """
 hub: {state_dir: /srv/ch, port: 8443}
 sandbox: {user_prefix: ws-}
 limits: {pids: 256}
 auth: {type: dummy}
-""")
+"""
+    )
     notices = "\n".join(k8s.render_notices(settings))
-    for expected in ("sandbox.* is ignored", "hub.state_dir is ignored", "hub.port ignored",
-                     "limits.pids is not applied"):
+    for expected in (
+        "sandbox.* is ignored",
+        "hub.state_dir is ignored",
+        "hub.port ignored",
+        "limits.pids is not applied",
+    ):
         assert expected in notices
     assert "create them with" not in notices  # auth is not workshop here
 
@@ -401,6 +482,7 @@ def test_local_folder_courses_are_noticed() -> None:
 
 
 # --- course images -------------------------------------------------------------------------------
+
 
 def make_course_repo(root: Path) -> Path:
     """A course folder with an environment and a notebook."""
@@ -431,8 +513,9 @@ def test_image_stack_pins_the_chart_jupyterhub_and_the_local_server_stack() -> N
 
 
 def test_repo2docker_command() -> None:
-    course = parse_settings("courses: [{name: bio, repo: 'https://github.com/x/bio', ref: v2}]"
-                            ).courses[0]
+    course = parse_settings(
+        "courses: [{name: bio, repo: 'https://github.com/x/bio', ref: v2}]"
+    ).courses[0]
     cmd = images.repo2docker_command(course, "ghcr.io/x/bio:abc", push=True)
     assert cmd[0] == "jupyter-repo2docker" and cmd[-1] == "https://github.com/x/bio"
     pairs = dict(zip(cmd[1:-1], cmd[2:], strict=False))
@@ -448,8 +531,9 @@ def test_repo2docker_command() -> None:
     assert "--push" not in images.repo2docker_command(course, "ghcr.io/x/bio:abc", push=False)
 
 
-def test_course_image_command_without_a_container_engine(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_course_image_command_without_a_container_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if images.find_container_engine() is not None:
         pytest.skip("this machine has a container engine: the command would really build")
     repo = make_course_repo(tmp_path / "course")
@@ -460,17 +544,21 @@ def test_course_image_command_without_a_container_engine(tmp_path: Path,
     assert result.exit_code == 1
     assert "no container engine" in result.stderr
     tag = images.image_tag(images.read_image_spec(repo))
-    assert result.stdout.startswith("jupyter-repo2docker --no-run --image-name "
-                                    f"ghcr.io/x/bio:{tag} ")
+    assert result.stdout.startswith(
+        f"jupyter-repo2docker --no-run --image-name ghcr.io/x/bio:{tag} "
+    )
     assert result.stdout.rstrip().endswith(f" --push {repo}")
 
 
 def test_render_finds_registry_images_from_the_course_environment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = make_course_repo(tmp_path / "course")
     config = tmp_path / "coursehub.yaml"
-    config.write_text(f"courses: [{{name: bio, repo: {repo}}}]\n"
-                      "kubernetes: {image_registry: ghcr.io/x/courses}\n")
+    config.write_text(
+        f"courses: [{{name: bio, repo: {repo}}}]\n"
+        "kubernetes: {image_registry: ghcr.io/x/courses}\n"
+    )
     monkeypatch.setenv("COURSEHUB_CONFIG", str(config))
     out = tmp_path / "values.yaml"
     result = CliRunner().invoke(render, ["kubernetes", "-o", str(out)])
@@ -478,12 +566,15 @@ def test_render_finds_registry_images_from_the_course_environment(
     tag = images.image_tag(images.read_image_spec(repo))
     values = yaml.safe_load(out.read_text())
     assert values["prePuller"]["extraImages"]["course-bio"] == {
-        "name": "ghcr.io/x/courses/bio", "tag": tag}
+        "name": "ghcr.io/x/courses/bio",
+        "tag": tag,
+    }
     assert "notice: course 'bio': its repo is a local folder" in result.stderr
 
 
-def test_render_command_prints_values_and_errors(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_render_command_prints_values_and_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COURSEHUB_CONFIG", str(REPO / "examples" / "class-kubernetes.yaml"))
     result = CliRunner().invoke(render, ["kubernetes"])
     assert result.exit_code == 0
@@ -497,6 +588,7 @@ def test_render_command_prints_values_and_errors(tmp_path: Path,
 
 
 # --- the hub image -----------------------------------------------------------------------------
+
 
 def test_hub_image_builds_on_the_chart_release_coursehub_expects() -> None:
     dockerfile = (REPO / "hub-image" / "Dockerfile").read_text()

@@ -14,8 +14,21 @@ from coursehub.spawner.sandbox import kernel_nproc
 VALID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
-@pytest.mark.parametrize("name", ["alice", "Alice", "ana.maria@uni.example.edu", "josé",
-                                  "学生", "x" * 200, "a b/c", "-", "ROOT", "ch-alice-1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",
+        "Alice",
+        "ana.maria@uni.example.edu",
+        "josé",
+        "学生",
+        "x" * 200,
+        "a b/c",
+        "-",
+        "ROOT",
+        "ch-alice-1",
+    ],
+)
 def test_unix_names_are_valid_for_any_hub_name(name):
     assert VALID.match(unix_name(name)), unix_name(name)
 
@@ -35,9 +48,13 @@ def test_owner_marker_binds_account_to_one_hub_user():
 
 
 def test_bwrap_hides_other_homes_and_state_but_shows_own_home_and_env():
-    spec = SandboxSpec(home=Path("/home/ch/ch-a"), home_root=Path("/home/ch"),
-                       environment=Path("/state/envs/e1"), hidden=(Path("/state"),),
-                       course_src=Path("/state/courses/demo"))
+    spec = SandboxSpec(
+        home=Path("/home/ch/ch-a"),
+        home_root=Path("/home/ch"),
+        environment=Path("/state/envs/e1"),
+        hidden=(Path("/state"),),
+        course_src=Path("/state/courses/demo"),
+    )
     args = bwrap_args(spec, ["jupyterhub-singleuser"])
     joined = " ".join(args)
     assert args[:5] == ["bwrap", "--ro-bind", "/", "/", "--proc"]

@@ -16,9 +16,13 @@ from coursehub.hubconfig.core import CULLER_SCOPES
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings, parse_size
 
-RUNTIME = Runtime(paths=StatePaths(Path("/srv/state")), proxy_command="/bin/chp",
-                  python="/venv/bin/python", user_env=Path("/srv/state/envs/abc"),
-                  cli_token="t0ken")
+RUNTIME = Runtime(
+    paths=StatePaths(Path("/srv/state")),
+    proxy_command="/bin/chp",
+    python="/venv/bin/python",
+    user_env=Path("/srv/state/envs/abc"),
+    cli_token="t0ken",
+)
 
 
 def config_for(yaml_text: str) -> Config:
@@ -72,8 +76,11 @@ def test_culler_is_a_service_with_least_privilege():
     assert "--timeout=1200" in culler["command"] and "--max-age=7200" in culler["command"]
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler"]
     assert role["scopes"] == CULLER_SCOPES and "admin:users" not in role["scopes"]
-    assert not [s for s in build(parse_settings("culler: {enabled: false}"), RUNTIME)
-                .JupyterHub.services if s["name"] == "idle-culler"]
+    assert not [
+        s
+        for s in build(parse_settings("culler: {enabled: false}"), RUNTIME).JupyterHub.services
+        if s["name"] == "idle-culler"
+    ]
 
 
 def test_other_authenticators_can_be_selected():
@@ -116,8 +123,10 @@ def test_bad_config_is_rejected_with_key_and_line(text, expected):
         assert fragment in str(error.value)
 
 
-@pytest.mark.parametrize(("text", "size"), [("512M", 512 * 2**20), ("1.5G", 3 * 2**29),
-                                            ("2GiB", 2 * 2**30), (1024, 1024)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512M", 512 * 2**20), ("1.5G", 3 * 2**29), ("2GiB", 2 * 2**30), (1024, 1024)],
+)
 def test_sizes(text, size):
     assert parse_size(text) == size
 

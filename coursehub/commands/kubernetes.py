@@ -25,8 +25,12 @@ def render() -> None:
 
 
 @render.command("kubernetes")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the values here (default: standard output).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the values here (default: standard output).",
+)
 @click.pass_context
 def render_kubernetes(ctx: click.Context, output: Path | None) -> None:
     """Values for the Zero to JupyterHub chart: helm upgrade --install -f values.yaml.
@@ -40,8 +44,12 @@ def render_kubernetes(ctx: click.Context, output: Path | None) -> None:
 
     try:
         settings = load(ctx)
-        images = resolve_images(settings, lambda course: click.echo(
-            f"Hashing the environment of course '{course.name}' ({course.repo})…", err=True))
+        images = resolve_images(
+            settings,
+            lambda course: click.echo(
+                f"Hashing the environment of course '{course.name}' ({course.repo})…", err=True
+            ),
+        )
         text = values_yaml(build_values(settings, images))
     except CoursehubError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -51,15 +59,22 @@ def render_kubernetes(ctx: click.Context, output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        click.echo(f"Wrote {output}: helm upgrade --install coursehub jupyterhub/jupyterhub "
-                   f"--values {output}", err=True)
+        click.echo(
+            f"Wrote {output}: helm upgrade --install coursehub jupyterhub/jupyterhub "
+            f"--values {output}",
+            err=True,
+        )
 
 
 @click.command("image")
 @click.argument("course_name", metavar="COURSE")
-@click.option("--push", "registry", metavar="REGISTRY",
-              help="Build as REGISTRY/<course>:<tag> and push it (default registry: "
-                   "kubernetes.image_registry, without pushing).")
+@click.option(
+    "--push",
+    "registry",
+    metavar="REGISTRY",
+    help="Build as REGISTRY/<course>:<tag> and push it (default registry: "
+    "kubernetes.image_registry, without pushing).",
+)
 @click.pass_context
 def image(ctx: click.Context, course_name: str, registry: str | None) -> None:
     """Build COURSE's image with repo2docker; its tag is the hash of its environment."""
@@ -70,14 +85,17 @@ def image(ctx: click.Context, course_name: str, registry: str | None) -> None:
         course = find_course(settings, course_name)
         target = registry or settings.kubernetes.image_registry
         if not target:
-            raise CoursehubError("no registry: pass --push REGISTRY or set "
-                                 "kubernetes.image_registry in coursehub.yaml")
+            raise CoursehubError(
+                "no registry: pass --push REGISTRY or set "
+                "kubernetes.image_registry in coursehub.yaml"
+            )
         result = build_image(course, target, push=registry is not None)
     except CoursehubError as exc:
         raise click.ClickException(str(exc)) from exc
     if not result.built:
-        click.secho(f"Not built: {result.reason}. The command that would build it:", err=True,
-                    fg="yellow")
+        click.secho(
+            f"Not built: {result.reason}. The command that would build it:", err=True, fg="yellow"
+        )
         click.echo(shlex.join(result.command))
         ctx.exit(1)
     click.echo(result.image)

@@ -48,9 +48,16 @@ def materialize(course: Course, courses_root: Path) -> Path:
 
 def _git_checkout(repo: str, ref: str, dest: Path) -> None:
     """Clone `repo` at `ref` into `dest`, or raise an error saying which part failed."""
+
     def git(*args: str, cwd: Path | None = None) -> None:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                                timeout=GIT_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
         if result.returncode != 0:
             raise CoursehubError(f"git {args[0]} of {repo} failed: {result.stderr.strip()[-500:]}")
 

@@ -26,8 +26,17 @@ PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 BUILD_TIMEOUT = 1800
 # Kernels get a process cap below the server's cgroup pids limit (COURSEHUB_KERNEL_NPROC,
 # set per server), so that a fork bomb in a kernel leaves the server room to keep running.
-KERNEL_ARGV = ["/bin/bash", "-c", 'ulimit -u "${COURSEHUB_KERNEL_NPROC:-unlimited}" && exec "$@"',
-               "coursehub-kernel", "{python}", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+KERNEL_ARGV = [
+    "/bin/bash",
+    "-c",
+    'ulimit -u "${COURSEHUB_KERNEL_NPROC:-unlimited}" && exec "$@"',
+    "coursehub-kernel",
+    "{python}",
+    "-m",
+    "ipykernel_launcher",
+    "-f",
+    "{connection_file}",
+]
 LAYOUT_VERSION = 3  # bump when the environment layout below changes
 
 
@@ -41,8 +50,9 @@ class EnvSpec:
     @property
     def digest(self) -> str:
         """A short hash naming the environment's folder."""
-        text = json.dumps({"python": self.python, "packages": sorted(self.packages),
-                           "layout": LAYOUT_VERSION})
+        text = json.dumps(
+            {"python": self.python, "packages": sorted(self.packages), "layout": LAYOUT_VERSION}
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -91,7 +101,9 @@ def uv_binary() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if not found:
-            raise EnvironmentBuildError("uv is missing: reinstall coursehub (it depends on uv)")
+            raise EnvironmentBuildError(
+                "uv is missing: reinstall coursehub (it depends on uv)"
+            ) from None
         return found
 
 
@@ -110,10 +122,21 @@ def ensure_environment(
     started = time.monotonic()
     with log_path.open("w") as log_file:
         steps = [
-            ("create venv", [uv_binary(), "venv", "--relocatable", "--python", spec.python,
-                             str(staging)]),
-            ("install packages", [uv_binary(), "pip", "install", "--python",
-                                  str(staging / "bin" / "python"), *spec.packages]),
+            (
+                "create venv",
+                [uv_binary(), "venv", "--relocatable", "--python", spec.python, str(staging)],
+            ),
+            (
+                "install packages",
+                [
+                    uv_binary(),
+                    "pip",
+                    "install",
+                    "--python",
+                    str(staging / "bin" / "python"),
+                    *spec.packages,
+                ],
+            ),
         ]
         for name, cmd in steps:
             _run_step(name, cmd, log_file, log_path, on_line)
@@ -141,10 +164,17 @@ def install_lab_overrides(env: Path) -> None:
     """JupyterLab defaults for a class: no news or update checks reaching out to the internet."""
     overrides = env / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     overrides.parent.mkdir(parents=True, exist_ok=True)
-    overrides.write_text(json.dumps({
-        "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
-                                                        "checkForUpdates": False},
-    }, indent=1))
+    overrides.write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:notification": {
+                    "fetchNews": "false",
+                    "checkForUpdates": False,
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) -> None:
@@ -165,5 +195,6 @@ def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) 
     if code != 0:
         log_file.flush()
         tail = "\n".join(log_path.read_text().splitlines()[-15:])
-        raise EnvironmentBuildError(f"environment build failed at step '{name}' "
-                                    f"(log: {log_path}):\n{tail}")
+        raise EnvironmentBuildError(
+            f"environment build failed at step '{name}' (log: {log_path}):\n{tail}"
+        )

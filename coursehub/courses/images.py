@@ -26,9 +26,23 @@ REPO2DOCKER = "jupyter-repo2docker"
 # The files repo2docker reads to build an environment (its buildpacks); notebooks are not here,
 # so editing course content does not change the tag.
 ENV_FILES = (
-    "environment.yml", "requirements.txt", "runtime.txt", "apt.txt", "postBuild", "start",
-    "setup.py", "pyproject.toml", "Pipfile", "Pipfile.lock", "install.R", "DESCRIPTION",
-    "REQUIRE", "Project.toml", "Manifest.toml", "default.nix", "Dockerfile",
+    "environment.yml",
+    "requirements.txt",
+    "runtime.txt",
+    "apt.txt",
+    "postBuild",
+    "start",
+    "setup.py",
+    "pyproject.toml",
+    "Pipfile",
+    "Pipfile.lock",
+    "install.R",
+    "DESCRIPTION",
+    "REQUIRE",
+    "Project.toml",
+    "Manifest.toml",
+    "default.nix",
+    "Dockerfile",
 )
 BINDER_DIRS = ("binder", ".binder")  # when present, repo2docker reads only this folder
 # Course content is synced into homes at start (nbgitpuller rules), so servers need it.
@@ -85,14 +99,25 @@ def appendix(stack: tuple[str, ...]) -> str:
     return f"RUN python3 -m pip install --no-cache-dir {pins}"
 
 
-def repo2docker_command(course: Course, image: str, push: bool,
-                        stack: tuple[str, ...] | None = None) -> list[str]:
+def repo2docker_command(
+    course: Course, image: str, push: bool, stack: tuple[str, ...] | None = None
+) -> list[str]:
     """The jupyter-repo2docker command that builds (and with `push`, pushes) `image`."""
-    cmd = [REPO2DOCKER, "--no-run", "--image-name", image,
-           "--user-name", USER_NAME, "--user-id", str(USER_ID),
-           # Not the home: the user's volume is mounted there and would hide it.
-           "--target-repo-dir", COURSE_SRC,
-           "--appendix", appendix(stack or image_stack())]
+    cmd = [
+        REPO2DOCKER,
+        "--no-run",
+        "--image-name",
+        image,
+        "--user-name",
+        USER_NAME,
+        "--user-id",
+        str(USER_ID),
+        # Not the home: the user's volume is mounted there and would hide it.
+        "--target-repo-dir",
+        COURSE_SRC,
+        "--appendix",
+        appendix(stack or image_stack()),
+    ]
     if is_remote(course.repo):
         cmd += ["--ref", course.ref]
     if push:
@@ -137,11 +162,20 @@ def build_image(course: Course, registry: str, push: bool) -> BuildResult:
     command = repo2docker_command(course, image, push)
     engine = find_container_engine()
     if engine is None:
-        return BuildResult(image, command, False, "no container engine: neither $DOCKER_HOST "
-                           f"nor {' / '.join(ENGINE_SOCKETS)} is a socket here")
+        return BuildResult(
+            image,
+            command,
+            False,
+            "no container engine: neither $DOCKER_HOST "
+            f"nor {' / '.join(ENGINE_SOCKETS)} is a socket here",
+        )
     if shutil.which(REPO2DOCKER) is None:
-        return BuildResult(image, command, False, f"{REPO2DOCKER} is not installed: "
-                           "pip install jupyter-repo2docker")
+        return BuildResult(
+            image,
+            command,
+            False,
+            f"{REPO2DOCKER} is not installed: pip install jupyter-repo2docker",
+        )
     _run(command, {**os.environ, "DOCKER_HOST": f"unix://{engine}"})
     return BuildResult(image, command, True)
 
@@ -157,8 +191,10 @@ def _run(command: list[str], env: dict[str, str]) -> None:
         raise EnvironmentBuildError(f"image build failed (exit {code}): {shlex.join(command)}")
 
 
-def resolve_images(settings: Settings, on_course: Callable[[Course], None] | None = None,
-                   ) -> dict[str, str]:
+def resolve_images(
+    settings: Settings,
+    on_course: Callable[[Course], None] | None = None,
+) -> dict[str, str]:
     """Images of the courses that name none, found in kubernetes.image_registry (clones repos)."""
     registry = settings.kubernetes.image_registry
     missing = [c for c in settings.courses if not (c.kubernetes and c.kubernetes.image)]

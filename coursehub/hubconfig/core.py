@@ -13,7 +13,12 @@ from . import local
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 CLI_SCOPES = [
-    "list:users", "read:users", "read:servers", "delete:servers", "admin:users", "read:metrics"
+    "list:users",
+    "read:users",
+    "read:servers",
+    "delete:servers",
+    "admin:users",
+    "read:metrics",
 ]
 BUILTIN_AUTHENTICATORS = {"workshop": "workshop", "dummy": "dummy"}
 

@@ -81,8 +81,9 @@ def build_hub_config(settings: Settings) -> Config:
 
 def _chart_runtime() -> core.Runtime:
     """A Runtime for core's helpers: only its paths are read, and they are the hub pod's."""
-    return core.Runtime(paths=StatePaths(HUB_STATE), proxy_command="", python="python3",
-                        user_env=Path("/"))
+    return core.Runtime(
+        paths=StatePaths(HUB_STATE), proxy_command="", python="python3", user_env=Path("/")
+    )
 
 
 def apply_to_chart_config(c: Config, settings: Settings) -> None:
@@ -102,10 +103,21 @@ def apply_temporary_culler(settings: Settings, c: Config) -> None:
     if not (settings.culler.enabled and has_open_courses(settings)):
         return
     culler = settings.culler
-    c.JupyterHub.services = [{"name": TEMP_CULLER, "command": [
-        "python3", "-m", "jupyterhub_idle_culler", f"--url={HUB_API}", "--cull-users",
-        "--remove-named-servers", f"--timeout={culler.timeout}", f"--cull-every={culler.every}",
-    ]}]
+    c.JupyterHub.services = [
+        {
+            "name": TEMP_CULLER,
+            "command": [
+                "python3",
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--url={HUB_API}",
+                "--cull-users",
+                "--remove-named-servers",
+                f"--timeout={culler.timeout}",
+                f"--cull-every={culler.every}",
+            ],
+        }
+    ]
     # Every scope filtered to the group: this culler cannot see, let alone delete, anyone else.
     scopes = [f"{scope}!group={TEMPORARY_GROUP}" for scope in [*core.CULLER_SCOPES, "admin:users"]]
     c.JupyterHub.load_roles = [{"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]}]
@@ -167,13 +179,23 @@ def course_profiles(settings: Settings) -> list[dict[str, Any]]:
         data = course.kubernetes.shared_data if course.kubernetes else None
         if data is not None:
             # None removes the hub-wide data volume: KubeSpawner merges dict overrides.
-            override["volumes"] = {"shared-data": None, "course-data": volume("course-data", data,
-                                                                                read_only=True)}
-            override["volume_mounts"] = {"shared-data": None,
-                                         "course-data": mount("course-data", data, read_only=True)}
-        profiles.append({"slug": course.name, "display_name": course.title or course.name,
-                         "description": course.repo, "default": index == 0,
-                         "kubespawner_override": override})
+            override["volumes"] = {
+                "shared-data": None,
+                "course-data": volume("course-data", data, read_only=True),
+            }
+            override["volume_mounts"] = {
+                "shared-data": None,
+                "course-data": mount("course-data", data, read_only=True),
+            }
+        profiles.append(
+            {
+                "slug": course.name,
+                "display_name": course.title or course.name,
+                "description": course.repo,
+                "default": index == 0,
+                "kubespawner_override": override,
+            }
+        )
     return profiles
 
 
@@ -195,11 +217,13 @@ def course_image(settings: Settings, course: Course) -> str:
             f"course '{course.name}' has no image yet: `coursehub render kubernetes` finds it in "
             f"{settings.kubernetes.image_registry} (build it with `coursehub course image "
             f"{course.name} --push {settings.kubernetes.image_registry}`), or set its "
-            "kubernetes.image")
+            "kubernetes.image"
+        )
     raise ConfigError(
         f"course '{course.name}' has no image for Kubernetes: set kubernetes.image (name:tag) "
         "in that course, or set kubernetes.image_registry and build it with "
-        f"`coursehub course image {course.name} --push <registry>`")
+        f"`coursehub course image {course.name} --push <registry>`"
+    )
 
 
 def with_images(settings: Settings, images: Mapping[str, str]) -> Settings:
@@ -220,8 +244,10 @@ def shared_volumes(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     volumes: dict[str, Any] = {"home": home}
     mounts: dict[str, Any] = {"home": {"name": "home", "mountPath": HOME}}
     shared = settings.kubernetes.shared
-    for key, source, read_only in (("shared-data", shared.data, True),
-                                   ("shared-scratch", shared.scratch, False)):
+    for key, source, read_only in (
+        ("shared-data", shared.data, True),
+        ("shared-scratch", shared.scratch, False),
+    ):
         if source is not None:
             volumes[key] = volume(key, source, read_only)
             mounts[key] = mount(key, source, read_only)
@@ -231,11 +257,15 @@ def shared_volumes(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
 def volume(name: str, source: SharedVolume, read_only: bool) -> dict[str, Any]:
     """A pod volume from an existing PVC or an NFS export."""
     if source.pvc is not None:
-        return {"name": name, "persistentVolumeClaim": {"claimName": source.pvc,
-                                                        "readOnly": read_only}}
+        return {
+            "name": name,
+            "persistentVolumeClaim": {"claimName": source.pvc, "readOnly": read_only},
+        }
     assert source.nfs is not None  # the model requires one of the two
-    return {"name": name, "nfs": {"server": source.nfs.server, "path": source.nfs.path,
-                                  "readOnly": read_only}}
+    return {
+        "name": name,
+        "nfs": {"server": source.nfs.server, "path": source.nfs.path, "readOnly": read_only},
+    }
 
 
 def mount(name: str, source: SharedVolume, read_only: bool) -> dict[str, Any]:
@@ -278,22 +308,29 @@ def check_kubernetes(settings: Settings) -> None:
     """Raise ConfigError for combinations that cannot work on a cluster."""
     k8s = settings.kubernetes
     if not settings.courses:
-        raise ConfigError("no courses: on Kubernetes every server runs a course's image, so "
-                          "add a course (with kubernetes.image) to coursehub.yaml")
+        raise ConfigError(
+            "no courses: on Kubernetes every server runs a course's image, so "
+            "add a course (with kubernetes.image) to coursehub.yaml"
+        )
     if k8s.storage.access_mode == "ReadWriteMany" and not k8s.storage.storage_class:
         raise ConfigError(
             "kubernetes.storage.access_mode ReadWriteMany needs kubernetes.storage.storage_class: "
             "set it to a class that can share volumes across nodes (e.g. an NFS provisioner's); "
-            "the cluster's default class usually cannot")
+            "the cluster's default class usually cannot"
+        )
     paths = {HOME: "the home"}
-    mounted = [("kubernetes.shared.data", k8s.shared.data),
-               ("kubernetes.shared.scratch", k8s.shared.scratch)]
+    mounted = [
+        ("kubernetes.shared.data", k8s.shared.data),
+        ("kubernetes.shared.scratch", k8s.shared.scratch),
+    ]
     for key, source in mounted:
         if source is None:
             continue
         if source.mount_path in paths:
-            raise ConfigError(f"{key}.mount_path {source.mount_path} is already used by "
-                              f"{paths[source.mount_path]}: choose another folder")
+            raise ConfigError(
+                f"{key}.mount_path {source.mount_path} is already used by "
+                f"{paths[source.mount_path]}: choose another folder"
+            )
         paths[source.mount_path] = key
 
 
@@ -315,7 +352,8 @@ def build_values(settings: Settings, images: Mapping[str, str] | None = None) ->
             "hosts": [ingress.host],
             "ingressClassName": ingress.class_name,
             "tls": [{"hosts": [ingress.host], "secretName": ingress.tls_secret}]
-            if ingress.tls_secret else [],
+            if ingress.tls_secret
+            else [],
         }
         # The Ingress reaches the proxy inside the cluster: no cloud load balancer needed.
         values["proxy"] = {"service": {"type": "ClusterIP"}}
@@ -349,8 +387,12 @@ def hub_values(settings: Settings) -> dict[str, Any]:
         "concurrentSpawnLimit": settings.hub.concurrent_spawn_limit,
         # Also applied by extraConfig; here so that the values do not show the chart's 'dummy'.
         "config": {"JupyterHub": {"authenticator_class": auth}},
-        "extraFiles": {"coursehub-config": {"mountPath": CONFIG_PATH,
-                                            "stringData": embedded_settings(settings)}},
+        "extraFiles": {
+            "coursehub-config": {
+                "mountPath": CONFIG_PATH,
+                "stringData": embedded_settings(settings),
+            }
+        },
         "extraEnv": {"COURSEHUB_CONFIG": CONFIG_PATH},
         "extraConfig": {"coursehub": EXTRA_CONFIG},
     }
@@ -382,8 +424,11 @@ def singleuser_values(settings: Settings) -> dict[str, Any]:
             "type": "dynamic",
             "capacity": quantity(storage.capacity),
             "homeMountPath": HOME,
-            "dynamic": {"storageClass": storage.storage_class, "pvcNameTemplate": PVC_NAME,
-                        "storageAccessModes": [storage.access_mode]},
+            "dynamic": {
+                "storageClass": storage.storage_class,
+                "pvcNameTemplate": PVC_NAME,
+                "storageAccessModes": [storage.access_mode],
+            },
             "extraVolumes": [volumes[k] for k in sorted(volumes)],
             "extraVolumeMounts": [mounts[k] for k in sorted(mounts)],
         },
@@ -399,8 +444,9 @@ def prepuller_values(settings: Settings) -> dict[str, Any]:
         "continuous": {"enabled": pull.continuous},
         # extraImages lists the same images, by course name: pulling them twice buys nothing.
         "pullProfileListImages": False,
-        "extraImages": {f"course-{c.name}": image_parts(course_image(settings, c))
-                        for c in settings.courses},
+        "extraImages": {
+            f"course-{c.name}": image_parts(course_image(settings, c)) for c in settings.courses
+        },
     }
 
 
@@ -440,30 +486,45 @@ def render_notices(settings: Settings) -> list[str]:
     """What in `settings` does not carry over to Kubernetes, or works differently there."""
     notices = []
     if "sandbox" in settings.model_fields_set:
-        notices.append("sandbox.* is ignored: each server is its own pod (non-root, no privilege "
-                       "escalation, all capabilities dropped) instead of a bubblewrap sandbox")
+        notices.append(
+            "sandbox.* is ignored: each server is its own pod (non-root, no privilege "
+            "escalation, all capabilities dropped) instead of a bubblewrap sandbox"
+        )
     if "state_dir" in settings.hub.model_fields_set:
-        notices.append(f"hub.state_dir is ignored: the hub database and workshop accounts live "
-                       f"on the chart's hub volume, at {HUB_STATE}")
+        notices.append(
+            f"hub.state_dir is ignored: the hub database and workshop accounts live "
+            f"on the chart's hub volume, at {HUB_STATE}"
+        )
     ports = sorted({"ip", "port", "api_port", "proxy_api_port"} & settings.hub.model_fields_set)
     if ports:
-        notices.append(f"hub.{', hub.'.join(ports)} ignored: the chart's proxy-public Service "
-                       "(or kubernetes.ingress) exposes the hub")
+        notices.append(
+            f"hub.{', hub.'.join(ports)} ignored: the chart's proxy-public Service "
+            "(or kubernetes.ingress) exposes the hub"
+        )
     if "pids" in settings.limits.model_fields_set or any(
-            c.limits.pids is not None for c in settings.courses):
-        notices.append("limits.pids is not applied per server: Kubernetes limits processes per "
-                       "pod for a whole node (the kubelet's podPidsLimit)")
+        c.limits.pids is not None for c in settings.courses
+    ):
+        notices.append(
+            "limits.pids is not applied per server: Kubernetes limits processes per "
+            "pod for a whole node (the kubelet's podPidsLimit)"
+        )
     if settings.auth.type == "workshop":
-        notices.append(f"workshop accounts are kept in {HUB_STATE}/accounts.sqlite: create them "
-                       f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
-                       "accounts create ...`")
+        notices.append(
+            f"workshop accounts are kept in {HUB_STATE}/accounts.sqlite: create them "
+            f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
+            "accounts create ...`"
+        )
     if settings.culler.enabled and has_open_courses(settings):
-        notices.append(f"idle temporary users are deleted with their homes by the "
-                       f"{TEMP_CULLER} service, which sees only members of the group "
-                       f"'{TEMPORARY_GROUP}'")
+        notices.append(
+            f"idle temporary users are deleted with their homes by the "
+            f"{TEMP_CULLER} service, which sees only members of the group "
+            f"'{TEMPORARY_GROUP}'"
+        )
     for course in settings.courses:
         if not is_remote(course.repo):
-            notices.append(f"course '{course.name}': its repo is a local folder that pods cannot "
-                           "fetch, so students get the copy inside the image; use a git URL to "
-                           "update content without rebuilding")
+            notices.append(
+                f"course '{course.name}': its repo is a local folder that pods cannot "
+                "fetch, so students get the copy inside the image; use a git URL to "
+                "update content without rebuilding"
+            )
     return notices

@@ -71,8 +71,18 @@ def ensure_unix_account(hub_name: str, prefix: str, home_root: Path) -> UnixAcco
 
 def _useradd(name: str, home: Path, marker: str) -> pwd.struct_passwd:
     """Run useradd for a login-less account with its own group."""
-    cmd = ["useradd", "--no-create-home", "--home-dir", str(home), "--shell",
-           "/usr/sbin/nologin", "--comment", marker, "--user-group", name]
+    cmd = [
+        "useradd",
+        "--no-create-home",
+        "--home-dir",
+        str(home),
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        marker,
+        "--user-group",
+        name,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise SandboxError(f"could not create Unix account {name}: {result.stderr.strip()}")

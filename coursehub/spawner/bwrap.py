@@ -35,8 +35,22 @@ class SandboxSpec:
 
 def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:
     """argv that runs `command` in a sandbox: read-only root, own home, private /tmp and PIDs."""
-    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-            "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--tmpfs", "/run"]
+    args = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/dev/shm",
+        "--tmpfs",
+        "/run",
+    ]
     for path in (spec.home_root, *spec.hidden):
         args += ["--tmpfs", str(path)]
     # Binds come after the tmpfs that hide their parents, so they show through.
@@ -47,7 +61,23 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         args += ["--ro-bind", str(spec.course_src), str(COURSE_MOUNT)]
     for src, dest in spec.extra_binds:
         args += ["--bind", str(src), str(dest)]
-    args += ["--bind", str(spec.home), str(spec.home), "--chdir", str(spec.home),
-             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname,
-             "--new-session", "--", "/bin/sh", "-c", SYNC_AND_EXEC, "coursehub-start", *command]
+    args += [
+        "--bind",
+        str(spec.home),
+        str(spec.home),
+        "--chdir",
+        str(spec.home),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        spec.hostname,
+        "--new-session",
+        "--",
+        "/bin/sh",
+        "-c",
+        SYNC_AND_EXEC,
+        "coursehub-start",
+        *command,
+    ]
     return args

@@ -132,11 +132,19 @@ def _limit_files(version: int, memory: int, cpu: float, pids: int) -> list[tuple
     """(file, value) pairs that enforce the limits, in a safe order."""
     quota = max(1000, int(cpu * CPU_PERIOD))
     if version == 2:
-        return [("memory.max", str(memory)), ("memory.swap.max", "0"),
-                ("cpu.max", f"{quota} {CPU_PERIOD}"), ("pids.max", str(pids))]
-    return [("memory.limit_in_bytes", str(memory)), ("memory.memsw.limit_in_bytes", str(memory)),
-            ("cpu.cfs_period_us", str(CPU_PERIOD)), ("cpu.cfs_quota_us", str(quota)),
-            ("pids.max", str(pids))]
+        return [
+            ("memory.max", str(memory)),
+            ("memory.swap.max", "0"),
+            ("cpu.max", f"{quota} {CPU_PERIOD}"),
+            ("pids.max", str(pids)),
+        ]
+    return [
+        ("memory.limit_in_bytes", str(memory)),
+        ("memory.memsw.limit_in_bytes", str(memory)),
+        ("cpu.cfs_period_us", str(CPU_PERIOD)),
+        ("cpu.cfs_quota_us", str(quota)),
+        ("pids.max", str(pids)),
+    ]
 
 
 def _enable_v2_controllers(parent: Path) -> None:

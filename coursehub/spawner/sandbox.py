@@ -53,9 +53,7 @@ class SandboxSpawner(LocalProcessSpawner):
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
-    cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(
-        config=True
-    )
+    cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     account: UnixAccount | None = None
@@ -167,7 +165,9 @@ class SandboxSpawner(LocalProcessSpawner):
                 self.clear_state()
                 raise spawn_error(
                     "Your server stopped while starting. An admin can find the reason in "
-                    f"{log_path}.", "server-exited")
+                    f"{log_path}.",
+                    "server-exited",
+                )
             try:
                 _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
                 writer.close()
@@ -208,7 +208,7 @@ class SandboxSpawner(LocalProcessSpawner):
         return preexec
 
     async def poll(self) -> int | None:
-        """None while the server's process lives in its cgroup; else clean up and say how it ended."""
+        """None while the server process lives in its cgroup; else clean up and give its status."""
         await self._report_oom()
         if self.proc is not None:
             status = self.proc.poll()
@@ -237,7 +237,10 @@ class SandboxSpawner(LocalProcessSpawner):
             self.oom_seen = kills
             self.log.warning(
                 "OOM: %d process(es) of user %s in course %s killed (memory limit %s)",
-                new, self.user.name, self.course or "-", self.limits()["memory"],
+                new,
+                self.user.name,
+                self.course or "-",
+                self.limits()["memory"],
             )
             metrics.OOM_KILLS.labels(course=self.course or "-").inc(new)
 
