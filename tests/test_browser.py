@@ -48,7 +48,8 @@ def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_di
     page.goto(shared_hub.url + f"user/{name}/lab/tree/demo/welcome.ipynb")
     cell = page.locator(".jp-Notebook .jp-CodeCell").first
     cell.wait_for()
-    page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=120_000)
+    # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is connected.
+    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
     cell.click()
     editor = cell.locator(".cm-content")
     editor.click()
@@ -56,7 +57,11 @@ def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_di
     page.keyboard.type("print(6 * 7, 'from', __import__('os').environ['USER'])")
     page.keyboard.press("Shift+Enter")
     output = cell.locator(".jp-OutputArea-output")
-    output.wait_for()
+    try:
+        output.wait_for()
+    except Exception:
+        page.screenshot(path=str(output_dir / "browser-jupyterlab-cell-FAILED.png"))
+        raise
     page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
     text = output.inner_text()
     page.screenshot(path=str(output_dir / "browser-jupyterlab-cell.png"))

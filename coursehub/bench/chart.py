@@ -1,0 +1,77 @@
+"""The TTFR chart: one box (with every launch as a dot) per system and scenario."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+COLORS = {"stock": "#d62728", "stock-600": "#ff7f0e", "coursehub": "#1f77b4"}
+
+
+def ttfr_series(results: dict[str, Any]) -> list[tuple[str, str, list[float], int]]:
+    """(scenario, system, TTFRs of successful launches, launches) in plotting order (pure)."""
+    series: list[tuple[str, str, list[float], int]] = []
+    systems = results.get("systems", {})
+    for name, entry in systems.items():
+        for run in entry.get("single", {}).get("runs", []):
+            _add(series, "1 user", name, run["students"])
+    sizes = sorted({b["size"] for e in systems.values() for b in e.get("bursts", [])})
+    for size in sizes:
+        for name, entry in systems.items():
+            for burst in entry.get("bursts", []):
+                if burst["size"] == size and not burst.get("skipped"):
+                    _add(series, f"{size} at once", name, burst["run"]["students"])
+    return series
+
+
+def _add(series: list, scenario: str, system: str, students: list[dict[str, Any]]) -> None:
+    """Append students to the (scenario, system) entry, creating it if needed."""
+    values = [s["ttfr"] for s in students if s["ttfr"] is not None and _ok(s)]
+    for i, (sc, sy, vals, total) in enumerate(series):
+        if (sc, sy) == (scenario, system):
+            series[i] = (sc, sy, vals + values, total + len(students))
+            return
+    series.append((scenario, system, values, len(students)))
+
+
+def _ok(student: dict[str, Any]) -> bool:
+    return not student.get("error") and all(p["ok"] for p in student["phases"])
+
+
+def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
+    """Draw the chart to `path` (PNG) with matplotlib's Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = ttfr_series(results)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(series) + 2), 5), dpi=110)
+    jitter = random.Random(0)
+    for x, (_, system, values, total) in enumerate(series, start=1):
+        color = COLORS.get(system, "#555555")
+        if values:
+            ax.boxplot([values], positions=[x], widths=0.6, showfliers=False)
+            xs = [x + jitter.uniform(-0.2, 0.2) for _ in values]
+            ax.scatter(xs, values, s=9, alpha=0.6, color=color, zorder=3)
+        ax.annotate(
+            f"{len(values)}/{total}",
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(range(1, len(series) + 1))
+    ax.set_xticklabels([f"{sc}\n{sy}" for sc, sy, _, _ in series], fontsize=8)
+    if any(values for _, _, values, _ in series):
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no successful launch", transform=ax.transAxes, ha="center")
+    ax.set_ylabel("time to first result (s, log scale)")
+    ax.set_title("Launch → first cell result; n/N = successful launches", pad=18)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,26 @@
+"""Simulated students against any JupyterHub: the engine behind `coursehub bench`.
+
+from coursehub.loadtest import Credential, LoadConfig, run_load_test, summarize
+run = run_load_test(LoadConfig("http://127.0.0.1:8000/"), [Credential("ana", "pw")])
+print(summarize(run)["ttfr"])
+"""
+
+from .results import PHASES, Phase, RunResult, StudentResult
+from .students import Credential, LoadConfig, LoadTest, run_load_test
+from .summary import describe, errors_by_kind, percentile, phase_stats, summarize
+
+__all__ = [
+    "PHASES",
+    "Credential",
+    "LoadConfig",
+    "LoadTest",
+    "Phase",
+    "RunResult",
+    "StudentResult",
+    "describe",
+    "errors_by_kind",
+    "percentile",
+    "phase_stats",
+    "run_load_test",
+    "summarize",
+]
