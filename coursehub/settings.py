@@ -2,56 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_serializer, field_validator, model_validator
 
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+from .settings_base import Model, format_size, parse_size
+from .settings_kubernetes import CourseKubernetes, KubernetesSettings
+
+__all__ = ["Model", "format_size", "parse_size"]
 COURSE_NAME = r"^[a-z][a-z0-9-]{0,29}$"  # also a valid JupyterHub named-server name
-
-
-def parse_size(value: Any) -> int:
-    """Turn '512M', '1.5G' or a byte count into bytes; reject negatives and junk."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 512M or 2G")
-    if isinstance(value, int | float):
-        number, unit = float(value), ""
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a size: use a number with K, M, G or T, e.g. 2G")
-        number, unit = float(match.group(1)), match.group(2).upper()
-    if number <= 0:
-        raise ValueError(f"{value!r} must be positive")
-    return int(number * _UNITS[unit])
-
-
-def format_size(size: int) -> str:
-    """Render bytes the way a user would write them in coursehub.yaml."""
-    for unit in ("T", "G", "M", "K"):
-        if size % _UNITS[unit] == 0:
-            return f"{size // _UNITS[unit]}{unit}"
-    return str(size)
-
-
-class Model(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# Here, not at the top: the Kubernetes sections derive from Model.
-from .settings_kubernetes import CourseKubernetes, KubernetesSettings  # noqa: E402
 
 
 class Limits(Model):

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
-
-if "coursehub.settings" not in sys.modules:
-    # Imported before coursehub.settings, which imports this module itself once Model exists:
-    # step aside so that it does; the import system then hands out the module it made.
-    del sys.modules[__name__]
-    import coursehub.settings  # noqa: F401
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from . import __version__
-from .settings import Model, parse_size
+from .settings_base import Model, parse_size
 
 HUB_IMAGE = "ghcr.io/coursehub/coursehub-hub"
 # The Zero to JupyterHub release hub-image/Dockerfile builds on, and the JupyterHub inside it:
