@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auth.accounts import AccountStore, Credential
-from .courses import content
+from .courses.build import sync_catalog
 from .courses.environments import EnvSpec, ensure_environment, find_user_python, server_stack
 from .errors import CoursehubError, HubNotRunning
 from .hubapi import HubAPI
@@ -85,13 +85,14 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     """State folder, user environment, course content, admin account, stale cgroups."""
     ensure_state_dir(paths)
     ensure_secret(paths.cli_token)
+    install_sync_script(paths)
     python = find_user_python(settings.sandbox.python)
     spec = EnvSpec(python=str(python), packages=server_stack())
     if not (paths.envs / spec.digest / ".coursehub-ready").exists():
         echo(f"Building the user environment with uv (first start only; log in {paths.envs})…")
     user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))
-    for course in settings.courses:
-        content.materialize(course, paths.courses)
+    for record in sync_catalog(settings, paths, on_line=lambda line: log.debug(line)):
+        echo(f"Course {record.name}: ready ({record.environment})")
     admin = None
     if settings.auth.type == "workshop":
         store = AccountStore(paths.accounts)
@@ -101,6 +102,16 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
     return Prepared(user_env=user_env, admin=admin)
+
+
+def install_sync_script(paths: StatePaths) -> None:
+    """Put the content sync script where every sandbox can read it."""
+    from .courses import sync
+
+    paths.sync_script.parent.mkdir(exist_ok=True)
+    os.chmod(paths.sync_script.parent, 0o755)
+    shutil.copyfile(sync.__file__, paths.sync_script)
+    os.chmod(paths.sync_script, 0o644)
 
 
 def start_hub(config_file: Path | None, paths: StatePaths, user_env: Path) -> subprocess.Popen:

@@ -45,6 +45,10 @@ class StatePaths:
         return self.root / "courses"
 
     @property
+    def sync_script(self) -> Path:
+        return self.root / "bin" / "coursehub-sync.py"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

@@ -117,6 +117,17 @@ class CullerSettings(Model):
     max_age: int = Field(0, ge=0, description="Stop servers older than this (0: never).")
 
 
+class TemporaryUsers(Model):
+    """Anonymous users created by /hub/tmplogin links to courses whose access is 'open'."""
+
+    idle_timeout: int = Field(
+        3600, ge=60, description="Idle seconds before a temporary user is deleted with their files."
+    )
+    per_client_per_minute: int = Field(
+        10, ge=1, description="New temporary users one client address may create per minute."
+    )
+
+
 class Course(Model):
     """A course: content, environment and who may open it."""
 
@@ -129,6 +140,12 @@ class Course(Model):
         "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
     )
     limits: PartialLimits = Field(default_factory=PartialLimits)
+    shared_data: Path | None = Field(
+        None, description="Host folder shown read-only as ~/<course>/data."
+    )
+    scratch: Path | None = Field(
+        None, description="Host folder shared read-write as ~/<course>/scratch."
+    )
     kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
 
 
@@ -143,6 +160,7 @@ class Settings(Model):
     limits: Limits = Field(default_factory=Limits)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
+    temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."

@@ -20,30 +20,51 @@ def is_local(repo: str) -> bool:
     return "://" not in repo and not repo.startswith("git@") and Path(repo).is_dir()
 
 
-def materialize(course: Course, courses_root: Path) -> Path:
-    """Put the course's content at courses_root/<name> (copy or git checkout), swap atomically."""
+def fetch(course: Course, courses_root: Path) -> Path:
+    """The course's content (copy or git checkout) in a staging folder, not yet in service."""
     courses_root.mkdir(parents=True, exist_ok=True)
     os.chmod(courses_root, 0o755)
-    target = courses_root / course.name
     staging = courses_root / f".{course.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         if is_local(course.repo) and not (Path(course.repo) / ".git").exists():
-            shutil.copytree(course.repo, staging, symlinks=False)
+            shutil.copytree(course.repo, staging, symlinks=True)
         else:
             _git_checkout(course.repo, course.ref, staging)
     except (OSError, shutil.Error) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise CoursehubError(f"course '{course.name}': cannot copy {course.repo}: {exc}") from exc
     shutil.rmtree(staging / ".git", ignore_errors=True)
+    _drop_symlinks(staging)
     make_world_readable(staging)
-    old = courses_root / f".{course.name}.old"
+    return staging
+
+
+def swap_in(staging: Path, courses_root: Path, name: str) -> Path:
+    """Put a fetched checkout in service as courses_root/<name>, replacing the old one."""
+    target = courses_root / name
+    old = courses_root / f".{name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.rename(target, old)
     os.rename(staging, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def materialize(course: Course, courses_root: Path) -> Path:
+    """Fetch the course's content and put it in service at once."""
+    return swap_in(fetch(course, courses_root), courses_root, course.name)
+
+
+def _drop_symlinks(root: Path) -> None:
+    """Remove symlinks from a checkout: copied as root, they could expose any file to students."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                log.warning("course content: dropping symlink %s", path.relative_to(root))
+                path.unlink()
 
 
 def _git_checkout(repo: str, ref: str, dest: Path) -> None:

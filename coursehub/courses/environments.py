@@ -37,7 +37,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 3  # bump when the environment layout below changes
+LAYOUT_VERSION = 4  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,19 @@ class EnvSpec:
 
     python: str
     packages: tuple[str, ...]
+    extra: str = ""  # hash of anything else that shapes the environment (course files)
+    post_build: Path | None = None  # a course's postBuild script, run in the new environment
 
     @property
     def digest(self) -> str:
         """A short hash naming the environment's folder."""
         text = json.dumps(
-            {"python": self.python, "packages": sorted(self.packages), "layout": LAYOUT_VERSION}
+            {
+                "python": self.python,
+                "packages": sorted(self.packages),
+                "layout": LAYOUT_VERSION,
+                "extra": self.extra,
+            }
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -120,35 +127,58 @@ def ensure_environment(
     shutil.rmtree(staging, ignore_errors=True)
     log_path = envs_dir / f"{spec.digest}.log"
     started = time.monotonic()
-    with log_path.open("w") as log_file:
-        steps = [
-            (
-                "create venv",
-                [uv_binary(), "venv", "--relocatable", "--python", spec.python, str(staging)],
-            ),
-            (
-                "install packages",
-                [
-                    uv_binary(),
-                    "pip",
-                    "install",
-                    "--python",
-                    str(staging / "bin" / "python"),
-                    *spec.packages,
-                ],
-            ),
-        ]
-        for name, cmd in steps:
-            _run_step(name, cmd, log_file, log_path, on_line)
-    install_kernelspec(staging, final=target)
-    install_lab_overrides(staging)
-    (staging / READY).write_text(json.dumps({"seconds": round(time.monotonic() - started, 1)}))
-    make_world_readable(staging)
+    try:
+        with log_path.open("w") as log_file:
+            for name, cmd in _build_steps(spec, staging):
+                _run_step(name, cmd, log_file, log_path, on_line)
+        install_kernelspec(staging, final=target)
+        install_lab_overrides(staging)
+        seconds = round(time.monotonic() - started, 1)
+        (staging / READY).write_text(json.dumps({"seconds": seconds}))
+        make_world_readable(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous environment stays in service
+        raise
     if target.exists():  # a concurrent build finished first; keep theirs
         shutil.rmtree(staging, ignore_errors=True)
     else:
         os.rename(staging, target)
     return target
+
+
+def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str]]]:
+    """The commands that build an environment, each named for error messages."""
+    python = str(staging / "bin" / "python")
+    # System site packages on, so that user site packages (pip install --user) are seen too.
+    steps = [
+        (
+            "create venv",
+            [
+                uv_binary(),
+                "venv",
+                "--relocatable",
+                "--system-site-packages",
+                "--python",
+                spec.python,
+                str(staging),
+            ],
+        ),
+        ("install packages", [uv_binary(), "pip", "install", "--python", python, *spec.packages]),
+    ]
+    if spec.post_build is not None:
+        steps.append(("postBuild", _as_nobody(staging, ["/bin/bash", str(spec.post_build)])))
+    return steps
+
+
+def _as_nobody(staging: Path, cmd: list[str]) -> list[str]:
+    """Run a course's own script unprivileged, with the new environment first on PATH."""
+    path = f"{staging / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    script = (
+        'p="$1"; shift; chown -R nobody "$0" && setpriv --reuid=nobody --regid=nogroup '
+        '--clear-groups env HOME=/tmp PATH="$p" "$@"; code=$?; chown -R root:root "$0"; '
+        "exit $code"
+    )
+    return ["/bin/sh", "-c", script, str(staging), path, *cmd]
 
 
 def install_kernelspec(env: Path, final: Path) -> None:

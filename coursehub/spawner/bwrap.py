@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-# Under /run, which the sandbox replaces with a tmpfs: a mount point can be made there.
-COURSE_MOUNT = Path("/run/coursehub/course")
+# Under /run, which the sandbox replaces with a tmpfs: mount points can be made there.
+MOUNTS = Path("/run/coursehub")
+COURSE_MOUNT = MOUNTS / "course"
+SYNC_MOUNT = MOUNTS / "sync.py"
 
-# Merge the course into ~/<course>/ without overwriting anything the student has
-# (cp -n), then become the server. Runs as the user, inside the sandbox, so a
-# symlink planted in the home cannot make a privileged process write elsewhere.
+# Merge the course into ~/<course>/ with nbgitpuller's rules, then become the server. This
+# runs as the user, inside the sandbox, so a symlink planted in the home cannot make a
+# privileged process write elsewhere. A failed merge is reported but does not stop the server.
 SYNC_AND_EXEC = (
-    'if [ -n "$COURSEHUB_COURSE" ] && [ -d "$COURSEHUB_COURSE_SRC" ]; then '
-    'mkdir -p "$HOME/$COURSEHUB_COURSE" && '
-    'cp -Rn "$COURSEHUB_COURSE_SRC/." "$HOME/$COURSEHUB_COURSE/" 2>/dev/null; fi; '
+    'if [ -n "$COURSEHUB_COURSE" ] && [ -f /run/coursehub/sync.py ]; then '
+    'python3 /run/coursehub/sync.py /run/coursehub/course "$HOME/$COURSEHUB_COURSE" '
+    '|| echo "coursehub: course sync failed" >&2; fi; '
     'exec "$@"'
 )
 
@@ -27,10 +29,12 @@ class SandboxSpec:
     home_root: Path
     environment: Path
     course_src: Path | None = None
+    sync_script: Path | None = None
+    shared_data: Path | None = None
+    scratch: Path | None = None
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
     hostname: str = "jupyter"
-    extra_binds: tuple[tuple[Path, Path], ...] = field(default=())
 
 
 def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:
@@ -59,8 +63,12 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         args += ["--ro-bind", str(path), str(path)]
     if spec.course_src is not None:
         args += ["--ro-bind", str(spec.course_src), str(COURSE_MOUNT)]
-    for src, dest in spec.extra_binds:
-        args += ["--bind", str(src), str(dest)]
+    if spec.sync_script is not None:
+        args += ["--ro-bind", str(spec.sync_script), str(SYNC_MOUNT)]
+    if spec.shared_data is not None:
+        args += ["--ro-bind", str(spec.shared_data), str(MOUNTS / "data")]
+    if spec.scratch is not None:
+        args += ["--bind", str(spec.scratch), str(MOUNTS / "scratch")]
     args += [
         "--bind",
         str(spec.home),

@@ -14,9 +14,11 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Dict, Integer, List, Unicode, default
+from traitlets import Integer, List, Unicode, default
 
 from .. import metrics
+from ..courses.access import may_open
+from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups
 from .accounts import UnixAccount, ensure_unix_account
@@ -28,11 +30,11 @@ except ImportError:  # JupyterHub 5.3+: HTTPError with a user-facing message
     SpawnException = None  # type: ignore[assignment,misc]
 
 
-def spawn_error(message: str, reason: str) -> web.HTTPError:
+def spawn_error(message: str, reason: str, status: int = 500) -> web.HTTPError:
     """A failure the user sees as `message`, on any supported JupyterHub."""
     if SpawnException is not None:
-        return SpawnException(message, reason=reason, status_code=500)
-    error = web.HTTPError(500, message)
+        return SpawnException(message, reason=reason, status_code=status)
+    error = web.HTTPError(status, message)
     error.jupyterhub_message = message  # type: ignore[attr-defined]
     return error
 
@@ -48,8 +50,8 @@ class SandboxSpawner(LocalProcessSpawner):
     pids_limit = Integer(512, help="Maximum processes per server.").tag(config=True)
     readonly_paths = List(Unicode(), help="Host paths shown read-only.").tag(config=True)
     hidden_paths = List(Unicode(), help="Host paths replaced by an empty folder.").tag(config=True)
-    courses = Dict(help="Course name -> {title, repo, default_notebook, limits}.").tag(config=True)
-    courses_root = Unicode(help="Folder with one checkout per course.").tag(config=True)
+    courses_root = Unicode(help="Folder with the course catalog and checkouts.").tag(config=True)
+    sync_script = Unicode("", help="Host path of coursehub's content sync script.").tag(config=True)
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
@@ -66,10 +68,25 @@ class SandboxSpawner(LocalProcessSpawner):
     def _env_keep_default(self) -> list[str]:
         return ["LANG", "LC_ALL"]
 
+    _record: CourseRecord | None = None
+
+    @property
+    def record(self) -> CourseRecord | None:
+        """The catalog record of this server's course (its name, or the default course)."""
+        if self._record is None and self.courses_root:
+            records = load_catalog(Path(self.courses_root))
+            self._record = records.get(self.name) or records.get(self.default_course)
+        return self._record
+
     @property
     def course(self) -> str:
-        """The course this server belongs to: its name if it names one, else the default."""
-        return self.name if self.name in self.courses else self.default_course
+        """The course this server belongs to."""
+        return self.record.name if self.record else ""
+
+    @property
+    def env_dir(self) -> str:
+        """The environment this server runs from: its course's, else the configured one."""
+        return self.record.environment if self.record else self.environment_path
 
     @property
     def cgroup(self) -> cgroups.Cgroup:
@@ -81,7 +98,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     def limits(self) -> dict[str, Any]:
         """Memory, cpu and pids for this server: the course's, else the global ones."""
-        course = self.courses.get(self.course, {}).get("limits", {})
+        course = self.record.limits if self.record else {}
         return {
             "memory": course.get("memory") or self.mem_limit,
             "cpu": course.get("cpu") or self.cpu_limit or 1.0,
@@ -107,7 +124,9 @@ class SandboxSpawner(LocalProcessSpawner):
             HOME=str(self.account.home),
             USER=self.account.name,
             SHELL="/bin/bash",
-            PATH=f"{self.environment_path}/bin:/usr/local/bin:/usr/bin:/bin",
+            PATH=f"{self.env_dir}/bin:/usr/local/bin:/usr/bin:/bin",
+            # pip install --user persists in the home, separately for each course.
+            PYTHONUSERBASE=f"{self.account.home}/.local/share/coursehub/{self.course or 'default'}",
             COURSEHUB_COURSE=self.course,
             COURSEHUB_COURSE_SRC=str(COURSE_MOUNT),
             COURSEHUB_KERNEL_NPROC=str(kernel_nproc(self.limits()["pids"])),
@@ -121,6 +140,11 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def start(self) -> tuple[str, int]:
         """Create account and cgroup, then run the server in bubblewrap as the user."""
+        self._record = None  # re-read: the course may have been rebuilt since the last start
+        if self.record is None and self.name:
+            raise spawn_error(f"There is no course called '{self.name}'.", "unknown-course")
+        if self.record is not None and not may_open(self.record.access, self.user):
+            raise spawn_error(f"You are not enrolled in '{self.course}'.", "not-enrolled", 403)
         try:
             self.account = await asyncio.to_thread(
                 ensure_unix_account, self.user.name, self.user_prefix, Path(self.home_root)
@@ -132,7 +156,8 @@ class SandboxSpawner(LocalProcessSpawner):
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
         self.port = random_port()
-        cmd = bwrap_args(self.sandbox_spec(), [*self.cmd, *self.get_args()], self.bwrap_path)
+        server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir) / f"{group.dirs[0].name}.log" if self.log_dir else None
@@ -179,12 +204,15 @@ class SandboxSpawner(LocalProcessSpawner):
     def sandbox_spec(self) -> SandboxSpec:
         """What this server's sandbox shows and hides."""
         assert self.account is not None
-        course_src = Path(self.courses_root) / self.course if self.courses_root else None
+        record = self.record
         return SandboxSpec(
             home=self.account.home,
             home_root=Path(self.home_root),
-            environment=Path(self.environment_path),
-            course_src=course_src if course_src and course_src.is_dir() else None,
+            environment=Path(self.env_dir),
+            course_src=_folder(record.content) if record else None,
+            sync_script=Path(self.sync_script) if self.sync_script else None,
+            shared_data=_folder(record.shared_data) if record else None,
+            scratch=_folder(record.scratch) if record else None,
             hidden=tuple(Path(p) for p in self.hidden_paths),
             readonly=tuple(Path(p) for p in self.readonly_paths),
             hostname=self.course or "jupyter",
@@ -267,6 +295,11 @@ def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _folder(path: str) -> Path | None:
+    """`path` as a Path when it names an existing folder."""
+    return Path(path) if path and Path(path).is_dir() else None
 
 
 def kernel_nproc(pids_limit: int) -> int:

@@ -1,0 +1,32 @@
+"""Who may open a course: a pure decision on the course's access rule and the user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TEMPORARY_GROUP = "coursehub-temporary"
+
+
+def group_names(user: Any) -> set[str]:
+    """Names of a JupyterHub user's groups (works on the ORM user and the User wrapper)."""
+    return {getattr(group, "name", str(group)) for group in getattr(user, "groups", [])}
+
+
+def is_temporary(user: Any) -> bool:
+    """True for anonymous users made by a /hub/tmplogin link."""
+    return TEMPORARY_GROUP in group_names(user)
+
+
+def may_open(access: str | list[str], user: Any) -> bool:
+    """'open': anyone; 'accounts': any real (non-temporary) user; a list: that roster only."""
+    if access == "open":
+        return True
+    if is_temporary(user):
+        return False
+    if access == "accounts":
+        return True
+    groups = group_names(user)
+    return any(
+        entry == user.name or (entry.startswith("group:") and entry[6:] in groups)
+        for entry in access
+    )

@@ -1,0 +1,154 @@
+"""Building a course: fetch content, build its environment, then put both in service at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import CoursehubError, EnvironmentBuildError
+from ..paths import StatePaths
+from ..settings import Course, Settings
+from . import catalog, content
+from .environments import EnvSpec, ensure_environment, find_user_python, server_stack
+from .spec import CourseEnvSpec, content_digest, read_spec
+
+log = logging.getLogger(__name__)
+APT_TIMEOUT = 1800
+
+
+def build_course(
+    course: Course,
+    settings: Settings,
+    paths: StatePaths,
+    on_line: Callable[[str], None] | None = None,
+) -> catalog.CourseRecord:
+    """Fetch, build and swap in `course`; on failure the previous build stays in service."""
+    started = time.monotonic()
+    staging = content.fetch(course, paths.courses)
+    try:
+        spec = read_spec(staging)
+        env_spec = environment_spec(spec, staging, settings)
+        if spec.apt_packages:
+            _apt_install(spec.apt_packages, on_line)
+        environment = ensure_environment(env_spec, paths.envs, on_line)
+    except CoursehubError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        _record_failure(paths, course, str(exc))
+        raise
+    checkout = content.swap_in(staging, paths.courses, course.name)
+    record = catalog.CourseRecord(
+        name=course.name,
+        content=str(checkout),
+        environment=str(environment),
+        built_at=time.time(),
+        build_seconds=round(time.monotonic() - started, 1),
+        notes=list(spec.notes),
+    )
+    describe(record, course, settings)
+    catalog.update_record(paths.courses, record)
+    return record
+
+
+def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -> None:
+    """Copy what coursehub.yaml says of a course (title, access, limits, folders) into its record."""
+    record.title = course.title or course.name
+    record.access = course.access
+    record.default_notebook = course.default_notebook or ""
+    record.limits = settings.course_limits(course).model_dump()
+    record.shared_data = str(course.shared_data or "")
+    record.scratch = str(course.scratch or "")
+    if course.scratch is not None:
+        # Shared scratch: everyone writes, nobody deletes others' files (sticky bit, like /tmp).
+        course.scratch.mkdir(parents=True, exist_ok=True)
+        os.chmod(course.scratch, 0o1777)
+
+
+def environment_spec(spec: CourseEnvSpec, checkout: Path, settings: Settings) -> EnvSpec:
+    """The uv environment a course's files call for, with coursehub's server stack."""
+    python = _python_for(spec.python_version, settings.sandbox.python)
+    packages = [*server_stack(), *spec.requirements]
+    extra = ""
+    if spec.install_self:
+        packages.append(str(checkout))
+        extra = content_digest(checkout)
+    post_build = checkout / "binder" / "postBuild"
+    if not post_build.exists():
+        post_build = checkout / "postBuild"
+    if spec.post_build:
+        extra += ":" + content_digest(post_build.parent)
+    return EnvSpec(
+        python=str(python),
+        packages=tuple(packages),
+        extra=extra,
+        post_build=post_build if spec.post_build else None,
+    )
+
+
+def _python_for(version: tuple[int, int] | None, configured: Path | None) -> Path:
+    """An interpreter users can run, of the version runtime.txt asks for when given."""
+    if version is None:
+        return find_user_python(configured)
+    wanted = f"python{version[0]}.{version[1]}"
+    for candidate in (Path("/usr/bin") / wanted, Path("/usr/local/bin") / wanted):
+        if candidate.exists():
+            return find_user_python(candidate)
+    raise EnvironmentBuildError(
+        f"the course asks for Python {version[0]}.{version[1]} (runtime.txt or environment.yml) "
+        f"but no {wanted} is installed here; install it (e.g. apt-get install {wanted}) or "
+        "change the course's runtime.txt"
+    )
+
+
+def _apt_install(packages: tuple[str, ...], on_line: Callable[[str], None] | None) -> None:
+    """Install apt.txt's packages system-wide (only possible as root)."""
+    if os.geteuid() != 0:
+        raise EnvironmentBuildError(
+            f"apt.txt asks for {', '.join(packages)}: run the build as root to install them"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--", *packages]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=APT_TIMEOUT, env=env)
+    if on_line:
+        for line in result.stdout.splitlines()[-5:]:
+            on_line(line)
+    if result.returncode != 0:
+        raise EnvironmentBuildError(
+            f"environment build failed at step 'apt.txt': {result.stderr.strip()[-800:]}"
+        )
+
+
+def _record_failure(paths: StatePaths, course: Course, message: str) -> None:
+    """Remember why the last build failed, without touching what is in service."""
+    records = catalog.load_catalog(paths.courses)
+    record = records.get(course.name) or catalog.CourseRecord(name=course.name)
+    record.last_error = message
+    catalog.update_record(paths.courses, record)
+
+
+def ensure_course(
+    course: Course,
+    settings: Settings,
+    paths: StatePaths,
+    on_line: Callable[[str], None] | None = None,
+) -> catalog.CourseRecord:
+    """The course's record, building it only when it was never built (as `up` needs)."""
+    record = catalog.load_catalog(paths.courses).get(course.name)
+    if record is not None and record.ready and Path(record.environment).is_dir():
+        describe(record, course, settings)
+        catalog.update_record(paths.courses, record)
+        return record
+    return build_course(course, settings, paths, on_line)
+
+
+def sync_catalog(settings: Settings, paths: StatePaths, on_line=None) -> list[catalog.CourseRecord]:
+    """Make the catalog match coursehub.yaml: build what is missing, forget what was removed."""
+    records = [ensure_course(course, settings, paths, on_line) for course in settings.courses]
+    names = {course.name for course in settings.courses}
+    for name in set(catalog.load_catalog(paths.courses)) - names:
+        catalog.remove_record(paths.courses, name)
+    return records
