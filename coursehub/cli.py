@@ -98,9 +98,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
             "First start: an admin account was created. Write this down, it is shown only once:",
             fg="yellow",
         )
-        click.echo(
-            f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}"
-        )
+        click.echo(f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}")
     hub = hubprocess.start_hub(st.config_file, st.paths, prepared.user_env)
     sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
 
@@ -193,9 +191,7 @@ def _store(ctx: click.Context) -> tuple[AccountStore, State]:
 def _write_cards(creds: list[Credential], st: State, out: Path | None, stem: str) -> None:
     from .hubprocess import hub_url
 
-    csv_path, html_path = write_credentials(
-        creds, hub_url(st.settings), out or st.paths.cards, stem
-    )
+    csv_path, html_path = write_credentials(creds, hub_url(st.settings), out or st.paths.cards, stem)
     click.echo(f"Wrote {csv_path} and {html_path} (printable cards); both are 0600.")
 
 

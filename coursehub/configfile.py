@@ -71,9 +71,7 @@ def _describe(err: Any, lines: dict[Loc, int], source: str) -> str:
 
 def _yaml_loc(loc: Loc) -> Loc:
     """Drop pydantic's union-branch labels (e.g. 'literal[...]') that are not YAML keys."""
-    return tuple(
-        p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))
-    )
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function"))))
 
 
 def _nearest_line(loc: Loc, lines: dict[Loc, int]) -> int | None:

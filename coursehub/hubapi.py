@@ -35,9 +35,7 @@ class HubAPI:
                 **kwargs,
             )
         except requests.ConnectionError as exc:
-            raise HubNotRunning(
-                f"no hub answers at {self.url}: start it with `coursehub up`"
-            ) from exc
+            raise HubNotRunning(f"no hub answers at {self.url}: start it with `coursehub up`") from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """An API call whose answer must be 2xx JSON."""

@@ -51,9 +51,7 @@ def preflight(settings: Settings) -> None:
         problems.append("no cgroup hierarchy is mounted at /sys/fs/cgroup")
     userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if userns.exists() and userns.read_text().strip() == "0":
-        problems.append(
-            "unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1"
-        )
+        problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
     try:
         find_proxy()
     except CoursehubError as exc:
@@ -219,9 +217,7 @@ def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | Non
         api = HubAPI(hub_url(settings), ensure_secret(paths.cli_token))
         for user in api.users():
             for name, server in user.get("servers", {}).items():
-                leaf = (
-                    f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
-                )
+                leaf = f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
                 group = cgroups.group_for(leaf)
                 memory = group.memory_bytes() if group.dirs[0].exists() else 0
                 rows.append(ServerRow(user["name"], name, bool(server.get("ready")), memory))

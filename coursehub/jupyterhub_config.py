@@ -4,6 +4,7 @@
 import os
 from pathlib import Path
 
+from coursehub.auth.hooks import resolve_authenticator, with_coursehub
 from coursehub.configfile import load_settings
 from coursehub.hubconfig import build
 from coursehub.paths import StatePaths
@@ -15,6 +16,10 @@ _settings = load_settings(Path(_file) if _file else None)
 _paths = StatePaths(Path(os.environ["COURSEHUB_STATE_DIR"]))
 _runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]))
 c.merge(build(_settings, _runtime))
+# Whatever authenticator is configured also serves coursehub's launch links.
+c.JupyterHub.authenticator_class = with_coursehub(
+    resolve_authenticator(str(c.JupyterHub.authenticator_class))
+)
 
 # The escape hatch: plain JupyterHub config files, applied last, in name order.
 for _extra in sorted(_paths.config_d.glob("*.py")):

@@ -37,11 +37,7 @@ def _section(name: str, sub: type[BaseModel], field: FieldInfo, defaults: dict) 
     """A section's table, nested sections flattened with dotted keys."""
     rows = _rows(name, sub, defaults)
     doc = (sub.__doc__ or "").strip().splitlines()[0]
-    return (
-        f"### `{name}`: {doc}\n\n| key | default | meaning |\n|---|---|---|\n"
-        + "\n".join(rows)
-        + "\n"
-    )
+    return f"### `{name}`: {doc}\n\n| key | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def _rows(prefix: str, model: type[BaseModel], defaults: dict) -> list[str]:

@@ -140,12 +140,8 @@ class Course(Model):
         "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
     )
     limits: PartialLimits = Field(default_factory=PartialLimits)
-    shared_data: Path | None = Field(
-        None, description="Host folder shown read-only as ~/<course>/data."
-    )
-    scratch: Path | None = Field(
-        None, description="Host folder shared read-write as ~/<course>/scratch."
-    )
+    shared_data: Path | None = Field(None, description="Host folder shown read-only as ~/<course>/data.")
+    scratch: Path | None = Field(None, description="Host folder shared read-write as ~/<course>/scratch.")
     kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
 
 

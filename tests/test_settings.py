@@ -10,6 +10,8 @@ from traitlets.config import Config
 
 from coursehub.cli import main
 from coursehub.configfile import parse_settings
+from coursehub.courses.build import describe
+from coursehub.courses.catalog import CourseRecord
 from coursehub.errors import ConfigError
 from coursehub.hubconfig import Runtime, build
 from coursehub.hubconfig.core import CULLER_SCOPES
@@ -39,7 +41,9 @@ def test_defaults_give_a_local_sandboxed_hub_on_sqlite():
     assert c.SandboxSpawner.mem_limit == 2 * 1024**3
     assert c.SandboxSpawner.cpu_limit == 1.0
     assert c.SandboxSpawner.pids_limit == 512
-    assert c.SandboxSpawner.cmd == ["/srv/state/envs/abc/bin/jupyterhub-singleuser"]
+    assert c.SandboxSpawner.environment_path == "/srv/state/envs/abc"
+    assert c.SandboxSpawner.courses_root == "/srv/state/courses"
+    assert c.JupyterHub.allow_named_servers is True  # a named server per course
     assert "/srv/state" in c.SandboxSpawner.hidden_paths
     assert c.SandboxSpawner.default_course == "demo"
     assert c.Authenticator.admin_users == {"admin"}
@@ -59,15 +63,19 @@ limits: {memory: 512M, cpu: 0.5, pids: 64}
 
 
 def test_course_limits_override_global_ones():
-    c = config_for("""
+    settings = parse_settings("""
 limits: {memory: 1G}
 courses:
-  - {name: bio101, repo: /srv/bio, limits: {memory: 4G}}
+  - {name: bio101, repo: /srv/bio, limits: {memory: 4G}, access: [ana, "group:bio"]}
   - {name: chem, repo: /srv/chem}
 """)
-    assert c.SandboxSpawner.courses["bio101"]["limits"]["memory"] == 4 * 1024**3
-    assert c.SandboxSpawner.courses["chem"]["limits"]["memory"] == 1024**3
-    assert c.SandboxSpawner.default_course == "bio101"
+    bio, chem = settings.courses
+    record = CourseRecord(name="bio101")
+    describe(record, bio, settings)
+    assert record.limits["memory"] == 4 * 1024**3 and record.access == ["ana", "group:bio"]
+    describe(record, chem, settings)
+    assert record.limits["memory"] == 1024**3
+    assert build(settings, RUNTIME).SandboxSpawner.default_course == "bio101"
 
 
 def test_culler_is_a_service_with_least_privilege():

@@ -143,9 +143,7 @@ class AccountStore:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             return list(pool.map(self.hasher.hash, passwords))
 
-    def create_batch(
-        self, prefix: str, count: int, *, start: int | None = None
-    ) -> list[Credential]:
+    def create_batch(self, prefix: str, count: int, *, start: int | None = None) -> list[Credential]:
         """Create `count` accounts `<prefix>-NN`, numbered after the highest taken or from start."""
         if not PREFIX_RE.match(prefix):
             raise AccountError(
@@ -153,9 +151,7 @@ class AccountStore:
                 "letters, digits or '-', e.g. 'esip'"
             )
         if not 1 <= count <= MAX_BATCH:
-            raise AccountError(
-                f"cannot create {count} accounts: choose a count from 1 to {MAX_BATCH}"
-            )
+            raise AccountError(f"cannot create {count} accounts: choose a count from 1 to {MAX_BATCH}")
         if start is not None and start < 1:
             raise AccountError(f"invalid start {start}: account numbers start at 1 or more")
         passwords = [generate_password() for _ in range(count)]
@@ -176,9 +172,7 @@ class AccountStore:
         return [Credential(n, p) for n, p in zip(names, passwords, strict=True)]
 
     @staticmethod
-    def _free_numbers(
-        conn: sqlite3.Connection, prefix: str, count: int, start: int | None
-    ) -> list[int]:
+    def _free_numbers(conn: sqlite3.Connection, prefix: str, count: int, start: int | None) -> list[int]:
         pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$")
         rows = conn.execute("SELECT username FROM accounts WHERE username GLOB ?", (prefix + "-*",))
         used = {int(m.group(1)) for (name,) in rows if (m := pattern.match(name))}
@@ -192,9 +186,7 @@ class AccountStore:
             n += 1
         return numbers
 
-    def create(
-        self, username: str, password: str | None = None, *, is_admin: bool = False
-    ) -> Credential:
+    def create(self, username: str, password: str | None = None, *, is_admin: bool = False) -> Credential:
         """Create one account, with a random password unless one is given."""
         _check_username(username)
         if password is None:
@@ -250,15 +242,11 @@ class AccountStore:
             for name, en, adm, created, lk in rows
         ]
 
-    def _update(
-        self, username: str, sql: str, params: tuple = (), *, clear_lockout: bool = False
-    ) -> None:
+    def _update(self, username: str, sql: str, params: tuple = (), *, clear_lockout: bool = False) -> None:
         with self.transaction() as conn:
             cur = conn.execute(sql, (*params, username))
             if cur.rowcount == 0:
-                raise AccountError(
-                    f"account {username!r} does not exist: see `coursehub accounts list`"
-                )
+                raise AccountError(f"account {username!r} does not exist: see `coursehub accounts list`")
             if clear_lockout:
                 conn.execute("DELETE FROM failures WHERE key = ?", (user_key(username),))
 
@@ -293,17 +281,13 @@ class AccountStore:
     def exists(self, username: str, *, enabled_only: bool = False) -> bool:
         """Return whether the account exists (and, if asked, is enabled)."""
         with self.connect() as conn:
-            row = conn.execute(
-                "SELECT enabled FROM accounts WHERE username = ?", (username,)
-            ).fetchone()
+            row = conn.execute("SELECT enabled FROM accounts WHERE username = ?", (username,)).fetchone()
         return row is not None and (bool(row[0]) or not enabled_only)
 
     def is_admin(self, username: str) -> bool:
         """Return whether the account exists and is flagged admin."""
         with self.connect() as conn:
-            row = conn.execute(
-                "SELECT is_admin FROM accounts WHERE username = ?", (username,)
-            ).fetchone()
+            row = conn.execute("SELECT is_admin FROM accounts WHERE username = ?", (username,)).fetchone()
         return row is not None and bool(row[0])
 
     def verify(self, username: str, password: str) -> bool:

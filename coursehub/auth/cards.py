@@ -80,9 +80,7 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def write_credentials(
-    creds: list[Credential], hub_url: str, out_dir: Path, stem: str
-) -> tuple[Path, Path]:
+def write_credentials(creds: list[Credential], hub_url: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
     """Write `<stem>.csv` and `<stem>.html` (mode 0600) into out_dir; return both paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -64,8 +64,7 @@ class LockoutTracker:
         marks = ",".join("?" * len(keys))
         with self.store.connect() as conn:
             row = conn.execute(
-                f"SELECT MAX(locked_until) FROM failures WHERE key IN ({marks})"
-                " AND locked_until > ?",
+                f"SELECT MAX(locked_until) FROM failures WHERE key IN ({marks}) AND locked_until > ?",
                 (*keys, now),
             ).fetchone()
         return None if row[0] is None else row[0] - now
@@ -75,8 +74,7 @@ class LockoutTracker:
         with self.store.transaction() as conn:
             # Forget stale rows so sprayed usernames do not grow the table forever.
             conn.execute(
-                "DELETE FROM failures WHERE first_at < ?"
-                " AND (locked_until IS NULL OR locked_until <= ?)",
+                "DELETE FROM failures WHERE first_at < ? AND (locked_until IS NULL OR locked_until <= ?)",
                 (now - self.policy.window, now),
             )
             for key in keys:
@@ -96,12 +94,9 @@ class LockoutTracker:
             count, first_at, locked_until = row[0] + 1, row[1], None
         if count >= self.policy.threshold(key) and locked_until is None:
             locked_until = now + self.policy.lockout
-            log.warning(
-                "locking %s for %.0f s after %d failed logins", key, self.policy.lockout, count
-            )
+            log.warning("locking %s for %.0f s after %d failed logins", key, self.policy.lockout, count)
         conn.execute(
-            "INSERT OR REPLACE INTO failures (key, count, first_at, locked_until)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO failures (key, count, first_at, locked_until) VALUES (?, ?, ?, ?)",
             (key, count, first_at, locked_until),
         )
 

@@ -12,7 +12,9 @@ from tornado.web import HTTPError
 from traitlets import Float, Integer, Unicode, default
 
 from coursehub.auth.accounts import AccountStore
+from coursehub.auth.hooks import CoursehubAuthenticatorMixin
 from coursehub.auth.lockout import LockoutPolicy, LockoutTracker, ip_key, user_key
+from coursehub.courses.access import is_temporary
 from coursehub.errors import ConfigError
 
 # Longer names cannot be accounts; refusing them early keeps junk out of the failures table.
@@ -25,26 +27,20 @@ def _locked_message(remaining: float) -> str:
     return f"Too many failed logins: try again in {minutes} {unit}."
 
 
-class WorkshopAuthenticator(Authenticator):
+class WorkshopAuthenticator(CoursehubAuthenticatorMixin, Authenticator):
     """Log in with accounts from `coursehub accounts create`, locking out password guessers."""
 
-    accounts_db = Unicode("", help="Path of the SQLite file holding the workshop accounts.").tag(
+    accounts_db = Unicode("", help="Path of the SQLite file holding the workshop accounts.").tag(config=True)
+    max_failures = Integer(5, help="Failed logins for one username within failure_window that lock it.").tag(
         config=True
     )
-    max_failures = Integer(
-        5, help="Failed logins for one username within failure_window that lock it."
-    ).tag(config=True)
     ip_max_failures = Integer(
         50,
         help="Failed logins from one address within failure_window that lock it "
         "(high, since a classroom often shares one address).",
     ).tag(config=True)
-    failure_window = Float(300, help="Seconds over which failed logins are counted.").tag(
-        config=True
-    )
-    lockout_seconds = Float(600, help="Seconds a locked username or address must wait.").tag(
-        config=True
-    )
+    failure_window = Float(300, help="Seconds over which failed logins are counted.").tag(config=True)
+    lockout_seconds = Float(600, help="Seconds a locked username or address must wait.").tag(config=True)
     slow_after_failures = Integer(
         2, help="Failed logins after which answers to further failures are delayed."
     ).tag(config=True)
@@ -123,4 +119,6 @@ class WorkshopAuthenticator(Authenticator):
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
         """Ask a disabled or deleted account to log in again (which then fails)."""
+        if is_temporary(user):
+            return True  # made by a tmplogin link: no account to check
         return await asyncio.to_thread(self.store.exists, user.name, enabled_only=True)

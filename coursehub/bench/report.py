@@ -76,8 +76,7 @@ def burst_table(systems: dict[str, Any]) -> list[str]:
         for burst in entry.get("bursts", []):
             if burst.get("skipped"):
                 rows.append(
-                    f"| {entry['label']} | {burst['size']} | skipped | — | — | — | "
-                    f"{burst['skipped']} |"
+                    f"| {entry['label']} | {burst['size']} | skipped | — | — | — | {burst['skipped']} |"
                 )
                 continue
             s, t = burst["summary"], burst["summary"]["ttfr"]
@@ -125,9 +124,7 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         "TTFR (time to first result): spawn request → `1+1` answered `2` in a new kernel.",
         "",
     ]
-    lines += [
-        f"- **{e['label']}**: did not run: {e['error']}" for e in systems.values() if e["error"]
-    ]
+    lines += [f"- **{e['label']}**: did not run: {e['error']}" for e in systems.values() if e["error"]]
     lines += [
         f"{h}# Single user, {options.get('repeat', '?')} launches one after another",
         "",

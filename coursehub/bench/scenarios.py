@@ -32,9 +32,7 @@ class ScenarioOptions:
 
 
 def _config(hub: BenchHub, opts: ScenarioOptions, **extra: Any) -> LoadConfig:
-    return LoadConfig(
-        hub_url=hub.url, time_limit=opts.time_limit, http_timeout=opts.http_timeout, **extra
-    )
+    return LoadConfig(hub_url=hub.url, time_limit=opts.time_limit, http_timeout=opts.http_timeout, **extra)
 
 
 def single_user(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
@@ -57,9 +55,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, A
             emit(f"[{hub.system}] burst {size}: skipped (the previous size failed completely)")
             continue
         users = [Credential(f"burst{size}-{i:03d}", hub.password) for i in range(size)]
-        run = run_load_test(
-            _config(hub, opts), users, progress=lambda line, s=size: emit(_tag(hub, s, line))
-        )
+        run = run_load_test(_config(hub, opts), users, progress=lambda line, s=size: emit(_tag(hub, s, line)))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
         summary = summarize(run)
         previous_ok = summary["ok"]

@@ -33,7 +33,12 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     uv = uv_binary()
     _run([uv, "venv", "--python", spec.python, str(target)])
-    _run([uv, "pip", "install", "--python", str(target / "bin" / "python"), *spec.packages])
+    python_bin = str(target / "bin" / "python")
+    # Copies, not hard links to uv's cache: a file changed in place in one environment
+    # (coursehub rewrites kernel.json) would otherwise change it in the cache and every venv.
+    _run([uv, "pip", "install", "--link-mode=copy", "--python", python_bin, *spec.packages])
+    # The kernelspec exactly as ipykernel installs it, whatever the cache's copy says.
+    _run([python_bin, "-m", "ipykernel", "install", "--prefix", str(target)])
     (target / READY).write_text("ok\n")
     return target
 
@@ -43,9 +48,8 @@ def _run(cmd: list[str]) -> None:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
-        raise EnvironmentBuildError(f"{cmd[1]} timed out after {BUILD_TIMEOUT} s") from exc
+        raise EnvironmentBuildError(f"{' '.join(cmd[:3])} timed out") from exc
     if done.returncode != 0:
         raise EnvironmentBuildError(
-            f"building the stock users' environment failed ({' '.join(cmd[:3])}):\n"
-            f"{done.stderr[-2000:]}"
+            f"building the stock users' environment failed ({' '.join(cmd[:3])}):\n{done.stderr[-2000:]}"
         )

@@ -60,8 +60,7 @@ def render_kubernetes(ctx: click.Context, output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(
-            f"Wrote {output}: helm upgrade --install coursehub jupyterhub/jupyterhub "
-            f"--values {output}",
+            f"Wrote {output}: helm upgrade --install coursehub jupyterhub/jupyterhub --values {output}",
             err=True,
         )
 
@@ -86,16 +85,13 @@ def image(ctx: click.Context, course_name: str, registry: str | None) -> None:
         target = registry or settings.kubernetes.image_registry
         if not target:
             raise CoursehubError(
-                "no registry: pass --push REGISTRY or set "
-                "kubernetes.image_registry in coursehub.yaml"
+                "no registry: pass --push REGISTRY or set kubernetes.image_registry in coursehub.yaml"
             )
         result = build_image(course, target, push=registry is not None)
     except CoursehubError as exc:
         raise click.ClickException(str(exc)) from exc
     if not result.built:
-        click.secho(
-            f"Not built: {result.reason}. The command that would build it:", err=True, fg="yellow"
-        )
+        click.secho(f"Not built: {result.reason}. The command that would build it:", err=True, fg="yellow")
         click.echo(shlex.join(result.command))
         ctx.exit(1)
     click.echo(result.image)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TEMPORARY_GROUP = "coursehub-temporary"
+from ..hubconfig.core import TEMPORARY_GROUP
 
 
 def group_names(user: Any) -> set[str]:
@@ -26,7 +26,4 @@ def may_open(access: str | list[str], user: Any) -> bool:
     if access == "accounts":
         return True
     groups = group_names(user)
-    return any(
-        entry == user.name or (entry.startswith("group:") and entry[6:] in groups)
-        for entry in access
-    )
+    return any(entry == user.name or (entry.startswith("group:") and entry[6:] in groups) for entry in access)

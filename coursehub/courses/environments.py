@@ -108,15 +108,11 @@ def uv_binary() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if not found:
-            raise EnvironmentBuildError(
-                "uv is missing: reinstall coursehub (it depends on uv)"
-            ) from None
+            raise EnvironmentBuildError("uv is missing: reinstall coursehub (it depends on uv)") from None
         return found
 
 
-def ensure_environment(
-    spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], None] | None = None
-) -> Path:
+def ensure_environment(spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], None] | None = None) -> Path:
     """The environment for `spec`, built (atomically) if it is not there yet."""
     target = envs_dir / spec.digest
     if (target / READY).exists():
@@ -225,6 +221,4 @@ def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) 
     if code != 0:
         log_file.flush()
         tail = "\n".join(log_path.read_text().splitlines()[-15:])
-        raise EnvironmentBuildError(
-            f"environment build failed at step '{name}' (log: {log_path}):\n{tail}"
-        )
+        raise EnvironmentBuildError(f"environment build failed at step '{name}' (log: {log_path}):\n{tail}")

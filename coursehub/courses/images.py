@@ -166,8 +166,7 @@ def build_image(course: Course, registry: str, push: bool) -> BuildResult:
             image,
             command,
             False,
-            "no container engine: neither $DOCKER_HOST "
-            f"nor {' / '.join(ENGINE_SOCKETS)} is a socket here",
+            f"no container engine: neither $DOCKER_HOST nor {' / '.join(ENGINE_SOCKETS)} is a socket here",
         )
     if shutil.which(REPO2DOCKER) is None:
         return BuildResult(

@@ -52,8 +52,7 @@ def read_spec(course_dir: Path) -> CourseEnvSpec:
     return CourseEnvSpec(
         requirements=tuple(requirements),
         python_version=python_version,
-        install_self=(course_dir / "pyproject.toml").is_file()
-        or (course_dir / "setup.py").is_file(),
+        install_self=(course_dir / "pyproject.toml").is_file() or (course_dir / "setup.py").is_file(),
         apt_packages=tuple(apt),
         post_build=(base / "postBuild").is_file(),
         notes=tuple(notes),

@@ -21,6 +21,8 @@ CLI_SCOPES = [
     "read:metrics",
 ]
 BUILTIN_AUTHENTICATORS = {"workshop": "workshop", "dummy": "dummy"}
+TEMPORARY_GROUP = "coursehub-temporary"  # temporary users belong here; only they are culled
+TEMP_CULLER = "coursehub-temporary-culler"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config) -> None:
     """The authenticator: workshop accounts by default, any other by name."""
     auth = settings.auth
     c.JupyterHub.authenticator_class = BUILTIN_AUTHENTICATORS.get(auth.type, auth.type)
+    c.Authenticator.courses_root = str(runtime.paths.courses)
+    c.Authenticator.tmp_per_client_per_minute = settings.temporary.per_client_per_minute
     if auth.type == "workshop":
         c.WorkshopAuthenticator.accounts_db = str(runtime.paths.accounts)
         c.WorkshopAuthenticator.max_failures = auth.lockout.max_failures
@@ -100,11 +104,41 @@ def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
             }
         )
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
+    if settings.culler.enabled and has_open_courses(settings):
+        service, role = temporary_culler(settings, runtime.python)
+        services.append(service)
+        roles.append(role)
     if runtime.cli_token:
         services.append({"name": "coursehub-cli", "api_token": runtime.cli_token})
         roles.append({"name": "coursehub-cli", "scopes": CLI_SCOPES, "services": ["coursehub-cli"]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+
+
+def has_open_courses(settings: Settings) -> bool:
+    """True when some course admits temporary users."""
+    return any(course.access == "open" for course in settings.courses)
+
+
+def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[dict, dict]:
+    """A culler that deletes idle temporary users (and, through the spawner, their files)."""
+    command = [
+        python,
+        "-m",
+        "jupyterhub_idle_culler",
+        "--cull-users",
+        "--remove-named-servers",
+        f"--timeout={settings.temporary.idle_timeout}",
+        f"--cull-every={min(settings.culler.every, settings.temporary.idle_timeout)}",
+    ]
+    if url:
+        command.append(f"--url={url}")
+    # Every scope filtered to the group: this culler cannot see, let alone delete, anyone else.
+    scopes = [f"{scope}!group={TEMPORARY_GROUP}" for scope in [*CULLER_SCOPES, "admin:users"]]
+    return (
+        {"name": TEMP_CULLER, "command": command},
+        {"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]},
+    )
 
 
 def apply_passthrough(settings: Settings, c: Config) -> None:

@@ -30,8 +30,8 @@ from . import core
 HUB_STATE = Path("/srv/jupyterhub")  # the chart's hub-db volume: hub database and accounts
 CONFIG_PATH = "/usr/local/etc/coursehub/coursehub.yaml"  # where hub.extraFiles puts the settings
 PVC_NAME = "claim-{username}"  # one home per user, shared by all their course servers
-TEMPORARY_GROUP = "coursehub-temporary"  # temporary users belong here; only they are culled
-TEMP_CULLER = "coursehub-temporary-culler"
+TEMPORARY_GROUP = core.TEMPORARY_GROUP
+TEMP_CULLER = core.TEMP_CULLER
 HUB_API = "http://localhost:8081/hub/api"  # services run inside the hub pod
 CONTAINER_SECURITY = {
     "runAsNonRoot": True,
@@ -81,9 +81,7 @@ def build_hub_config(settings: Settings) -> Config:
 
 def _chart_runtime() -> core.Runtime:
     """A Runtime for core's helpers: only its paths are read, and they are the hub pod's."""
-    return core.Runtime(
-        paths=StatePaths(HUB_STATE), proxy_command="", python="python3", user_env=Path("/")
-    )
+    return core.Runtime(paths=StatePaths(HUB_STATE), proxy_command="", python="python3", user_env=Path("/"))
 
 
 def apply_to_chart_config(c: Config, settings: Settings) -> None:
@@ -100,32 +98,11 @@ def apply_to_chart_config(c: Config, settings: Settings) -> None:
 
 def apply_temporary_culler(settings: Settings, c: Config) -> None:
     """Cull idle temporary users (and their homes); the chart's culler only stops servers."""
-    if not (settings.culler.enabled and has_open_courses(settings)):
+    if not (settings.culler.enabled and core.has_open_courses(settings)):
         return
-    culler = settings.culler
-    c.JupyterHub.services = [
-        {
-            "name": TEMP_CULLER,
-            "command": [
-                "python3",
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--url={HUB_API}",
-                "--cull-users",
-                "--remove-named-servers",
-                f"--timeout={culler.timeout}",
-                f"--cull-every={culler.every}",
-            ],
-        }
-    ]
-    # Every scope filtered to the group: this culler cannot see, let alone delete, anyone else.
-    scopes = [f"{scope}!group={TEMPORARY_GROUP}" for scope in [*core.CULLER_SCOPES, "admin:users"]]
-    c.JupyterHub.load_roles = [{"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]}]
-
-
-def has_open_courses(settings: Settings) -> bool:
-    """True when some course admits temporary users."""
-    return any(course.access == "open" for course in settings.courses)
+    service, role = core.temporary_culler(settings, "python3", url=HUB_API)
+    c.JupyterHub.services = [service]
+    c.JupyterHub.load_roles = [role]
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:
@@ -444,9 +421,7 @@ def prepuller_values(settings: Settings) -> dict[str, Any]:
         "continuous": {"enabled": pull.continuous},
         # extraImages lists the same images, by course name: pulling them twice buys nothing.
         "pullProfileListImages": False,
-        "extraImages": {
-            f"course-{c.name}": image_parts(course_image(settings, c)) for c in settings.courses
-        },
+        "extraImages": {f"course-{c.name}": image_parts(course_image(settings, c)) for c in settings.courses},
     }
 
 
@@ -501,9 +476,7 @@ def render_notices(settings: Settings) -> list[str]:
             f"hub.{', hub.'.join(ports)} ignored: the chart's proxy-public Service "
             "(or kubernetes.ingress) exposes the hub"
         )
-    if "pids" in settings.limits.model_fields_set or any(
-        c.limits.pids is not None for c in settings.courses
-    ):
+    if "pids" in settings.limits.model_fields_set or any(c.limits.pids is not None for c in settings.courses):
         notices.append(
             "limits.pids is not applied per server: Kubernetes limits processes per "
             "pod for a whole node (the kubelet's podPidsLimit)"
@@ -514,7 +487,7 @@ def render_notices(settings: Settings) -> list[str]:
             f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
             "accounts create ...`"
         )
-    if settings.culler.enabled and has_open_courses(settings):
+    if settings.culler.enabled and core.has_open_courses(settings):
         notices.append(
             f"idle temporary users are deleted with their homes by the "
             f"{TEMP_CULLER} service, which sees only members of the group "

@@ -246,8 +246,7 @@ class LoadTest:
         """Every student's flow, bounded by the time limit and then by the cleanup grace."""
         pool = ThreadPoolExecutor(max_workers=max(1, len(self.students)), thread_name_prefix="st")
         tasks = {
-            asyncio.create_task(self._arrive(i, cred, pool)): cred
-            for i, cred in enumerate(self.students)
+            asyncio.create_task(self._arrive(i, cred, pool)): cred for i, cred in enumerate(self.students)
         }
         reporter = self._start_reporter()
         try:
@@ -271,9 +270,7 @@ class LoadTest:
             _report(self.ctx, len(self.students), self.config.progress_every, self.progress)
         )
 
-    async def _arrive(
-        self, index: int, cred: Credential, pool: ThreadPoolExecutor
-    ) -> StudentResult:
+    async def _arrive(self, index: int, cred: Credential, pool: ThreadPoolExecutor) -> StudentResult:
         """Wait for this student's arrival time, then run its flow in the pool."""
         if self.config.arrival_rate > 0:
             await asyncio.sleep(max(0.0, index / self.config.arrival_rate - self.ctx.now()))
@@ -301,9 +298,7 @@ class LoadTest:
             return StudentResult(cred.username, now, error="time-limit: cleanup unfinished")
         exc = task.exception()
         if exc is not None:
-            return StudentResult(
-                cred.username, now, error=f"flow-crashed: {error_kind(exc, cred.username)}"
-            )
+            return StudentResult(cred.username, now, error=f"flow-crashed: {error_kind(exc, cred.username)}")
         return task.result()
 
 

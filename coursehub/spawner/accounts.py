@@ -8,6 +8,7 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import threading
 import unicodedata
@@ -120,3 +121,15 @@ def delete_unix_account(name: str, remove_home: bool = False) -> None:
         raise SandboxError(f"{name} was not created by coursehub; not deleting it")
     cmd = ["userdel", *(["--remove"] if remove_home else []), name]
     subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def remove_account_and_home(name: str, home_root: Path) -> None:
+    """Delete a coursehub account and its home folder (only one under `home_root`)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return
+    home = Path(entry.pw_dir)
+    delete_unix_account(name)
+    if home.parent == home_root and home.name == name and not home.is_symlink():
+        shutil.rmtree(home, ignore_errors=True)

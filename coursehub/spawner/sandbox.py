@@ -17,11 +17,11 @@ from tornado import web
 from traitlets import Integer, List, Unicode, default
 
 from .. import metrics
-from ..courses.access import may_open
+from ..courses.access import is_temporary, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups
-from .accounts import UnixAccount, ensure_unix_account
+from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import COURSE_MOUNT, SandboxSpec, bwrap_args
 
 try:  # JupyterHub >= 6
@@ -44,9 +44,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     home_root = Unicode("/home/coursehub", help="Parent folder of users' homes.").tag(config=True)
     user_prefix = Unicode("ch-", help="Prefix of the Unix accounts created.").tag(config=True)
-    environment_path = Unicode(help="Environment the server runs from (read-only).").tag(
-        config=True
-    )
+    environment_path = Unicode(help="Environment the server runs from (read-only).").tag(config=True)
     pids_limit = Integer(512, help="Maximum processes per server.").tag(config=True)
     readonly_paths = List(Unicode(), help="Host paths shown read-only.").tag(config=True)
     hidden_paths = List(Unicode(), help="Host paths replaced by an empty folder.").tag(config=True)
@@ -91,8 +89,6 @@ class SandboxSpawner(LocalProcessSpawner):
     @property
     def cgroup(self) -> cgroups.Cgroup:
         """This server's cgroup (derived from the Unix account and the server name)."""
-        from .accounts import unix_name
-
         leaf = f"{unix_name(self.user.name, self.user_prefix)}--{self.name or 'default'}"
         return cgroups.group_for(leaf, self.cgroup_parent)
 
@@ -189,8 +185,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 self.log.error("server of %s exited during start:\n%s", self.user.name, tail)
                 self.clear_state()
                 raise spawn_error(
-                    "Your server stopped while starting. An admin can find the reason in "
-                    f"{log_path}.",
+                    f"Your server stopped while starting. An admin can find the reason in {log_path}.",
                     "server-exited",
                 )
             try:
@@ -286,6 +281,14 @@ class SandboxSpawner(LocalProcessSpawner):
             await asyncio.to_thread(self.proc.wait, 5)
             self.proc = None
         self.clear_state()
+
+    async def delete_forever(self) -> None:
+        """A deleted temporary user leaves nothing behind: account, home and files go too."""
+        if not is_temporary(self.user):
+            return  # real users' files outlive their hub record
+        name = unix_name(self.user.name, self.user_prefix)
+        await asyncio.to_thread(remove_account_and_home, name, Path(self.home_root))
+        self.log.info("deleted temporary user %s with their files", self.user.name)
 
 
 def _signal_all(group: cgroups.Cgroup, sig: int) -> None:

@@ -1,0 +1,1 @@
+"""Launch links: pure parsing and URL building (links.py) and thin hub handlers over them."""

@@ -1,0 +1,143 @@
+"""Hub-side handlers for launch links: thin layers over links.py and the course catalog."""
+
+from __future__ import annotations
+
+import html
+import secrets
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jupyterhub import orm
+from jupyterhub.handlers import BaseHandler
+from tornado import web
+
+from ..courses.access import is_temporary, may_open
+from ..courses.catalog import CourseRecord, load_catalog
+from ..hubconfig.core import TEMPORARY_GROUP
+from .links import LinkError, lab_path, locate, parse_course_name, parse_path
+
+
+def page_error(status: int, message: str, html_message: str = "") -> web.HTTPError:
+    """An HTTPError whose message JupyterHub's error page shows to the user."""
+    error = web.HTTPError(status, message)
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    if html_message:
+        error.jupyterhub_html_message = html_message  # type: ignore[attr-defined]
+    return error
+
+
+class CourseHandler(BaseHandler):
+    """Shared helpers: the catalog, and turning LinkError into a clear page."""
+
+    def initialize(self, courses_root: str, **kwargs: Any) -> None:
+        self.courses_root = Path(courses_root)
+
+    def course(self, raw_name: str, user: Any) -> CourseRecord:
+        """The record of the named course, or a 404 listing the courses `user` may open."""
+        records = load_catalog(self.courses_root)
+        try:
+            record = records.get(parse_course_name(raw_name))
+        except LinkError:
+            record = None
+        if record is None or not record.ready:
+            raise self._not_found(raw_name, records, user)
+        return record
+
+    def _not_found(self, raw: str, records: dict[str, CourseRecord], user: Any) -> web.HTTPError:
+        mine = [r for r in records.values() if r.ready and user is not None and may_open(r.access, user)]
+        items = "".join(
+            f'<li><a href="{self.hub.base_url}launch/{r.name}">{html.escape(r.title or r.name)}</a></li>'
+            for r in sorted(mine, key=lambda r: r.name)
+        )
+        text = f"There is no course called '{raw[:40]}'."
+        listing = f"<p>Courses you can open:</p><ul>{items}</ul>" if items else ""
+        return page_error(404, text, f"<p>{html.escape(text)}</p>{listing}")
+
+    def path(self, record: CourseRecord, raw: str | None) -> tuple[str, str]:
+        """(path to open, note for the user); a bad path is a 400 page."""
+        try:
+            path = parse_path(raw)
+            exists, _ = locate(Path(record.content), path)
+        except LinkError as exc:
+            raise page_error(exc.status, f"Bad link: {exc}") from None
+        if not exists:
+            return "", f"'{path}' is not in {record.title or record.name}; opening the course folder."
+        return path, ""
+
+
+class LaunchHandler(CourseHandler):
+    """/hub/launch/<course>?path=<file>: log in, start (or reuse) the course server, open the file."""
+
+    @web.authenticated
+    async def get(self, raw_name: str) -> None:
+        user = self.current_user
+        record = self.course(raw_name, user)
+        if not may_open(record.access, user):
+            raise page_error(
+                403, f"You are not enrolled in {record.title or record.name}. Ask your instructor to add you."
+            )
+        path, note = self.path(record, self.get_argument("path", record.default_notebook or ""))
+        if note:
+            self.log.info("launch of %s by %s: %s", record.name, user.name, note)
+        target = lab_path(user.name, record.name, path, self.base_url)
+        spawner = user.spawners[record.name]
+        if spawner.ready:
+            self.redirect(target)
+            return
+        spawn_url = f"{self.hub.base_url}spawn/{user.escaped_name}/{record.name}"
+        self.redirect(f"{spawn_url}?{urlencode({'next': target})}")
+
+
+class TmpLoginHandler(CourseHandler):
+    """/hub/tmplogin?course=X&notebook=path: an anonymous temporary user for an open course."""
+
+    def initialize(self, courses_root: str, per_minute: int = 10, **kwargs: Any) -> None:
+        super().initialize(courses_root)
+        self.per_minute = per_minute
+
+    # Creations per client address in the last minute, shared by all requests of this hub.
+    recent: dict[str, deque[float]] = defaultdict(deque)
+
+    async def get(self) -> None:
+        record = self.course(self.get_argument("course", ""), self.current_user)
+        if record.access != "open":
+            raise page_error(403, f"{record.title or record.name} is not open to guests: log in.")
+        path, _ = self.path(record, self.get_argument("notebook", record.default_notebook or ""))
+        user = self.current_user
+        if user is None or not is_temporary(user):
+            self._rate_limit(self.request.remote_ip or "?")
+            user = self._create_temporary_user()
+            self.set_login_cookie(user)
+        query = f"?{urlencode({'path': path})}" if path else ""
+        self.redirect(f"{self.hub.base_url}launch/{record.name}{query}")
+
+    def _rate_limit(self, client: str) -> None:
+        """At most `per_minute` new temporary users per client address per minute."""
+        now, window = time.monotonic(), self.recent[client]
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            raise page_error(429, "Too many new sessions from your address: try again in a minute.")
+        window.append(now)
+
+    def _create_temporary_user(self) -> Any:
+        """A fresh user with a random name, in the temporary group (so it is culled)."""
+        user = self.user_from_username(f"tmp-{secrets.token_hex(6)}")
+        group = orm.Group.find(self.db, TEMPORARY_GROUP)
+        if group is None:
+            group = orm.Group(name=TEMPORARY_GROUP)
+            self.db.add(group)
+        user.orm_user.groups.append(group)
+        self.db.commit()
+        return user
+
+
+def launch_handlers(courses_root: str, per_minute: int) -> list[tuple[str, type, dict]]:
+    """The (pattern, handler, kwargs) triples the authenticator registers under /hub/."""
+    return [
+        (r"/launch/([^/]+)/?", LaunchHandler, {"courses_root": courses_root}),
+        (r"/tmplogin", TmpLoginHandler, {"courses_root": courses_root, "per_minute": per_minute}),
+    ]
