@@ -112,6 +112,37 @@ def install_sync_script(paths: StatePaths) -> None:
     os.chmod(paths.sync_script, 0o644)
 
 
+def orphans(settings: Settings) -> list[int]:
+    """Services and proxy a crashed hub of this config left running (they outlive kill -9)."""
+    api_url = f"http://127.0.0.1:{settings.hub.api_port}/hub/api"
+    proxy_flag = f"--api-port {settings.hub.proxy_api_port}"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        is_service = b"JUPYTERHUB_SERVICE_NAME=" in b"\0".join(environ) and (
+            f"JUPYTERHUB_API_URL={api_url}".encode() in environ
+        )
+        if is_service or ("configurable-http-proxy" in cmdline and proxy_flag in cmdline):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_orphans(settings: Settings, echo: Echo) -> None:
+    """Stop what a crashed hub left behind before a new one starts its own."""
+    for pid in orphans(settings):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            echo(f"Stopped a process left by an earlier hub (pid {pid}).")
+        except ProcessLookupError:
+            pass
+
+
 def start_hub(config_file: Path | None, paths: StatePaths, user_env: Path) -> subprocess.Popen:
     """Launch JupyterHub (which launches the proxy and services) with coursehub's shim."""
     if (pid := read_pid(paths.hub_pid)) is not None:
@@ -163,6 +194,7 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     proxy_pid = read_pid(paths.proxy_pid)
     if proxy_pid is not None:
         _terminate(proxy_pid, "proxy", echo)
+    kill_orphans(settings, echo)
     leftovers = cgroups.all_groups()
     for group in leftovers:
         group.kill_and_remove()

@@ -8,13 +8,13 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import maybe_future
-from traitlets import Integer, Unicode
+from traitlets import HasTraits, Integer, Unicode
 
 from ..courses.access import is_temporary
 from ..errors import ConfigError
 
 
-class CoursehubAuthenticatorMixin:
+class CoursehubAuthenticatorMixin(HasTraits):
     """Mixed into the configured authenticator (tmpauthenticator's pattern for /hub/ handlers)."""
 
     courses_root = Unicode("", help="Folder with the course catalog.").tag(config=True)

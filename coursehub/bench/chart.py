@@ -45,6 +45,7 @@ def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     series = ttfr_series(results)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(series) + 2), 5), dpi=110)
@@ -67,6 +68,9 @@ def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
     ax.set_xticklabels([f"{sc}\n{sy}" for sc, sy, _, _ in series], fontsize=8)
     if any(values for _, _, values, _ in series):
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     else:
         ax.text(0.5, 0.5, "no successful launch", transform=ax.transAxes, ha="center")
     ax.set_ylabel("time to first result (s, log scale)")

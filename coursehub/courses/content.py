@@ -20,6 +20,15 @@ def is_local(repo: str) -> bool:
     return "://" not in repo and not repo.startswith("git@") and Path(repo).is_dir()
 
 
+def suggested_name(repo: str) -> str:
+    """A course name derived from a repo URL or folder ('.../Bio-101.git' -> 'bio-101')."""
+    import re
+
+    stem = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git").lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", stem).strip("-")[:30]
+    return name if name[:1].isalpha() else f"c-{name}"[:30]
+
+
 def fetch(course: Course, courses_root: Path) -> Path:
     """The course's content (copy or git checkout) in a staging folder, not yet in service."""
     courses_root.mkdir(parents=True, exist_ok=True)

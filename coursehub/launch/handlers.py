@@ -29,6 +29,17 @@ def page_error(status: int, message: str, html_message: str = "") -> web.HTTPErr
     return error
 
 
+def notice_page(message: str, url: str, seconds: int = 4) -> str:
+    """A minimal page that shows `message`, then moves on to `url`."""
+    text, link = html.escape(message), html.escape(url, quote=True)
+    return (
+        f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" '
+        f'content="{seconds};url={link}"><title>coursehub</title>'
+        f'<p style="font:1.1em sans-serif;margin:3em">{text} '
+        f'<a href="{link}">Continue</a></p>'
+    )
+
+
 class CourseHandler(BaseHandler):
     """Shared helpers: the catalog, and turning LinkError into a clear page."""
 
@@ -56,6 +67,11 @@ class CourseHandler(BaseHandler):
         listing = f"<p>Courses you can open:</p><ul>{items}</ul>" if items else ""
         return page_error(404, text, f"<p>{html.escape(text)}</p>{listing}")
 
+    def raw_argument(self, name: str, default: str) -> str:
+        """A query argument exactly as sent (tornado's get_argument drops control characters)."""
+        values = self.request.query_arguments.get(name)
+        return values[-1].decode("utf-8", "replace") if values else default
+
     def path(self, record: CourseRecord, raw: str | None) -> tuple[str, str]:
         """(path to open, note for the user); a bad path is a 400 page."""
         try:
@@ -79,16 +95,16 @@ class LaunchHandler(CourseHandler):
             raise page_error(
                 403, f"You are not enrolled in {record.title or record.name}. Ask your instructor to add you."
             )
-        path, note = self.path(record, self.get_argument("path", record.default_notebook or ""))
+        path, note = self.path(record, self.raw_argument("path", record.default_notebook or ""))
+        target = lab_path(user.name, record.name, path, self.base_url)
+        if not (record.name in user.orm_spawners and user.spawners[record.name].ready):
+            spawn_url = f"{self.hub.base_url}spawn/{user.escaped_name}/{record.name}"
+            target = f"{spawn_url}?{urlencode({'next': target})}"
         if note:
             self.log.info("launch of %s by %s: %s", record.name, user.name, note)
-        target = lab_path(user.name, record.name, path, self.base_url)
-        spawner = user.spawners[record.name]
-        if spawner.ready:
+            self.finish(notice_page(note, target))
+        else:
             self.redirect(target)
-            return
-        spawn_url = f"{self.hub.base_url}spawn/{user.escaped_name}/{record.name}"
-        self.redirect(f"{spawn_url}?{urlencode({'next': target})}")
 
 
 class TmpLoginHandler(CourseHandler):
@@ -105,7 +121,7 @@ class TmpLoginHandler(CourseHandler):
         record = self.course(self.get_argument("course", ""), self.current_user)
         if record.access != "open":
             raise page_error(403, f"{record.title or record.name} is not open to guests: log in.")
-        path, _ = self.path(record, self.get_argument("notebook", record.default_notebook or ""))
+        path, _ = self.path(record, self.raw_argument("notebook", record.default_notebook or ""))
         user = self.current_user
         if user is None or not is_temporary(user):
             self._rate_limit(self.request.remote_ip or "?")
