@@ -51,9 +51,7 @@ def needs_root_sandbox() -> None:
     if os.geteuid() != 0:
         pytest.skip("hub tests need root (Unix accounts, cgroups)")
     if not shutil.which("bwrap"):
-        pytest.fail(
-            "bubblewrap is missing: the test command installs it (apt-get install bubblewrap)"
-        )
+        pytest.fail("bubblewrap is missing: the test command installs it (apt-get install bubblewrap)")
 
 
 @dataclass
@@ -89,9 +87,7 @@ class Hub:
         self.log_path = self.root / "hub.log"
         self.passwords: dict[str, str] = {}
 
-    def cli(
-        self, *args: str, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run the coursehub CLI against this hub's config."""
         env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
         result = subprocess.run(
@@ -266,6 +262,23 @@ def make_hub():
 
 
 @pytest.fixture(scope="module")
+def make_hub_module():
+    """Like make_hub, for hubs shared by a module's tests."""
+    needs_root_sandbox()
+    hubs: list[Hub] = []
+
+    def make(**overrides) -> Hub:
+        hub = Hub(hub_root(), overrides)
+        hubs.append(hub)
+        hub.start()
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.teardown()
+
+
+@pytest.fixture(scope="module")
 def shared_hub():
     """One hub shared by a module's tests."""
     needs_root_sandbox()
@@ -273,3 +286,30 @@ def shared_hub():
     hub.start()
     yield hub
     hub.teardown()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: the test command installs it (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -202,8 +202,7 @@ def test_cards_written_private(store: AccountStore, tmp_path: Path) -> None:
     with csv_path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows == [
-        {"username": c.username, "password": c.password, "hub_url": "https://hub.example.org/"}
-        for c in creds
+        {"username": c.username, "password": c.password, "hub_url": "https://hub.example.org/"} for c in creds
     ]
     page = html_path.read_text()
     assert all(c.username in page and c.password in page for c in creds)

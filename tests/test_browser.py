@@ -6,34 +6,6 @@ import pytest
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            "Debian's chromium is missing: the test command installs it (apt-get install chromium)"
-        )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_dir):
     (name,) = shared_hub.create_accounts("web", 1)

@@ -27,9 +27,7 @@ def oom_count(hub) -> float:
     text = requests.get(
         hub.url + "hub/metrics", timeout=30, headers={"Authorization": f"token {hub.api().token}"}
     ).text
-    return sum(
-        float(v) for v in re.findall(r"^coursehub_oom_kills_total\{[^}]*\} (\S+)$", text, re.M)
-    )
+    return sum(float(v) for v in re.findall(r"^coursehub_oom_kills_total\{[^}]*\} (\S+)$", text, re.M))
 
 
 def test_memory_bomb_kills_the_kernel_not_the_server(student):
@@ -37,14 +35,10 @@ def test_memory_bomb_kills_the_kernel_not_the_server(student):
     before = oom_count(hub)
     server = hub.url + f"user/{name}/"
     with KernelSession(server, token) as kernel:
-        result = kernel.execute(
-            "blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))"
-        )
+        result = kernel.execute("blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))")
     assert result.status == "died", result
     # The server is still there and answers; the hub too.
-    status = requests.get(
-        server + "api/status", headers={"Authorization": f"token {token}"}, timeout=30
-    )
+    status = requests.get(server + "api/status", headers={"Authorization": f"token {token}"}, timeout=30)
     assert status.status_code == 200
     assert "2" in hub.run(name, token, "print(1 + 1)")
     wait_for(lambda: oom_count(hub) > before, timeout=60, what="the OOM kill to be counted")

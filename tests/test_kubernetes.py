@@ -216,9 +216,7 @@ def spawn_manifests(config: Config, server: str, options: dict[str, Any]) -> tup
 
 
 def course_cases() -> list[tuple[Path, str]]:
-    return [
-        (example, course.name) for example in EXAMPLES for course in load_settings(example).courses
-    ]
+    return [(example, course.name) for example in EXAMPLES for course in load_settings(example).courses]
 
 
 @pytest.mark.parametrize(
@@ -334,7 +332,7 @@ def test_temporary_user_culler_sees_only_temporary_users() -> None:
     assert "admin:users!group=coursehub-temporary" in role["scopes"]
     assert all(scope.endswith(f"!group={k8s.TEMPORARY_GROUP}") for scope in role["scopes"])
     (service,) = config.JupyterHub.services
-    assert "--cull-users" in service["command"]
+    assert "--cull-users=true" in service["command"]
     workshop = k8s.build_hub_config(load_settings(REPO / "examples" / "workshop-kubernetes.yaml"))
     assert "services" not in workshop.JupyterHub  # no open course, no user deletion at all
 
@@ -407,9 +405,7 @@ RESOLVED = {"bio": "ghcr.io/x/bio:1"}
         ("courses: []", {}, r"no courses: .* add a course"),
     ],
 )
-def test_invalid_combinations_fail_at_render_time(
-    text: str, resolved: dict[str, str], message: str
-) -> None:
+def test_invalid_combinations_fail_at_render_time(text: str, resolved: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         k8s.build_values(parse_settings(text), resolved)
 
@@ -513,9 +509,7 @@ def test_image_stack_pins_the_chart_jupyterhub_and_the_local_server_stack() -> N
 
 
 def test_repo2docker_command() -> None:
-    course = parse_settings(
-        "courses: [{name: bio, repo: 'https://github.com/x/bio', ref: v2}]"
-    ).courses[0]
+    course = parse_settings("courses: [{name: bio, repo: 'https://github.com/x/bio', ref: v2}]").courses[0]
     cmd = images.repo2docker_command(course, "ghcr.io/x/bio:abc", push=True)
     assert cmd[0] == "jupyter-repo2docker" and cmd[-1] == "https://github.com/x/bio"
     pairs = dict(zip(cmd[1:-1], cmd[2:], strict=False))
@@ -544,9 +538,7 @@ def test_course_image_command_without_a_container_engine(
     assert result.exit_code == 1
     assert "no container engine" in result.stderr
     tag = images.image_tag(images.read_image_spec(repo))
-    assert result.stdout.startswith(
-        f"jupyter-repo2docker --no-run --image-name ghcr.io/x/bio:{tag} "
-    )
+    assert result.stdout.startswith(f"jupyter-repo2docker --no-run --image-name ghcr.io/x/bio:{tag} ")
     assert result.stdout.rstrip().endswith(f" --push {repo}")
 
 
@@ -556,8 +548,7 @@ def test_render_finds_registry_images_from_the_course_environment(
     repo = make_course_repo(tmp_path / "course")
     config = tmp_path / "coursehub.yaml"
     config.write_text(
-        f"courses: [{{name: bio, repo: {repo}}}]\n"
-        "kubernetes: {image_registry: ghcr.io/x/courses}\n"
+        f"courses: [{{name: bio, repo: {repo}}}]\nkubernetes: {{image_registry: ghcr.io/x/courses}}\n"
     )
     monkeypatch.setenv("COURSEHUB_CONFIG", str(config))
     out = tmp_path / "values.yaml"
@@ -572,9 +563,7 @@ def test_render_finds_registry_images_from_the_course_environment(
     assert "notice: course 'bio': its repo is a local folder" in result.stderr
 
 
-def test_render_command_prints_values_and_errors(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_render_command_prints_values_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURSEHUB_CONFIG", str(REPO / "examples" / "class-kubernetes.yaml"))
     result = CliRunner().invoke(render, ["kubernetes"])
     assert result.exit_code == 0

@@ -43,19 +43,26 @@ def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
     """Draw the chart to `path` (PNG) with matplotlib's Agg backend."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # no display here, and none needed
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     series = ttfr_series(results)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(series) + 2), 5), dpi=110)
-    jitter = random.Random(0)
-    for x, (_, system, values, total) in enumerate(series, start=1):
-        color = COLORS.get(system, "#555555")
+    _draw_series(ax, series)
+    _label_axes(ax, series)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def _draw_series(ax: Any, series: list[tuple[str, str, list[float], int]]) -> None:
+    """A box and the dots of every launch per entry; n/N above; lines between scenarios."""
+    jitter = random.Random(0)  # the same picture for the same results
+    for x, (scenario, system, values, total) in enumerate(series, start=1):
         if values:
             ax.boxplot([values], positions=[x], widths=0.6, showfliers=False)
             xs = [x + jitter.uniform(-0.2, 0.2) for _ in values]
-            ax.scatter(xs, values, s=9, alpha=0.6, color=color, zorder=3)
+            ax.scatter(xs, values, s=9, alpha=0.6, color=COLORS.get(system, "#555"), zorder=3)
         ax.annotate(
             f"{len(values)}/{total}",
             (x, 1.0),
@@ -64,10 +71,17 @@ def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
             va="bottom",
             fontsize=8,
         )
+        if x > 1 and series[x - 2][0] != scenario:
+            ax.axvline(x - 0.5, color="#bbbbbb", linewidth=0.8)
+
+
+def _label_axes(ax: Any, series: list[tuple[str, str, list[float], int]]) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xticks(range(1, len(series) + 1))
-    ax.set_xticklabels([f"{sc}\n{sy}" for sc, sy, _, _ in series], fontsize=8)
+    ax.set_xticklabels([f"{scenario}\n{system}" for scenario, system, _, _ in series], fontsize=8)
     if any(values for _, _, values, _ in series):
-        ax.set_yscale("log")
+        ax.set_yscale("log")  # one user takes seconds, a burst minutes: both must be readable
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
@@ -76,6 +90,3 @@ def write_ttfr_chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("time to first result (s, log scale)")
     ax.set_title("Launch → first cell result; n/N = successful launches", pad=18)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)

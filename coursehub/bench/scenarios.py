@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..errors import CoursehubError
@@ -55,7 +56,8 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, A
             emit(f"[{hub.system}] burst {size}: skipped (the previous size failed completely)")
             continue
         users = [Credential(f"burst{size}-{i:03d}", hub.password) for i in range(size)]
-        run = run_load_test(_config(hub, opts), users, progress=lambda line, s=size: emit(_tag(hub, s, line)))
+        progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
+        run = run_load_test(_config(hub, opts), users, progress=progress)
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
         summary = summarize(run)
         previous_ok = summary["ok"]
@@ -64,15 +66,15 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, A
     return results
 
 
-def _tag(hub: BenchHub, size: int, line: str) -> str:
-    return f"[{hub.system}] burst {size}: {line}"
+def _prefixed(emit: Echo, prefix: str, line: str) -> None:
+    emit(prefix + line)
 
 
 def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
     """Users with an idle kernel each: PSS and CPU-seconds per user, hub and proxy PSS."""
     users = [Credential(f"idle-{i:02d}", hub.password) for i in range(opts.memory_users)]
     config = _config(hub, opts, arrival_rate=opts.memory_rate, session_seconds=opts.time_limit)
-    test = LoadTest(config, users, progress=lambda line: emit(f"[{hub.system}] memory: {line}"))
+    test = LoadTest(config, users, progress=partial(_prefixed, emit, f"[{hub.system}] memory: "))
     hub_cpu_before = procstats.cpu_seconds([hub.hub_pid()])
     box: list[RunResult] = []
     runner = threading.Thread(target=lambda: box.append(test.run()), name="memory-scenario")

@@ -85,15 +85,19 @@ class BenchHub:
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
+        """The command line that starts the hub (writing its config first)."""
         raise NotImplementedError
 
     def admin(self) -> HubAPI:
+        """A Hub API client allowed to list users and stop their servers."""
         raise NotImplementedError
 
     def hub_pid(self) -> int:
+        """The JupyterHub process itself."""
         raise NotImplementedError
 
     def proxy_pid(self) -> int | None:
+        """The configurable-http-proxy process, if it is running."""
         raise NotImplementedError
 
     def user_pids(self, user: str) -> list[int]:
@@ -135,7 +139,10 @@ class BenchHub:
         api = self.admin()
         users = [u for u in api.users() if u.get("servers")]
         for user in users:
-            api.stop_server(user["name"])
+            try:
+                api.stop_server(user["name"])
+            except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
+                log.warning("%s", exc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
             time.sleep(0.5)
@@ -155,10 +162,14 @@ class BenchHub:
         _terminate(self.proc)
         _kill_identities(seen)
         self.remove_leftovers()
+        self.keep_logs()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def remove_leftovers(self) -> None:
         """What a subclass leaves outside the process tree (accounts, cgroups)."""
+
+    def keep_logs(self) -> None:
+        """Copy logs that live in the temporary folder next to the hub's log."""
 
 
 def _terminate(proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -261,6 +272,12 @@ class CoursehubHub(BenchHub):
         except KeyError:
             return []
         return procstats.pids_of_uid(uid)
+
+    def keep_logs(self) -> None:
+        """The servers' logs (coursehub writes one per server in its state folder)."""
+        logs = self.state_dir / "logs"
+        if logs.is_dir():
+            shutil.copytree(logs, self.log_path.parent / f"{self.system}-servers", dirs_exist_ok=True)
 
     def remove_leftovers(self) -> None:
         """Processes, cgroups and Unix accounts of this hub's prefix (and only these)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,11 @@ def _systems(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     if unknown or not names:
         raise click.BadParameter(f"choose among {', '.join(SYSTEMS)} (got {value!r})")
     return names
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM cleans up like Ctrl-C: every hub, proxy, server and account is removed."""
+    raise KeyboardInterrupt
 
 
 def _emit(line: str) -> None:
@@ -116,10 +122,12 @@ def bench(
     )
     runner = Bench(BenchOptions(systems=systems, scenarios=scenarios, out=out), _emit)
     interrupted = False
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         runner.run()
     except KeyboardInterrupt:
         interrupted = True
+        runner.results["interrupted"] = True
         _emit("interrupted: every hub was stopped; writing what was measured so far")
     for path in write_outputs(runner.results, out):
         click.echo(f"wrote {path}")

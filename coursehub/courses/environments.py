@@ -37,7 +37,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 4  # bump when the environment layout below changes
+LAYOUT_VERSION = 5  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,10 @@ def install_kernelspec(env: Path, final: Path) -> None:
     spec = json.loads(spec_file.read_text())
     python = str(final / "bin" / "python")
     spec["argv"] = [python if part == "{python}" else part for part in KERNEL_ARGV]
-    spec_file.write_text(json.dumps(spec, indent=1))
+    # Replace, never write in place: uv hard-links installed files to its cache.
+    tmp = spec_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, spec_file)
 
 
 def install_lab_overrides(env: Path) -> None:

@@ -104,7 +104,8 @@ def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
             }
         )
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
-    if settings.culler.enabled and has_open_courses(settings):
+    if settings.culler.enabled:
+        # Always on: open courses can be added while the hub runs, and it sees only guests.
         service, role = temporary_culler(settings, runtime.python)
         services.append(service)
         roles.append(role)
@@ -126,8 +127,8 @@ def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[di
         python,
         "-m",
         "jupyterhub_idle_culler",
-        "--cull-users",
-        "--remove-named-servers",
+        "--cull-users=true",
+        "--remove-named-servers=true",
         f"--timeout={settings.temporary.idle_timeout}",
         f"--cull-every={min(settings.culler.every, settings.temporary.idle_timeout)}",
     ]

@@ -46,6 +46,25 @@ class CourseHandler(BaseHandler):
     def initialize(self, courses_root: str, **kwargs: Any) -> None:
         self.courses_root = Path(courses_root)
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Our 404s list the courses one may open: use error.html, not JupyterHub's 404.html."""
+        exc = kwargs.get("exc_info", (None, None))[1]
+        html_message = getattr(exc, "jupyterhub_html_message", "")
+        if status_code != 404 or not html_message:
+            return super().write_error(status_code, **kwargs)
+        self.set_header("Content-Type", "text/html")
+        page = self.render_template(
+            "error.html",
+            sync=True,
+            status_code=404,
+            status_message="Not Found",
+            message=str(exc),
+            message_html=html_message,
+            extra_error_html="",
+            exception=exc,
+        )
+        self.finish(page)
+
     def course(self, raw_name: str, user: Any) -> CourseRecord:
         """The record of the named course, or a 404 listing the courses `user` may open."""
         records = load_catalog(self.courses_root)

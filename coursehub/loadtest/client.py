@@ -30,6 +30,7 @@ class StudentClient:
 
     @property
     def user_path(self) -> str:
+        """This user's path in the Hub API."""
         return f"users/{quote(self.name)}"
 
     def login(self, password: str) -> None:

@@ -71,10 +71,12 @@ class RunContext:
         return round(time.monotonic() - self.t0, 4)
 
     def enter(self, user: str, phase: str) -> None:
+        """Note that `user` is now in `phase`."""
         with self._lock:
             self.current[user] = phase
 
     def users_in(self, phase: str) -> list[str]:
+        """The users in `phase` now."""
         with self._lock:
             return [user for user, current in self.current.items() if current == phase]
 
@@ -131,19 +133,23 @@ class StudentFlow:
         return True
 
     def login(self) -> None:
+        """Log in through the form and get an API token."""
         self.client.login(self.cred.password)
         self.client.create_token()
 
     def spawn(self) -> None:
+        """Ask for the server (the launch: TTFR starts here) and wait until it is ready."""
         self.launched_at = time.monotonic()
         self.spawn_requested = True
         self.result.retries_429 = self.client.request_server(self.ctx.deadline)
         self.server_url = self.client.wait_ready(self.ctx.deadline, self.ctx.stop)
 
     def open_kernel(self) -> None:
+        """Create a kernel and open its websocket."""
         self.kernel = self.client.open_kernel(self.server_url)
 
     def first_result(self) -> None:
+        """Run the code once; TTFR ends when its correct result arrives."""
         self.run_code()
         self.result.ttfr = time.monotonic() - self.launched_at
 
@@ -171,6 +177,7 @@ class StudentFlow:
             time.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
     def delete_kernel(self) -> None:
+        """Close the websocket and delete the kernel."""
         kernel, self.kernel = self.kernel, None
         if kernel is not None:
             kernel.close()

@@ -1,0 +1,69 @@
+"""The benchmark end to end at tiny sizes: stock JupyterHub and coursehub, every phase, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import needs_root_sandbox
+
+from coursehub.commands.bench import bench
+
+pytestmark = pytest.mark.hub
+
+FLOW = ["login", "spawn", "kernel", "execute", "delete_kernel", "stop"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def all_runs(entry: dict) -> list[dict]:
+    """Every load run of one system: single-user launches, the memory run, the bursts."""
+    return [
+        *entry["single"]["runs"],
+        entry["memory"]["run"],
+        *(burst["run"] for burst in entry["bursts"]),
+    ]
+
+
+def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
+    needs_root_sandbox()
+    out = tmp_path / "bench"
+    args = ["--systems", "stock,coursehub", "--sizes", "2", "--repeat", "1"]
+    args += ["--memory-users", "1", "--memory-rate", "0", "--time-limit", "300"]
+    result = CliRunner().invoke(bench, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"machine", "options", "started_at", "duration", "systems"}
+    assert results["machine"]["cores"] and results["machine"]["jupyterhub"]
+    assert list(results["systems"]) == ["stock", "coursehub"]
+    for name, entry in results["systems"].items():
+        assert entry["error"] == "", f"{name}: {entry['error']}"
+        assert entry["single"]["summary"]["ok"] == 1, (name, entry["single"]["summary"])
+        assert [(b["size"], b["summary"]["ok"]) for b in entry["bursts"]] == [(2, 2)], name
+        memory = entry["memory"]
+        assert memory["users"] == 1, (name, memory["summary"])
+        assert memory["pss_per_user_mib"]["p50"] > 10, (name, memory)
+        assert memory["hub_pss_mib"] > 10 and memory["proxy_pss_mib"] > 5, (name, memory)
+        assert memory["cpu_s_per_spawn"]["p50"] > 0, (name, memory)
+        for run in all_runs(entry):
+            for student in run["students"]:
+                names = [phase["name"] for phase in student["phases"]]
+                assert [n for n in names if n != "session"] == FLOW, (name, student)
+                failed = [p for p in student["phases"] if not p["ok"]]
+                assert not failed and not student["error"], (name, student)
+                assert student["ttfr"] > 0
+
+    markdown = (out / "results.md").read_text()
+    assert "stock JupyterHub, default timeouts" in markdown and "coursehub, defaults" in markdown
+    png = (out / "ttfr.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 1000
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    done = CliRunner().invoke(bench, ["readme", str(readme), "--from", str(out / "results.json")])
+    assert done.exit_code == 0, done.output
+    assert "coursehub, defaults" in readme.read_text() and "old" not in readme.read_text()
+    readme.write_text("# no markers\n")
+    refused = CliRunner().invoke(bench, ["readme", str(readme), "--from", str(out / "results.json")])
+    assert refused.exit_code == 1 and "bench:start" in refused.output

@@ -1,0 +1,209 @@
+"""Courses on a real hub: add from git, launch links in a browser, updates, guests, rosters, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import wait_for
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def notebook(code: str) -> str:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [code]}
+    return json.dumps(
+        {
+            "cells": [cell],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+def make_course_repo(root: Path) -> Path:
+    """A git repo as an instructor would have it: requirements, notebooks in folders, data."""
+    repo = root / "bio101"
+    (repo / "week1").mkdir(parents=True)
+    (repo / "data").mkdir()
+    (repo / "requirements.txt").write_text("tabulate==0.9.0\n")
+    (repo / "week1" / "intro.ipynb").write_text(
+        notebook(
+            "from tabulate import tabulate\nprint(tabulate([[6, 7]], headers=['x', 'y'], tablefmt='plain'))"
+        )
+    )
+    (repo / "week1" / "notes.md").write_text("version 1\n")
+    (repo / "data" / "values.csv").write_text("x,y\n6,7\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "week 1")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def course_hub(make_hub_module):
+    hub = make_hub_module(temporary={"idle_timeout": 60, "per_client_per_minute": 3}, culler={"every": 10})
+    repo = make_course_repo(hub.root)
+    out = hub.cli("course", "add", str(repo), "--notebook", "week1/intro.ipynb").stdout
+    assert "bio101 is ready" in out and "/hub/launch/bio101" in out
+    hub.cli("course", "add", str(repo), "--name", "open101", "--access", "open")
+    hub.cli("course", "add", str(repo), "--name", "roster", "--access", "someone-else")
+    return hub, repo
+
+
+def login_in_browser(page, hub, name):
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", hub.passwords[name])
+    page.click("input[type=submit], button[type=submit]")
+
+
+def run_first_cell(page, output_dir: Path, shot: str) -> str:
+    """Wait for the notebook's kernel, run its first cell, return the output text."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    cell.wait_for()
+    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    try:
+        output.wait_for()
+    finally:
+        page.screenshot(path=str(output_dir / shot))
+    return output.inner_text()
+
+
+def test_launch_link_opens_the_notebook_in_the_course_environment(course_hub, browser, output_dir):
+    hub, _ = course_hub
+    (name,) = hub.create_accounts("bio", 1)
+    link = hub.cli("course", "link", "bio101", "week1/intro.ipynb").stdout.strip()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(link)
+    login_in_browser(page, hub, name)
+    page.wait_for_url("**/user/*/bio101/lab/tree/bio101/week1/intro.ipynb", timeout=180_000)
+    text = run_first_cell(page, output_dir, "course-launch-link.png")
+    assert "x    y" in text and "6    7" in text  # printed by the course's own package
+    page.close()
+
+
+def test_update_brings_new_files_and_keeps_student_edits(course_hub):
+    hub, repo = course_hub
+    (name,) = hub.create_accounts("upd", 1)
+    token = hub.token_for(name)
+    hub.spawn(name, token, server="bio101")
+    notes = "import pathlib; p = pathlib.Path('bio101/week1/notes.md')"
+    hub.run(name, token, notes + "; p.write_text('my own notes')", server="bio101")
+    (repo / "week1" / "notes.md").write_text("version 2\n")
+    (repo / "week2.ipynb").write_text(notebook("print('week 2')"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "week 2")
+    hub.cli("course", "update", "bio101")
+    hub.api().stop_server(name, "bio101")
+    wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
+    hub.spawn(name, token, server="bio101")
+    out = hub.run(
+        name,
+        token,
+        notes + "; import os; print(p.read_text(), os.path.exists('bio101/week2.ipynb'))",
+        server="bio101",
+    )
+    assert out.strip() == "my own notes True"
+
+
+def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
+    hub, _ = course_hub
+    session = requests.Session()
+    response = session.get(hub.url + "hub/tmplogin?course=open101&notebook=week1/intro.ipynb", timeout=120)
+    # A browser now watches the spawn-pending page; here, wait for the server and follow on.
+    assert response.status_code == 200 and "/hub/spawn-pending/tmp-" in response.url
+    user = response.url.split("/spawn-pending/")[1].split("/")[0]
+    wait_for(
+        lambda: hub.api().json("GET", f"users/{user}")["servers"].get("open101", {}).get("ready"),
+        timeout=120,
+        what="the guest's server",
+    )
+    lab = session.get(hub.url + f"user/{user}/open101/lab/tree/open101/week1/intro.ipynb", timeout=120)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    home = hub.home_root / (hub.prefix + user)
+    assert home.is_dir()
+    # The temporary culler deletes the idle user, the account and the home (idle_timeout=60 s).
+    wait_for(
+        lambda: user not in {u["name"] for u in hub.api().users()},
+        timeout=300,
+        interval=2,
+        what=f"temporary user {user} to be culled",
+    )
+    wait_for(lambda: not home.exists(), timeout=30, what="the temporary home to be deleted")
+
+
+def test_guest_links_are_rate_limited_per_address(course_hub):
+    hub, _ = course_hub
+    codes = [
+        requests.get(hub.url + "hub/tmplogin?course=open101", allow_redirects=False, timeout=60).status_code
+        for _ in range(5)
+    ]
+    assert 429 in codes, codes
+
+
+def test_roster_denies_an_outsider_and_guests_cannot_open_account_courses(course_hub):
+    hub, _ = course_hub
+    (name,) = hub.create_accounts("out", 1)
+    session = hub.login(name)
+    response = session.get(hub.url + "hub/launch/roster", timeout=60)
+    assert response.status_code == 403 and "not enrolled" in response.text
+    assert not hub.api().json("GET", f"users/{name}")["servers"]  # no spawn happened
+    guest = requests.get(hub.url + "hub/tmplogin?course=bio101", timeout=60)
+    assert guest.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "text"),
+    [
+        ("launch/nope", 404, "Courses you can open"),
+        ("launch/bio101?path=../../etc/passwd", 400, "may not contain"),
+        ("launch/bio101?path=/etc/passwd", 400, "relative"),
+        ("launch/bio101?path=week1%00intro.ipynb", 400, "control characters"),
+        ("launch/bio101?path=no/such.ipynb", 200, "opening the course folder"),
+    ],
+)
+def test_bad_launch_links_get_clear_answers(course_hub, query, status, text):
+    hub, _ = course_hub
+    name = f"bad-{status}"
+    if name not in hub.passwords:
+        hub.passwords.update({n: hub.passwords.get(n) for n in hub.create_accounts(name, 1)})
+    session = hub.login(next(n for n in hub.passwords if n.startswith(name)))
+    response = session.get(hub.url + "hub/" + query, timeout=60, allow_redirects=False)
+    assert response.status_code == status
+    assert text in response.text
+
+
+def test_broken_repos_fail_clearly_and_change_nothing(course_hub):
+    hub, repo = course_hub
+    config_before = hub.config.read_text()
+    bad = [
+        ["course", "add", str(hub.root / "missing-repo"), "--name", "ghost"],
+        ["course", "add", str(repo), "--name", "badref", "--ref", "no-such-branch"],
+    ]
+    for args in bad:
+        result = hub.cli(*args, check=False)
+        assert result.returncode == 1
+        assert "error:" in result.stderr and ("git" in result.stderr or "cannot" in result.stderr)
+    broken = hub.root / "broken"
+    broken.mkdir()
+    (broken / "requirements.txt").write_text("this-package-does-not-exist-coursehub==1.0\n")
+    result = hub.cli("course", "add", str(broken), check=False)
+    assert result.returncode == 1 and "install packages" in result.stderr
+    assert hub.config.read_text() == config_before
+    assert "bio101" in hub.cli("course", "list").stdout

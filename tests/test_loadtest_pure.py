@@ -1,0 +1,236 @@
+"""Pure parts of the load tester and the benchmark: summaries, error kinds, parsers, reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from coursehub.bench.configs import Ports, StockSpec, stock_config
+from coursehub.bench.procstats import parse_environ, parse_pss_kib, parse_stat
+from coursehub.bench.report import END, START, render_markdown, replace_section, seconds
+from coursehub.errors import CoursehubError
+from coursehub.loadtest import (
+    Phase,
+    RunResult,
+    StudentResult,
+    describe,
+    errors_by_kind,
+    percentile,
+    phase_stats,
+    summarize,
+)
+from coursehub.loadtest.failures import (
+    PhaseError,
+    error_kind,
+    normalize_message,
+    spawn_failed_kind,
+)
+from coursehub.loadtest.students import progress_line
+from coursehub.loadtest.summary import merge
+
+
+def student(user: str, ttfr: float | None, *phases: Phase, error: str = "") -> StudentResult:
+    return StudentResult(user=user, arrival=0.0, phases=list(phases), ttfr=ttfr, error=error)
+
+
+def ok(name: str, start: float, end: float) -> Phase:
+    return Phase(name, start, end, True)
+
+
+def failed(name: str, kind: str) -> Phase:
+    return Phase(name, 1.0, 2.0, False, kind)
+
+
+def good(user: str, ttfr: float) -> StudentResult:
+    return student(
+        user,
+        ttfr,
+        ok("login", 0, 0.1),
+        ok("spawn", 0.1, ttfr - 0.5),
+        ok("kernel", ttfr - 0.5, ttfr - 0.1),
+        ok("execute", ttfr - 0.1, ttfr),
+        ok("stop", ttfr, ttfr + 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([1, 2, 3, 4], 50, 2.5),
+        ([1, 2, 3, 4], 95, 3.85),
+        ([1, 2, 3, 4], 0, 1),
+        ([1, 2, 3, 4], 100, 4),
+        ([4, 1, 3, 2], 50, 2.5),  # order does not matter
+        ([7.0], 95, 7.0),
+        (list(range(1, 101)), 95, 95.05),
+    ],
+)
+def test_percentile_interpolates_like_numpy(values, q, expected):
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_percentile_rejects_nonsense():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_describe():
+    assert describe([]) == {"n": 0, "min": None, "p50": None, "p95": None, "max": None}
+    stats = describe([3.0, 1.0, 2.0])
+    assert stats["n"] == 3 and stats["min"] == 1.0 and stats["max"] == 3.0
+    assert stats["p50"] == 2.0
+
+
+def test_errors_are_grouped_by_phase_and_kind_most_frequent_first():
+    students = [
+        good("a", 3.0),
+        student("b", None, ok("login", 0, 1), failed("spawn", "timeout"), ok("stop", 2, 3)),
+        student("c", None, ok("login", 0, 1), failed("spawn", "timeout")),
+        student("d", None, failed("login", "login-http-403")),
+        student("e", None, error="time-limit: not started"),
+    ]
+    assert errors_by_kind(students) == {
+        "spawn: timeout": 2,
+        "login: login-http-403": 1,
+        "time-limit: not started": 1,
+    }
+    assert list(errors_by_kind(students))[0] == "spawn: timeout"
+
+
+def test_phase_stats_count_failures_and_time_only_successes():
+    students = [
+        good("a", 3.0),
+        good("b", 5.0),
+        student("c", None, ok("login", 0, 0.3), failed("spawn", "http-500")),
+    ]
+    stats = phase_stats(students)
+    assert list(stats) == ["login", "spawn", "kernel", "execute", "stop"]  # the flow's order
+    assert stats["spawn"]["ok"] == 2 and stats["spawn"]["failed"] == 1
+    assert stats["spawn"]["seconds"]["max"] == pytest.approx(4.4)
+    assert stats["login"]["seconds"]["n"] == 3
+
+
+def test_summarize_counts_only_complete_students():
+    run = RunResult(
+        hub_url="http://hub/",
+        started_at="2025-01-01T00:00:00+00:00",
+        settings={},
+        students=[
+            good("a", 2.0),
+            good("b", 4.0),
+            student("c", 9.0, ok("login", 0, 1), failed("stop", "stop-timeout")),
+        ],
+        duration=10.0,
+    )
+    summary = summarize(run)
+    assert (summary["users"], summary["ok"], summary["failed"]) == (3, 2, 1)
+    assert summary["ttfr"]["n"] == 2 and summary["ttfr"]["p50"] == 3.0
+    assert summary["errors"] == {"stop: stop-timeout": 1}
+
+
+def test_merge_and_json_round_trip():
+    runs = [
+        RunResult("http://hub/", "t0", {"users": 1}, [good("a", 2.0)], duration=3.0),
+        RunResult("http://hub/", "t1", {"users": 1}, [good("a", 4.0)], duration=5.0),
+    ]
+    merged = merge(runs)
+    assert [s.ttfr for s in merged.students] == [2.0, 4.0] and merged.duration == 8.0
+    again = RunResult.from_dict(merged.to_dict())
+    assert again == merged
+    assert again.students[0].phases[1].duration == pytest.approx(1.4)
+
+
+def test_messages_lose_what_differs_between_students():
+    message = "Spawn failed: Server at http://127.0.0.1:41234/user/burst-007/ didn't respond in 30 seconds"
+    kind = spawn_failed_kind(message, "burst-007")
+    assert kind == spawn_failed_kind(message.replace("41234", "5").replace("007", "008"), "burst-008")
+    assert kind.startswith("spawn-failed: Spawn failed: Server at <url> didn't")
+    assert len(kind) <= len("spawn-failed: ") + 60
+    assert "<id>" in normalize_message("kernel 0f8fad5b-d9cb-469f-a165-70867728950e died")
+
+
+def test_error_kinds():
+    assert error_kind(PhaseError("http-429")) == "http-429"
+    assert error_kind(requests.ReadTimeout()) == "timeout"
+    assert error_kind(TimeoutError()) == "timeout"
+    assert error_kind(requests.ConnectionError("refused")) == "connection-error"
+    assert error_kind(ValueError("bad value for ana"), "ana") == "ValueError: bad value for <user>"
+    assert error_kind(KeyError()) == "KeyError"
+
+
+def test_progress_line():
+    counts = Counter({"spawn": 3, "kernel": 1, "ok": 2, "failed": 1})
+    assert progress_line(12.2, 10, counts) == "  12 s: waiting 3, spawn 3, kernel 1 | ok 2, failed 1"
+    assert progress_line(0, 0, Counter()) == "   0 s: idle | ok 0, failed 0"
+
+
+def test_proc_parsers():
+    # A command name with spaces and a parenthesis must not shift the fields.
+    stat = "42 (node) x) S 7 42 42 0 -1 4194560 1 0 0 0 150 50 20 5 20 0 11 0 9876 1 1"
+    fields = parse_stat(stat)
+    assert (fields.ppid, fields.ticks, fields.child_ticks, fields.start) == (7, 200, 25, 9876)
+    assert parse_pss_kib("Rss: 200 kB\nPss:  1234 kB\nPss_Anon: 3 kB\n") == 1234
+    with pytest.raises(ValueError):
+        parse_pss_kib("Rss: 1 kB\n")
+    assert parse_environ(b"A=1\0JUPYTERHUB_USER=ana\0broken\0") == {
+        "A": "1",
+        "JUPYTERHUB_USER": "ana",
+    }
+
+
+def test_stock_config_is_valid_python_with_raised_timeouts_only_when_asked():
+    spec = StockSpec(
+        ports=Ports(8000, 8081, 8001),
+        workdir=Path("/tmp/x"),
+        singleuser=Path("/env/bin/jupyterhub-singleuser"),
+        proxy="/bin/chp",
+        password="pw'\"",
+        admin_token="t0k",
+        raised_timeouts=False,
+    )
+    compile(stock_config(spec), "jupyterhub_config.py", "exec")
+    assert "start_timeout" not in stock_config(spec)
+    raised = stock_config(StockSpec(**{**spec.__dict__, "raised_timeouts": True}))
+    assert "c.Spawner.start_timeout = 600" in raised and "c.Spawner.http_timeout = 600" in raised
+
+
+def test_readme_section_is_replaced_between_markers_only():
+    readme = f"# x\n\nintro\n{START}\nold numbers\n{END}\nafter\n"
+    updated = replace_section(readme, "new table\n")
+    assert updated == f"# x\n\nintro\n{START}\nnew table\n{END}\nafter\n"
+    assert replace_section(updated, "new table") == updated  # idempotent
+    with pytest.raises(CoursehubError, match="bench:start"):
+        replace_section("# no markers here\n", "table")
+
+
+def test_markdown_report_of_a_small_result():
+    summary = summarize(RunResult("h", "t", {}, [good("a", 2.0), good("b", 3.0)]))
+    results = {
+        "machine": {"cpu": "Test CPU", "cores": 2, "jupyterhub": "6.1.1"},
+        "options": {"repeat": 1, "memory_users": 1, "memory_rate": 0},
+        "started_at": "t",
+        "duration": 12.0,
+        "systems": {
+            "stock": {
+                "label": "stock JupyterHub, default timeouts",
+                "error": "",
+                "single": {"summary": summary, "runs": []},
+                "bursts": [
+                    {"size": 2, "skipped": "", "summary": summary, "run": {}},
+                    {"size": 5, "skipped": "the previous size failed completely"},
+                ],
+            },
+            "coursehub": {"label": "coursehub, defaults", "error": "CoursehubError: boom"},
+        },
+    }
+    text = render_markdown(results)
+    assert "Test CPU, 2 cores" in text and "jupyterhub 6.1.1" in text
+    assert "| stock JupyterHub, default timeouts | 2/2 | 2.00 s | 2.50 s | 3.00 s | — |" in text
+    assert "| stock JupyterHub, default timeouts | 5 | skipped |" in text
+    assert "coursehub, defaults**: did not run: CoursehubError: boom" in text
+    assert seconds(None) == "—" and seconds(164.4) == "164 s" and seconds(12.34) == "12.3 s"
