@@ -24,7 +24,7 @@ from coursehub.kernelclient import KernelSession
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
-COURSEHUB = [sys.executable, "-m", "coursehub.cli"]
+COURSEHUB = [sys.executable, "-m", "coursehub"]
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import wait_for
+from conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -207,3 +207,49 @@ def test_broken_repos_fail_clearly_and_change_nothing(course_hub):
     assert result.returncode == 1 and "install packages" in result.stderr
     assert hub.config.read_text() == config_before
     assert "bio101" in hub.cli("course", "list").stdout
+
+
+def test_nbgitpuller_links_keep_working(course_hub):
+    hub, repo = course_hub
+    (name,) = hub.create_accounts("pull", 1)
+    session = hub.login(name)
+    token = hub.token_for(name)
+    hub.spawn(name, token)
+    show = ["git", "-C", str(repo), "branch", "--show-current"]
+    branch = subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip()
+    # Served over git:// as a remote would be (students' git refuses repos owned by others).
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            "--reuseaddr",
+            f"--port={port}",
+            "--listen=127.0.0.1",
+            f"--base-path={repo.parent}",
+            str(repo.parent),
+        ]
+    )
+    url = f"git://127.0.0.1:{port}/{repo.name}"
+    try:
+        wait_for(
+            lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
+            timeout=30,
+            what="git daemon",
+        )
+        query = {"repo": url, "branch": branch, "urlpath": "lab/tree/bio101/week1/intro.ipynb"}
+        link = session.get(hub.url + "hub/user-redirect/git-pull", params=query, timeout=120)
+        assert link.status_code == 200 and f"/user/{name}/git-pull" in link.url
+        # The page's script then reads this event stream while the server pulls.
+        events = requests.get(
+            hub.url + f"user/{name}/git-pull/api",
+            timeout=300,
+            params={"repo": url, "branch": branch, "targetpath": "bio101"},
+            headers={"Authorization": f"token {token}"},
+        ).text
+    finally:
+        daemon.terminate()
+    assert '"phase": "finished"' in events, events[-500:]
+    pulled = hub.run(name, token, "import os; print(os.path.exists('bio101/week1/intro.ipynb'))")
+    assert pulled.strip() == "True"

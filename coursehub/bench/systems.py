@@ -251,7 +251,7 @@ class CoursehubHub(BenchHub):
         config = self.workdir / "coursehub.yaml"
         settings = coursehub_settings(self.ports, self.workdir, self.prefix)
         config.write_text(yaml.safe_dump(settings))
-        return [sys.executable, "-m", "coursehub.cli", "--config", str(config), "up"]
+        return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
 
     def admin(self) -> HubAPI:
         return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())

@@ -21,7 +21,13 @@ from .content import make_world_readable
 log = logging.getLogger(__name__)
 READY = ".coursehub-ready"
 # coursehub's own server stack, pinned so that every environment serves the same UI.
-SERVER_STACK = ("jupyterlab==4.6.6", "ipykernel==7.4.0", "jupyter-server==2.21.1")
+# nbgitpuller keeps instructors' existing /hub/user-redirect/git-pull links working.
+SERVER_STACK = (
+    "jupyterlab==4.6.6",
+    "ipykernel==7.4.0",
+    "jupyter-server==2.21.1",
+    "nbgitpuller==1.3.0",
+)
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 BUILD_TIMEOUT = 1800
 # Kernels get a process cap below the server's cgroup pids limit (COURSEHUB_KERNEL_NPROC,

@@ -45,8 +45,6 @@ ENV_FILES = (
     "Dockerfile",
 )
 BINDER_DIRS = ("binder", ".binder")  # when present, repo2docker reads only this folder
-# Course content is synced into homes at start (nbgitpuller rules), so servers need it.
-K8S_EXTRAS = ("nbgitpuller==1.3.0",)
 ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
 BUILD_TIMEOUT = 3600
 
@@ -68,7 +66,7 @@ def image_tag(spec: ImageSpec) -> str:
 def image_stack() -> tuple[str, ...]:
     """Packages added to every course image: the local pins, with the chart hub's JupyterHub."""
     rest = tuple(p for p in server_stack() if not p.startswith("jupyterhub=="))
-    return (f"jupyterhub=={CHART_JUPYTERHUB}", *rest, *K8S_EXTRAS)
+    return (f"jupyterhub=={CHART_JUPYTERHUB}", *rest)
 
 
 def read_image_spec(checkout: Path, stack: tuple[str, ...] | None = None) -> ImageSpec:

@@ -1,0 +1,5 @@
+"""python -m coursehub: the coursehub command."""
+
+from .cli import main
+
+main()
