@@ -23,6 +23,7 @@ from .runtime import ensure_secret, ensure_state_dir, find_proxy
 from .settings import Settings
 from .spawner import cgroups
 from .spawner.accounts import unix_name
+from .spawner.forkclient import stop_forkservers
 
 log = logging.getLogger(__name__)
 SHIM = Path(__file__).parent / "jupyterhub_config.py"
@@ -195,6 +196,9 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     if proxy_pid is not None:
         _terminate(proxy_pid, "proxy", echo)
     kill_orphans(settings, echo)
+    forkservers = stop_forkservers(paths.run)
+    if forkservers:
+        echo(f"Stopped {forkservers} fork server(s).")
     leftovers = cgroups.all_groups()
     for group in leftovers:
         group.kill_and_remove()

@@ -49,6 +49,10 @@ class StatePaths:
         return self.root / "bin" / "coursehub-sync.py"
 
     @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

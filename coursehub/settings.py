@@ -96,6 +96,11 @@ class SandboxSettings(Model):
     python: Path | None = Field(
         None, description="Interpreter for user environments (default: first one users can run)."
     )
+    spawn_mode: Literal["fork", "exec"] = Field(
+        "fork",
+        description="'fork': servers forked from a warm fork server per environment "
+        "(fast); 'exec': each server a fresh bubblewrap process.",
+    )
     readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
     hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")
 

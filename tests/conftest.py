@@ -278,11 +278,11 @@ def make_hub_module():
         hub.teardown()
 
 
-@pytest.fixture(scope="module")
-def shared_hub():
-    """One hub shared by a module's tests."""
+@pytest.fixture(scope="module", params=["fork", "exec"])
+def shared_hub(request):
+    """One hub shared by a module's tests, once per spawn mode (fork server, fresh process)."""
     needs_root_sandbox()
-    hub = Hub(hub_root())
+    hub = Hub(hub_root(), {"sandbox": {"spawn_mode": request.param}})
     hub.start()
     yield hub
     hub.teardown()

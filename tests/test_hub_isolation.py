@@ -133,21 +133,54 @@ def test_cookie_of_one_student_cannot_reach_other_server(students):
 
 def test_server_port_directly_needs_auth(students):
     hub, alice, bob, tokens = students
-    # From alice's kernel, try every local port for bob's files without bob's token.
+    # From alice's kernel, try every listening local port for bob's files without bob's token.
     code = f"""
-import socket, urllib.request
+import urllib.request
+ports = set()
+for line in open('/proc/net/tcp').readlines()[1:] + open('/proc/net/tcp6').readlines()[1:]:
+    fields = line.split()
+    if fields[3] == '0A':  # LISTEN
+        ports.add(int(fields[1].rsplit(':', 1)[1], 16))
 hits = []
-for port in range(1024, 65536):
-    s = socket.socket(); s.settimeout(0.05)
-    if s.connect_ex(('127.0.0.1', port)) == 0:
-        try:
-            url = f'http://127.0.0.1:{{port}}/user/{bob}/api/contents'
-            body = urllib.request.urlopen(url, timeout=2).read()
-            if b'secret.txt' in body:
-                hits.append(port)
-        except Exception:
-            pass
-    s.close()
-print(hits)
+for port in sorted(ports):
+    try:
+        url = f'http://127.0.0.1:{{port}}/user/{bob}/api/contents'
+        if b'secret.txt' in urllib.request.urlopen(url, timeout=0.3).read():
+            hits.append(port)
+    except Exception:
+        pass
+print(len(ports), hits)
 """
-    assert hub.run(alice, tokens[alice], code).strip() == "[]"
+    count, hits = hub.run(alice, tokens[alice], code).split(maxsplit=1)
+    assert int(count) >= 3  # the proxy, the hub, bob's server at least were tried
+    assert hits.strip() == "[]"
+
+
+def test_no_descriptor_or_variable_of_the_hub_or_others_reaches_a_server(students):
+    hub, alice, bob, tokens = students
+    code = """
+import os, json
+leaks = []
+unix = {}
+for line in open('/proc/net/unix').readlines()[1:]:
+    fields = line.split()
+    if len(fields) >= 8:
+        unix[fields[6]] = fields[7]
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        env = dict(kv.split('=', 1) for kv in open(f'/proc/{pid}/environ').read().split('\\0') if '=' in kv)
+        fds = {fd: os.readlink(f'/proc/{pid}/fd/{fd}') for fd in os.listdir(f'/proc/{pid}/fd')}
+    except OSError:
+        continue
+    for key in ('COURSEHUB_STATE_DIR', 'COURSEHUB_CONFIG', 'CONFIGPROXY_AUTH_TOKEN', 'JPY_COOKIE_SECRET'):
+        if key in env:
+            leaks.append(f'{pid}: env {key}')
+    if env.get('JUPYTERHUB_USER', '%s') != '%s':
+        leaks.append(f'{pid}: another user in env')
+    for fd, target in fds.items():
+        inode = target[8:-1] if target.startswith('socket:[') else ''
+        if int(fd) > 2 and (unix.get(inode, '').endswith('.sock') or '/state/' in target):
+            leaks.append(f'{pid}: fd {fd} -> {target} {unix.get(inode, "")}')
+print(json.dumps(leaks))
+""" % (alice, alice)
+    assert json.loads(hub.run(alice, tokens[alice], code)) == []

@@ -14,18 +14,15 @@ pytestmark = pytest.mark.hub
 
 
 def server_pid(hub, name: str) -> str:
-    """Host pid(s) of the user's jupyterhub-singleuser process."""
-    out = subprocess.run(
-        ["pgrep", "-u", hub.prefix + name, "-f", "jupyterhub-singleuser"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    assert out, f"no server process for {name}"
-    return " ".join(sorted(out))
+    """Host pid of the user's oldest process: the sandbox of their server."""
+    out = subprocess.run(["pgrep", "-o", "-u", hub.prefix + name], capture_output=True, text=True)
+    assert out.stdout.strip(), f"no server process for {name}"
+    return out.stdout.strip()
 
 
-def test_kill9_hub_reattaches_running_server_and_down_cleans_up(make_hub):
-    hub = make_hub()
+@pytest.mark.parametrize("mode", ["fork", "exec"])
+def test_kill9_hub_reattaches_running_server_and_down_cleans_up(make_hub, mode):
+    hub = make_hub(sandbox={"spawn_mode": mode})
     (name,) = hub.create_accounts("crash", 1)
     token = hub.token_for(name)
     hub.spawn(name, token)
@@ -55,6 +52,8 @@ def test_kill9_hub_reattaches_running_server_and_down_cleans_up(make_hub):
     )
     assert not [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(unix)]
     assert "hub:   stopped" in hub.cli("status").stdout
+    forkservers = subprocess.run(["pgrep", "-f", f"forkserver.py {hub.state_dir}"], capture_output=True)
+    assert forkservers.returncode == 1, "a fork server outlived `coursehub down`"
     # The account and home stay (the student's files are theirs), so a restart finds them.
     assert pwd.getpwnam(unix).pw_dir == str(hub.home_root / unix)
 

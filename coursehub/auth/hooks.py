@@ -23,8 +23,9 @@ class CoursehubAuthenticatorMixin(HasTraits):
     def get_handlers(self, app: Any) -> list:
         """The base authenticator's handlers plus /hub/launch and /hub/tmplogin."""
         from ..launch.handlers import launch_handlers
+        from ..ops.handlers import ops_handlers
 
-        base = super().get_handlers(app)  # type: ignore[misc]
+        base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
         if not self.courses_root:
             return base
         return [*base, *launch_handlers(self.courses_root, self.tmp_per_client_per_minute)]

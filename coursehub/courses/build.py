@@ -138,11 +138,23 @@ def ensure_course(
 ) -> catalog.CourseRecord:
     """The course's record, building it only when it was never built (as `up` needs)."""
     record = catalog.load_catalog(paths.courses).get(course.name)
-    if record is not None and record.ready and Path(record.environment).is_dir():
+    if record is not None and record.ready and _current(record, settings):
         describe(record, course, settings)
         catalog.update_record(paths.courses, record)
         return record
     return build_course(course, settings, paths, on_line)
+
+
+def _current(record: catalog.CourseRecord, settings: Settings) -> bool:
+    """True when the record's environment is still what its files and coursehub's pins ask for."""
+    checkout, environment = Path(record.content), Path(record.environment)
+    if not (checkout.is_dir() and environment.is_dir()):
+        return False
+    try:
+        wanted = environment_spec(read_spec(checkout), checkout, settings)
+    except CoursehubError:
+        return False
+    return environment.name == wanted.digest
 
 
 def sync_catalog(settings: Settings, paths: StatePaths, on_line=None) -> list[catalog.CourseRecord]:

@@ -44,6 +44,7 @@ def build(settings: Settings, runtime: Runtime) -> Config:
     apply_auth(settings, runtime, c)
     apply_services(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
+    apply_ops(c)
     apply_passthrough(settings, c)
     return c
 
@@ -140,6 +141,17 @@ def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[di
         {"name": TEMP_CULLER, "command": command},
         {"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]},
     )
+
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def apply_ops(c: Config) -> None:
+    """Operations: spawns timed for coursehub's metrics, and the admins' status page template."""
+    from ..ops.monitor import pre_spawn_hook
+
+    c.Spawner.pre_spawn_hook = pre_spawn_hook
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
 
 
 def apply_passthrough(settings: Settings, c: Config) -> None:

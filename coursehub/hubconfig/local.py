@@ -20,10 +20,12 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.environment_path = str(runtime.user_env)
     s.home_root = str(sandbox.home_root)
     s.user_prefix = sandbox.user_prefix
+    s.spawn_mode = sandbox.spawn_mode
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids
     s.log_dir = str(runtime.paths.logs)
+    s.run_dir = str(runtime.paths.run)
     s.courses_root = str(runtime.paths.courses)
     s.sync_script = str(runtime.paths.sync_script)
     s.readonly_paths = [str(p) for p in sandbox.readonly_paths]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -20,9 +20,10 @@ RETRY_AFTER_MAX = 60  # never sleep longer than this on one 429, whatever the hu
 class StudentClient:
     """Logs in through the form like a browser, then uses its own API token like JupyterLab."""
 
-    def __init__(self, hub_url: str, username: str, timeout: float) -> None:
+    def __init__(self, hub_url: str, username: str, timeout: float, server: str = "") -> None:
         self.hub_url = hub_url.rstrip("/") + "/"
         self.name = username
+        self.server = server  # a named server (on coursehub: the course), or '' for the default one
         self.timeout = timeout
         self.browser = requests.Session()
         self.api: HubAPI | None = None
@@ -32,6 +33,13 @@ class StudentClient:
     def user_path(self) -> str:
         """This user's path in the Hub API."""
         return f"users/{quote(self.name)}"
+
+    @property
+    def server_path(self) -> str:
+        """This user's server in the Hub API."""
+        if self.server:
+            return f"{self.user_path}/servers/{quote(self.server)}"
+        return f"{self.user_path}/server"
 
     def login(self, password: str) -> None:
         """GET the form for its _xsrf cookie, POST the credentials, expect a redirect."""
@@ -46,6 +54,23 @@ class StudentClient:
         )
         if response.status_code != 302:
             raise PhaseError(f"login-{http_kind(response.status_code)}")
+
+    def guest_login(self, course: str) -> None:
+        """Become a temporary user through coursehub's /hub/tmplogin link; learn our name."""
+        response = self.browser.get(
+            f"{self.hub_url}hub/tmplogin?{urlencode({'course': course})}",
+            allow_redirects=False,
+            timeout=self.timeout,
+        )
+        if response.status_code != 302:
+            raise PhaseError(f"tmplogin-{http_kind(response.status_code)}")
+        xsrf = self.browser.cookies.get("_xsrf", path="/hub/") or ""
+        me = self.browser.get(
+            f"{self.hub_url}hub/api/user", headers={"X-XSRFToken": xsrf}, timeout=self.timeout
+        )
+        if me.status_code != 200:
+            raise PhaseError(f"whoami-{http_kind(me.status_code)}")
+        self.name = me.json()["name"]
 
     def create_token(self) -> None:
         """An API token of this user, asked for by its own logged-in session."""
@@ -70,7 +95,7 @@ class StudentClient:
         """POST the spawn; on 429 wait as told and ask again. Returns how many 429s it got."""
         retries = 0
         while True:
-            response = self._api().request("POST", f"{self.user_path}/server", timeout=self.timeout)
+            response = self._api().request("POST", self.server_path, timeout=self.timeout)
             if response.status_code in (201, 202):
                 return retries
             if response.status_code != 429:
@@ -84,7 +109,7 @@ class StudentClient:
     def wait_ready(self, deadline: float, stop: threading.Event) -> str:
         """Follow the progress event stream until the server is ready; its URL."""
         response = self._api().request(
-            "GET", f"{self.user_path}/server/progress", stream=True, timeout=self.timeout
+            "GET", f"{self.server_path}/progress", stream=True, timeout=self.timeout
         )
         with response:
             if response.status_code != 200:
@@ -106,15 +131,15 @@ class StudentClient:
         return KernelSession(server_url, self.token)
 
     def stop_server(self) -> None:
-        """Stop the default server and wait (bounded) until the hub has forgotten it."""
+        """Stop the server and wait (bounded) until the hub has forgotten it."""
         api = self._api()
-        response = api.request("DELETE", f"{self.user_path}/server", timeout=self.timeout)
+        response = api.request("DELETE", self.server_path, timeout=self.timeout)
         if response.status_code not in (202, 204, 400, 404):
             raise PhaseError(http_kind(response.status_code))
         deadline = time.monotonic() + STOP_WAIT
         while time.monotonic() < deadline:
             response = api.request("GET", self.user_path, timeout=self.timeout)
-            if response.status_code == 200 and "" not in response.json().get("servers", {}):
+            if response.status_code == 200 and self.server not in response.json().get("servers", {}):
                 return
             time.sleep(0.5)
         raise PhaseError("stop-timeout")

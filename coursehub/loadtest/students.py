@@ -47,6 +47,8 @@ class LoadConfig:
     time_limit: float = 600.0  # the whole run, cleanup excluded
     http_timeout: float = 30.0  # every single HTTP call
     progress_every: float = 5.0  # seconds between progress lines
+    server: str = ""  # start this named server (on coursehub: a course) instead of the default one
+    guest_course: str = ""  # log in as a temporary user of this coursehub course (/hub/tmplogin)
 
 
 class RunContext:
@@ -91,7 +93,8 @@ class StudentFlow:
 
     def __init__(self, cred: Credential, config: LoadConfig, ctx: RunContext) -> None:
         self.cred, self.config, self.ctx = cred, config, ctx
-        self.client = StudentClient(config.hub_url, cred.username, config.http_timeout)
+        server = config.guest_course or config.server
+        self.client = StudentClient(config.hub_url, cred.username, config.http_timeout, server)
         self.result = StudentResult(user=cred.username, arrival=ctx.now())
         self.spawn_requested = False
         self.server_url = ""
@@ -133,8 +136,12 @@ class StudentFlow:
         return True
 
     def login(self) -> None:
-        """Log in through the form and get an API token."""
-        self.client.login(self.cred.password)
+        """Log in through the form (or a temporary-user link) and get an API token."""
+        if self.config.guest_course:
+            self.client.guest_login(self.config.guest_course)
+            self.result.user = self.client.name
+        else:
+            self.client.login(self.cred.password)
         self.client.create_token()
 
     def spawn(self) -> None:

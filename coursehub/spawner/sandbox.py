@@ -23,6 +23,7 @@ from ..errors import CoursehubError
 from . import cgroups
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import COURSE_MOUNT, SandboxSpec, bwrap_args
+from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 try:  # JupyterHub >= 6
     from jupyterhub.spawner import SpawnException
@@ -52,6 +53,10 @@ class SandboxSpawner(LocalProcessSpawner):
     sync_script = Unicode("", help="Host path of coursehub's content sync script.").tag(config=True)
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
+    run_dir = Unicode("/run/coursehub", help="Folder for fork servers' sockets (root-only).").tag(config=True)
+    spawn_mode = Unicode(
+        "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
+    ).tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
 
@@ -152,19 +157,57 @@ class SandboxSpawner(LocalProcessSpawner):
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
         self.port = random_port()
-        server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
-        cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
-        log_path = Path(self.log_dir) / f"{group.dirs[0].name}.log" if self.log_dir else None
+        log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
+        started = False
+        if self.spawn_mode == "fork":
+            started = await self._start_forked(group, log_path)
+        if not started:
+            await self._start_exec(group, log_path)
+        await self._wait_listening(group, log_path)
+        return (self.ip or "127.0.0.1", self.port)
+
+    async def _start_forked(self, group: cgroups.Cgroup, log_path: Path) -> bool:
+        """Ask the environment's fork server for the server; False (logged) if it cannot."""
+        assert self.account is not None
+        argv = ["jupyterhub-singleuser", *self.get_args()]
+        request = fork_request(
+            self.sandbox_spec(),
+            argv,
+            self.get_env(),
+            self.account.uid,
+            self.account.gid,
+            group.procs_files,
+            log_path,
+        )
+        run_dir = Path(self.run_dir)
         try:
-            with open(log_path or os.devnull, "wb") as log_file:
+            sock = await asyncio.to_thread(
+                ensure_forkserver, Path(self.env_dir), run_dir, Path(self.log_dir or "/tmp")
+            )
+            self.pid = await asyncio.to_thread(fork_spawn, sock, request)
+        except (OSError, ValueError, CoursehubError) as exc:
+            self.log.warning(
+                "fork server unavailable (%s): starting %s's server the slow way", exc, self.user.name
+            )
+            return False
+        self.proc = None
+        return True
+
+    async def _start_exec(self, group: cgroups.Cgroup, log_path: Path) -> None:
+        """Start the server as a fresh process under bubblewrap."""
+        assert self.account is not None
+        server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
+        try:
+            with open(log_path, "wb") as log_file:
                 self.proc = Popen(
                     cmd,
                     env=self.get_env(),
-                    preexec_fn=self._preexec(group, self.account),
-                    start_new_session=True,
                     cwd="/",
+                    start_new_session=True,
+                    preexec_fn=self._preexec(group, self.account),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                 )
@@ -172,14 +215,18 @@ class SandboxSpawner(LocalProcessSpawner):
             await asyncio.to_thread(group.kill_and_remove)
             raise spawn_error(f"The sandbox could not start: {exc}", "sandbox") from exc
         self.pid = self.proc.pid
-        await self._wait_listening(group, log_path)
-        return (self.ip or "127.0.0.1", self.port)
+
+    def _exited(self, group: cgroups.Cgroup) -> bool:
+        """True once the server's top process is gone."""
+        if self.proc is not None:
+            return self.proc.poll() is not None
+        return not _alive(self.pid)  # forked: it may not have joined its cgroup yet
 
     async def _wait_listening(self, group: cgroups.Cgroup, log_path: Path | None) -> None:
         """Return as soon as the server accepts connections; fail fast, with its log, if it dies."""
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
+            if await asyncio.to_thread(self._exited, group):
                 await asyncio.to_thread(group.kill_and_remove)
                 tail = _tail(log_path)
                 self.log.error("server of %s exited during start:\n%s", self.user.name, tail)
@@ -298,6 +345,15 @@ def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _folder(path: str) -> Path | None:

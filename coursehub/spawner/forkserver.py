@@ -1,0 +1,220 @@
+"""coursehub fork server: pre-imports the Jupyter server stack once, then forks sandboxed servers.
+
+Runs as root with an environment's own Python (stdlib and that environment's packages only):
+    python forkserver.py SOCKET
+One JSON request per connection on a root-only Unix socket; see `serve`. Each child, before it
+runs anything the user controls: joins the server's cgroup, enters new mount, PID, IPC and UTS
+namespaces, builds the same view of the filesystem as the bubblewrap sandbox (read-only root,
+private /tmp, only its own home, the environment and course read-only, hub state hidden), drops
+privileges for good (setgroups, setgid, setuid, no_new_privs), closes inherited file
+descriptors, and replaces the environment. The parent holds no threads, event loop or secrets.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import traceback
+
+libc = ctypes.CDLL(None, use_errno=True)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
+PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 38, 1
+PRELOAD = (
+    "jupyterhub.singleuser",
+    "jupyter_server.serverapp",
+    "jupyterlab.labapp",
+    "jupyter_server_terminals",
+    "nbgitpuller",
+    "jupyter_client.manager",
+)
+SYNC = "/run/coursehub/sync.py"
+COURSE = "/run/coursehub/course"
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    """mount(2)."""
+    _check(
+        libc.mount(_bytes(source), target.encode(), _bytes(fstype), flags, _bytes(data)), f"mount {target}"
+    )
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return text.encode() if text else None
+
+
+def mount_points() -> list[tuple[str, set[str]]]:
+    """Every mount point of this namespace with its per-mount options."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            path = fields[4].encode().decode("unicode_escape")
+            points.append((path, set(fields[5].split(","))))
+    return points
+
+
+def remount_readonly() -> None:
+    """Make every mount read-only in this namespace (what bwrap's --ro-bind / / does)."""
+    for path, options in mount_points():
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        flags |= (MS_NOSUID if "nosuid" in options else 0) | (MS_NODEV if "nodev" in options else 0)
+        flags |= MS_NOEXEC if "noexec" in options else 0
+        try:
+            mount(None, path, None, flags)
+        except OSError:
+            pass  # e.g. a mount hidden under another: unreachable anyway
+
+
+def bind(fd: int, target: str, readonly: bool, is_file: bool = False) -> None:
+    """Bind the object open at `fd` onto `target` (created in a tmpfs when missing)."""
+    if is_file:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            open(target, "w").close()
+    else:
+        os.makedirs(target, exist_ok=True)
+    mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (MS_RDONLY if readonly else 0)
+    mount(None, target, None, flags)
+
+
+def build_view(req: dict) -> None:
+    """The sandbox's filesystem, in the new mount namespace (root still)."""
+    # Open what must show through before the tmpfs mounts hide it.
+    fds = [(os.open(src, os.O_PATH), dst, ro, os.path.isfile(src)) for src, dst, ro in req["binds"]]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    remount_readonly()
+    for path, mode in [
+        ("/tmp", "1777"),
+        ("/dev/shm", "1777"),
+        ("/run", "755"),
+        *[(p, "755") for p in req["hidden"]],
+    ]:
+        os.makedirs(path, exist_ok=True)  # it may sit in a tmpfs mounted just before
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
+    for fd, dst, ro, is_file in fds:
+        bind(fd, dst, ro, is_file)
+        os.close(fd)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def become_user(req: dict) -> None:
+    """Drop root for good and leave nothing of the fork server behind."""
+    os.setgroups([])
+    os.setgid(req["gid"])
+    os.setuid(req["uid"])
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    os.closerange(3, 65536)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.chdir(req["home"])
+
+
+def run_server(req: dict) -> None:
+    """PID 1 of the new namespace: build the view, become the user, sync, serve."""
+    build_view(req)
+    _check(libc.sethostname(req["hostname"].encode(), len(req["hostname"])), "sethostname")
+    become_user(req)
+    course = os.environ.get("COURSEHUB_COURSE")
+    if course and os.path.exists(SYNC) and os.path.isdir(COURSE):
+        try:
+            sys.argv = [SYNC, COURSE, os.path.join(req["home"], course)]
+            runpy.run_path(SYNC, run_name="__main__")
+        except BaseException as exc:  # noqa: BLE001 - a failed merge must not stop the server
+            print(f"coursehub: course sync failed: {exc}", file=sys.stderr)
+    sys.argv = req["argv"]
+    from jupyterhub.singleuser import main
+
+    sys.exit(main())
+
+
+def child(req: dict) -> None:
+    """The forked process: cgroup, log, namespaces; then a monitor around PID 1."""
+    for name in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(name, signal.SIG_DFL)
+    os.setsid()
+    for path in req["cgroup_procs"]:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run_server(req)
+        except BaseException as exc:  # noqa: BLE001
+            print(f"coursehub fork server: {exc!r}", file=sys.stderr)
+            os._exit(70)
+    # The monitor: relays stop signals to the server and exits with its status.
+    os.closerange(3, 65536)
+    for name in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(name, lambda sig, _f: os.kill(pid, sig))
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def reap(_signum: int, _frame: object) -> None:
+    """Collect exited monitors so none stays a zombie."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def serve(path: str) -> None:
+    """Accept {"op": "ping"} and {"op": "spawn", ...} requests, one per connection."""
+    for module in PRELOAD:
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    gc.collect()
+    gc.freeze()  # pages shared with children stay shared (no refcount writes on old objects)
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o600)
+    server.listen(128)
+    signal.signal(signal.SIGCHLD, reap)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            req = json.loads(conn.makefile("r").readline())
+            if req.get("op") != "spawn":
+                conn.sendall(json.dumps({"ok": True, "pid": os.getpid()}).encode() + b"\n")
+                continue
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    server.close()
+                    conn.close()
+                    child(req)
+                except BaseException:  # noqa: BLE001 - report, never return into the loop
+                    traceback.print_exc()
+                finally:
+                    os._exit(71)
+            conn.sendall(json.dumps({"ok": True, "pid": pid}).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
