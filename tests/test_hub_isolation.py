@@ -175,12 +175,12 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
     for key in ('COURSEHUB_STATE_DIR', 'COURSEHUB_CONFIG', 'CONFIGPROXY_AUTH_TOKEN', 'JPY_COOKIE_SECRET'):
         if key in env:
             leaks.append(f'{pid}: env {key}')
-    if env.get('JUPYTERHUB_USER', '%s') != '%s':
+    if env.get('JUPYTERHUB_USER', 'ALICE') != 'ALICE':
         leaks.append(f'{pid}: another user in env')
     for fd, target in fds.items():
         inode = target[8:-1] if target.startswith('socket:[') else ''
         if int(fd) > 2 and (unix.get(inode, '').endswith('.sock') or '/state/' in target):
             leaks.append(f'{pid}: fd {fd} -> {target} {unix.get(inode, "")}')
 print(json.dumps(leaks))
-""" % (alice, alice)
+""".replace("ALICE", alice)
     assert json.loads(hub.run(alice, tokens[alice], code)) == []
