@@ -587,3 +587,16 @@ def test_hub_image_builds_on_the_chart_release_coursehub_expects() -> None:
     assert floor is not None
     version = tuple(int(p) for p in CHART_JUPYTERHUB.split("."))
     assert version >= tuple(int(p) for p in floor.group(1).split("."))
+
+
+def test_launch_links_on_kubernetes_get_courses_from_the_config():
+    from coursehub.courses.catalog import CourseRecord
+    from coursehub.launch.handlers import launch_handlers
+
+    settings = load_settings(REPO / "examples" / "class-kubernetes.yaml")
+    static = k8s.build_hub_config(settings).Authenticator.static_courses
+    assert set(static) == {course.name for course in settings.courses}
+    for record in static.values():
+        assert CourseRecord(**record).ready  # an image, no local content
+    pattern, _, kwargs = launch_handlers("", 10, static)[0]
+    assert pattern.startswith("/launch/") and kwargs["static"] == static

@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import maybe_future
-from traitlets import HasTraits, Integer, Unicode
+from traitlets import Dict, HasTraits, Integer, Unicode
 
 from ..courses.access import is_temporary
 from ..errors import ConfigError
@@ -18,6 +18,9 @@ class CoursehubAuthenticatorMixin(HasTraits):
     """Mixed into the configured authenticator (tmpauthenticator's pattern for /hub/ handlers)."""
 
     courses_root = Unicode("", help="Folder with the course catalog.").tag(config=True)
+    static_courses = Dict(help="Course records given by config (Kubernetes: no local catalog).").tag(
+        config=True
+    )
     tmp_per_client_per_minute = Integer(10, help="Temporary users per address per minute.").tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
@@ -26,9 +29,10 @@ class CoursehubAuthenticatorMixin(HasTraits):
         from ..ops.handlers import ops_handlers
 
         base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
-        if not self.courses_root:
+        if not (self.courses_root or self.static_courses):
             return base
-        return [*base, *launch_handlers(self.courses_root, self.tmp_per_client_per_minute)]
+        per_minute = self.tmp_per_client_per_minute
+        return [*base, *launch_handlers(self.courses_root, per_minute, self.static_courses)]
 
     async def refresh_user(self, user: Any, handler: Any = None) -> Any:
         """Temporary users have no account to re-check: they stay valid until culled."""

@@ -32,8 +32,8 @@ class CourseRecord:
 
     @property
     def ready(self) -> bool:
-        """True when the course has content and an environment in service."""
-        return bool(self.content and self.environment)
+        """True when the course has an environment in service (its content may live in pods)."""
+        return bool(self.environment)
 
 
 def catalog_path(courses_root: Path) -> Path:

@@ -73,10 +73,27 @@ def build_hub_config(settings: Settings) -> Config:
     c.JupyterHub.concurrent_spawn_limit = settings.hub.concurrent_spawn_limit
     c.Authenticator.admin_users = set(settings.hub.admin_users)
     core.apply_auth(settings, _chart_runtime(), c)
+    # Launch links on the hub: courses come from the config (pods fetch content themselves).
+    c.Authenticator.static_courses = static_courses(settings)
     apply_temporary_culler(settings, c)
     apply_spawner(settings, c)
     core.apply_passthrough(settings, c)
     return c
+
+
+def static_courses(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Course records for the launch handlers, from settings alone (no local catalog on Kubernetes)."""
+    return {
+        course.name: {
+            "name": course.name,
+            "title": course.title or course.name,
+            "access": course.access,
+            "default_notebook": course.default_notebook or "",
+            "environment": course_image(settings, course),
+            "limits": settings.course_limits(course).model_dump(),
+        }
+        for course in settings.courses
+    }
 
 
 def _chart_runtime() -> core.Runtime:
@@ -86,7 +103,13 @@ def _chart_runtime() -> core.Runtime:
 
 def apply_to_chart_config(c: Config, settings: Settings) -> None:
     """Layer build_hub_config over the chart's config; services and roles are added to."""
+    from ..auth.hooks import resolve_authenticator, with_coursehub
+
     ours = build_hub_config(settings)
+    # Whatever authenticator is configured also serves coursehub's launch links (as on one machine).
+    ours.JupyterHub.authenticator_class = with_coursehub(
+        resolve_authenticator(str(ours.JupyterHub.authenticator_class))
+    )
     services = ours.JupyterHub.pop("services", [])
     roles = ours.JupyterHub.pop("load_roles", [])
     c.merge(ours)

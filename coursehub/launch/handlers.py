@@ -43,8 +43,16 @@ def notice_page(message: str, url: str, seconds: int = 4) -> str:
 class CourseHandler(BaseHandler):
     """Shared helpers: the catalog, and turning LinkError into a clear page."""
 
-    def initialize(self, courses_root: str, **kwargs: Any) -> None:
-        self.courses_root = Path(courses_root)
+    def initialize(self, courses_root: str, static: dict | None = None, **kwargs: Any) -> None:
+        self.courses_root = Path(courses_root) if courses_root else None
+        self.static = static or {}
+
+    def records(self) -> dict[str, CourseRecord]:
+        """Courses from config (Kubernetes) overlaid by the local catalog (one machine)."""
+        records = {name: CourseRecord(**record) for name, record in self.static.items()}
+        if self.courses_root is not None:
+            records.update(load_catalog(self.courses_root))
+        return records
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Our 404s list the courses one may open: use error.html, not JupyterHub's 404.html."""
@@ -67,7 +75,7 @@ class CourseHandler(BaseHandler):
 
     def course(self, raw_name: str, user: Any) -> CourseRecord:
         """The record of the named course, or a 404 listing the courses `user` may open."""
-        records = load_catalog(self.courses_root)
+        records = self.records()
         try:
             record = records.get(parse_course_name(raw_name))
         except LinkError:
@@ -95,7 +103,8 @@ class CourseHandler(BaseHandler):
         """(path to open, note for the user); a bad path is a 400 page."""
         try:
             path = parse_path(raw)
-            exists, _ = locate(Path(record.content), path)
+            # On Kubernetes the content lives in the pods: only the path's shape is checked here.
+            exists = locate(Path(record.content), path)[0] if record.content else True
         except LinkError as exc:
             raise page_error(exc.status, f"Bad link: {exc}") from None
         if not exists:
@@ -129,8 +138,10 @@ class LaunchHandler(CourseHandler):
 class TmpLoginHandler(CourseHandler):
     """/hub/tmplogin?course=X&notebook=path: an anonymous temporary user for an open course."""
 
-    def initialize(self, courses_root: str, per_minute: int = 10, **kwargs: Any) -> None:
-        super().initialize(courses_root)
+    def initialize(
+        self, courses_root: str, static: dict | None = None, per_minute: int = 10, **kwargs: Any
+    ) -> None:
+        super().initialize(courses_root, static)
         self.per_minute = per_minute
 
     # Creations per client address in the last minute, shared by all requests of this hub.
@@ -170,9 +181,14 @@ class TmpLoginHandler(CourseHandler):
         return user
 
 
-def launch_handlers(courses_root: str, per_minute: int) -> list[tuple[str, type, dict]]:
+def launch_handlers(
+    courses_root: str,
+    per_minute: int,
+    static: dict | None = None,
+) -> list[tuple[str, type, dict]]:
     """The (pattern, handler, kwargs) triples the authenticator registers under /hub/."""
+    common = {"courses_root": courses_root, "static": static or {}}
     return [
-        (r"/launch/([^/]+)/?", LaunchHandler, {"courses_root": courses_root}),
-        (r"/tmplogin", TmpLoginHandler, {"courses_root": courses_root, "per_minute": per_minute}),
+        (r"/launch/([^/]+)/?", LaunchHandler, common),
+        (r"/tmplogin", TmpLoginHandler, {**common, "per_minute": per_minute}),
     ]
