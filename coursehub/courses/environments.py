@@ -43,7 +43,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 5  # bump when the environment layout below changes
+LAYOUT_VERSION = 7  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ def ensure_environment(spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], N
             for name, cmd in _build_steps(spec, staging):
                 _run_step(name, cmd, log_file, log_path, on_line)
         install_kernelspec(staging, final=target)
+        install_kernels_module(staging)
         install_lab_overrides(staging)
         seconds = round(time.monotonic() - started, 1)
         (staging / READY).write_text(json.dumps({"seconds": seconds}))
@@ -189,10 +190,25 @@ def install_kernelspec(env: Path, final: Path) -> None:
     spec = json.loads(spec_file.read_text())
     python = str(final / "bin" / "python")
     spec["argv"] = [python if part == "{python}" else part for part in KERNEL_ARGV]
+    spec.setdefault("metadata", {})["kernel_provisioner"] = {"provisioner_name": "coursehub-fork"}
     # Replace, never write in place: uv hard-links installed files to its cache.
     tmp = spec_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(spec, indent=1))
     os.replace(tmp, spec_file)
+
+
+def install_kernels_module(env: Path) -> None:
+    """coursehub_kernels (the kernel zygote and its provisioner) as a module of the environment."""
+    (site,) = env.glob("lib/python3*/site-packages")
+    # Copied as a file: it imports jupyter_client, which only the environment has.
+    shutil.copyfile(Path(__file__).with_name("kernels_module.py"), site / "coursehub_kernels.py")
+    dist = site / "coursehub_kernels-1.0.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: coursehub-kernels\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[jupyter_client.kernel_provisioners]\ncoursehub-fork = coursehub_kernels:ForkProvisioner\n"
+    )
+    (dist / "RECORD").write_text("")
 
 
 def install_lab_overrides(env: Path) -> None:

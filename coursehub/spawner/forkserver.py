@@ -136,10 +136,24 @@ def run_server(req: dict) -> None:
             runpy.run_path(SYNC, run_name="__main__")
         except BaseException as exc:  # noqa: BLE001 - a failed merge must not stop the server
             print(f"coursehub: course sync failed: {exc}", file=sys.stderr)
+    start_kernel_zygote()
     sys.argv = req["argv"]
     from jupyterhub.singleuser import main
 
     sys.exit(main())
+
+
+def start_kernel_zygote() -> None:
+    """Fork, as the user and inside the sandbox, the process that forks this server's kernels."""
+    try:
+        import coursehub_kernels
+    except ImportError:
+        return  # an environment without it: kernels start the usual way
+    if os.fork() == 0:
+        try:
+            coursehub_kernels.zygote()
+        finally:
+            os._exit(0)
 
 
 def child(req: dict) -> None:
