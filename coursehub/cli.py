@@ -64,7 +64,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
         click.echo(f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}")
     if hubprocess.read_pid(st.paths.hub_pid) is None:
         hubprocess.kill_orphans(st.settings, click.echo)
-    hub = hubprocess.start_hub(st.config_file, st.paths, prepared.user_env)
+    hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
     sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
 
 
@@ -87,7 +87,7 @@ def status(ctx: click.Context) -> None:
 
     st = state(ctx)
     hub_pid, proxy_pid, rows = hubprocess.status(st.settings, st.paths)
-    url = hubprocess.hub_url(st.settings)
+    url = hubprocess.running_url(st.settings, st.paths)
     click.echo(f"hub:   {f'running (pid {hub_pid}) at {url}' if hub_pid else 'stopped'}")
     click.echo(f"proxy: {f'running (pid {proxy_pid})' if proxy_pid else 'stopped'}")
     click.echo(f"servers: {len(rows)}")

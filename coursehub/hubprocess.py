@@ -30,6 +30,14 @@ SHIM = Path(__file__).parent / "jupyterhub_config.py"
 Echo = Callable[[str], None]
 
 
+def running_url(settings: Settings, paths: StatePaths) -> str:
+    """The URL of the hub running from `paths` (it may have been started with --ip/--port)."""
+    try:
+        return paths.hub_url.read_text().strip() or hub_url(settings)
+    except OSError:
+        return hub_url(settings)
+
+
 def hub_url(settings: Settings) -> str:
     """The URL users open."""
     if settings.hub.public_url:
@@ -144,13 +152,14 @@ def kill_orphans(settings: Settings, echo: Echo) -> None:
             pass
 
 
-def start_hub(config_file: Path | None, paths: StatePaths, user_env: Path) -> subprocess.Popen:
+def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subprocess.Popen:
     """Launch JupyterHub (which launches the proxy and services) with coursehub's shim."""
     if (pid := read_pid(paths.hub_pid)) is not None:
         raise CoursehubError(f"a hub is already running (pid {pid}); stop it with `coursehub down`")
     env = {
         **os.environ,
-        "COURSEHUB_CONFIG": str(config_file.resolve()) if config_file else "",
+        # The effective settings, command-line overrides included, validated again by the shim.
+        "COURSEHUB_SETTINGS_JSON": settings.model_dump_json(),
         "COURSEHUB_STATE_DIR": str(paths.root),
         "COURSEHUB_USER_ENV": str(user_env),
     }
@@ -171,6 +180,7 @@ def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    paths.hub_url.write_text(hub_url(settings))
     api = HubAPI(hub_url(settings), paths.cli_token.read_text().strip())
     try:
         api.wait_until_up(time.monotonic() + 120)
@@ -188,7 +198,7 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     """Stop every user server, the hub and the proxy; sweep leftover sandboxes."""
     hub_pid = read_pid(paths.hub_pid)
     if hub_pid is not None:
-        api = HubAPI(hub_url(settings), ensure_secret(paths.cli_token))
+        api = HubAPI(running_url(settings, paths), ensure_secret(paths.cli_token))
         stopped = _stop_all_servers(api)
         echo(f"Stopped {stopped} server(s).")
         _terminate(hub_pid, "hub", echo)
@@ -250,7 +260,7 @@ def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | Non
     hub_pid, proxy_pid = read_pid(paths.hub_pid), read_pid(paths.proxy_pid)
     rows: list[ServerRow] = []
     if hub_pid is not None:
-        api = HubAPI(hub_url(settings), ensure_secret(paths.cli_token))
+        api = HubAPI(running_url(settings, paths), ensure_secret(paths.cli_token))
         for user in api.users():
             for name, server in user.get("servers", {}).items():
                 leaf = f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"

@@ -9,10 +9,14 @@ from coursehub.configfile import load_settings
 from coursehub.hubconfig import build
 from coursehub.paths import StatePaths
 from coursehub.runtime import runtime_for
+from coursehub.settings import Settings
 
 c = get_config()
+_effective = os.environ.get("COURSEHUB_SETTINGS_JSON")
 _file = os.environ.get("COURSEHUB_CONFIG")
-_settings = load_settings(Path(_file) if _file else None)
+_settings = (
+    Settings.model_validate_json(_effective) if _effective else load_settings(Path(_file) if _file else None)
+)
 _paths = StatePaths(Path(os.environ["COURSEHUB_STATE_DIR"]))
 _runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]))
 c.merge(build(_settings, _runtime))

@@ -33,6 +33,10 @@ class StatePaths:
         return self.root / "hub.pid"
 
     @property
+    def hub_url(self) -> Path:
+        return self.root / "hub.url"
+
+    @property
     def proxy_pid(self) -> Path:
         return self.root / "proxy.pid"
 

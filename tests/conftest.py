@@ -101,12 +101,12 @@ class Hub:
             pytest.fail(f"coursehub {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def start(self) -> None:
-        """Start `coursehub up` and wait until the hub answers."""
+    def start(self, *up_args: str) -> None:
+        """Start `coursehub up` (with extra options) and wait until the hub answers."""
         env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*COURSEHUB, "--config", str(self.config), "up"],
+            [*COURSEHUB, "--config", str(self.config), "up", *up_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

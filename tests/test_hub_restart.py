@@ -6,6 +6,7 @@ import pwd
 import subprocess
 
 import pytest
+import requests
 from conftest import wait_for
 
 from coursehub.spawner import cgroups
@@ -75,3 +76,20 @@ def test_stop_server_removes_its_processes_and_cgroup(make_hub):
         what=f"processes of {unix} to be gone",
     )
     assert not [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(unix)]
+
+
+def test_up_options_override_the_config_file():
+    from conftest import Hub, free_port, hub_root, needs_root_sandbox
+
+    needs_root_sandbox()
+    hub = Hub(hub_root())
+    port = free_port()
+    try:
+        hub.url = f"http://127.0.0.1:{port}/"
+        hub.start("--port", str(port))
+        assert requests.get(hub.url + "hub/api/", timeout=10).status_code == 200
+        # status and down find the hub where it really runs, not where the file says.
+        assert f"at http://127.0.0.1:{port}/" in hub.cli("status").stdout
+        assert "Stopped 0 server(s)" in hub.cli("down").stdout
+    finally:
+        hub.teardown()
