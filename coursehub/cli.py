@@ -202,37 +202,24 @@ def accounts_list(ctx: click.Context) -> None:
         click.echo(f"{info.username:<24} {' '.join(flags)}")
 
 
-@accounts.command("disable")
-@click.argument("usernames", nargs=-1, required=True)
-@click.pass_context
-def accounts_disable(ctx: click.Context, usernames: tuple[str, ...]) -> None:
-    """Stop these accounts from logging in (their files stay)."""
-    store, _ = _store(ctx)
-    for name in usernames:
-        store.disable(name)
-        click.echo(f"disabled {name}")
+def _bulk_account_command(verb: str, past: str, doc: str) -> None:
+    """Register `accounts <verb> NAME...`, which calls AccountStore.<verb> on each name."""
+
+    @accounts.command(verb, help=doc)
+    @click.argument("usernames", nargs=-1, required=True)
+    @click.pass_context
+    def command(ctx: click.Context, usernames: tuple[str, ...]) -> None:
+        store, _ = _store(ctx)
+        for name in usernames:
+            getattr(store, verb)(name)
+            click.echo(f"{past} {name}")
 
 
-@accounts.command("enable")
-@click.argument("usernames", nargs=-1, required=True)
-@click.pass_context
-def accounts_enable(ctx: click.Context, usernames: tuple[str, ...]) -> None:
-    """Let disabled accounts log in again."""
-    store, _ = _store(ctx)
-    for name in usernames:
-        store.enable(name)
-        click.echo(f"enabled {name}")
-
-
-@accounts.command("delete")
-@click.argument("usernames", nargs=-1, required=True)
-@click.pass_context
-def accounts_delete(ctx: click.Context, usernames: tuple[str, ...]) -> None:
-    """Delete these accounts (their home folders stay until an admin removes them)."""
-    store, _ = _store(ctx)
-    for name in usernames:
-        store.delete(name)
-        click.echo(f"deleted {name}")
+_bulk_account_command("disable", "disabled", "Stop these accounts from logging in (their files stay).")
+_bulk_account_command("enable", "enabled", "Let disabled accounts log in again.")
+_bulk_account_command(
+    "delete", "deleted", "Delete these accounts (their home folders stay until an admin removes them)."
+)
 
 
 @accounts.command("reset")

@@ -244,9 +244,8 @@ def hub_root() -> Path:
     return root
 
 
-@pytest.fixture
-def make_hub():
-    """Factory of real hubs; all are torn down at the end of the test."""
+def hub_factory():
+    """Yield a function that starts real hubs; tear all of them down afterwards."""
     needs_root_sandbox()
     hubs: list[Hub] = []
 
@@ -259,23 +258,18 @@ def make_hub():
     yield make
     for hub in hubs:
         hub.teardown()
+
+
+@pytest.fixture
+def make_hub():
+    """Factory of real hubs, torn down at the end of the test."""
+    yield from hub_factory()
 
 
 @pytest.fixture(scope="module")
 def make_hub_module():
-    """Like make_hub, for hubs shared by a module's tests."""
-    needs_root_sandbox()
-    hubs: list[Hub] = []
-
-    def make(**overrides) -> Hub:
-        hub = Hub(hub_root(), overrides)
-        hubs.append(hub)
-        hub.start()
-        return hub
-
-    yield make
-    for hub in hubs:
-        hub.teardown()
+    """Factory of real hubs shared by a module's tests."""
+    yield from hub_factory()
 
 
 @pytest.fixture(scope="module", params=["fork", "exec"])
