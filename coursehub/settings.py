@@ -62,7 +62,12 @@ class HubSettings(Model):
     public_url: str | None = Field(None, description="URL users reach (for cards and links).")
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] = Field(["admin"], description="Hub users with admin rights.")
-    concurrent_spawn_limit: int = Field(100, ge=1, description="Spawns in flight at once.")
+    concurrent_spawn_limit: int = Field(
+        1000,
+        ge=1,
+        description="Spawns the hub accepts at once (more get HTTP 429); the sandbox "
+        "spawner queues them and starts sandbox.max_parallel_starts at a time.",
+    )
     start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
     http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
 
@@ -100,6 +105,9 @@ class SandboxSettings(Model):
         "fork",
         description="'fork': servers forked from a warm fork server per environment "
         "(fast); 'exec': each server a fresh bubblewrap process.",
+    )
+    max_parallel_starts: int = Field(
+        8, ge=1, le=1000, description="Servers started at once; others queue, seeing their place."
     )
     readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
     hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")

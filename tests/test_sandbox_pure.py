@@ -72,3 +72,32 @@ def test_kernels_leave_headroom_for_the_server():
     assert kernel_nproc(128) == 96
     assert kernel_nproc(512) == 384
     assert kernel_nproc(16) >= 8
+
+
+def test_start_queue_runs_a_few_at_once_and_keeps_order():
+    import asyncio
+
+    from coursehub.spawner.sandbox import StartQueue
+
+    queue, running, peak, order = StartQueue(), [], [0], []
+
+    async def start(name):
+        async with queue.slot(name, 2):
+            running.append(name)
+            peak[0] = max(peak[0], len(running))
+            order.append(name)
+            await asyncio.sleep(0.01)
+            running.remove(name)
+
+    async def burst():
+        tasks = [asyncio.create_task(start(i)) for i in range(6)]
+        await asyncio.sleep(0)
+        positions = list(queue.waiting)
+        await asyncio.gather(*tasks)
+        return positions
+
+    waiting_early = asyncio.run(burst())
+    assert peak[0] == 2
+    assert order == list(range(6))  # first come, first served
+    assert waiting_early == [2, 3, 4, 5]  # the rest wait, and know their place
+    assert queue.waiting == []

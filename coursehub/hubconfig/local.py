@@ -21,6 +21,7 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.home_root = str(sandbox.home_root)
     s.user_prefix = sandbox.user_prefix
     s.spawn_mode = sandbox.spawn_mode
+    s.max_parallel_starts = sandbox.max_parallel_starts
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,6 +55,9 @@ class SandboxSpawner(LocalProcessSpawner):
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
     run_dir = Unicode("/run/coursehub", help="Folder for fork servers' sockets (root-only).").tag(config=True)
+    max_parallel_starts = Integer(
+        8, help="Servers being started at once; more wait in a queue with their position shown."
+    ).tag(config=True)
     spawn_mode = Unicode(
         "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
     ).tag(config=True)
@@ -135,12 +139,21 @@ class SandboxSpawner(LocalProcessSpawner):
         return env
 
     async def progress(self):  # type: ignore[override]
-        """Tell the user what is happening while the server starts."""
+        """Tell the user what is happening: their place in the queue, then the start."""
+        while self in START_QUEUE.waiting:
+            ahead = START_QUEUE.waiting.index(self)
+            yield {"progress": 5, "message": f"Many people are starting at once: {ahead} ahead of you…"}
+            await asyncio.sleep(1)
         yield {"progress": 20, "message": "Preparing your private workspace…"}
         yield {"progress": 60, "message": "Starting your Jupyter server…"}
 
     async def start(self) -> tuple[str, int]:
-        """Create account and cgroup, then run the server in bubblewrap as the user."""
+        """Wait for a start slot (a burst queues instead of failing), then start the server."""
+        async with START_QUEUE.slot(self, self.max_parallel_starts):
+            return await self._start()
+
+    async def _start(self) -> tuple[str, int]:
+        """Create account and cgroup, then run the server in its sandbox as the user."""
         self._record = None  # re-read: the course may have been rebuilt since the last start
         if self.record is None and self.name:
             raise spawn_error(f"There is no course called '{self.name}'.", "unknown-course")
@@ -345,6 +358,32 @@ def _signal_all(group: cgroups.Cgroup, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+class StartQueue:
+    """A first-come queue of starting servers shared by all spawners of the hub."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Any] = []
+        self._slots: asyncio.Semaphore | None = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, spawner: Any, size: int):
+        """Hold one of `size` start slots for the duration of a start."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(size)
+        self.waiting.append(spawner)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting.remove(spawner)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+START_QUEUE = StartQueue()
 
 
 def _alive(pid: int) -> bool:
