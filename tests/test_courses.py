@@ -253,3 +253,22 @@ def test_nbgitpuller_links_keep_working(course_hub):
     assert '"phase": "finished"' in events, events[-500:]
     pulled = hub.run(name, token, "import os; print(os.path.exists('bio101/week1/intro.ipynb'))")
     assert pulled.strip() == "True"
+
+
+def test_pip_install_user_persists_in_the_home_for_that_course(course_hub):
+    hub, _ = course_hub
+    (name,) = hub.create_accounts("pip", 1)
+    token = hub.token_for(name)
+    hub.spawn(name, token, server="bio101")
+    install = (
+        "import subprocess, sys; r = subprocess.run([sys.executable, '-m', 'pip', 'install', "
+        "'--user', '--quiet', 'pyjokes==0.8.3'], capture_output=True, text=True); "
+        "print(r.returncode, r.stderr[-300:])"
+    )
+    assert hub.run(name, token, install, server="bio101").startswith("0")
+    # A new kernel, and after a restart of the server, still sees it.
+    assert "ok" in hub.run(name, token, "import pyjokes; print('ok')", server="bio101")
+    hub.api().stop_server(name, "bio101")
+    wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
+    hub.spawn(name, token, server="bio101")
+    assert "ok" in hub.run(name, token, "import pyjokes; print('ok')", server="bio101")

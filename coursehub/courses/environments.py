@@ -43,7 +43,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 7  # bump when the environment layout below changes
+LAYOUT_VERSION = 8  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,7 @@ def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str]]]:
                 "venv",
                 "--relocatable",
                 "--system-site-packages",
+                "--seed",
                 "--python",
                 spec.python,
                 str(staging),

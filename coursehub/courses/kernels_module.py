@@ -45,10 +45,21 @@ def _run_kernel(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request.get("cwd") or os.environ.get("HOME", "/"))
+    _add_user_site()
     sys.argv = ["ipykernel_launcher", *request["args"]]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
+
+
+def _add_user_site() -> None:
+    """See packages installed with pip install --user since the zygote started."""
+    import site
+
+    site.USER_BASE = site.USER_SITE = None  # computed in the fork server for root: recompute
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site) and user_site not in sys.path:
+        site.addsitedir(user_site)
 
 
 def _reap(_signum: int, _frame: object) -> None:

@@ -122,6 +122,12 @@ def become_user(req: dict) -> None:
     os.environ.clear()
     os.environ.update(req["env"])
     os.chdir(req["home"])
+    # Nothing of the fork server's own interpreter state: its script folder, root's user site.
+    import site
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if p not in ("", here)]
+    site.USER_BASE = site.USER_SITE = None
 
 
 def run_server(req: dict) -> None:
