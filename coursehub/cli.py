@@ -246,7 +246,10 @@ def _register_plugins() -> None:
     from .commands.courses import course
     from .commands.kubernetes import image as course_image_command
     from .commands.kubernetes import render
+    from .commands.ops import loadtest, plan
 
+    main.add_command(loadtest)
+    main.add_command(plan)
     main.add_command(course)
     main.add_command(render)
     main.add_command(bench)

@@ -23,7 +23,7 @@ from .runtime import ensure_secret, ensure_state_dir, find_proxy
 from .settings import Settings
 from .spawner import cgroups
 from .spawner.accounts import unix_name
-from .spawner.forkclient import stop_forkservers
+from .spawner.forkclient import ensure_forkserver, stop_forkservers
 
 log = logging.getLogger(__name__)
 SHIM = Path(__file__).parent / "jupyterhub_config.py"
@@ -100,6 +100,9 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))
     for record in sync_catalog(settings, paths, on_line=lambda line: log.debug(line)):
         echo(f"Course {record.name}: ready ({record.environment})")
+        if settings.sandbox.spawn_mode == "fork":
+            # Warm now, so that the first student does not wait for the imports.
+            ensure_forkserver(Path(record.environment), paths.run, paths.logs)
     admin = None
     if settings.auth.type == "workshop":
         store = AccountStore(paths.accounts)
@@ -209,7 +212,9 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     forkservers = stop_forkservers(paths.run)
     if forkservers:
         echo(f"Stopped {forkservers} fork server(s).")
-    leftovers = cgroups.all_groups()
+    # Only this hub's sandboxes: other hubs on the machine share the parent cgroup.
+    prefix = settings.sandbox.user_prefix
+    leftovers = [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(prefix)]
     for group in leftovers:
         group.kill_and_remove()
     if leftovers:

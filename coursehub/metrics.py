@@ -57,8 +57,8 @@ SPAWN_FAILURES = Counter(
 )
 FIRST_KERNEL = Histogram(
     "coursehub_spawn_to_first_kernel_seconds",
-    "Spawn request -> first kernel process seen in the server's cgroup (hub-side stand-in for "
-    "time to first result, which only clients such as `coursehub loadtest` can measure)",
+    "Spawn request -> first kernel listed by the server's own API (the hub-side stand-in for time "
+    "to first result, which only clients such as `coursehub loadtest` can measure)",
     ["course"],
     buckets=SPAWN_BUCKETS,
 )

@@ -18,6 +18,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-loadtest"}}  # see test_ops_status
 
 
+@pytest.fixture(scope="module", autouse=True)
+def remove_own_cgroup_parent():
+    """The spawner creates the parent group; leave no empty one behind."""
+    yield
+    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-loadtest"):
+        parent.rmdir()
+
+
 def run_loadtest(url: str, out: Path, *args: str) -> tuple[object, dict]:
     """Invoke the command with a short session; its result and its JSON."""
     json_path, png_path = out.with_suffix(".json"), out.with_suffix(".png")

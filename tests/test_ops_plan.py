@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -194,3 +195,21 @@ def test_the_command_reads_the_benchmark_and_writes_yaml(tmp_path):
     assert result.exit_code == 0, result.output
     assert "defaults measured for FACTS" in result.output
     assert yaml.safe_load(out.read_text())["limits"]["memory"] == "8384M"
+
+
+def test_the_worked_examples_in_the_docs_match_the_code():
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    prices = load_prices()
+    esip = make_plan(PlanInputs(students=60, memory=8 * GIB), prices)
+    big = make_plan(PlanInputs(students=400, memory=2 * GIB), prices)
+    assert esip.single.machine is not None and big.single.machine is not None and big.cluster is not None
+    assert f"{esip.single.machine.name}, ≈ {esip.single.monthly:,.0f} USD/month" in docs
+    assert (
+        f"{esip.cluster.nodes_at_peak} × {esip.cluster.node.name}, {esip.cluster.placeholders} placeholders"
+        in docs
+    )
+    assert f"{big.single.machine.name}, ≈ {big.single.monthly:,.0f} USD/month" in docs
+    assert (
+        f"{big.cluster.nodes_at_peak} × {big.cluster.node.name}, {big.cluster.placeholders} placeholders, "
+        f"{big.cluster.monthly_idle:,.0f}–{big.cluster.monthly_peak:,.0f} USD/month"
+    ) in docs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import requests
@@ -11,12 +12,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coursehub.hubapi import HubAPI
 from coursehub.kernelclient import KernelSession
+from coursehub.settings import Settings
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 MEMORY_BOMB = "blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))"
 # Our own cgroup parent: `coursehub down` of another hub on this machine sweeps every group under
 # the default parent, which would stop this module's servers midway.
 OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-ops"}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_own_cgroup_parent():
+    """The spawner creates the parent group; leave no empty one behind."""
+    yield
+    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-ops"):
+        parent.rmdir()
 
 
 def scrape(hub) -> dict[tuple[str, tuple], float]:
@@ -87,7 +97,7 @@ def test_metrics_follow_a_spawn_a_kernel_an_oom_kill_and_failures(activity):
     assert samples[("coursehub_spawn_duration_seconds_count", (("course", "demo"),))] == 1
     assert samples[("coursehub_course_users", (("course", "demo"),))] == 1
     assert samples[("coursehub_pending_spawns", (("course", "demo"),))] == 0
-    assert samples[("coursehub_concurrent_spawn_limit", ())] == 100
+    assert samples[("coursehub_concurrent_spawn_limit", ())] == Settings().hub.concurrent_spawn_limit
     assert samples[("coursehub_temporary_users", ())] == 0
     assert samples[("coursehub_server_memory_bytes", tuple(sorted(labels.items())))] > 10 * 2**20
     assert samples[("coursehub_server_memory_limit_bytes", tuple(sorted(labels.items())))] == 384 * 2**20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,10 +18,12 @@ from coursehub.courses.catalog import CourseRecord
 from coursehub.errors import ConfigError
 from coursehub.loadtest import Phase, RunResult, StudentResult, summarize
 from coursehub.loadtest.report import summary_lines
-from coursehub.loadtest.sources import dummy_users, from_csv, guests
+from coursehub.loadtest.sources import choose_students, dummy_users, from_csv, guests
+from coursehub.loadtest.students import run_in_own_loop
 from coursehub.loadtest.timeline import occupancy, write_timeline
-from coursehub.ops import cgroupstats, charts
+from coursehub.ops import charts, kernelwatch
 from coursehub.ops.history import FAILURE, OOM, SPAWN, Event, History, Sample
+from coursehub.ops.kernelwatch import KernelWatch
 from coursehub.ops.monitor import Monitor, reason_of
 from coursehub.ops.servers import ServerInfo, count_by_course, course_of
 from coursehub.ops.status import HubTotals, build_report, render_charts
@@ -52,6 +54,7 @@ class FakeSpawner:
         self.user, self.name, self.course = user, name, course
         self.ready, self.pending, self.cgroup, self.mem_limit = ready, pending, cgroup, limit
         self._spawn_future = None
+        self.server, self.api_token = SimpleNamespace(url=f"http://127.0.0.1:1/user/x/{name}/"), "t0k"
 
     @property
     def active(self) -> bool:
@@ -149,11 +152,16 @@ def test_a_sample_publishes_gauges_oom_kills_and_first_kernels(monkeypatch):
     (oom,) = monitor.history.events_since(0, OOM)
     assert (oom.user, oom.course, oom.count) == ("bo", "unit-chem", 2)
 
-    watch = SimpleNamespace(course="unit-chem", requested=time.monotonic(), cgroup=group)
+    watch = KernelWatch("unit-chem", time.monotonic(), "http://127.0.0.1:1/user/bo/unit-chem/", "t0k")
     monitor.kernel_watch[("bo", "unit-chem")] = watch
-    monkeypatch.setattr(cgroupstats, "runs_kernel", lambda g: getattr(g, "kernel", False))
+
+    async def fake_has_kernel(w: KernelWatch) -> bool:
+        return group.kernel
+
+    monkeypatch.setattr(kernelwatch, "has_kernel", fake_has_kernel)
     asyncio.run(monitor.watch_kernels())
-    assert monitor.kernel_watch  # no kernel yet
+    assert monitor.kernel_watch and watch.next_check > time.monotonic()  # no kernel yet: asked later
+    watch.next_check = 0
     group.kernel = True
     before = sample("coursehub_spawn_to_first_kernel_seconds_count", course="unit-chem") or 0
     asyncio.run(monitor.watch_kernels())
@@ -263,12 +271,44 @@ def test_chart_axes_are_round():
     assert "no data yet" in charts.line_chart({"a": []}, 0, 60, "t", "n")
 
 
-def test_kernels_are_recognised_by_their_command_line():
-    assert cgroupstats.is_kernel_command(["python", "-m", "ipykernel_launcher", "-f", "/x/kernel-1.json"])
-    assert cgroupstats.is_kernel_command(["/opt/julia", "-i", "/run/kernel-abc.json"])
-    assert not cgroupstats.is_kernel_command(["/env/bin/jupyterhub-singleuser", "--port=1"])
-    assert "pytest" in " ".join(cgroupstats.command_of(os.getpid()))
-    assert cgroupstats.command_of(2**22 + 12345) == []
+def test_first_kernels_are_asked_of_the_server_with_its_own_token():
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    kernels: list[dict] = []
+
+    class Kernels(web.RequestHandler):
+        def get(self) -> None:
+            if self.request.headers.get("Authorization") != "token s3cret":
+                raise web.HTTPError(403)
+            self.write(json.dumps(kernels))
+
+    async def ask() -> list[bool]:
+        sockets = bind_sockets(0, "127.0.0.1")
+        server = HTTPServer(web.Application([(r"/user/ana/api/kernels", Kernels)]))
+        server.add_sockets(sockets)
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/user/ana"
+        spawner = SimpleNamespace(server=SimpleNamespace(url=url), api_token="s3cret")
+        watch = kernelwatch.watch_for(spawner, "bio", 0.0)
+        assert watch is not None and watch.url.endswith("/user/ana/")
+        wrong = KernelWatch("bio", 0.0, watch.url, "wrong")
+        answers = [await kernelwatch.has_kernel(watch), await kernelwatch.has_kernel(wrong)]
+        kernels.append({"id": "k1", "execution_state": "idle"})
+        answers.append(await kernelwatch.has_kernel(watch))
+        server.stop()
+        return answers
+
+    assert asyncio.run(ask()) == [False, False, True]
+    assert kernelwatch.watch_for(SimpleNamespace(server=None, api_token="x"), "bio", 0.0) is None
+
+
+def test_kernel_questions_are_paced_and_bounded():
+    assert [kernelwatch.next_delay(age) for age in (0, 59, 60, 299, 300)] == [2, 2, 5, 5, 15]
+    watches = {i: KernelWatch("c", requested=float(i), url="u", token="t") for i in range(30)}
+    watches[3].next_check = 100.0
+    due = kernelwatch.due(watches, now=50.0)
+    assert len(due) == kernelwatch.MAX_PER_ROUND and 3 not in due and due[0] == 0
+    assert watches[0].expired(kernelwatch.WATCH_SECONDS + 1) and not watches[0].expired(10)
 
 
 def test_students_from_a_csv_dummy_users_and_guests(tmp_path):
@@ -337,3 +377,24 @@ def test_metric_helpers_and_buckets():
     assert buckets == {"120.0": 0, "300.0": 1, "600.0": 1, "+Inf": 1}
     assert metrics.SPAWN_BUCKETS == (2, 5, 10, 20, 30, 60, 120, 300, 600)
     assert sample("coursehub_spawn_failures_total", course="-", reason="timeout") >= 1
+
+
+def test_exactly_one_source_of_students(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one"):
+        choose_students(None, None, None, None)
+    with pytest.raises(ConfigError, match="exactly one"):
+        choose_students(tmp_path / "ws.csv", 2, None, None)
+    with pytest.raises(ConfigError, match="--users"):
+        choose_students(None, None, "open1", None)
+    assert [c.username for c in choose_students(None, None, "open1", 2)] == ["guest-01", "guest-02"]
+    assert [c.password for c in choose_students(None, 2, None, None, "pw")] == ["pw", "pw"]
+
+
+def test_load_tests_run_where_an_event_loop_already_runs():
+    """Playwright's sync API (or Jupyter) runs a loop in this thread: the load test gets its own."""
+
+    async def inside() -> int:
+        return run_in_own_loop(lambda: asyncio.sleep(0, result=7))
+
+    assert asyncio.run(inside()) == 7
+    assert run_in_own_loop(lambda: asyncio.sleep(0, result=8)) == 8

@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import CoursehubError
+from .bench import _emit, _interrupt  # timestamped progress lines; SIGTERM stops like Ctrl-C
 
-
-def _emit(line: str) -> None:
-    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops like Ctrl-C."""
-    raise KeyboardInterrupt
+if TYPE_CHECKING:
+    from ..loadtest import RunResult
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -159,9 +154,10 @@ def loadtest(
     """
     from ..loadtest import LoadConfig, run_load_test, summarize
     from ..loadtest.report import summary_lines
+    from ..loadtest.sources import choose_students
 
     try:
-        students = _students(accounts, dummy, guest_course, users, password, prefix)
+        students = choose_students(accounts, dummy, guest_course, users, password, prefix)
     except CoursehubError as exc:
         raise click.UsageError(str(exc)) from exc
     config = LoadConfig(
@@ -191,36 +187,12 @@ def loadtest(
         sys.exit(1)
 
 
-def _students(accounts, dummy, guest_course, users, password, prefix):
-    from ..loadtest import sources
+def _write_png(run: RunResult, path: Path) -> None:
+    from ..loadtest.timeline import write_timeline
 
-    chosen = [
-        name
-        for name, value in (("--accounts", accounts), ("--dummy", dummy), ("--tmplogin", guest_course))
-        if value
-    ]
-    if len(chosen) != 1:
-        raise CoursehubError(
-            "choose the students with exactly one of --accounts FILE, --dummy N, --tmplogin COURSE"
-        )
-    if accounts is not None:
-        return sources.from_csv(accounts, users)
-    if dummy is not None:
-        return sources.dummy_users(dummy, password, prefix)
-    if users is None:
-        raise CoursehubError("--tmplogin needs --users N: how many temporary users to create")
-    return sources.guests(users)
-
-
-def _write_png(run, path: Path) -> None:
-    try:
-        from ..loadtest.timeline import write_timeline
-    except ImportError:  # pragma: no cover - matplotlib is optional
-        click.secho("matplotlib is not installed: no PNG (pip install matplotlib)", fg="yellow", err=True)
-        return
     try:
         write_timeline(run, path)
-    except ImportError:
+    except ImportError:  # matplotlib is optional (the `ops` extra)
         click.secho("matplotlib is not installed: no PNG (pip install matplotlib)", fg="yellow", err=True)
         return
     click.echo(f"wrote {path}")

@@ -76,6 +76,7 @@ def build_hub_config(settings: Settings) -> Config:
     # Launch links on the hub: courses come from the config (pods fetch content themselves).
     c.Authenticator.static_courses = static_courses(settings)
     apply_temporary_culler(settings, c)
+    core.apply_ops(c)
     apply_spawner(settings, c)
     core.apply_passthrough(settings, c)
     return c

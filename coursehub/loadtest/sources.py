@@ -47,3 +47,26 @@ def guests(count: int) -> list[Credential]:
 def _check_count(count: int) -> None:
     if not 1 <= count <= MAX_USERS:
         raise ConfigError(f"the number of simulated students must be within 1 and {MAX_USERS}, not {count}")
+
+
+def choose_students(
+    accounts: Path | None,
+    dummy: int | None,
+    guest_course: str | None,
+    users: int | None,
+    password: str = "",
+    prefix: str = "loadtest",
+) -> list[Credential]:
+    """The students of exactly one source: a CSV of accounts, N dummy users, or N guests."""
+    given = [source for source in (accounts, dummy, guest_course) if source]
+    if len(given) != 1:
+        raise ConfigError(
+            "choose the students with exactly one of --accounts FILE, --dummy N, --tmplogin COURSE"
+        )
+    if accounts is not None:
+        return from_csv(accounts, users)
+    if dummy is not None:
+        return dummy_users(dummy, password, prefix)
+    if users is None:
+        raise ConfigError("--tmplogin needs --users N: how many temporary users to create")
+    return guests(users)

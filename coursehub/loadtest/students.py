@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from ..kernelclient import KernelSession
 from .client import StudentClient
@@ -23,6 +24,7 @@ from .failures import PhaseError, error_kind
 from .results import Phase, RunResult, StudentResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CLEANUP_GRACE = 180  # seconds flows get after the time limit to stop their servers
 
 
@@ -215,6 +217,17 @@ def progress_line(elapsed: float, total: int, counts: Counter[str]) -> str:
     return f"{elapsed:4.0f} s: {busy} | ok {counts['ok']}, failed {counts['failed']}"
 
 
+def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run(make()), in a thread of its own when this thread already runs an event loop
+    (Jupyter, or Playwright's sync API in the same process)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loadtest-loop") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 class LoadTest:
     """A class of simulated students against one hub; `run()` once."""
 
@@ -247,7 +260,7 @@ class LoadTest:
         """Run the whole class (blocking) and return its results."""
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self.ctx.start()
-        students, hit_limit = asyncio.run(self._run_all())
+        students, hit_limit = run_in_own_loop(self._run_all)
         return RunResult(
             hub_url=self.config.hub_url,
             started_at=started,

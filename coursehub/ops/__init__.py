@@ -1,5 +1,5 @@
 """Operations: the hub's monitor and status page, capacity and cost planning.
 
-`monitor`, `servers`, `cgroupstats`, `handlers` run inside the hub process; `history`, `status`,
+`monitor`, `servers`, `kernelwatch`, `handlers` run inside the hub process; `history`, `status`,
 `charts` and `plan` are pure.
 """

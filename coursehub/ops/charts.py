@@ -118,7 +118,7 @@ def line_chart(
         if not points:
             continue
         coords = []
-        for i, (t, v) in enumerate(points):
+        for i, (t, v) in enumerate([*points, (t1, points[-1][1])]):  # the last value holds until now
             if i:
                 coords.append(f"{frame.x(t):.1f},{frame.y(points[i - 1][1]):.1f}")
             coords.append(f"{frame.x(t):.1f},{frame.y(v):.1f}")

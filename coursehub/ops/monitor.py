@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,15 @@ from tornado.ioloop import PeriodicCallback
 from .. import metrics
 from ..courses.catalog import CourseRecord, catalog_path, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
-from . import cgroupstats
+from . import kernelwatch
 from .history import FAILURE, FIRST_KERNEL, OOM, SPAWN, Event, History, Sample
-from .servers import ServerInfo, active_servers, cgroup_of, count_by_course, course_of
+from .kernelwatch import KernelWatch
+from .servers import ServerInfo, active_servers, count_by_course, course_of, read_usage
 
 log = logging.getLogger(__name__)
-TICK_SECONDS = 2.0  # how often new kernels are looked for
+TICK_SECONDS = 2.0  # how often recently started servers are asked for their first kernel
 SAMPLE_EVERY = 3  # ticks between full samples (servers, memory, OOM kills, builds)
-KERNEL_WATCH = 1800.0  # seconds after a spawn during which its first kernel is waited for
 Key = tuple[str, str]  # (user, server name)
-
-
-@dataclass
-class KernelWatch:
-    """A freshly started server whose first kernel is not seen yet."""
-
-    course: str
-    requested: float  # time.monotonic() of the spawn request
-    cgroup: Any
 
 
 def reason_of(exc: BaseException | None) -> str:
@@ -76,6 +66,7 @@ class Monitor:
         self._callback: PeriodicCallback | None = None
         self._ticks = 0
         self._busy = False
+        self._tasks: set[asyncio.Task] = set()  # spawns polled on JupyterHubs without _spawn_future
 
     def attach(self, app: Any, courses_root: str = "") -> None:
         """Watch `app` (the JupyterHub application) from now on; idempotent."""
@@ -84,12 +75,6 @@ class Monitor:
         if self._callback is None:
             self._callback = PeriodicCallback(self.tick, TICK_SECONDS * 1000)
             self._callback.start()
-
-    def stop(self) -> None:
-        """Stop sampling (tests)."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
 
     # -- spawns ---------------------------------------------------------------
 
@@ -101,7 +86,9 @@ class Monitor:
         if future is not None and hasattr(future, "add_done_callback"):
             future.add_done_callback(lambda f: self._spawn_done(spawner, key, course, requested, f))
         else:  # another JupyterHub: poll the spawner instead (coarser, no reason)
-            asyncio.ensure_future(self._poll_spawn(spawner, key, course, requested))
+            task = asyncio.ensure_future(self._poll_spawn(spawner, key, course, requested))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _spawn_done(self, spawner: Any, key: Key, course: str, requested: float, future: Any) -> None:
         exc = None if future.cancelled() else future.exception()
@@ -127,9 +114,9 @@ class Monitor:
             return
         self.fresh.add(key)
         self.oom_seen.pop(key, None)
-        group = cgroup_of(spawner)
-        if group is not None:
-            self.kernel_watch[key] = KernelWatch(course, requested, group)
+        watch = kernelwatch.watch_for(spawner, course, requested)
+        if watch is not None:
+            self.kernel_watch[key] = watch
 
     # -- periodic work --------------------------------------------------------
 
@@ -149,27 +136,32 @@ class Monitor:
             self._busy = False
 
     async def watch_kernels(self) -> None:
-        """Record the first kernel of each recently started server."""
-        if not self.kernel_watch:
-            return
-        watched = dict(self.kernel_watch)
-        found = await asyncio.to_thread(
-            lambda: {key for key, w in watched.items() if cgroupstats.runs_kernel(w.cgroup)}
-        )
+        """Ask recently started servers for kernels; record the first one each gets."""
         now = time.monotonic()
-        for key, watch in watched.items():
-            if key in found:
+        keys = kernelwatch.due(self.kernel_watch, now)
+        if not keys:
+            return
+        answers = await asyncio.gather(*(kernelwatch.has_kernel(self.kernel_watch[k]) for k in keys))
+        now = time.monotonic()
+        for key, found in zip(keys, answers, strict=True):
+            watch = self.kernel_watch.get(key)
+            if watch is None:  # the server stopped meanwhile
+                continue
+            if found:
                 seconds = now - watch.requested
                 metrics.observe_first_kernel(watch.course, seconds)
-                self.history.add_event(Event(time.time(), FIRST_KERNEL, *key, watch.course, seconds))
-            if key in found or now - watch.requested > KERNEL_WATCH:
-                self.kernel_watch.pop(key, None)
+                event = Event(time.time(), FIRST_KERNEL, key[0], key[1], watch.course, seconds)
+                self.history.add_event(event)
+            if found or watch.expired(now):
+                del self.kernel_watch[key]
+            else:
+                watch.next_check = now + kernelwatch.next_delay(now - watch.requested)
 
     async def sample(self) -> None:
         """Read servers, cgroups, temporary users and the catalog; publish gauges and a sample."""
         temporary = self._temporary_names()
         servers = active_servers(self.app.users.values(), temporary)
-        await asyncio.to_thread(cgroupstats.read_usage, servers)
+        await asyncio.to_thread(read_usage, servers)
         self._note_oom_kills(servers)
         self._drop_stopped({s.key for s in servers})
         self.servers, self.sampled_at = servers, time.time()

@@ -106,3 +106,15 @@ def count_by_course(servers: Iterable[ServerInfo]) -> tuple[Counter, Counter, Co
         running[server.course] += int(server.ready)
         pending[server.course] += int(server.pending == "spawn")
     return running, Counter({course: len(names) for course, names in users.items()}), pending
+
+
+def read_usage(servers: Iterable[ServerInfo]) -> None:
+    """Fill in `memory` and `oom_kills` of servers that have a cgroup (blocking reads)."""
+    for server in servers:
+        if server.cgroup is None:
+            continue
+        try:
+            server.memory = server.cgroup.memory_bytes()
+            server.oom_kills = server.cgroup.oom_kills()
+        except (OSError, ValueError) as exc:  # the server stopped while we read
+            log.debug("cannot read the cgroup of %s: %s", server.key, exc)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -70,6 +72,11 @@ class SandboxSpawner(LocalProcessSpawner):
     @default("poll_interval")
     def _default_poll_interval(self) -> int:
         return 10
+
+    @default("args")
+    def _default_args(self) -> list[str]:
+        # Fail rather than quietly listen elsewhere than where the hub will route.
+        return ["--ServerApp.port_retries=0"]
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
@@ -169,7 +176,7 @@ class SandboxSpawner(LocalProcessSpawner):
         except CoursehubError as exc:
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
-        self.port = random_port()
+        self.port = await asyncio.to_thread(server_port)
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
@@ -384,6 +391,28 @@ class StartQueue:
 
 
 START_QUEUE = StartQueue()
+
+
+def server_port() -> int:
+    """A free port below the kernel's ephemeral range.
+
+    Kernels bind random ephemeral ports; a server port taken from that range could be grabbed
+    by some kernel before the server binds it, and the server would then quietly move to
+    another port while the hub routes to the kernel's socket.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    return random_port()
 
 
 def _alive(pid: int) -> bool:
