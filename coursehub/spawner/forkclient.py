@@ -81,6 +81,7 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
         os.chmod(run_dir, 0o700)
         python = environment / "bin" / "python"
         with open(log_dir / f"forkserver-{environment.name}.log", "ab") as out:
+            # A bare environment: nothing of the hub's (children can read their initial environ).
             subprocess.Popen(
                 [str(python), str(SCRIPT), str(sock)],
                 stdout=out,
@@ -88,6 +89,7 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

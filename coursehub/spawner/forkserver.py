@@ -26,7 +26,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
-PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 38, 1
+PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE = 38, 4
 PRELOAD = (
     "jupyterhub.singleuser",
     "jupyter_server.serverapp",
@@ -36,6 +36,7 @@ PRELOAD = (
     "jupyter_client.manager",
 )
 SYNC = "/run/coursehub/sync.py"
+REQUEST_MAX = 1 << 20
 COURSE = "/run/coursehub/course"
 
 
@@ -118,6 +119,8 @@ def become_user(req: dict) -> None:
     os.setgid(req["gid"])
     os.setuid(req["uid"])
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    # setuid made the process non-dumpable (its /proc files root's); it is the user's own now.
+    _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     os.closerange(3, 65536)
     os.environ.clear()
     os.environ.update(req["env"])
@@ -216,24 +219,43 @@ def serve(path: str) -> None:
     os.chmod(path, 0o600)
     server.listen(128)
     signal.signal(signal.SIGCHLD, reap)
+    # Requests carry a user's API token. They are read into one buffer that is zeroed after
+    # each fork and parsed only in the child, so no later child inherits an earlier secret.
+    buf = bytearray(REQUEST_MAX)
     while True:
         conn, _ = server.accept()
         with conn:
-            req = json.loads(conn.makefile("r").readline())
-            if req.get("op") != "spawn":
-                conn.sendall(json.dumps({"ok": True, "pid": os.getpid()}).encode() + b"\n")
+            size = _receive(conn, buf)
+            if buf.find(b'"spawn"', 0, size) < 0:
+                conn.sendall(b'{"ok": true, "pid": %d}\n' % os.getpid())
+                buf[:size] = bytes(size)
                 continue
             pid = os.fork()
             if pid == 0:
                 try:
                     server.close()
                     conn.close()
-                    child(req)
+                    child(json.loads(bytes(buf[:size])))
                 except BaseException:  # noqa: BLE001 - report, never return into the loop
                     traceback.print_exc()
                 finally:
                     os._exit(71)
-            conn.sendall(json.dumps({"ok": True, "pid": pid}).encode() + b"\n")
+            buf[:size] = bytes(size)
+            conn.sendall(b'{"ok": true, "pid": %d}\n' % pid)
+
+
+def _receive(conn: socket.socket, buf: bytearray) -> int:
+    """Read one newline-terminated request into `buf` (no copies left behind); its length."""
+    view, size = memoryview(buf), 0
+    while size < len(buf):
+        got = conn.recv_into(view[size:])
+        if not got:
+            break
+        size += got
+        if buf.find(b"\n", size - got, size) >= 0:
+            break
+    view.release()
+    return size
 
 
 if __name__ == "__main__":
