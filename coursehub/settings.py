@@ -153,7 +153,7 @@ class Course(Model):
         "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
     )
     limits: PartialLimits = Field(default_factory=PartialLimits)
-    shared_data: Path | None = Field(None, description="Host folder shown read-only as ~/<course>/data.")
+    shared_data: Path | None = Field(None, description="Host folder shown read-only as ~/<course>/shared.")
     scratch: Path | None = Field(None, description="Host folder shared read-write as ~/<course>/scratch.")
     kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
@@ -272,3 +274,37 @@ def test_pip_install_user_persists_in_the_home_for_that_course(course_hub):
     wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
     hub.spawn(name, token, server="bio101")
     assert "ok" in hub.run(name, token, "import pyjokes; print('ok')", server="bio101")
+
+
+def edit_course(hub, name: str, **changes) -> None:
+    """Change a course in the hub's coursehub.yaml and rebuild its record."""
+    config = yaml.safe_load(hub.config.read_text())
+    (course,) = [c for c in config["courses"] if c["name"] == name]
+    course.update(changes)
+    hub.config.write_text(yaml.safe_dump(config))
+    hub.cli("course", "build", name)
+
+
+def test_shared_data_is_read_only_and_scratch_is_shared(course_hub):
+    hub, _ = course_hub
+    data, scratch = hub.root / "shared-data", hub.root / "shared-scratch"
+    data.mkdir()
+    (data / "genome.txt").write_text("ACGT\n")
+    os.chmod(data, 0o755)
+    os.chmod(data / "genome.txt", 0o644)
+    writer, reader = hub.create_accounts("ds", 2)
+    edit_course(
+        hub, "roster", shared_data=str(data), scratch=str(scratch), access=["someone-else", writer, reader]
+    )
+    tokens = {name: hub.token_for(name) for name in (writer, reader)}
+    for name in (writer, reader):
+        hub.spawn(name, tokens[name], server="roster")
+    check = (
+        "import os; print(open('roster/shared/genome.txt').read().strip(), end=' ')\n"
+        "try:\n    open('roster/shared/x', 'w')\nexcept OSError as e:\n    print(type(e).__name__, end=' ')\n"
+        "open(f\"roster/scratch/from-{os.environ['JUPYTERHUB_USER']}\", 'w').write('hi')\n"
+        "print(sorted(os.listdir('roster/scratch')))"
+    )
+    assert hub.run(writer, tokens[writer], check, server="roster").startswith("ACGT OSError")
+    seen = hub.run(reader, tokens[reader], check, server="roster")
+    assert f"from-{writer}" in seen and f"from-{reader}" in seen

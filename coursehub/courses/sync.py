@@ -91,8 +91,9 @@ def main(argv: list[str]) -> int:
     if source.is_dir():
         counts = sync(source, dest)
         print("coursehub sync:", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    for name in ("data", "scratch"):
-        link(dest, name, f"/run/coursehub/{name}")
+    # "shared", not "data": course repositories often have a data/ folder of their own.
+    link(dest, "shared", "/run/coursehub/data")
+    link(dest, "scratch", "/run/coursehub/scratch")
     return 0
 
 
