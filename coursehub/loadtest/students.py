@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from ..auth.accounts import Credential
 from ..kernelclient import KernelSession
 from .client import StudentClient
 from .failures import PhaseError, error_kind
@@ -26,14 +27,6 @@ from .results import Phase, RunResult, StudentResult
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_GRACE = 180  # seconds flows get after the time limit to stop their servers
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A username and its password."""
-
-    username: str
-    password: str
 
 
 @dataclass(frozen=True)

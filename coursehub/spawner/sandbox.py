@@ -25,7 +25,7 @@ from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
-from .bwrap import COURSE_MOUNT, SandboxSpec, bwrap_args
+from .bwrap import SandboxSpec, bwrap_args
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 try:  # JupyterHub >= 6
@@ -140,7 +140,6 @@ class SandboxSpawner(LocalProcessSpawner):
             # pip install --user persists in the home, separately for each course.
             PYTHONUSERBASE=f"{self.account.home}/.local/share/coursehub/{self.course or 'default'}",
             COURSEHUB_COURSE=self.course,
-            COURSEHUB_COURSE_SRC=str(COURSE_MOUNT),
             COURSEHUB_KERNEL_NPROC=str(kernel_nproc(self.limits()["pids"])),
         )
         return env
