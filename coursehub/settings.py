@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .settings_base import Model, format_size, parse_size
+from .settings_binder import BinderSettings
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
 __all__ = ["Model", "format_size", "parse_size"]
@@ -170,6 +171,7 @@ class Settings(Model):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
     temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
+    binder: BinderSettings = Field(default_factory=BinderSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."
