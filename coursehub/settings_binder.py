@@ -35,7 +35,10 @@ class BinderSettings(Model):
     max_per_repo: int = Field(50, ge=1, description="Anonymous servers at once per repository.")
     max_total: int = Field(100, ge=1, description="Anonymous servers at once on this hub.")
     per_client_per_minute: int = Field(
-        30, ge=1, description="Launches one client address may ask for per minute."
+        60,
+        ge=1,
+        description="Launches one client address may ask for per minute (a class behind one "
+        "school NAT shares an address: keep this above the class size).",
     )
 
     @field_validator("memory", mode="before")

@@ -16,6 +16,7 @@ import requests
 from conftest import REPO, free_port, wait_for
 from test_courses import make_course_repo, run_first_cell
 
+from coursehub.bench.readers import binder_spec, measure_readers
 from coursehub.kernelclient import KernelSession
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
@@ -243,6 +244,14 @@ def test_v2_link_opens_jupyterlab_on_the_notebook(book, browser, output_dir):
     text = run_first_cell(page, output_dir, "binder-v2.png")
     assert "x    y" in text and "6    7" in text
     page.close()
+
+
+def test_readers_benchmark_measures_each_reader(book):
+    hub, url, _, _ = book
+    run = measure_readers(hub.url + "hub/binder", binder_spec(url), 2)
+    assert run.errors == [] and len(run.seconds) == 2, run.errors
+    assert all(r.ready_seconds is not None and r.ready_seconds <= r.seconds for r in run.readers)
+    assert run.summary()["ok"] == 2
 
 
 def test_launches_per_client_are_rate_limited(book):

@@ -58,7 +58,7 @@ class BinderHandler(CourseHandler):
 
     def rate_limit(self) -> None:
         """LaunchRefused when this client asked for too many launches in the last minute."""
-        per_minute = int(self.binder.get("per_client_per_minute", 30))
+        per_minute = int(self.binder.get("per_client_per_minute", 60))
         limiter = LIMITERS.setdefault(per_minute, RateLimiter(per_minute))
         if not limiter.allow(self.client_address()):
             raise LaunchRefused("Too many launches from your address: try again in a minute.", 429)
