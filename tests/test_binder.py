@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import json
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -17,7 +19,10 @@ from conftest import REPO, free_port, wait_for
 from test_courses import make_course_repo, run_first_cell
 
 from coursehub.bench.readers import binder_spec, measure_readers
+from coursehub.courses.catalog import load_catalog
 from coursehub.kernelclient import KernelSession
+from coursehub.launch.binder_build import build_repository
+from coursehub.launch.binder_spec import parse_build_path
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 THEBE = REPO / "node_modules" / ".cache" / "thebe-0.9.3"
@@ -244,6 +249,27 @@ def test_v2_link_opens_jupyterlab_on_the_notebook(book, browser, output_dir):
     text = run_first_cell(page, output_dir, "binder-v2.png")
     assert "x    y" in text and "6    7" in text
     page.close()
+
+
+def test_other_repositories_build_with_the_course_builder_and_stream_its_log(book):
+    # What binder.allow_any_repo runs, on this hub's state folder (the environment is shared with
+    # 'book', so the build is quick): a repository that is not a course, served by the git daemon.
+    hub, url, _, _ = book
+    subprocess.run(["git", "clone", "-q", "--bare", url, str(hub.root / "git" / "other")], check=True)
+    spec = parse_build_path("git", binder_spec(url.rsplit("/", 1)[0] + "/other").removeprefix("git/"))
+    events: list[dict] = []
+
+    async def emit(event: dict) -> None:
+        events.append(event)
+
+    binder = {"python": "", "state_dir": str(hub.state_dir)}
+    record = asyncio.run(build_repository(spec, binder, {}, emit))
+    assert record.ready and record.access == "open" and record.repo == spec.repo_url
+    assert (Path(record.content) / "week1" / "intro.ipynb").exists()
+    assert [e["phase"] for e in events][-1] == "built"
+    assert len([e for e in events if e["phase"] == "building"]) >= 1
+    # Built once: the next request finds it in the catalog.
+    assert load_catalog(hub.state_dir / "courses")[record.name].environment == record.environment
 
 
 def test_readers_benchmark_measures_each_reader(book):
