@@ -178,10 +178,9 @@ def test_anonymous_readers_cannot_read_homes_or_reach_each_others_servers(book):
     (name,) = hub.create_accounts("reg", 1)
     token = hub.token_for(name)
     hub.spawn(name, token, server="book")
-    write = "import os; open(os.path.expanduser('~/{}'), 'w').write('{}'); print(os.path.expanduser('~'))"
-    home = hub.run(name, token, write.format("secret.txt", "s3cret"), "book")
+    home = hub.run(name, token, write_file("secret.txt", "s3cret"), "book")
     a, b = launch(hub, url), launch(hub, url)
-    b_home = _run(b, write.format("b.txt", "b"))
+    b_home = _run(b, write_file("b.txt", "b"))
     probe = (
         "for path in [{!r}, {!r}]:\n"
         "    try:\n        print(open(path).read())\n"
@@ -194,6 +193,29 @@ def test_anonymous_readers_cannot_read_homes_or_reach_each_others_servers(book):
     for headers in ({"Authorization": f"token {a['token']}"}, {}):
         response = requests.get(b["url"] + "api/kernels", headers=headers, allow_redirects=False, timeout=30)
         assert response.status_code in (302, 403), response.status_code
+
+
+def test_deleting_an_anonymous_user_as_the_culler_does_removes_its_files_and_account(book):
+    hub, url, _, _ = book
+    ready = launch(hub, url)
+    home = Path(_run(ready, write_file("notes.txt", "mine")).strip())
+    name = ready["url"].split("/user/")[1].split("/")[0]
+    assert (home / "notes.txt").exists()
+    api = hub.api()
+    groups = api.json("GET", f"users/{name}")["groups"]
+    assert set(groups) == {"coursehub-binder", "coursehub-temporary"}
+    api.request("DELETE", f"users/{name}/servers/book", json={"remove": True})
+    wait_for(lambda: not api.json("GET", f"users/{name}")["servers"], timeout=60, what="the server to stop")
+    # JupyterHub can answer 500 while it still removes the named server: the culler retries each round.
+    wait_for(lambda: api.request("DELETE", f"users/{name}").status_code == 204, timeout=60, what="deletion")
+    wait_for(lambda: not home.exists(), timeout=60, what=f"{home} to be deleted")
+    assert subprocess.run(["id", home.name], capture_output=True).returncode != 0
+
+
+def write_file(name: str, text: str) -> str:
+    """Code that writes ~/name and prints the home folder."""
+    home = "os.path.expanduser('~')"
+    return f"import os; open(os.path.join({home}, '{name}'), 'w').write('{text}'); print({home})"
 
 
 def _run(ready: dict, code: str) -> str:
