@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -285,7 +286,9 @@ def test_other_repositories_build_with_the_course_builder_and_stream_its_log(boo
         events.append(event)
 
     binder = {"python": "", "state_dir": str(hub.state_dir)}
-    record = asyncio.run(build_repository(spec, binder, {}, emit))
+    # In a thread: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, emit)).result()
     assert record.ready and record.access == "open" and record.repo == spec.repo_url
     assert (Path(record.content) / "week1" / "intro.ipynb").exists()
     assert [e["phase"] for e in events][-1] == "built"
@@ -300,6 +303,18 @@ def test_readers_benchmark_measures_each_reader(book):
     assert run.errors == [] and len(run.seconds) == 2, run.errors
     assert all(r.ready_seconds is not None and r.ready_seconds <= r.seconds for r in run.readers)
     assert run.summary()["ok"] == 2
+
+
+def test_v2_links_keep_logged_in_users_and_refuse_embedding(book):
+    hub, url, _, _ = book
+    (name,) = hub.create_accounts("v2", 1)
+    link = hub.url + "hub/binder/v2/" + spec_of(url) + "?urlpath=lab/tree/week1/intro.ipynb"
+    response = hub.login(name).get(link, allow_redirects=False, timeout=60)
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/hub/launch/book?path=week1%2Fintro.ipynb")
+    # An <img> on some other page must not log anyone in as an anonymous user.
+    embedded = requests.get(link, headers={"Sec-Fetch-Dest": "image"}, allow_redirects=False, timeout=60)
+    assert embedded.status_code == 400 and "jupyterhub-session-id" not in embedded.cookies
 
 
 def test_launches_per_client_are_rate_limited(book):

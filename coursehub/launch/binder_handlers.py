@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from tornado import web
 
+from ..courses.access import is_temporary
 from .binder_launch import Launch, LaunchRefused, resolve_launch
 from .binder_limits import RateLimiter, origin_allowed
 from .binder_spec import BinderSpecError, join_server_url, parse_build_path, parse_urlpath
@@ -155,11 +156,20 @@ class V2Handler(BinderHandler):
     """GET /hub/binder/v2/<provider>/<spec>?urlpath=...: a browser launch (Jupyter Book buttons)."""
 
     async def get(self, provider: str, _spec: str) -> None:
+        # Only a page the reader opens may log them in: an <img> or <iframe> elsewhere pointing here
+        # must not swap anyone's session for an anonymous one.
+        if self.request.headers.get("Sec-Fetch-Dest", "document") != "document":
+            raise page_error(400, "Binder links open in the browser window, not embedded in a page.")
         try:
             spec = self.spec_from_path("v2", provider)
             urlpath = parse_urlpath({k: self.raw_argument(k, "") for k in ("urlpath", "labpath", "filepath")})
             self.rate_limit()
             launch = await resolve_launch(self, spec, None)
+            user = self.current_user
+            if user is not None and not is_temporary(user):
+                # Logged-in users keep their account: their own (persistent) server of the course.
+                self.redirect(course_launch_url(self.hub.base_url, launch.course, urlpath))
+                return
             user = launch.create_user(self)
         except (BinderSpecError, LaunchRefused) as exc:
             raise page_error(getattr(exc, "status", 400), f"Cannot launch this repository: {exc}") from None
@@ -170,6 +180,12 @@ class V2Handler(BinderHandler):
         self.log.info("binder v2 launch of %s for %s", spec.request, user.name)
         spawn = f"{self.hub.base_url}spawn/{user.escaped_name}/{launch.course}"
         self.redirect(f"{spawn}?{urlencode({'next': target})}")
+
+
+def course_launch_url(hub_base: str, course: str, urlpath: str) -> str:
+    """/hub/launch/<course>?path=<file> for a Binder urlpath (lab/tree/<file> or tree/<file>)."""
+    path = unquote(urlpath.removeprefix("lab/").removeprefix("tree/")) if "tree/" in urlpath else ""
+    return f"{hub_base}launch/{course}" + (f"?{urlencode({'path': path})}" if path else "")
 
 
 def binder_handlers(
