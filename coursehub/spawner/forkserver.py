@@ -34,6 +34,20 @@ PRELOAD = (
     "jupyter_server_terminals",
     "nbgitpuller",
     "jupyter_client.manager",
+    # What a kernel imports, up to the end of its initialisation: imported here once, these
+    # pages are shared by every user's kernel zygote and kernels instead of copied into each
+    # (measured: kernel start 0.25 -> 0.03 CPU-s, and no ipykernel import in each zygote).
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "debugpy",
+    "debugpy.server.api",
+    "IPython.core.debugger",
+    "pdb",
+    "pydoc",
+    "psutil",
+    "argcomplete",
 )
 SYNC = "/run/coursehub/sync.py"
 REQUEST_MAX = 1 << 20

@@ -75,8 +75,15 @@ class SandboxSpawner(LocalProcessSpawner):
 
     @default("args")
     def _default_args(self) -> list[str]:
-        # Fail rather than quietly listen elsewhere than where the hub will route.
-        return ["--ServerApp.port_retries=0"]
+        return [
+            # Fail rather than quietly listen elsewhere than where the hub will route.
+            "--ServerApp.port_retries=0",
+            # Start-up costs that buy nothing here: no language servers are installed in course
+            # environments (jupyter_lsp probes for them, and for node), and the environment is
+            # read-only, so the PyPI extension manager (an HTTP client, network calls) cannot act.
+            "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+            "--LabApp.extension_manager=readonly",
+        ]
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
