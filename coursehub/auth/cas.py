@@ -53,6 +53,10 @@ class CASLoginHandler(BaseHandler):
             raise web.HTTPError(403, "CAS login refused: invalid ticket, or you are not allowed on this hub")
         self.redirect(self.get_next_url(user))
 
+    def append_query_parameters(self, url: str, exclude: list[str] | None = None) -> str:
+        """JupyterHub carries this request's query to the next page: never the (spent) ticket."""
+        return super().append_query_parameters(url, exclude=[*(exclude or ["next"]), "ticket"])
+
 
 class CASAuthenticator(Authenticator):
     """Log in through a CAS server; groups can come from a CAS attribute."""
