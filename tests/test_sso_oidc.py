@@ -13,11 +13,12 @@ from idp.server import serving
 pytestmark = pytest.mark.hub
 
 PEOPLE = [
-    Person("alice", groups=["bio"]),
+    Person("alice", groups=["bio"], teams=[("physics", "tas")]),
     Person("bob", groups=["chem"]),
     Person("carol", groups=["history"]),
     Person("dave"),
-    Person("erin", groups=["staff"]),
+    Person("erin", groups=["staff"], teams=[("physics", "staff")]),
+    Person("frank", teams=[("chemistry", "all")]),
 ]
 
 
@@ -108,3 +109,43 @@ def test_tampered_state_is_rejected(hub, idp):
     response = session.get(urlunparse(callback._replace(query=urlencode(forged))), timeout=30)
     assert response.status_code == 400
     assert session.get(hub.url + "hub/home", allow_redirects=False, timeout=30).status_code == 302
+
+
+@pytest.fixture(scope="module")
+def github_hub(idp):
+    """The same provider in GitHub's URL layout, through GitHubOAuthenticator (github_url)."""
+    provider, url = idp
+
+    def auth(root):
+        return {
+            "github": {
+                "client_id": "coursehub",
+                "client_secret": secret_file(root, "github", provider.client.client_secret),
+                "url": url,
+                "allowed_organizations": ["physics"],
+                "teams_as_groups": True,
+                "admin_teams": ["physics:staff"],
+            }
+        }
+
+    hub = start_hub(auth, {"phys101": ["group:physics:tas"]})
+    provider.client.redirect_uris.append(hub.url + "hub/oauth_callback")
+    yield hub
+    hub.teardown()
+
+
+def test_github_organisation_allows_and_teams_become_rosters(github_hub, idp):
+    session, response = sso_login(github_hub, idp[1], "alice")
+    assert response.status_code == 200
+    assert hub_user(github_hub, "alice")["groups"] == ["physics:tas"]
+    launch = session.get(github_hub.url + "hub/launch/phys101", allow_redirects=False, timeout=30)
+    assert launch.status_code == 302
+    session, response = sso_login(github_hub, idp[1], "erin")
+    assert response.status_code == 200
+    assert hub_user(github_hub, "erin")["admin"] is True
+    assert session.get(github_hub.url + "hub/launch/phys101", allow_redirects=False, timeout=30).status_code == 403
+
+
+def test_github_user_outside_the_organisations_is_refused(github_hub, idp):
+    assert sso_login(github_hub, idp[1], "frank")[1].status_code == 403
+    assert hub_user(github_hub, "frank") is None

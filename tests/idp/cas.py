@@ -13,7 +13,7 @@ NS = 'xmlns:cas="http://www.yale.edu/tp/cas"'
 
 def failure(code: str, message: str) -> tuple[str, int, dict]:
     body = (
-        f"<cas:serviceResponse {NS}><cas:authenticationFailure code=\"{code}\">{escape(message)}"
+        f'<cas:serviceResponse {NS}><cas:authenticationFailure code="{code}">{escape(message)}'
         "</cas:authenticationFailure></cas:serviceResponse>"
     )
     return body, 200, {"Content-Type": "application/xml"}

@@ -111,7 +111,10 @@ def make_app(platform: Platform) -> Flask:
         """OIDC authentication request from the tool: answer with a signed id_token (form_post)."""
         args = request.args
         launch = platform.launches.pop(args.get("lti_message_hint", ""), None)
-        if args.get("client_id") != platform.client_id or args.get("redirect_uri") not in platform.redirect_uris:
+        if (
+            args.get("client_id") != platform.client_id
+            or args.get("redirect_uri") not in platform.redirect_uris
+        ):
             return "unknown client or redirect_uri", 400
         if launch is None or args.get("login_hint") != launch.user or not args.get("nonce"):
             return "no such launch", 400
