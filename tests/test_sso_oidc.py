@@ -143,7 +143,8 @@ def test_github_organisation_allows_and_teams_become_rosters(github_hub, idp):
     session, response = sso_login(github_hub, idp[1], "erin")
     assert response.status_code == 200
     assert hub_user(github_hub, "erin")["admin"] is True
-    assert session.get(github_hub.url + "hub/launch/phys101", allow_redirects=False, timeout=30).status_code == 403
+    refused = session.get(github_hub.url + "hub/launch/phys101", allow_redirects=False, timeout=30)
+    assert refused.status_code == 403
 
 
 def test_github_user_outside_the_organisations_is_refused(github_hub, idp):
