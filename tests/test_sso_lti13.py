@@ -109,3 +109,19 @@ def test_replayed_launch_is_refused_even_with_its_cookies(platform, hub):
     response = replay.post(action, data=fields, allow_redirects=False, timeout=60)
     assert response.status_code == 400
     assert "already used" in response.text
+
+
+@pytest.mark.browser
+def test_chromium_launch_opens_the_notebook_in_the_course_server(platform, hub, browser, output_dir):
+    """The whole launch in a real browser: auto-submitted LTI forms, the course server, the notebook."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    query = "user=dora&context_id=BIO-101-2026&custom_notebook=welcome.ipynb"
+    page.goto(f"{platform.url}/course/launch?{query}")
+    page.wait_for_url("**/user/dora/bio101/lab/tree/bio101/welcome.ipynb*", timeout=240_000)
+    # The notebook is open in the main area (not only listed in the file browser).
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="welcome.ipynb").wait_for(
+        timeout=120_000
+    )
+    page.screenshot(path=str(output_dir / "sso-lti13-launch.png"))
+    assert hub.api().json("GET", "users/dora")["servers"]["bio101"]["ready"] is True
+    page.close()
