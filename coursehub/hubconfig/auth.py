@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 CLASSES = {
     "workshop": "workshop",
     "dummy": "dummy",
-    "tmp": "tmpauthenticator.TmpAuthenticator",
+    "tmp": "coursehub.auth.sso.TemporaryUsersAuthenticator",
     "cas": "coursehub.auth.cas.CASAuthenticator",
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "google": "oauthenticator.google.GoogleOAuthenticator",
