@@ -1,4 +1,4 @@
-"""auth.tmp: every visitor a temporary user (tmpauthenticator), without shadowing coursehub's tmplogin links."""
+"""auth.tmp: every visitor a temporary user (tmpauthenticator); coursehub's tmplogin links still work."""
 
 from __future__ import annotations
 
