@@ -173,3 +173,12 @@ def test_cas_answers():
     )
     assert parse_service_response(bad) is None
     assert parse_service_response("<html>not CAS") is None
+
+
+def test_kubernetes_render_says_what_the_hub_pod_needs():
+    from coursehub.hubconfig.kubernetes import render_notices
+
+    settings = Settings.model_validate({"auth": {"lti11": {"consumers": {"k": "file:/etc/lti.secret"}}}})
+    (notice,) = [n for n in render_notices(settings) if n.startswith("auth.lti11")]
+    assert "coursehub[sso]" in notice and "file:/etc/lti.secret" in notice
+    assert not [n for n in render_notices(Settings()) if n.startswith("auth.")]

@@ -216,3 +216,28 @@ def apply_lti11(lti: LTI11Auth, section: Any, secrets: Secrets) -> None:
         key: secrets(ref, f"auth.lti11.consumers.{key}") for key, ref in lti.consumers.items()
     }
     section.username_key = lti.username_key
+
+
+def secret_references(settings: Settings) -> list[str]:
+    """The 'env:'/'file:' references the configured provider needs at hub start."""
+    provider = settings.auth.provider()
+    if isinstance(provider, OAuthClient):
+        return [provider.client_secret]
+    if isinstance(provider, LTI11Auth):
+        return list(provider.consumers.values())
+    return []
+
+
+def kubernetes_notice(settings: Settings) -> str | None:
+    """What an SSO provider needs in the chart's hub pod (its packages and its secrets)."""
+    # CAS is coursehub's own authenticator and has no secret: nothing to add.
+    if settings.auth.provider() is None or settings.auth.type in ("workshop", "cas"):
+        return None
+    needs = f"auth.{settings.auth.type} needs coursehub[sso] in the hub image"
+    refs = secret_references(settings)
+    if refs:
+        needs += (
+            f" and its secrets ({', '.join(refs)}) in the hub pod: hub.extraEnv from a Kubernetes "
+            "Secret for env:, or hub.extraFiles with mode 0600 for file:"
+        )
+    return needs

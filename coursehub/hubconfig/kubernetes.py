@@ -26,7 +26,7 @@ from ..settings_kubernetes import (
     split_image,
 )
 from . import core
-from .auth import authenticator_class
+from .auth import authenticator_class, kubernetes_notice
 
 HUB_STATE = Path("/srv/jupyterhub")  # the chart's hub-db volume: hub database and accounts
 CONFIG_PATH = "/usr/local/etc/coursehub/coursehub.yaml"  # where hub.extraFiles puts the settings
@@ -484,7 +484,7 @@ def cull_values(settings: Settings) -> dict[str, Any]:
 
 def render_notices(settings: Settings) -> list[str]:
     """What in `settings` does not carry over to Kubernetes, or works differently there."""
-    notices = []
+    notices = [notice for notice in [kubernetes_notice(settings)] if notice]
     if "sandbox" in settings.model_fields_set:
         notices.append(
             "sandbox.* is ignored: each server is its own pod (non-root, no privilege "
