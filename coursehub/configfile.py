@@ -127,7 +127,9 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-SECRET_TRAIT = re.compile(r"secret|password|token|private|(^|_)keys?$|consumers", re.IGNORECASE)
+SECRET_TRAIT = re.compile(
+    r"secret|passw|(^|_)(api_|access_)?token$|private_key|signing_key|consumers", re.IGNORECASE
+)
 
 
 def dump_settings(settings: Settings) -> str:

@@ -8,11 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .settings_auth import AuthSettings, LockoutSettings
-from .settings_base import Model, format_size, parse_size
+from .settings_base import COURSE_NAME, Model, format_size, parse_size
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
-__all__ = ["AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
-COURSE_NAME = r"^[a-z][a-z0-9-]{0,29}$"  # also a valid JupyterHub named-server name
+__all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
 
 
 class Limits(Model):

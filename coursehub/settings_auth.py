@@ -11,9 +11,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from .errors import ConfigError
-from .settings_base import Model
+from .settings_base import COURSE_NAME, Model
 
-COURSE = r"^[a-z][a-z0-9-]{0,29}$"
 PROVIDERS = ("workshop", "cas", "github", "google", "cilogon", "oidc", "lti13", "lti11", "tmp")
 _ENV = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -179,7 +178,7 @@ class CASAuth(GroupAccess):
 class LTIMapping(Model):
     """Where an LMS launch lands and what LMS roles mean."""
 
-    contexts: dict[str, Annotated[str, Field(pattern=COURSE)]] = Field(
+    contexts: dict[str, Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
         {}, description="LMS context (course) id or label -> coursehub course."
     )
     course_param: str = Field("course", description="Custom parameter naming the course directly.")
@@ -214,9 +213,6 @@ class LTI11Auth(LTIMapping):
 
 class TmpAuth(Model):
     """Every visitor gets a fresh temporary user (put an SSO proxy or network limits in front)."""
-
-
-ProviderName = Literal["workshop", "cas", "github", "google", "cilogon", "oidc", "lti13", "lti11", "tmp"]
 
 
 class AuthSettings(Model):

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-COURSE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+from ..settings_base import COURSE_NAME
+
+COURSE = re.compile(COURSE_NAME)
 INSTRUCTORS_GROUP = "instructors"
 
 
