@@ -128,7 +128,9 @@ class GoogleAuth(OAuthClient, Access):
     """Google accounts, optionally limited to Workspace domains."""
 
     hosted_domains: list[str] = Field(
-        [], description="Only accounts of these Google Workspace domains may log in."
+        [],
+        description="Accounts of these Google Workspace domains may log in (all of them, or only "
+        "allowed_users when that is set); other domains never.",
     )
     strip_domain: bool = Field(True, description="Username without '@domain' (one domain only).")
 

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 import pytest
 import requests
-from idp.hubs import secret_file, start_hub
+from idp.hubs import hub_user, secret_file, sso_login, start_hub
 from idp.oidc import Client, Person, Provider, make_app
 from idp.server import serving
 
@@ -53,19 +53,6 @@ def hub(idp):
     provider.client.redirect_uris.append(hub.url + "hub/oauth_callback")
     yield hub
     hub.teardown()
-
-
-def sso_login(hub, idp_url: str, user: str) -> tuple[requests.Session, requests.Response]:
-    """Sign in at the provider, then follow the hub's OAuth redirects as a browser does."""
-    session = requests.Session()
-    assert session.get(f"{idp_url}/login", params={"user": user}, timeout=10).status_code == 200
-    response = session.get(hub.url + "hub/oauth_login?next=/hub/home", timeout=60)
-    return session, response
-
-
-def hub_user(hub, name: str) -> dict | None:
-    response = hub.api().request("GET", f"users/{name}")
-    return response.json() if response.status_code == 200 else None
 
 
 def test_group_member_logs_in_and_opens_the_group_roster_course(hub, idp):

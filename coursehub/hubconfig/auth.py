@@ -138,6 +138,9 @@ def apply_google(settings: Settings, google: GoogleAuth, section: Any, secrets: 
     if google.hosted_domains:
         section.hosted_domain = list(google.hosted_domains)
         section.strip_domain = google.strip_domain
+        # oauthenticator's hosted_domain only *blocks* other domains; without allowed_users,
+        # everyone of the domains is allowed (that is what "allow by domain" means here).
+        section.allow_all = google.allow_all or not google.allowed_users
 
 
 def apply_cilogon(settings: Settings, ci: CILogonAuth, section: Any, secrets: Secrets) -> None:

@@ -31,6 +31,7 @@ class Person:
     name: str
     groups: list[str] = field(default_factory=list)
     teams: list[tuple[str, str]] = field(default_factory=list)  # (org, team) on the GitHub side
+    claims: dict = field(default_factory=dict)  # more userinfo claims (email, hd, idp, eppn...)
 
     def get_user_id(self) -> str:
         return self.name
@@ -240,7 +241,7 @@ def make_app(provider: Provider) -> Flask:
     @protect()
     def userinfo():
         person = current_token.user
-        return jsonify(sub=person.name, preferred_username=person.name, groups=person.groups)
+        return jsonify(sub=person.name, preferred_username=person.name, groups=person.groups, **person.claims)
 
     @app.get("/api/v3/user")
     @protect()
