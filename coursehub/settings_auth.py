@@ -13,6 +13,8 @@ from pydantic import AfterValidator, Field, model_validator
 from .errors import ConfigError
 from .settings_base import COURSE_NAME, Model
 
+# Before the sub-sections, `type: github` (an entry point) was configured through `jupyterhub:`; still is.
+LEGACY_ENTRY_POINTS = ("github", "google", "cilogon")
 PROVIDERS = ("workshop", "cas", "github", "google", "cilogon", "oidc", "lti13", "lti11", "tmp")
 _ENV = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -247,14 +249,16 @@ class AuthSettings(Model):
             raise ValueError(f"several providers configured ({', '.join(given)}): choose one with auth.type")
         if (
             self.type in PROVIDERS
-            and self.type not in ("workshop", "tmp")
+            and self.type not in ("workshop", "tmp", *LEGACY_ENTRY_POINTS)
             and getattr(self, self.type) is None
         ):
             raise ValueError(f"auth.type is '{self.type}' but there is no auth.{self.type} section")
         return self
 
     def provider(self) -> Model | None:
-        """The sub-section of the provider in use (None for plugins and 'dummy')."""
-        if self.type not in PROVIDERS:
+        """The sub-section of the provider in use (None for plugins, legacy entry points and 'dummy')."""
+        if self.type not in PROVIDERS or (
+            self.type in LEGACY_ENTRY_POINTS and getattr(self, self.type) is None
+        ):
             return None
         return getattr(self, self.type) or {"workshop": WorkshopAuth, "tmp": TmpAuth}[self.type]()

@@ -42,8 +42,11 @@ def test_default_and_legacy_type_still_work():
 
 def test_the_one_section_given_chooses_the_provider():
     assert Settings.model_validate({"auth": {"tmp": {}}}).auth.type == "tmp"
-    with pytest.raises(ValidationError, match="no auth.github section"):
-        Settings.model_validate({"auth": {"type": "github"}})
+    with pytest.raises(ValidationError, match="no auth.cas section"):
+        Settings.model_validate({"auth": {"type": "cas"}})
+    # Before the sub-sections: oauthenticator's entry point, its traits in `jupyterhub:`.
+    c = configured({"type": "github"})
+    assert c.JupyterHub.authenticator_class == "github" and "GitHubOAuthenticator" not in c
     with pytest.raises(ValidationError, match="choose one with auth.type"):
         Settings.model_validate({"auth": {"tmp": {}, "github": OAUTH}})
 
@@ -99,7 +102,9 @@ def test_github_orgs_teams_and_enterprise_url():
 
 def test_google_domains_and_cilogon_idps():
     g = configured({"google": {**OAUTH, "hosted_domains": ["uni.example"]}}).GoogleOAuthenticator
-    assert g.hosted_domain == ["uni.example"] and g.strip_domain is True
+    assert g.hosted_domain == ["uni.example"] and g.strip_domain is True and g.allow_all is True
+    only = configured({"google": {**OAUTH, "hosted_domains": ["u.example"], "allowed_users": ["ann"]}})
+    assert only.GoogleOAuthenticator.allow_all is False
     idp = "https://idp.uni.example/shibboleth"
     ci = configured(
         {"cilogon": {**OAUTH, "idps": {idp: {"username_claim": "eppn", "strip_domain": "uni.example"}}}}

@@ -9,6 +9,7 @@ from traitlets.config import Config
 
 from ..settings import Settings
 from ..settings_auth import (
+    LEGACY_ENTRY_POINTS,
     CASAuth,
     CILogonAuth,
     GitHubAuth,
@@ -41,7 +42,10 @@ Secrets = Callable[[str, str], str]
 
 def authenticator_class(settings: Settings) -> str:
     """The authenticator's entry point name or import path."""
-    return CLASSES.get(settings.auth.type, settings.auth.type)
+    auth = settings.auth
+    if auth.type in LEGACY_ENTRY_POINTS and auth.provider() is None:
+        return auth.type  # `type: github` alone: oauthenticator's entry point, configured by `jupyterhub:`
+    return CLASSES.get(auth.type, auth.type)
 
 
 def hub_url(settings: Settings, path: str) -> str:
