@@ -121,6 +121,17 @@ def test_google_domains_and_cilogon_idps():
     }
 
 
+def test_the_default_admin_name_is_not_an_admin_under_a_provider():
+    settings = Settings.model_validate(
+        {"auth": {"lti13": {"issuer": "i", "client_ids": ["c"], "authorize_url": "a", "jwks_url": "j"}}}
+    )
+    c = Config()
+    apply_auth(settings, RUNTIME, c)
+    assert c.Authenticator.admin_users == set()
+    c = configured({"oidc": {**OAUTH, "authorize_url": "a", "token_url": "t", "userdata_url": "u"}})
+    assert c.GenericOAuthenticator.admin_users == {"root"}  # hub.admin_users given by name: kept
+
+
 def test_groups_need_a_claim():
     with pytest.raises(ValidationError, match="need groups_claim"):
         Settings.model_validate({"auth": {"cas": {"server_url": "https://cas", "allowed_groups": ["x"]}}})

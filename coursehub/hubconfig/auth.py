@@ -62,6 +62,8 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
     c.Authenticator.courses_root = str(runtime.paths.courses)
     c.Authenticator.tmp_per_client_per_minute = settings.temporary.per_client_per_minute
     provider = auth.provider()
+    if provider is not None and auth.type != "workshop":
+        c.Authenticator.admin_users = provider_admins(settings)
     if auth.type == "workshop":
         c.WorkshopAuthenticator.accounts_db = str(runtime.paths.accounts)
         c.WorkshopAuthenticator.max_failures = auth.lockout.max_failures
@@ -85,13 +87,23 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
         apply_lti11(provider, c.LTI11CourseAuthenticator, secrets)
 
 
+def provider_admins(settings: Settings, extra: list[str] | None = None) -> set[str]:
+    """Admins under a login provider. The default hub.admin_users, ['admin'], names the workshop admin
+    account: under a provider it would make whoever the provider calls 'admin' (a GitHub account, an
+    LMS user id) a hub admin, so it is left out; other names in hub.admin_users are kept."""
+    admins = set(settings.hub.admin_users)
+    if admins == {"admin"}:
+        admins = set()
+    return admins | set(extra or [])
+
+
 def apply_access(settings: Settings, access: Any, section: Any) -> None:
     """allow_all, allowed_users and admin_users (with hub.admin_users), on one class section."""
     section.allow_all = access.allow_all
     if access.allowed_users:
         section.allowed_users = set(access.allowed_users)
     # A class section wins over c.Authenticator: repeat the hub's admins here.
-    section.admin_users = set(settings.hub.admin_users) | set(access.admin_users)
+    section.admin_users = provider_admins(settings, access.admin_users)
 
 
 def apply_groups(access: GroupAccess, section: Any) -> None:
