@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .settings_base import Model, format_size, parse_size
+from .settings_database import DatabaseSettings
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
 __all__ = ["Model", "format_size", "parse_size"]
@@ -165,6 +166,7 @@ class Settings(Model):
     """The whole of coursehub.yaml."""
 
     hub: HubSettings = Field(default_factory=HubSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: Limits = Field(default_factory=Limits)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
