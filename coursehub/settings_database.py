@@ -11,8 +11,8 @@ from sqlalchemy.exc import ArgumentError
 
 from .settings_base import Model
 
-# What coursehub tests and ships drivers for (the `postgres` extra installs psycopg2).
-DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg2")
+# What coursehub tests and ships a driver for (the `postgres` extra installs psycopg 3).
+DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 URL_ENV = "COURSEHUB_DATABASE_URL"  # wins over the file: a full URL, password allowed
 

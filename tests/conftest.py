@@ -358,9 +358,9 @@ class Postgres:
         self.sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{escaped}'")
 
     def stop(self) -> None:
-        data = self.root / "data"
+        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "stop"]
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            ["runuser", "-u", "postgres", "--", *pg_ctl],
             capture_output=True,
             timeout=120,
             check=False,

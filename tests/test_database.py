@@ -60,7 +60,7 @@ def test_password_from_the_named_variable_is_quoted_into_the_url():
     )
     assert "p@ss" not in redacted(url)
     c = build(settings, replace(RUNTIME, db_url=url))
-    assert c.JupyterHub.db_url == url
+    assert c.JupyterHub.db_url == url and url.startswith("postgresql+psycopg://")
     assert c.JupyterHub.db_kwargs["pool_pre_ping"] is True
 
 

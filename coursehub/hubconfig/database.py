@@ -24,13 +24,16 @@ def effective_url(settings: Settings, paths: StatePaths, env_url: str | None, pa
     """The URL the hub connects with: $COURSEHUB_DATABASE_URL, else database.url (+ password), else SQLite."""
     if env_url:
         return check_url(env_url, source="COURSEHUB_DATABASE_URL", allow_password=True)
-    url = settings.database.url
-    if not url:
+    if not settings.database.url:
         return sqlite_url(paths)
-    if password is None:
-        return url
+    url = make_url(settings.database.url)
+    if url.drivername == "postgresql":
+        # Name the driver: a bare postgresql:// means psycopg2 to SQLAlchemy < 2.1, psycopg 3 after.
+        url = url.set(drivername="postgresql+psycopg")
+    if password is not None:
+        url = url.set(password=password)
     # SQLAlchemy quotes the password, so any character in it survives the URL.
-    return make_url(url).set(password=password).render_as_string(hide_password=False)
+    return url.render_as_string(hide_password=False)
 
 
 def redacted(url: str) -> str:
