@@ -11,6 +11,7 @@ from ..paths import StatePaths
 from ..settings import Settings
 from . import local
 from .database import apply_database
+from .security import apply_security
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 CLI_SCOPES = [
@@ -44,6 +45,7 @@ def build(settings: Settings, runtime: Runtime) -> Config:
     c = Config()
     apply_hub(settings, runtime, c)
     apply_database(settings, runtime, c)
+    apply_security(settings, runtime, c)
     apply_auth(settings, runtime, c)
     apply_services(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
