@@ -402,3 +402,21 @@ def postgres_settings(server: Postgres) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="coursehub-dbpw-"))  # 0700, root's
     return {"url": server.create_database(), "password_file": str(server.password_file(folder))}
+
+
+@pytest.fixture(scope="session")
+def edge_hub():
+    """One plain hub with an open course, shared by the modules that probe its edges.
+
+    The address lockout is raised: the hostile-request test fails logins from 127.0.0.1 by the
+    hundred, and the header tests log in from the same address afterwards.
+    """
+    needs_root_sandbox()
+    hub = Hub(hub_root(), {"jupyterhub": {"WorkshopAuthenticator": {"ip_max_failures": 1_000_000}}})
+    hub.start()
+    try:
+        demo = REPO / "coursehub" / "demo"
+        hub.cli("course", "add", str(demo), "--name", "open1", "--access", "open")
+        yield hub
+    finally:
+        hub.teardown()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import postgres_settings, wait_for
+from conftest import Hub, hub_root, postgres_settings, wait_for
 
 from coursehub.settings import DEMO_DIR
 
@@ -69,6 +69,29 @@ def test_temporary_user_is_culled(pg_hub):
         interval=2,
         what=f"temporary user {user} to be culled (idle_timeout 60 s)",
     )
+
+
+def test_backup_restores_into_a_fresh_database(pg_hub):
+    """pg_dump while the hub runs, pg_restore into another database: users and tokens come back."""
+    hub, pg = pg_hub
+    (name,) = hub.create_accounts("pgbk", 1)
+    hub.token_for(name)
+    archive = hub.root / "pg-backup.tar.gz"
+    assert "(0600; postgresql)" in hub.cli("backup", str(archive)).stdout
+    fresh = Hub(hub_root(), {"database": postgres_settings(pg)})
+    try:
+        fresh.cli("restore", str(archive))
+        database = fresh.overrides["database"]["url"].rsplit("/", 1)[1]
+        assert name in pg.sql("SELECT name FROM users", database).split()
+        tokens = "SELECT count(*) FROM api_tokens JOIN users ON users.id = api_tokens.user_id WHERE name = "
+        assert int(pg.sql(f"{tokens}'{name}'", database)) >= 1
+        assert (fresh.state_dir / "accounts.sqlite").stat().st_size > 0
+        refused = fresh.cli("restore", str(archive), check=False)
+        assert refused.returncode == 1 and "--force" in refused.stderr
+        fresh.cli("restore", "--force", str(archive))  # pg_restore --clean over the restored one
+        assert name in pg.sql("SELECT name FROM users", database).split()
+    finally:
+        fresh.teardown()
 
 
 def test_kill9_restart_reattaches_the_server(pg_hub):

