@@ -14,9 +14,9 @@ from coursehub.hubapi import HubAPI
 pytestmark = pytest.mark.hub
 
 
-def test_backup_restores_into_a_fresh_state_dir(make_hub):
+def test_backup_restores_into_a_fresh_state_dir(edge_hub):
     """SQLite, end to end; PostgreSQL's restore is checked in test_database_hub.py."""
-    hub = make_hub()
+    hub = edge_hub
     (name,) = hub.create_accounts("bk", 1)
     token = hub.token_for(name)  # a hub user and an API token, both only in the hub database
     archive = hub.root / "hub-backup.tar.gz"
@@ -31,7 +31,6 @@ def test_backup_restores_into_a_fresh_state_dir(make_hub):
     # Never over a running hub's state.
     refused = hub.cli("restore", str(archive), check=False)
     assert refused.returncode == 1 and "coursehub down" in refused.stderr
-    hub.cli("down")
 
     fresh = Hub(hub_root(), {})
     try:
