@@ -119,3 +119,44 @@ def test_lockout_survives_a_hub_restart(hub):
     hub.start()
     _, response = hub.try_login(name, hub.passwords[name])
     assert response.status_code == 429 and "try again" in response.text
+
+
+def cookie_value(response: requests.Response, name: str) -> str:
+    """The value exactly as set (set_cookies lower-cases whole lines)."""
+    for line in response.raw.headers.getlist("Set-Cookie"):
+        if line.startswith(name + "="):
+            return line.split("=", 1)[1].split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie set")
+
+
+@pytest.mark.hub
+def test_behind_https_every_cookie_is_secure(make_hub):
+    # hub.public_url says users come through a TLS proxy; the test talks plain HTTP behind it.
+    hub = make_hub(hub={"public_url": "https://class.example.org/"}, sandbox={"spawn_mode": "exec"})
+    try:
+        (name,) = hub.create_accounts("tls", 1)
+        page = requests.get(hub.url + "hub/login", timeout=30)
+        assert "; secure" in set_cookies(page)["_xsrf"]
+        # A browser sends Secure cookies back over HTTPS only; requests, over HTTP, never: send them by hand.
+        xsrf = cookie_value(page, "_xsrf")
+        jar = "; ".join(f"{n}={cookie_value(page, n)}" for n in set_cookies(page))  # xsrf + session id
+        login = requests.post(
+            hub.url + "hub/login",
+            data={"username": name, "password": hub.passwords[name], "_xsrf": xsrf},
+            headers={"Cookie": jar},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert login.status_code == 302
+        cookies = set_cookies(login)
+        assert "jupyterhub-hub-login" in cookies
+        for line in cookies.values():
+            assert "; secure" in line and "samesite=lax" in line
+    finally:
+        # `coursehub down` talks to the hub at its public URL, which only exists in this test's story;
+        # `coursehub up` itself waits (up to 120 s, deaf to SIGTERM) for that URL to answer: stop it.
+        (hub.state_dir / "hub.url").write_text(hub.url)
+        hub.cli("down")
+        if hub.proc is not None:
+            hub.proc.kill()
+            hub.proc.wait(30)
