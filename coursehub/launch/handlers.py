@@ -14,7 +14,7 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from ..courses.access import is_temporary, may_open
+from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
@@ -153,7 +153,9 @@ class TmpLoginHandler(CourseHandler):
             raise page_error(403, f"{record.title or record.name} is not open to guests: log in.")
         path, _ = self.path(record, self.raw_argument("notebook", record.default_notebook or ""))
         user = self.current_user
-        if user is None or not is_temporary(user):
+        # A logged-in user opens the (open) course as themselves: a guest link must never swap
+        # someone's session for a new guest's (a cross-site page could otherwise log them out).
+        if user is None:
             self._rate_limit(self.request.remote_ip or "?")
             user = self._create_temporary_user()
             self.set_login_cookie(user)
