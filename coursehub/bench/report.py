@@ -138,8 +138,9 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         f"({options.get('memory_users', '?')} users arriving at "
         f"{options.get('memory_rate', '?')}/s)",
         "",
-        "PSS of the user's processes (server and kernel); CPU-s of those processes since "
-        "their start (spawn, kernel start and one cell).",
+        "PSS of every process a user costs: server and kernel (coursehub's fork mode adds a "
+        "kernel zygote and a root-owned monitor in the server's cgroup, both counted); CPU-s of "
+        "those processes since their start (spawn, kernel start and one cell).",
         "",
         *memory_table(systems),
     ]
