@@ -9,6 +9,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .settings_auth import AuthSettings, LockoutSettings
 from .settings_base import COURSE_NAME, Model, format_size, parse_size
+from .settings_binder import BinderSettings
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
 __all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
@@ -151,6 +152,7 @@ class Settings(Model):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
     temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
+    binder: BinderSettings = Field(default_factory=BinderSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."

@@ -9,7 +9,7 @@ from traitlets.config import Config
 
 from ..paths import StatePaths
 from ..settings import Settings
-from . import local
+from . import binder, local
 from .auth import apply_auth
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
@@ -43,6 +43,7 @@ def build(settings: Settings, runtime: Runtime) -> Config:
     apply_hub(settings, runtime, c)
     apply_auth(settings, runtime, c)
     apply_services(settings, runtime, c)
+    binder.apply_binder(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
     apply_ops(c)
     apply_passthrough(settings, c)

@@ -17,7 +17,7 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Integer, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
 from ..courses.access import is_temporary, may_open
@@ -67,6 +67,7 @@ class SandboxSpawner(LocalProcessSpawner):
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
+    limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
 
     @default("poll_interval")
@@ -122,11 +123,12 @@ class SandboxSpawner(LocalProcessSpawner):
     def limits(self) -> dict[str, Any]:
         """Memory, cpu and pids for this server: the course's, else the global ones."""
         course = self.record.limits if self.record else {}
-        return {
+        limits = {
             "memory": course.get("memory") or self.mem_limit,
             "cpu": course.get("cpu") or self.cpu_limit or 1.0,
             "pids": course.get("pids") or self.pids_limit,
         }
+        return {**limits, **self.limit_overrides}
 
     def load_state(self, state: dict) -> None:
         """Restore the pid (to re-attach) and the OOM count already reported."""
