@@ -14,6 +14,7 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
+from ..clientaddr import client_address
 from ..courses.access import is_temporary, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
@@ -154,7 +155,7 @@ class TmpLoginHandler(CourseHandler):
         path, _ = self.path(record, self.raw_argument("notebook", record.default_notebook or ""))
         user = self.current_user
         if user is None or not is_temporary(user):
-            self._rate_limit(self.request.remote_ip or "?")
+            self._rate_limit(client_address(self.request))
             user = self._create_temporary_user()
             self.set_login_cookie(user)
         query = f"?{urlencode({'path': path})}" if path else ""
