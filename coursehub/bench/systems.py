@@ -139,10 +139,11 @@ class BenchHub:
         api = self.admin()
         users = [u for u in api.users() if u.get("servers")]
         for user in users:
-            try:
-                api.stop_server(user["name"])
-            except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
-                log.warning("%s", exc)
+            for server in user["servers"]:  # named servers too (Binder launches use them)
+                try:
+                    api.stop_server(user["name"], server)
+                except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
+                    log.warning("%s", exc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
             time.sleep(0.5)
