@@ -196,6 +196,12 @@ class Hub:
         assert result.status == "ok", f"{result.status}: {result.error}\n{result.stderr}"
         return result.stdout
 
+    def forkserver_pid(self, environment: Path) -> int | None:
+        """The pid of the fork server of one of this hub's environments, if it runs."""
+        from coursehub.spawner.forkclient import forkserver_pid
+
+        return forkserver_pid(self.state_dir / "run", environment.name)
+
     def kill9(self) -> None:
         """Kill the hub process itself with SIGKILL (its proxy and servers stay)."""
         os.kill(self.hub_pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
+from ..clientaddr import client_address
 from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
@@ -156,7 +157,7 @@ class TmpLoginHandler(CourseHandler):
         # A logged-in user opens the (open) course as themselves: a guest link must never swap
         # someone's session for a new guest's (a cross-site page could otherwise log them out).
         if user is None:
-            self._rate_limit(self.request.remote_ip or "?")
+            self._rate_limit(client_address(self.request))
             user = self._create_temporary_user()
             self.set_login_cookie(user)
         query = f"?{urlencode({'path': path})}" if path else ""
