@@ -600,3 +600,21 @@ def test_launch_links_on_kubernetes_get_courses_from_the_config():
         assert CourseRecord(**record).ready  # an image, no local content
     pattern, _, kwargs = launch_handlers("", 10, static)[0]
     assert pattern.startswith("/launch/") and kwargs["static"] == static
+
+
+def test_postgres_database_goes_to_the_chart_without_its_password():
+    from coursehub.settings_database import DatabaseSettings
+
+    plain = load_settings(EXAMPLES[0])
+    database = DatabaseSettings(url="postgresql://hub@db.example.org:5432/coursehub", password_env="DB_PW")
+    settings = plain.model_copy(update={"database": database})
+    values = k8s.build_values(settings)
+    assert values["hub"]["db"] == {
+        "type": "postgres",
+        "url": "postgresql+psycopg://hub@db.example.org:5432/coursehub",
+    }
+    secret = values["hub"]["extraEnv"]["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "coursehub-database", "key": "password"}
+    assert any("coursehub-database" in notice for notice in k8s.render_notices(settings))
+    assert schema_errors(values) == []
+    assert "db" not in k8s.build_values(plain)["hub"]  # default: the chart's own SQLite

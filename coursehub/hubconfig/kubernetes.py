@@ -27,6 +27,7 @@ from ..settings_kubernetes import (
 )
 from . import core
 from .auth import authenticator_class, kubernetes_notice
+from .database import effective_url
 
 HUB_STATE = Path("/srv/jupyterhub")  # the chart's hub-db volume: hub database and accounts
 CONFIG_PATH = "/usr/local/etc/coursehub/coursehub.yaml"  # where hub.extraFiles puts the settings
@@ -395,9 +396,29 @@ def hub_values(settings: Settings) -> dict[str, Any]:
                 "stringData": embedded_settings(settings),
             }
         },
-        "extraEnv": {"COURSEHUB_CONFIG": CONFIG_PATH},
+        "extraEnv": {"COURSEHUB_CONFIG": CONFIG_PATH, **database_env(settings)},
         "extraConfig": {"coursehub": EXTRA_CONFIG},
+        **database_values(settings),
     }
+
+
+DATABASE_SECRET = "coursehub-database"
+
+
+def database_values(settings: Settings) -> dict[str, Any]:
+    """The chart's hub.db for `database.url` (none: the chart's own SQLite on the hub volume)."""
+    if not settings.database.url:
+        return {}
+    url = effective_url(settings, StatePaths(HUB_STATE), env_url=None, password=None)
+    return {"db": {"type": "postgres", "url": url}}
+
+
+def database_env(settings: Settings) -> dict[str, Any]:
+    """PGPASSWORD for the hub pod from a Kubernetes Secret: the password never enters values.yaml."""
+    db = settings.database
+    if not (db.url and (db.password_env or db.password_file)):
+        return {}
+    return {"PGPASSWORD": {"valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "password"}}}}
 
 
 def embedded_settings(settings: Settings) -> str:
@@ -505,6 +526,12 @@ def render_notices(settings: Settings) -> list[str]:
         notices.append(
             "limits.pids is not applied per server: Kubernetes limits processes per "
             "pod for a whole node (the kubelet's podPidsLimit)"
+        )
+    if database_env(settings):
+        notices.append(
+            f"database password: the hub pod reads PGPASSWORD from the Secret {DATABASE_SECRET} "
+            f"(`kubectl create secret generic {DATABASE_SECRET} --from-literal=password=...`), "
+            "not from database.password_env/password_file"
         )
     if settings.auth.type == "workshop":
         notices.append(
