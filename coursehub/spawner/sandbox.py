@@ -277,8 +277,9 @@ class SandboxSpawner(LocalProcessSpawner):
             hidden=tuple(Path(p) for p in self.hidden_paths),
             readonly=tuple(Path(p) for p in self.readonly_paths),
             hostname=self.course or "jupyter",
-            # Files in /tmp count against the memory limit anyway: a full /tmp says so first.
-            tmp_size=int(self.limits()["memory"] or 0) // 2,
+            # Files in /tmp count against the memory limit: a quarter of it leaves room for the
+            # server and kernels, so a full /tmp is "No space left" rather than the OOM killer.
+            tmp_size=int(self.limits()["memory"] or 0) // 4,
         )
 
     @staticmethod
