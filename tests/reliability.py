@@ -91,12 +91,15 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def processes_of_uids(uids: set[int]) -> set[int]:
-    """Live processes whose real uid is one of `uids`."""
+def processes_of_uids(uids: set[int], zombies: bool = True) -> set[int]:
+    """Processes whose real uid is one of `uids` (zombies too, unless told not to)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            for line in _read(f"/proc/{entry}/status").splitlines():
+            status = _read(f"/proc/{entry}/status")
+            if not zombies and "\nState:\tZ" in status:
+                continue
+            for line in status.splitlines():
                 if line.startswith("Uid:") and int(line.split()[1]) in uids:
                     found.add(int(entry))
     return found
@@ -117,3 +120,67 @@ def forkserver_pids(state_dir: Path) -> set[int]:
     # Forked monitors and servers keep the fork server's command line, but they sit in a
     # server's cgroup (even once a killed fork server's children are re-parented).
     return {pid for pid in found if "/coursehub/" not in _read(f"/proc/{pid}/cgroup")}
+
+
+def answers(hub: Any, name: str, token: str) -> bool:
+    """True when the user's server answers through the proxy."""
+    import requests
+
+    try:
+        response = requests.get(
+            hub.url + f"user/{name}/api/status", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+    except requests.RequestException:
+        return False
+    return response.status_code == 200
+
+
+class Terminal:
+    """A Jupyter terminal of a user's server, driven over its websocket as a browser does."""
+
+    def __init__(self, server_url: str, token: str) -> None:
+        import requests
+        from websockets.sync.client import connect
+
+        self.server_url = server_url.rstrip("/") + "/"
+        headers = {"Authorization": f"token {token}"}
+        response = requests.post(self.server_url + "api/terminals", headers=headers, timeout=60)
+        assert response.status_code == 200, f"terminals are off or refused: {response.status_code}"
+        self.name = response.json()["name"]
+        url = "ws" + self.server_url[4:] + f"terminals/websocket/{self.name}"
+        self._connection = connect(url, additional_headers=headers, open_timeout=60, max_size=None)
+        self.ws = self._connection.__enter__()
+        self.http_headers = headers
+        self.run("stty -echo; export PS1='' PS2=''; bind 'set enable-bracketed-paste off'")
+
+    def run(self, command: str, timeout: float = 120) -> tuple[int, str]:
+        """Type `command`; its exit status and output (what the shell printed before the marker)."""
+        import re
+        import uuid
+
+        marker = uuid.uuid4().hex
+        self.ws.send(json.dumps(["stdin", f"{command}; echo {marker}:$?\r"]))
+        found = re.compile(marker + r":(\d+)")
+        text, deadline = "", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                raw = self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            kind, *payload = json.loads(raw)
+            if kind == "stdout":
+                text += payload[0]
+                if match := found.search(text):
+                    output = text[: match.start()].replace(f"echo {marker}:$?", "")
+                    return int(match.group(1)), re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output)
+        raise AssertionError(f"no answer from the terminal within {timeout} s to {command!r}: {text[-500:]}")
+
+    def close(self) -> None:
+        import requests
+
+        try:
+            self._connection.__exit__(None, None, None)
+        finally:
+            requests.delete(
+                self.server_url + f"api/terminals/{self.name}", headers=self.http_headers, timeout=30
+            )

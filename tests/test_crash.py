@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import Hub, wait_for
-from reliability import forkserver_pids, processes_of_uids, record, scaled
+from reliability import answers, forkserver_pids, processes_of_uids, record, scaled
 
 from coursehub.hubapi import HubAPI
 from coursehub.spawner import cgroups
@@ -51,17 +50,6 @@ def damaged(sums: dict[Path, str]) -> list[str]:
         except OSError as exc:
             bad.append(f"{path}: {exc}")
     return bad
-
-
-def answers(hub: Hub, name: str, token: str) -> bool:
-    """True when the user's server answers through the proxy."""
-    try:
-        response = requests.get(
-            hub.url + f"user/{name}/api/status", headers={"Authorization": f"token {token}"}, timeout=30
-        )
-    except requests.RequestException:
-        return False
-    return response.status_code == 200
 
 
 def recover(hub: Hub, name: str, token: str) -> tuple[str, list[str]]:

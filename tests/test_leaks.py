@@ -7,12 +7,13 @@ CI runs a small fraction and still asserts "back to the start within a tolerance
 from __future__ import annotations
 
 import pwd
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from conftest import Hub, wait_for
+from conftest import OUTPUT, Hub, wait_for
 from reliability import (
     before_after,
     descendants,
@@ -82,7 +83,15 @@ def settled(hub: Hub) -> Snapshot:
 
 
 def cycle(hub: Hub, name: str, token: str) -> None:
-    """Start the user's server, check it answers, stop it."""
+    """Start the user's server, check it answers, stop it (keeping the servers' logs on failure)."""
+    try:
+        _cycle(hub, name, token)
+    except BaseException:
+        shutil.copytree(hub.state_dir / "logs", OUTPUT / f"{hub.root.name}-logs", dirs_exist_ok=True)
+        raise
+
+
+def _cycle(hub: Hub, name: str, token: str) -> None:
     api = HubAPI(hub.url, token)
     hub.spawn(name, token)
     status = api.session.get(hub.url + f"user/{name}/api/status", timeout=60)
