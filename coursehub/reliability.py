@@ -17,6 +17,35 @@ from typing import Any
 
 DEFAULT_RECORDS = Path("test-output") / "reliability.jsonl"
 
+# What the table does not say: limits of this machine and decisions, kept with the generator so
+# that the page stays generated.
+NOTES = """\
+## What the table does not cover
+
+- **Home quota: none.** Homes live on the host's filesystem. Here that is ext4 mounted without
+  `usrquota`/`prjquota`, with no quota tools installed, so coursehub sets no home quota: a student
+  can fill the host's disk or its inodes through their home. The hostile tests do not try (it
+  would fill the shared test machine). On a real deployment put `sandbox.home_root` on a
+  filesystem with quotas (XFS project quotas, or ext4 with the `quota` feature) and set them with
+  `setquota`; coursehub does not automate that yet.
+- **/tmp and /dev/shm** are private tmpfs per server, capped at a quarter and an eighth of the
+  server's memory limit, so a full /tmp is "No space left on device" before the OOM killer. In
+  fork mode they also hold at most 65,536 / 16,384 inodes. bubblewrap (exec mode) cannot set a
+  tmpfs inode limit: there an inode flood in /tmp ends at the memory limit, in the OOM killer,
+  inside the attacker's own sandbox (the row "exhaust inodes" says what happened).
+- **Unix accounts and homes stay after `coursehub down`**, by design: a student's files outlive the
+  hub, and a restart finds them. Processes, cgroups, fork servers, the proxy and mounts do not
+  stay (checked after every crash test). Temporary (guest) users' accounts and homes are deleted
+  with the user.
+- **Starts cut short by a hub crash** leave their server running, unknown to the restarted hub,
+  until that user's next start (which replaces it) or `coursehub down` (figure
+  `unknown_sandboxes_after_restart`).
+- Leak cycles run in fork mode, the default (an exec-mode start costs ~4 CPU-s; 1,000 would take
+  over an hour here). Memory may grow by at most max(16 MiB, 10 %); descriptors of the hub and
+  proxy by at most 4; fork-server descriptors, cgroups and processes must be exactly back.
+- No row asserts a duration: the `seconds` figures are for reading only.
+"""
+
 
 def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (scenario, mode): the last one; sorted by scenario, then mode."""
@@ -63,10 +92,10 @@ def render(records: Iterable[dict[str, Any]]) -> str:
                 when=r.get("when", ""),
             )
         )
-    scale = {r.get("scale") for r in rows if r.get("scale") is not None}
+    scale = {float(r["scale"]) for r in rows if r.get("scale") is not None}
     if scale:
         lines += ["", f"COURSEHUB_RELIABILITY_SCALE of these runs: {', '.join(map(str, sorted(scale)))}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + NOTES
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.hub
 SECRET = "bob only 7f3a"
 
 
-def run_json(hub, user, token, code: str, **params) -> dict:
+def run_json(hub, user, token, code: str, server: str = "", **params) -> dict:
     """Run `code` (which prints one JSON value) with `params` available as PARAMS."""
     prelude = f"import json\nPARAMS = json.loads({json.dumps(params)!r})\n"
-    return json.loads(hub.run(user, token, prelude + code).strip().splitlines()[-1])
+    return json.loads(hub.run(user, token, prelude + code, server=server).strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -459,6 +459,52 @@ def test_symlinks_in_the_home_reach_nothing_of_others(world):
     assert not leaked, leaked
     assert not synced_into_bob, (bob_listing, sorted(os.listdir(home)))
     assert held
+
+
+def test_symlinks_in_course_content_are_dropped(world):
+    hub, alice, bob, tokens, info, term = world
+    home, state = info["home"], hub.state_dir
+    repo = hub.root / "evil-course"
+    repo.mkdir(exist_ok=True)
+    (repo / "notes.md").write_text("week 1\n")
+    links = {
+        "bob": home,
+        "secret": f"{home}/secret.txt",
+        "db": f"{state}/jupyterhub.sqlite",
+        "shadow": "/etc/shadow",
+    }
+    for name, target in links.items():
+        (repo / name).symlink_to(target)
+    hub.cli("course", "add", str(repo), "--name", "evilcourse")
+    bob_listing = sorted(os.listdir(home))
+    hub.spawn(alice, tokens[alice], server="evilcourse")
+    seen = run_json(
+        hub,
+        alice,
+        tokens[alice],
+        """
+import os
+out = {'home': sorted(os.listdir('evilcourse')), 'mount': sorted(os.listdir('/run/coursehub/course'))}
+out['read'] = [n for n in PARAMS['links'] if os.path.exists('evilcourse/' + n)]
+print(json.dumps(out))
+""",
+        server="evilcourse",
+        links=list(links),
+    )
+    hub.api().stop_server(alice, "evilcourse")
+    dropped = not seen["read"] and not set(links) & set(seen["home"] + seen["mount"])
+    held = dropped and "notes.md" in seen["home"] and sorted(os.listdir(home)) == bob_listing
+    held = held and victim_works(hub, bob, tokens)
+    record(
+        "hostile: symlinks in course content",
+        "links to bob's home and file, the hub database and /etc/shadow in a course: dropped when the "
+        "course is added; the student's copy and the mounted content have none",
+        len(links),
+        held,
+        mode=mode(hub),
+    )
+    assert dropped, seen
+    assert held, seen
 
 
 def server_memory_mib(hub, user: str) -> int:
