@@ -147,6 +147,9 @@ def run_server(req: dict) -> None:
         try:
             sys.argv = [SYNC, COURSE, os.path.join(req["home"], course)]
             runpy.run_path(SYNC, run_name="__main__")
+        except SystemExit as exc:  # the script ends with sys.exit(main()): 0 is success
+            if exc.code not in (0, None):
+                print(f"coursehub: course sync failed: exit status {exc.code}", file=sys.stderr)
         except BaseException as exc:  # noqa: BLE001 - a failed merge must not stop the server
             print(f"coursehub: course sync failed: {exc}", file=sys.stderr)
     start_kernel_zygote()
