@@ -124,6 +124,8 @@ def hub(make_hub_module):
     return make_hub_module(hub={"concurrent_spawn_limit": 100})
 
 
+# A cycle takes ~0.7 s on an idle machine, several on a busy one: room for the full count.
+@pytest.mark.timeout(max(600, 6 * scaled(1000, 20)))
 def test_one_user_spawn_stop_cycles_leak_nothing(hub):
     (name,) = hub.create_accounts("leak", 1)
     token = hub.token_for(name)
@@ -148,6 +150,7 @@ def test_one_user_spawn_stop_cycles_leak_nothing(hub):
     assert not problems, problems
 
 
+@pytest.mark.timeout(max(600, 6 * scaled(200, 20)))
 def test_many_users_spawn_stop_cycles_leak_nothing(hub):
     names = hub.create_accounts("many", 20)
     tokens = {name: hub.token_for(name) for name in names}
