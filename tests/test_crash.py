@@ -123,6 +123,8 @@ def ready_count(hub: Hub) -> int:
         return 0
 
 
+# An exec-mode start costs ~4 CPU-s: 50 of them, twice, on a busy 2-core machine exceed pytest's 600 s.
+@pytest.mark.timeout(max(600, 40 * scaled(50, 6)))
 @pytest.mark.parametrize("mode", ["fork", "exec"])
 def test_kill9_hub_mid_burst_loses_no_server_and_no_file(make_hub, mode):
     hub = make_hub(sandbox={"spawn_mode": mode}, hub={"concurrent_spawn_limit": 100})
