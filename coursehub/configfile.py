@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -126,7 +127,18 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+SECRET_TRAIT = re.compile(
+    r"secret|passw|(^|_)(api_|access_)?token$|private_key|signing_key|consumers", re.IGNORECASE
+)
+
+
 def dump_settings(settings: Settings) -> str:
-    """The effective settings as YAML, sizes written the way users write them."""
+    """The effective settings as YAML, sizes written the way users write them, secrets masked."""
     data = settings.model_dump(mode="json")
+    data["auth"] = {key: value for key, value in data["auth"].items() if value is not None}
+    # auth.* holds only 'env:'/'file:' references; the pass-through section may hold real secrets.
+    for traits in data.get("jupyterhub", {}).values():
+        for trait in traits:
+            if SECRET_TRAIT.search(trait):
+                traits[trait] = "********"
     return yaml.safe_dump(data, sort_keys=False)

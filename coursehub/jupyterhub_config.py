@@ -7,6 +7,7 @@ from pathlib import Path
 from coursehub.auth.hooks import resolve_authenticator, with_coursehub
 from coursehub.configfile import load_settings
 from coursehub.hubconfig import build
+from coursehub.hubdb import use_write_ahead_log
 from coursehub.paths import StatePaths
 from coursehub.runtime import runtime_for
 from coursehub.settings import Settings
@@ -20,6 +21,7 @@ _settings = (
 _paths = StatePaths(Path(os.environ["COURSEHUB_STATE_DIR"]))
 _runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]))
 c.merge(build(_settings, _runtime))
+use_write_ahead_log()
 # Whatever authenticator is configured also serves coursehub's launch links.
 c.JupyterHub.authenticator_class = with_coursehub(
     resolve_authenticator(str(c.JupyterHub.authenticator_class))

@@ -47,6 +47,11 @@ def _rows(prefix: str, model: type[BaseModel], defaults: dict) -> list[str]:
         sub = _submodel(field)
         if sub is not None and not _is_list(field) and isinstance(defaults.get(name), dict):
             rows += _rows(key, sub, defaults[name])
+        elif sub is not None and not _is_list(field) and defaults.get(name) is None:
+            # An optional section (auth.github...): its own keys, under a row saying what it is.
+            doc = (sub.__doc__ or "").strip().splitlines()[0]
+            rows.append(f"| `{key}` | `null` | Optional section: {doc} |")
+            rows += _rows(key, sub, _item_defaults(sub))
         else:
             rows.append(_row(key, field, defaults.get(name)))
     return rows

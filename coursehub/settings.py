@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_serializer, field_validator, model_validator
 
-from .settings_base import Model, format_size, parse_size
+from .settings_auth import AuthSettings, LockoutSettings
+from .settings_base import COURSE_NAME, Model, format_size, parse_size
+from .settings_binder import BinderSettings
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
-__all__ = ["Model", "format_size", "parse_size"]
-COURSE_NAME = r"^[a-z][a-z0-9-]{0,29}$"  # also a valid JupyterHub named-server name
+__all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
 
 
 class Limits(Model):
@@ -70,25 +71,6 @@ class HubSettings(Model):
     )
     start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
     http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
-
-
-class LockoutSettings(Model):
-    """Slowing and locking out repeated failed logins."""
-
-    max_failures: int = Field(5, ge=1, description="Failures before a lockout.")
-    window: float = Field(300, gt=0, description="Seconds in which failures are counted.")
-    lockout: float = Field(600, gt=0, description="Seconds an account or client stays locked.")
-
-
-class AuthSettings(Model):
-    """Who may log in."""
-
-    type: str = Field(
-        "workshop",
-        description="'workshop' (pre-generated accounts), 'dummy' (any password; demos only), "
-        "or any JupyterHub authenticator entry point or import path.",
-    )
-    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
 
 
 class SandboxSettings(Model):
@@ -170,6 +152,7 @@ class Settings(Model):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
     temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
+    binder: BinderSettings = Field(default_factory=BinderSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."

@@ -22,6 +22,7 @@ class CoursehubAuthenticatorMixin(HasTraits):
         config=True
     )
     tmp_per_client_per_minute = Integer(10, help="Temporary users per address per minute.").tag(config=True)
+    binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
         """The base authenticator's handlers plus /hub/launch and /hub/tmplogin."""
@@ -31,8 +32,11 @@ class CoursehubAuthenticatorMixin(HasTraits):
         base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
         if not (self.courses_root or self.static_courses):
             return base
+        from ..launch.binder_handlers import binder_handlers
+
         per_minute = self.tmp_per_client_per_minute
-        return [*base, *launch_handlers(self.courses_root, per_minute, self.static_courses)]
+        binder = binder_handlers(self.courses_root, self.binder, self.static_courses) if self.binder else []
+        return [*base, *launch_handlers(self.courses_root, per_minute, self.static_courses), *binder]
 
     async def refresh_user(self, user: Any, handler: Any = None) -> Any:
         """Temporary users have no account to re-check: they stay valid until culled."""

@@ -59,6 +59,7 @@ def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -
     record.title = course.title or course.name
     record.access = course.access
     record.default_notebook = course.default_notebook or ""
+    record.repo, record.ref = course.repo, course.ref
     record.limits = settings.course_limits(course).model_dump()
     record.shared_data = str(course.shared_data or "")
     record.scratch = str(course.scratch or "")

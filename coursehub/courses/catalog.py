@@ -20,6 +20,8 @@ class CourseRecord:
     title: str = ""
     access: str | list[str] = "accounts"
     default_notebook: str = ""
+    repo: str = ""  # where the content comes from (Binder requests are matched against it)
+    ref: str = ""
     limits: dict[str, Any] = field(default_factory=dict)
     content: str = ""  # the checkout servers merge into homes
     environment: str = ""  # the uv environment servers run from

@@ -43,7 +43,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 8  # bump when the environment layout below changes
+LAYOUT_VERSION = 9  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)

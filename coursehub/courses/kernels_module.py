@@ -63,9 +63,15 @@ def _add_user_site() -> None:
 
 
 def _reap(_signum: int, _frame: object) -> None:
+    """Collect exited kernels, saying how each ended (the server's log is this process's stderr)."""
     try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid <= 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                print(f"coursehub kernel zygote: kernel {pid} exited with {code}", file=sys.stderr)
     except ChildProcessError:
         pass
 
@@ -89,12 +95,20 @@ def zygote(path: str = SOCKET) -> None:
             request = json.loads(conn.makefile("r").readline())
             pid = os.fork()
             if pid == 0:
+                code = 0
                 try:
                     server.close()
                     conn.close()
                     _run_kernel(request)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:  # noqa: BLE001 - the kernel's last words go to the server's log
+                    import traceback
+
+                    traceback.print_exc()
+                    code = 1
                 finally:
-                    os._exit(0)
+                    os._exit(code)
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
@@ -118,7 +132,10 @@ class ForkedKernel:
         return self.poll() or 0
 
     def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass  # already gone: what Popen.send_signal does too, so restarts can proceed
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -9,7 +9,8 @@ from traitlets.config import Config
 
 from ..paths import StatePaths
 from ..settings import Settings
-from . import local
+from . import binder, local
+from .auth import apply_auth
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 CLI_SCOPES = [
@@ -20,7 +21,6 @@ CLI_SCOPES = [
     "admin:users",
     "read:metrics",
 ]
-BUILTIN_AUTHENTICATORS = {"workshop": "workshop", "dummy": "dummy"}
 TEMPORARY_GROUP = "coursehub-temporary"  # temporary users belong here; only they are culled
 TEMP_CULLER = "coursehub-temporary-culler"
 
@@ -43,6 +43,7 @@ def build(settings: Settings, runtime: Runtime) -> Config:
     apply_hub(settings, runtime, c)
     apply_auth(settings, runtime, c)
     apply_services(settings, runtime, c)
+    binder.apply_binder(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
     apply_ops(c)
     apply_passthrough(settings, c)
@@ -68,21 +69,6 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     c.Spawner.http_timeout = hub.http_timeout
     c.Spawner.default_url = "/lab"
     c.Authenticator.admin_users = set(hub.admin_users)
-
-
-def apply_auth(settings: Settings, runtime: Runtime, c: Config) -> None:
-    """The authenticator: workshop accounts by default, any other by name."""
-    auth = settings.auth
-    c.JupyterHub.authenticator_class = BUILTIN_AUTHENTICATORS.get(auth.type, auth.type)
-    c.Authenticator.courses_root = str(runtime.paths.courses)
-    c.Authenticator.tmp_per_client_per_minute = settings.temporary.per_client_per_minute
-    if auth.type == "workshop":
-        c.WorkshopAuthenticator.accounts_db = str(runtime.paths.accounts)
-        c.WorkshopAuthenticator.max_failures = auth.lockout.max_failures
-        c.WorkshopAuthenticator.failure_window = auth.lockout.window
-        c.WorkshopAuthenticator.lockout_seconds = auth.lockout.lockout
-    elif auth.type == "dummy":
-        c.Authenticator.allow_all = True
 
 
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:

@@ -26,6 +26,7 @@ from ..settings_kubernetes import (
     split_image,
 )
 from . import core
+from .auth import authenticator_class, kubernetes_notice
 
 HUB_STATE = Path("/srv/jupyterhub")  # the chart's hub-db volume: hub database and accounts
 CONFIG_PATH = "/usr/local/etc/coursehub/coursehub.yaml"  # where hub.extraFiles puts the settings
@@ -381,7 +382,7 @@ def values_yaml(values: dict[str, Any]) -> str:
 
 def hub_values(settings: Settings) -> dict[str, Any]:
     """The hub pod: coursehub's image, and coursehub.yaml applied by hub.extraConfig."""
-    auth = core.BUILTIN_AUTHENTICATORS.get(settings.auth.type, settings.auth.type)
+    auth = authenticator_class(settings)
     image = settings.kubernetes.hub_image
     return {
         "image": {"name": image.name, "tag": image.tag},
@@ -483,7 +484,7 @@ def cull_values(settings: Settings) -> dict[str, Any]:
 
 def render_notices(settings: Settings) -> list[str]:
     """What in `settings` does not carry over to Kubernetes, or works differently there."""
-    notices = []
+    notices = [notice for notice in [kubernetes_notice(settings)] if notice]
     if "sandbox" in settings.model_fields_set:
         notices.append(
             "sandbox.* is ignored: each server is its own pod (non-root, no privilege "

@@ -15,6 +15,9 @@ from ..errors import SandboxError
 from .bwrap import COURSE_MOUNT, MOUNTS, SYNC_MOUNT, SandboxSpec
 
 log = logging.getLogger(__name__)
+# debugpy (pre-imported for kernels) checks for frozen modules at import and warns; the check
+# is about breakpoints in the stdlib, which a shared pre-import cannot honour anyway.
+PRELOAD_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 SCRIPT = Path(__file__).with_name("forkserver.py")
 START_TIMEOUT = 120
 _LOCK = threading.Lock()
@@ -90,7 +93,7 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd="/",
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **PRELOAD_ENV},
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

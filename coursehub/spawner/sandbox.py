@@ -17,7 +17,7 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Integer, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
 from ..courses.access import is_temporary, may_open
@@ -67,6 +67,7 @@ class SandboxSpawner(LocalProcessSpawner):
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
+    limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
 
     @default("poll_interval")
@@ -75,8 +76,19 @@ class SandboxSpawner(LocalProcessSpawner):
 
     @default("args")
     def _default_args(self) -> list[str]:
-        # Fail rather than quietly listen elsewhere than where the hub will route.
-        return ["--ServerApp.port_retries=0"]
+        return [
+            # Fail rather than quietly listen elsewhere than where the hub will route.
+            "--ServerApp.port_retries=0",
+            # Start-up costs that buy nothing here: no language servers are installed in course
+            # environments (jupyter_lsp probes for them, and for node), and the environment is
+            # read-only, so the PyPI extension manager (an HTTP client, network calls) cannot act.
+            "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+            "--LabApp.extension_manager=readonly",
+            # Kernels talk to their server over Unix sockets in the user's private runtime
+            # folder, not TCP: in a burst, kernels picking random free TCP ports collided with
+            # each other (a kernel dying at start, ~1 in 50), and no other user can reach them.
+            "--KernelManager.transport=ipc",
+        ]
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
@@ -111,11 +123,12 @@ class SandboxSpawner(LocalProcessSpawner):
     def limits(self) -> dict[str, Any]:
         """Memory, cpu and pids for this server: the course's, else the global ones."""
         course = self.record.limits if self.record else {}
-        return {
+        limits = {
             "memory": course.get("memory") or self.mem_limit,
             "cpu": course.get("cpu") or self.cpu_limit or 1.0,
             "pids": course.get("pids") or self.pids_limit,
         }
+        return {**limits, **self.limit_overrides}
 
     def load_state(self, state: dict) -> None:
         """Restore the pid (to re-attach) and the OOM count already reported."""
@@ -141,6 +154,9 @@ class SandboxSpawner(LocalProcessSpawner):
             PYTHONUSERBASE=f"{self.account.home}/.local/share/coursehub/{self.course or 'default'}",
             COURSEHUB_COURSE=self.course,
             COURSEHUB_KERNEL_NPROC=str(kernel_nproc(self.limits()["pids"])),
+            # The server's private runtime files (kernel sockets, connection files) in the
+            # sandbox's own /tmp: a Unix socket path must fit in 107 bytes, a home may not.
+            JUPYTER_RUNTIME_DIR="/tmp/.jupyter-runtime",
         )
         return env
 

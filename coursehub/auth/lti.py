@@ -1,0 +1,138 @@
+"""ltiauthenticator's LTI 1.3 and 1.1 authenticators, plus what coursehub adds: the launch lands in the
+mapped course and notebook, LMS roles become groups (and optionally admin), and an LTI 1.3 nonce is
+accepted once only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jupyterhub import orm
+from ltiauthenticator.lti11.auth import LTI11Authenticator
+from ltiauthenticator.lti11.handlers import LTI11AuthenticateHandler
+from ltiauthenticator.lti13.auth import LTI13Authenticator
+from ltiauthenticator.lti13.constants import LTI13_CUSTOM_CLAIM
+from ltiauthenticator.lti13.error import LoginError
+from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
+from tornado import web
+from traitlets import Bool, Dict, HasTraits, List, Unicode
+
+from .lti_mapping import LaunchTarget, map_launch
+
+CONTEXT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/context"
+ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
+_ATTRIBUTE = "_coursehub_launch"
+
+
+def join_groups(db: Any, orm_user: Any, names: list[str]) -> None:
+    """Add the user to these groups (creating them); groups from other launches are kept."""
+    have = {group.name for group in orm_user.groups}
+    for name in names:
+        if name in have:
+            continue
+        group = orm.Group.find(db, name) or orm.Group(name=name)
+        db.add(group)
+        orm_user.groups.append(group)
+    db.commit()
+
+
+class LaunchMappingMixin(HasTraits):
+    """Course mapping settings shared by both LTI versions."""
+
+    contexts = Dict(config=True, help="LMS context id or label -> coursehub course.")
+    course_param = Unicode("course", config=True, help="Custom parameter naming the course.")
+    notebook_param = Unicode("notebook", config=True, help="Custom parameter naming the notebook.")
+    instructor_roles = List(Unicode(), ["Instructor"], config=True, help="Roles meaning instructor.")
+    instructors_are_admins = Bool(False, config=True, help="Instructors are JupyterHub admins.")
+
+    def target(self, context: dict, custom: dict, roles: list[str]) -> LaunchTarget:
+        """The mapped launch target of these (already verified) launch parameters."""
+        return map_launch(
+            self.contexts,
+            str(context.get("id") or ""),
+            str(context.get("label") or ""),
+            custom,
+            roles,
+            self.course_param,
+            self.notebook_param,
+            self.instructor_roles,
+        )
+
+    def remember(self, handler: Any, auth: dict, target: LaunchTarget) -> dict:
+        """Keep the target on the handler for after login; instructors may become admins."""
+        setattr(handler, _ATTRIBUTE, target)
+        if target.instructor and self.instructors_are_admins:
+            auth["admin"] = True
+        return auth
+
+
+def finish_launch(handler: Any, user: Any) -> str:
+    """Join the launch's groups and return where to go next."""
+    target: LaunchTarget | None = getattr(handler, _ATTRIBUTE, None)
+    if target is None:
+        return handler.get_next_url(user)
+    join_groups(handler.db, user.orm_user, target.groups())
+    handler.log.info("LTI launch of %s -> %s", user.name, target)
+    return target.url(handler.hub.base_url)
+
+
+class LTI13LaunchHandler(LTI13CallbackHandler):
+    """ltiauthenticator's callback, landing in the mapped course."""
+
+    async def redirect_to_next_url(self, user: Any) -> None:
+        self.redirect(finish_launch(self, user))
+
+
+class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
+    """LTI 1.3 with course mapping and single-use nonces."""
+
+    callback_handler = LTI13LaunchHandler
+    # nonce -> expiry; ltiauthenticator checks the nonce against a cookie, which a replay can carry too.
+    _seen_nonces: dict[str, float] = {}
+
+    async def authenticate(self, handler: Any, data: dict | None = None) -> dict:
+        claims = data or {}
+        self._use_nonce(str(claims.get("nonce") or ""), float(claims.get("exp") or 0))
+        auth = await super().authenticate(handler, claims)
+        target = self.target(
+            claims.get(CONTEXT_CLAIM) or {},
+            claims.get(LTI13_CUSTOM_CLAIM) or {},
+            claims.get(ROLES_CLAIM) or [],
+        )
+        return self.remember(handler, auth, target)
+
+    def _use_nonce(self, nonce: str, expires: float) -> None:
+        now = time.time()
+        for old in [n for n, t in self._seen_nonces.items() if t < now]:
+            del self._seen_nonces[old]
+        if not nonce or nonce in self._seen_nonces:
+            raise LoginError("this launch was already used (replayed nonce): launch again from the LMS")
+        self._seen_nonces[nonce] = max(expires, now + 600)
+
+
+class LTI11LaunchHandler(LTI11AuthenticateHandler):
+    """ltiauthenticator's LTI 1.1 launch, landing in the mapped course."""
+
+    async def post(self) -> None:
+        user = await self.login_user()
+        if user is None:
+            raise web.HTTPError(403, "LTI launch refused")
+        self.redirect(finish_launch(self, user))
+
+
+class LTI11CourseAuthenticator(LaunchMappingMixin, LTI11Authenticator):
+    """LTI 1.1 with course mapping (its validator already rejects replayed nonces)."""
+
+    def get_handlers(self, app: Any) -> list:
+        return [
+            (path, LTI11LaunchHandler if path == "/lti/launch" else h)
+            for path, h in super().get_handlers(app)
+        ]
+
+    async def authenticate(self, handler: Any, data: dict | None = None) -> dict:
+        auth = await super().authenticate(handler, data)
+        args = auth.get("auth_state") or {}
+        custom = {k.removeprefix("custom_"): v for k, v in args.items() if k.startswith("custom_")}
+        context = {"id": args.get("context_id"), "label": args.get("context_label")}
+        roles = str(args.get("roles") or "").split(",")
+        return self.remember(handler, auth, self.target(context, custom, roles))
