@@ -6,6 +6,7 @@ CI runs a small fraction and still asserts "back to the start within a tolerance
 
 from __future__ import annotations
 
+import contextlib
 import pwd
 import shutil
 import time
@@ -126,14 +127,18 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
 
 @pytest.fixture(scope="module")
 def hub(make_hub_module):
-    yield make_hub_module(
-        hub={"concurrent_spawn_limit": 100}, jupyterhub={"SandboxSpawner": {"cgroup_parent": PARENT}}
-    )
+    hubs = [
+        make_hub_module(
+            hub={"concurrent_spawn_limit": 100}, jupyterhub={"SandboxSpawner": {"cgroup_parent": PARENT}}
+        )
+    ]
+    yield hubs[0]
+    hub = hubs[0]
     for parent in Path("/sys/fs/cgroup").glob(f"*/{PARENT}"):
-        for group in parent.iterdir():
-            if group.is_dir():
-                group.rmdir()
-        parent.rmdir()
+        for group in parent.glob(f"{hub.prefix}*"):
+            group.rmdir()  # only this hub's: another run may share the parent
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 # A cycle takes ~0.7 s on an idle machine, several on a busy one: room for the full count.
