@@ -32,7 +32,9 @@ NOTES = """\
   server's memory limit, so a full /tmp is "No space left on device" before the OOM killer. In
   fork mode they also hold at most 65,536 / 16,384 inodes. bubblewrap (exec mode) cannot set a
   tmpfs inode limit: there an inode flood in /tmp ends at the memory limit, in the OOM killer,
-  inside the attacker's own sandbox (the row "exhaust inodes" says what happened).
+  inside the attacker's own sandbox (the row "exhaust inodes" says what happened). Kernels'
+  connection files and sockets live in /tmp too: while it is full, a new kernel cannot start
+  until the student frees space (the tests free it and then run code).
 - **Unix accounts and homes stay after `coursehub down`**, by design: a student's files outlive the
   hub, and a restart finds them. Processes, cgroups, fork servers, the proxy and mounts do not
   stay (checked after every crash test). Temporary (guest) users' accounts and homes are deleted
