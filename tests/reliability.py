@@ -184,3 +184,23 @@ class Terminal:
             requests.delete(
                 self.server_url + f"api/terminals/{self.name}", headers=self.http_headers, timeout=30
             )
+
+
+def socket_peers(pid: int) -> dict[int, int]:
+    """How many TCP connections `pid` holds, by the remote port (listening sockets excluded)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return {}
+    peers: dict[int, int] = {}
+    for table in ("tcp", "tcp6"):
+        for line in _read(f"/proc/{pid}/net/{table}").splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] != "0A":
+                port = int(fields[2].rsplit(":", 1)[1], 16)
+                peers[port] = peers.get(port, 0) + 1
+    return peers

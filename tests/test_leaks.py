@@ -25,6 +25,7 @@ from reliability import (
     processes_of_uids,
     record,
     scaled,
+    socket_peers,
 )
 
 from coursehub.hubapi import HubAPI
@@ -54,6 +55,7 @@ class Snapshot:
     forkserver_fds: int
     cgroups: int
     processes: int
+    hub_to_proxy_api: int  # pooled keep-alive connections of the hub's HTTP client
 
 
 def snapshot(hub: Hub) -> Snapshot:
@@ -74,7 +76,14 @@ def snapshot(hub: Hub) -> Snapshot:
         forkserver_fds=sum(open_fds(p) for p in forks),
         cgroups=len([g for g in cgroups.all_groups(PARENT) if g.dirs[0].name.startswith(hub.prefix)]),
         processes=len(procs),
+        hub_to_proxy_api=socket_peers(hub.hub_pid).get(proxy_api_port(hub), 0),
     )
+
+
+def proxy_api_port(hub: Hub) -> int:
+    import yaml
+
+    return yaml.safe_load(hub.config.read_text())["hub"]["proxy_api_port"]
 
 
 def settled(hub: Hub) -> Snapshot:
@@ -115,9 +124,14 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
         problems.append(f"proxy PSS {before.proxy_pss} -> {after.proxy_pss} KiB")
     if after.forkserver_pss > before.forkserver_pss + MEMORY_SLACK_KIB:
         problems.append(f"fork server PSS {before.forkserver_pss} -> {after.forkserver_pss} KiB")
-    # A few descriptors come and go with the hub's own HTTP connections.
+    # A few descriptors come and go with the hub's own HTTP connections; more only as keep-alive
+    # connections from the hub to the proxy's API (a pool bounded by concurrent requests), counted
+    # on both sides.
+    pooled = max(0, after.hub_to_proxy_api - before.hub_to_proxy_api)
+    if pooled > WAVE:
+        problems.append(f"hub-to-proxy connections {before.hub_to_proxy_api} -> {after.hub_to_proxy_api}")
     for name in ("hub_fds", "proxy_fds"):
-        if getattr(after, name) > getattr(before, name) + 4:
+        if getattr(after, name) > getattr(before, name) + 4 + pooled:
             problems.append(f"{name} {getattr(before, name)} -> {getattr(after, name)}")
     for name in ("forkserver_fds", "cgroups", "processes"):
         if getattr(after, name) != getattr(before, name):
