@@ -46,6 +46,12 @@ NOTES = """\
   over an hour here). Memory may grow by at most max(16 MiB, 10 %); descriptors of the hub and
   proxy by at most 4; fork-server descriptors, cgroups and processes must be exactly back.
 - No row asserts a duration: the `seconds` figures are for reading only.
+- The table keeps each scenario's latest run. Earlier full runs did not hold: one start in the
+  1,000-cycle run and one in the 200-cycle run failed ("Your server stopped while starting":
+  another hub's `coursehub up` swept the fresh, still empty cgroup; fixed by sweeping only the
+  hub's own prefix), and in one 200-cycle run the hub's and proxy's descriptors grew by 5 each,
+  which the re-run traced to keep-alive connections from the hub to the proxy's API (figure
+  `hub_to_proxy_api`; a pool bounded by concurrent requests, now allowed up to that bound).
 """
 
 
