@@ -242,6 +242,7 @@ def accounts_reset(ctx: click.Context, username: str, out: Path | None) -> None:
 
 def _register_plugins() -> None:
     """Commands that live in their own modules."""
+    from .commands.backup import backup, restore
     from .commands.bench import bench
     from .commands.courses import course
     from .commands.kubernetes import image as course_image_command
@@ -253,6 +254,8 @@ def _register_plugins() -> None:
     main.add_command(course)
     main.add_command(render)
     main.add_command(bench)
+    main.add_command(backup)
+    main.add_command(restore)
     course.add_command(course_image_command)
 
 

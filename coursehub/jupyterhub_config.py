@@ -19,7 +19,7 @@ _settings = (
     Settings.model_validate_json(_effective) if _effective else load_settings(Path(_file) if _file else None)
 )
 _paths = StatePaths(Path(os.environ["COURSEHUB_STATE_DIR"]))
-_runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]))
+_runtime = runtime_for(_paths, Path(os.environ["COURSEHUB_USER_ENV"]), _settings)
 c.merge(build(_settings, _runtime))
 use_write_ahead_log()
 # Whatever authenticator is configured also serves coursehub's launch links.

@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import CoursehubError
 from .hubconfig import Runtime
 from .paths import StatePaths
+from .settings import Settings
 
 PROXY = "configurable-http-proxy"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +57,15 @@ def ensure_secret(path: Path) -> str:
     return token
 
 
-def runtime_for(paths: StatePaths, user_env: Path) -> Runtime:
+def runtime_for(paths: StatePaths, user_env: Path, settings: Settings | None = None) -> Runtime:
     """The Runtime of a hub started from this interpreter."""
+    from .database import resolve_url
+
     return Runtime(
         paths=paths,
         proxy_command=find_proxy(),
         python=sys.executable,
         user_env=user_env,
         cli_token=ensure_secret(paths.cli_token),
+        db_url=resolve_url(settings, paths) if settings is not None else "",
     )

@@ -10,6 +10,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 from .settings_auth import AuthSettings, LockoutSettings
 from .settings_base import COURSE_NAME, Model, format_size, parse_size
 from .settings_binder import BinderSettings
+from .settings_database import DatabaseSettings
 from .settings_kubernetes import CourseKubernetes, KubernetesSettings
 
 __all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
@@ -147,6 +148,7 @@ class Settings(Model):
     """The whole of coursehub.yaml."""
 
     hub: HubSettings = Field(default_factory=HubSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: Limits = Field(default_factory=Limits)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

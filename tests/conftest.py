@@ -196,6 +196,12 @@ class Hub:
         assert result.status == "ok", f"{result.status}: {result.error}\n{result.stderr}"
         return result.stdout
 
+    def forkserver_pid(self, environment: Path) -> int | None:
+        """The pid of the fork server of one of this hub's environments, if it runs."""
+        from coursehub.spawner.forkclient import forkserver_pid
+
+        return forkserver_pid(self.state_dir / "run", environment.name)
+
     def kill9(self) -> None:
         """Kill the hub process itself with SIGKILL (its proxy and servers stay)."""
         os.kill(self.hub_pid, signal.SIGKILL)
@@ -309,3 +315,114 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@dataclass
+class Postgres:
+    """A real PostgreSQL server from Debian's packages, run as `postgres` in a temporary cluster."""
+
+    root: Path
+    port: int
+    user: str = "coursehub"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16) + "%@:/")  # URL-hostile
+
+    @property
+    def bin(self) -> Path:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+        if not found:
+            pytest.fail("PostgreSQL is missing: the test command installs it (apt-get install postgresql)")
+        return found[-1].parent
+
+    def as_postgres(self, *cmd: str, timeout: float = 120) -> str:
+        result = subprocess.run(
+            ["runuser", "-u", "postgres", "--", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser over the cluster's Unix socket."""
+        psql = [str(self.bin / "psql"), "-h", str(self.root), "-p", str(self.port), "-d", database]
+        return self.as_postgres(*psql, "-Atqc", statement)
+
+    def start(self) -> None:
+        data = self.root / "data"
+        pwfile = self.root / "pw"
+        pwfile.write_text(secrets.token_hex(16))
+        shutil.chown(pwfile, "postgres")
+        initdb = [str(self.bin / "initdb"), "-D", str(data), "--auth-local=peer", "--auth-host=scram-sha-256"]
+        self.as_postgres(*initdb, f"--pwfile={pwfile}")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"), "-w"]
+        self.as_postgres(*pg_ctl, "-o", options, "start")
+        escaped = self.password.replace("'", "''")
+        self.sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{escaped}'")
+
+    def stop(self) -> None:
+        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "stop"]
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *pg_ctl],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    def create_database(self) -> str:
+        """A fresh database owned by the hub's role; its URL (without the password)."""
+        name = "hub_" + secrets.token_hex(4)
+        self.sql(f"CREATE DATABASE {name} OWNER {self.user}")
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
+
+    def password_file(self, folder: Path) -> Path:
+        """The password in a root-owned 0600 file, as database.password_file wants it."""
+        path = folder / "db-password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.password + "\n")
+        return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL cluster for the session; each hub gets its own database in it."""
+    if os.geteuid() != 0:
+        pytest.skip("the PostgreSQL tests run the server as the postgres user (needs root)")
+    root = hub_root()
+    shutil.chown(root, "postgres", "postgres")
+    os.chmod(root, 0o700)
+    server = Postgres(root, free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def postgres_settings(server: Postgres) -> dict:
+    """The `database:` section of a hub with its own database on `server`, password in a 0600 file."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="coursehub-dbpw-"))  # 0700, root's
+    return {"url": server.create_database(), "password_file": str(server.password_file(folder))}
+
+
+@pytest.fixture(scope="session")
+def edge_hub():
+    """One plain hub with an open course, shared by the modules that probe its edges.
+
+    The address lockout is raised: the hostile-request test fails logins from 127.0.0.1 by the
+    hundred, and the header tests log in from the same address afterwards.
+    """
+    needs_root_sandbox()
+    hub = Hub(hub_root(), {"jupyterhub": {"WorkshopAuthenticator": {"ip_max_failures": 1_000_000}}})
+    hub.start()
+    try:
+        demo = REPO / "coursehub" / "demo"
+        hub.cli("course", "add", str(demo), "--name", "open1", "--access", "open")
+        yield hub
+    finally:
+        hub.teardown()

@@ -29,7 +29,7 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
     needs_root_sandbox()
     out = tmp_path / "bench"
     args = ["--systems", "stock,coursehub", "--sizes", "2", "--repeat", "1"]
-    args += ["--memory-users", "1", "--memory-rate", "0", "--time-limit", "300"]
+    args += ["--memory-users", "1", "--memory-rate", "0", "--readers", "2", "--time-limit", "300"]
     result = CliRunner().invoke(bench, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
 
@@ -54,8 +54,14 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
                 assert not failed and not student["error"], (name, student)
                 assert student["ttfr"] > 0
 
+    textbook = results["systems"]["coursehub"]["textbook"]
+    assert textbook["one"]["ok"] == 1 and textbook["crowd"]["ok"] == 2, textbook
+    assert textbook["crowd"]["seconds"]["max"] > 0
+    assert "textbook" not in results["systems"]["stock"]  # no Binder API there
+
     markdown = (out / "results.md").read_text()
     assert "stock JupyterHub, default timeouts" in markdown and "coursehub, defaults" in markdown
+    assert "| coursehub, defaults | 2 at once | 2/2 |" in markdown
     png = (out / "ttfr.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000
 

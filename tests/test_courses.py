@@ -152,9 +152,15 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
 
 def test_guest_links_are_rate_limited_per_address(course_hub):
     hub, _ = course_hub
+    # A client that claims another address each time is still one client.
     codes = [
-        requests.get(hub.url + "hub/tmplogin?course=open101", allow_redirects=False, timeout=60).status_code
-        for _ in range(5)
+        requests.get(
+            hub.url + "hub/tmplogin?course=open101",
+            headers={"X-Real-Ip": f"10.0.0.{i}", "X-Forwarded-For": f"10.0.1.{i}"},
+            allow_redirects=False,
+            timeout=60,
+        ).status_code
+        for i in range(5)
     ]
     assert 429 in codes, codes
 
@@ -308,3 +314,43 @@ def test_shared_data_is_read_only_and_scratch_is_shared(course_hub):
     assert hub.run(writer, tokens[writer], check, server="roster").startswith("ACGT OSError")
     seen = hub.run(reader, tokens[reader], check, server="roster")
     assert f"from-{writer}" in seen and f"from-{reader}" in seen
+
+
+def test_new_requirements_move_new_servers_to_a_new_fork_server(course_hub):
+    from coursehub.courses.catalog import load_catalog
+
+    hub, repo = course_hub
+    chem = hub.root / "chem101"
+    subprocess.run(["cp", "-a", str(repo), str(chem)], check=True)
+    (chem / "requirements.txt").write_text("tabulate==0.9.0\nsix==1.16.0\n")  # an environment of its own
+    git(chem, "commit", "-qam", "six 1.16")
+    hub.cli("course", "add", str(chem), "--name", "chem101")
+    (name,) = hub.create_accounts("chem", 1)
+    token = hub.token_for(name)
+    hub.spawn(name, token, server="chem101")
+    old_env = Path(load_catalog(hub.state_dir / "courses")["chem101"].environment)
+    old_server = hub.forkserver_pid(old_env)
+    assert old_server, "the course's environment has no fork server"
+
+    (chem / "requirements.txt").write_text("tabulate==0.9.0\nsix==1.17.0\n")
+    git(chem, "commit", "-qam", "six 1.17")
+    hub.cli("course", "update", "chem101")
+    new_env = Path(load_catalog(hub.state_dir / "courses")["chem101"].environment)
+    assert new_env != old_env
+    assert hub.forkserver_pid(old_env) is None
+    wait_for(lambda: _gone(old_server), what="the old fork server to exit")
+    assert hub.run(name, token, "print(6 * 7)", server="chem101").strip() == "42"  # still running
+
+    hub.api().stop_server(name, "chem101")
+    wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
+    hub.spawn(name, token, server="chem101")
+    assert hub.run(name, token, "import six; print(six.__version__)", server="chem101").strip() == "1.17.0"
+    assert hub.forkserver_pid(new_env) not in (None, old_server)
+
+
+def _gone(pid: int) -> bool:
+    """True when `pid` has exited (a zombie its parent has not collected yet counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

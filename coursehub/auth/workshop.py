@@ -14,6 +14,7 @@ from traitlets import Float, Integer, Unicode, default
 from coursehub.auth.accounts import AccountStore
 from coursehub.auth.hooks import CoursehubAuthenticatorMixin
 from coursehub.auth.lockout import LockoutPolicy, LockoutTracker, ip_key, user_key
+from coursehub.clientaddr import client_address
 from coursehub.courses.access import is_temporary
 from coursehub.errors import ConfigError
 
@@ -87,7 +88,7 @@ class WorkshopAuthenticator(CoursehubAuthenticatorMixin, Authenticator):
         password = str(data.get("password") or "")
         if not username or not password or len(username) > MAX_USERNAME_LEN:
             return None
-        addr = handler.request.remote_ip or "unknown"
+        addr = client_address(handler.request)
         keys = [user_key(username), ip_key(addr)]
         tracker = self.tracker
         remaining = await asyncio.to_thread(tracker.check, keys, time.time())

@@ -86,4 +86,6 @@ def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str) -> dict:
         },
         "auth": {"type": "dummy"},
         "sandbox": {"home_root": str(workdir / "homes"), "user_prefix": user_prefix},
+        # Every simulated reader comes from this machine's one address: room for the crowd.
+        "binder": {"max_per_repo": 100, "per_client_per_minute": 200},
     }

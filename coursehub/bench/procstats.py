@@ -81,6 +81,14 @@ def environ(pid: int) -> dict[str, str]:
         return {}
 
 
+def cgroups_of(pid: int) -> str:
+    """/proc/<pid>/cgroup: which cgroups `pid` belongs to ('' when it is gone)."""
+    try:
+        return (PROC / str(pid) / "cgroup").read_text()
+    except OSError:
+        return ""
+
+
 def all_pids() -> list[int]:
     """Every process on the machine now."""
     return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]

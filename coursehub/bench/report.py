@@ -138,12 +138,48 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         f"({options.get('memory_users', '?')} users arriving at "
         f"{options.get('memory_rate', '?')}/s)",
         "",
-        "PSS of the user's processes (server and kernel); CPU-s of those processes since "
-        "their start (spawn, kernel start and one cell).",
+        "PSS of every process a user costs: server and kernel (coursehub's fork mode adds a "
+        "kernel zygote and a root-owned monitor in the server's cgroup, both counted); CPU-s of "
+        "those processes since their start (spawn, kernel start and one cell).",
         "",
         *memory_table(systems),
     ]
+    textbook = textbook_table(systems)
+    if textbook:
+        lines += [
+            "",
+            f'{h}# Runnable cells on a web page: "activate" to printed output',
+            "",
+            "What thebe does after its activate button, through coursehub's Binder API "
+            "(`/hub/binder`), without a browser: build event stream → `ready` → new kernel → "
+            "one cell → its output. Stock JupyterHub has no Binder API. The benchmark's readers "
+            "all come from one address, so its hub allows 100 per repository and 200 per minute "
+            "per address (defaults 50 and 60).",
+            "",
+            *textbook,
+        ]
     return "\n".join(lines) + "\n"
+
+
+def textbook_table(systems: dict[str, Any]) -> list[str]:
+    """One reader at a time, and a crowd at once (systems that ran the scenario)."""
+    rows = []
+    for entry in systems.values():
+        t = entry.get("textbook")
+        if not t:
+            continue
+        one, crowd = t["one"], t["crowd"]
+        rows.append(
+            f"| {entry['label']} | 1 (×{one['readers']}) | {one['ok']}/{one['readers']} | "
+            f"{seconds(one['seconds']['p50'])} | {seconds(one['seconds']['max'])} |"
+        )
+        rows.append(
+            f"| {entry['label']} | {crowd['readers']} at once | {crowd['ok']}/{crowd['readers']} | "
+            f"{seconds(crowd['seconds']['p50'])} | {seconds(crowd['seconds']['max'])} |"
+        )
+    if not rows:
+        return []
+    return ["| system | readers | ok | median | max |", "|---|---|---|---|---|", *rows]
 
 
 def replace_section(readme: str, section: str) -> str:

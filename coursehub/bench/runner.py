@@ -18,7 +18,8 @@ from .configs import LABELS, SYSTEMS
 from .machine import describe_machine
 from .report import render_markdown
 from .scenarios import ScenarioOptions, bursts, single_user, steady_state
-from .systems import make_hub
+from .systems import CoursehubHub, make_hub
+from .textbook import textbook
 
 log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
@@ -73,6 +74,8 @@ class Bench:
             entry["memory"] = steady_state(hub, opts, self.emit)
             hub.stop_all_servers()
             entry["bursts"] = bursts(hub, opts, self.emit)
+            if isinstance(hub, CoursehubHub) and opts.readers:
+                entry["textbook"] = textbook(hub, opts.reader_repeat, opts.readers, self.emit)
         except Exception as exc:  # one broken system must not hide the others' numbers
             log.exception("the %s run failed", system)
             entry["error"] = f"{type(exc).__name__}: {exc}"

@@ -29,6 +29,8 @@ class ScenarioOptions:
     memory_users: int = 10
     memory_rate: float = 0.2  # arrivals per second, so that even stock hubs get there
     time_limit: float = 900.0  # per load run
+    readers: int = 50  # textbook readers activating at once (coursehub only)
+    reader_repeat: int = 5  # single-reader activations, one after another
     http_timeout: float = 60.0
 
 

@@ -139,10 +139,11 @@ class BenchHub:
         api = self.admin()
         users = [u for u in api.users() if u.get("servers")]
         for user in users:
-            try:
-                api.stop_server(user["name"])
-            except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
-                log.warning("%s", exc)
+            for server in user["servers"]:  # named servers too (Binder launches use them)
+                try:
+                    api.stop_server(user["name"], server)
+                except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
+                    log.warning("%s", exc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
             time.sleep(0.5)
@@ -266,12 +267,21 @@ class CoursehubHub(BenchHub):
         return _pid_from(self.state_dir / "proxy.pid")
 
     def user_pids(self, user: str) -> list[int]:
-        """Every process of the user's own Unix account."""
+        """Every process of the user's own Unix account, and the root-owned monitor above its
+        server in the same cgroup (fork mode): it is memory that user costs too."""
         try:
             uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
         except KeyError:
             return []
-        return procstats.pids_of_uid(uid)
+        pids = procstats.pids_of_uid(uid)
+        parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
+        monitors = [
+            parent
+            for parent in parents - set(pids)
+            for child in pids
+            if procstats.cgroups_of(parent) and procstats.cgroups_of(parent) == procstats.cgroups_of(child)
+        ]
+        return sorted({*pids, *monitors})
 
     def keep_logs(self) -> None:
         """The servers' logs (coursehub writes one per server in its state folder)."""

@@ -77,6 +77,13 @@ def _emit(line: str) -> None:
     help="Their arrivals per second (0: all at once).",
 )
 @click.option(
+    "--readers",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Textbook readers activating runnable cells at once (coursehub only; 0: skip).",
+)
+@click.option(
     "--time-limit",
     type=click.FloatRange(min=1),
     default=900,
@@ -98,6 +105,7 @@ def bench(
     repeat: int,
     memory_users: int,
     memory_rate: float,
+    readers: int,
     time_limit: float,
     out: Path,
 ) -> None:
@@ -105,7 +113,8 @@ def bench(
 
     \b
     Runs single-user launches, bursts and a steady-state memory measurement against
-    each system and writes OUT/results.json, results.md and ttfr.png.
+    each system, then textbook readers through coursehub's Binder API, and writes
+    OUT/results.json, results.md and ttfr.png.
     `coursehub bench readme README.md --from OUT/results.json` updates the README.
     """
     if ctx.invoked_subcommand is not None:
@@ -118,6 +127,8 @@ def bench(
         sizes=sizes,
         memory_users=memory_users,
         memory_rate=memory_rate,
+        readers=readers,
+        reader_repeat=min(repeat, 5),
         time_limit=time_limit,
     )
     runner = Bench(BenchOptions(systems=systems, scenarios=scenarios, out=out), _emit)

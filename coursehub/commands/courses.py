@@ -168,11 +168,11 @@ def course_link(ctx: click.Context, name: str, path: str) -> None:
 def course_remove(ctx: click.Context, name: str) -> None:
     """Remove NAME from coursehub.yaml and the catalog (students' copies stay in their homes)."""
     from ..configedit import remove_course
-    from ..courses.catalog import remove_record
+    from ..courses.build import forget_course
 
     st = state(ctx)
     if st.config_file is None:
         raise CoursehubError("no coursehub.yaml in use: nothing to remove from")
     remove_course(st.config_file, name)
-    remove_record(st.paths.courses, name)
+    forget_course(st.paths, name)
     click.echo(f"Removed course {name}.")

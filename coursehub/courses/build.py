@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import CoursehubError, EnvironmentBuildError
 from ..paths import StatePaths
 from ..settings import Course, Settings
+from ..spawner.forkclient import stop_forkservers
 from . import catalog, content
 from .environments import EnvSpec, ensure_environment, find_user_python, server_stack
 from .spec import CourseEnvSpec, content_digest, read_spec
@@ -50,8 +51,21 @@ def build_course(
         notes=list(spec.notes),
     )
     describe(record, course, settings)
+    previous = catalog.load_catalog(paths.courses).get(course.name)
     catalog.update_record(paths.courses, record)
+    if previous is not None:
+        retire_environment(paths, Path(previous.environment))
     return record
+
+
+def retire_environment(paths: StatePaths, environment: Path) -> None:
+    """Stop the fork server of an environment no course uses any more (running servers stay).
+
+    Its next user, if any (a server without a course), gets a fresh fork server on demand.
+    """
+    in_use = {Path(r.environment) for r in catalog.load_catalog(paths.courses).values()}
+    if environment not in in_use:
+        stop_forkservers(paths.run, environment.name)
 
 
 def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -> None:
@@ -163,5 +177,13 @@ def sync_catalog(settings: Settings, paths: StatePaths, on_line=None) -> list[ca
     records = [ensure_course(course, settings, paths, on_line) for course in settings.courses]
     names = {course.name for course in settings.courses}
     for name in set(catalog.load_catalog(paths.courses)) - names:
-        catalog.remove_record(paths.courses, name)
+        forget_course(paths, name)
     return records
+
+
+def forget_course(paths: StatePaths, name: str) -> None:
+    """Take a course out of the catalog, and its environment's fork server out of service."""
+    record = catalog.load_catalog(paths.courses).get(name)
+    catalog.remove_record(paths.courses, name)
+    if record is not None:
+        retire_environment(paths, Path(record.environment))

@@ -91,15 +91,21 @@ def _requirements(path: Path) -> list[str]:
 def _conda_env(path: Path) -> tuple[list[str], tuple[int, int] | None, list[str]]:
     """(pip packages, python version, conda-only packages) of an environment.yml."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(errors="replace")) or {}
     except yaml.YAMLError as exc:
         raise EnvironmentBuildError(f"{path.name} is not valid YAML: {exc}") from exc
+    deps = data.get("dependencies") if isinstance(data, dict) else None
+    if not isinstance(deps or [], list) or not isinstance(data, dict):
+        raise EnvironmentBuildError(f"{path.name} must be a mapping with a 'dependencies:' list")
     pip: list[str] = []
     conda_only: list[str] = []
     python = None
-    for dep in data.get("dependencies") or []:
+    for dep in deps or []:
         if isinstance(dep, dict):
-            pip += [str(p) for p in dep.get("pip") or []]
+            pips = dep.get("pip") or []
+            if not isinstance(pips, list):
+                raise EnvironmentBuildError(f"{path.name}: 'pip:' must be a list of packages")
+            pip += [str(p) for p in pips]
         elif (match := _CONDA_PYTHON.match(str(dep))) is not None:
             python = (int(match.group(1)), int(match.group(2)))
         elif str(dep).strip() not in ("pip", "python"):
@@ -109,8 +115,8 @@ def _conda_env(path: Path) -> tuple[list[str], tuple[int, int] | None, list[str]
 
 def _runtime(path: Path) -> tuple[int, int] | None:
     """'python-3.11' in runtime.txt -> (3, 11); other runtimes (R) are not supported locally."""
-    text = path.read_text().strip()
-    match = _RUNTIME.match(text)
+    text = path.read_text(errors="replace").strip()
+    match = _RUNTIME.fullmatch(text)
     if match is None:
         raise EnvironmentBuildError(
             f"runtime.txt says '{text}': only python-X.Y is supported by the local builder"

@@ -11,6 +11,8 @@ from ..paths import StatePaths
 from ..settings import Settings
 from . import binder, local
 from .auth import apply_auth
+from .database import apply_database
+from .security import apply_security
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 CLI_SCOPES = [
@@ -34,6 +36,7 @@ class Runtime:
     python: str  # interpreter that runs hub-side services
     user_env: Path  # environment whose jupyterhub-singleuser users run
     cli_token: str = ""
+    db_url: str = ""  # resolved with its password at the edge; empty: SQLite in the state folder
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -41,6 +44,8 @@ def build(settings: Settings, runtime: Runtime) -> Config:
     """The complete traitlets Config for `settings` on the local backend."""
     c = Config()
     apply_hub(settings, runtime, c)
+    apply_database(settings, runtime, c)
+    apply_security(settings, runtime, c)
     apply_auth(settings, runtime, c)
     apply_services(settings, runtime, c)
     binder.apply_binder(settings, runtime, c)
@@ -55,7 +60,6 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     hub, paths = settings.hub, runtime.paths
     c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub.api_port}"
-    c.JupyterHub.db_url = f"sqlite:///{paths.db}"
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     c.JupyterHub.pid_file = str(paths.hub_pid)
     c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlencode
 
 from tornado import web
 
+from ..clientaddr import client_address
 from ..courses.access import is_temporary
 from .binder_launch import Launch, LaunchRefused, resolve_launch
 from .binder_limits import RateLimiter, origin_allowed
@@ -65,12 +66,8 @@ class BinderHandler(CourseHandler):
             raise LaunchRefused("Too many launches from your address: try again in a minute.", 429)
 
     def client_address(self) -> str:
-        """The reader's address as our proxy saw it (the last X-Forwarded-For entry is the proxy's own).
-
-        Tornado's remote_ip prefers X-Real-Ip, which any client can send through the proxy.
-        """
-        forwarded = self.request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
-        return forwarded or self.request.remote_ip or "?"
+        """The reader's address as our proxy saw it."""
+        return client_address(self.request)
 
     def public_base(self) -> str:
         """scheme://host the reader reached the hub at (or hub.public_url)."""

@@ -14,7 +14,8 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from ..courses.access import is_temporary, may_open
+from ..clientaddr import client_address
+from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
@@ -153,8 +154,10 @@ class TmpLoginHandler(CourseHandler):
             raise page_error(403, f"{record.title or record.name} is not open to guests: log in.")
         path, _ = self.path(record, self.raw_argument("notebook", record.default_notebook or ""))
         user = self.current_user
-        if user is None or not is_temporary(user):
-            self._rate_limit(self.request.remote_ip or "?")
+        # A logged-in user opens the (open) course as themselves: a guest link must never swap
+        # someone's session for a new guest's (a cross-site page could otherwise log them out).
+        if user is None:
+            self._rate_limit(client_address(self.request))
             user = self._create_temporary_user()
             self.set_login_cookie(user)
         query = f"?{urlencode({'path': path})}" if path else ""

@@ -24,7 +24,8 @@ class LinkError(CoursehubError):
 
 def parse_course_name(raw: str) -> str:
     """A course name from a URL, or LinkError(404) when it cannot name any course."""
-    if not _COURSE.match(raw or ""):
+    # fullmatch: re.match's `$` would accept a trailing newline ("bio\n").
+    if not _COURSE.fullmatch(raw or ""):
         raise LinkError(f"'{raw[:40]}' is not a course name", status=404)
     return raw
 
@@ -47,11 +48,14 @@ def locate(checkout: Path, path: str) -> tuple[bool, bool]:
     """(exists, is_dir) of `path` in a course checkout; LinkError when a symlink leads outside."""
     if not path:
         return True, True
-    root = checkout.resolve()
-    target = (checkout / path).resolve()
-    if target != root and root not in target.parents:
-        raise LinkError("the path leads outside the course folder")
-    return target.exists(), target.is_dir()
+    try:
+        root = checkout.resolve()
+        target = (checkout / path).resolve()
+        if target != root and root not in target.parents:
+            raise LinkError("the path leads outside the course folder")
+        return target.exists(), target.is_dir()
+    except OSError as exc:  # a name too long, a symlink loop: a bad link, not a server error
+        raise LinkError(f"the path cannot be opened: {exc.strerror}") from None
 
 
 def lab_path(user: str, course: str, path: str, base_url: str = "/") -> str:

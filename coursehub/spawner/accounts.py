@@ -36,7 +36,7 @@ class UnixAccount:
 
 def unix_name(hub_name: str, prefix: str = "ch-") -> str:
     """A valid, unique Unix name for any hub username (e-mail, unicode, 200 characters...)."""
-    if _CLEAN.match(hub_name) and len(prefix) + len(hub_name) <= MAX_UNIX_NAME:
+    if _CLEAN.fullmatch(hub_name) and len(prefix) + len(hub_name) <= MAX_UNIX_NAME:
         return prefix + hub_name
     ascii_name = unicodedata.normalize("NFKD", hub_name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")

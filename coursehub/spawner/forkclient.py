@@ -114,10 +114,22 @@ def fork_spawn(sock: Path, request: dict) -> int:
     return int(answer["pid"])
 
 
-def stop_forkservers(run_dir: Path) -> int:
-    """Stop every fork server whose socket is in `run_dir`; how many were stopped."""
+def forkserver_pid(run_dir: Path, environment: str) -> int | None:
+    """The pid of the fork server of `environment` if it answers, else None."""
+    try:
+        return int(_ask(run_dir / f"fork-{environment}.sock", {"op": "ping"}, timeout=5)["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def stop_forkservers(run_dir: Path, environment: str = "*") -> int:
+    """Stop the fork servers (of one environment, or all) whose sockets are in `run_dir`.
+
+    Servers already forked keep running: each is in its own session, under its own monitor.
+    Returns how many were stopped.
+    """
     stopped = 0
-    for sock in run_dir.glob("fork-*.sock") if run_dir.is_dir() else []:
+    for sock in run_dir.glob(f"fork-{environment}.sock") if run_dir.is_dir() else []:
         try:
             pid = int(_ask(sock, {"op": "ping"}, timeout=5)["pid"])
             os.kill(pid, 15)

@@ -1,0 +1,67 @@
+"""Browser-facing hardening of hub pages: a content security policy, cookie flags, HTTPS awareness."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from traitlets.config import Config
+
+from ..settings import Settings
+
+if TYPE_CHECKING:
+    from .core import Runtime
+
+HUB_PREFIX = "/hub/"  # coursehub serves JupyterHub at / (base_url is never changed)
+
+
+def content_security_policy(hub_prefix: str = HUB_PREFIX) -> str:
+    """JupyterHub's own policy (no framing, reports to the hub) plus what hub pages never need.
+
+    Scripts and styles are left alone: JupyterHub's templates use inline ones, and a policy
+    that breaks the login page is worse than none. Plugins, <base> and form targets elsewhere
+    are refused.
+    """
+    return "; ".join(
+        [
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            f"report-uri {hub_prefix}security/csp-report",
+        ]
+    )
+
+
+def security_headers() -> dict[str, str]:
+    """Headers on every hub response (not on users' servers, which Jupyter Server answers)."""
+    return {
+        "Content-Security-Policy": content_security_policy(),
+        "X-Content-Type-Options": "nosniff",
+        # Launch and token links must not leak to other sites through Referer.
+        "Referrer-Policy": "same-origin",
+    }
+
+
+def cookie_options(settings: Settings) -> dict[str, object]:
+    """SameSite=Lax always (explicit, not the browser's default); Secure when users reach us over HTTPS."""
+    options: dict[str, object] = {"samesite": "Lax"}
+    if is_https(settings):
+        options["secure"] = True
+    return options
+
+
+def is_https(settings: Settings) -> bool:
+    """True when hub.public_url says users reach the hub over HTTPS (e.g. behind a TLS proxy)."""
+    return bool(settings.hub.public_url) and str(settings.hub.public_url).lower().startswith("https://")
+
+
+def apply_security(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """Headers and cookie flags of the hub, and of the login cookies users' servers set."""
+    c.JupyterHub.tornado_settings = {
+        "headers": security_headers(),
+        "cookie_options": cookie_options(settings),
+    }
+    c.Spawner.cookie_options = cookie_options(settings)
+    if settings.hub.public_url:
+        # JupyterHub then trusts this scheme instead of guessing it from each request (Secure cookies).
+        c.JupyterHub.public_url = settings.hub.public_url.rstrip("/") + "/"
