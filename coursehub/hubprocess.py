@@ -108,7 +108,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
         store = AccountStore(paths.accounts)
         for name in settings.hub.admin_users:
             admin = store.ensure_admin(name) or admin
-    removed = cgroups.remove_empty_groups()
+    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
     return Prepared(user_env=user_env, admin=admin)

@@ -35,28 +35,26 @@ class SandboxSpec:
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
     hostname: str = "jupyter"
+    # Bytes of the private /tmp (and half of it for /dev/shm); 0 leaves the kernel's default,
+    # half the machine's RAM, where a full /tmp ends in the OOM killer rather than "disk full".
+    tmp_size: int = 0
+
+
+# Tmpfs that only hide host folders: nothing needs to write there.
+HIDING_TMPFS_SIZE = 1 << 20
+
+
+def _sized(size: int) -> list[str]:
+    return ["--size", str(size)] if size > 0 else []
 
 
 def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:
     """argv that runs `command` in a sandbox: read-only root, own home, private /tmp and PIDs."""
-    args = [
-        bwrap,
-        "--ro-bind",
-        "/",
-        "/",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
-        "--tmpfs",
-        "/dev/shm",
-        "--tmpfs",
-        "/run",
-    ]
-    for path in (spec.home_root, *spec.hidden):
-        args += ["--tmpfs", str(path)]
+    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    args += [*_sized(spec.tmp_size), "--tmpfs", "/tmp", *_sized(spec.tmp_size // 2), "--tmpfs", "/dev/shm"]
+    hiding = ["/run", *map(str, (spec.home_root, *spec.hidden))]
+    for folder in hiding:
+        args += ["--size", str(HIDING_TMPFS_SIZE), "--tmpfs", folder]
     # Binds come after the tmpfs that hide their parents, so they show through.
     args += ["--ro-bind", str(spec.environment), str(spec.environment)]
     for path in spec.readonly:
@@ -73,6 +71,9 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         "--bind",
         str(spec.home),
         str(spec.home),
+        # In bwrap's user namespace those tmpfs belong to the user: make them read-only once
+        # the binds inside them exist, so they cannot become more unbounded scratch space.
+        *[arg for folder in hiding for arg in ("--remount-ro", folder)],
         "--chdir",
         str(spec.home),
         "--unshare-pid",

@@ -168,11 +168,15 @@ def all_groups(parent: str = "coursehub", root: Path = CGROUP_ROOT) -> list[Cgro
     return [group_for(name, parent, root) for name in names]
 
 
-def remove_empty_groups(parent: str = "coursehub", root: Path = CGROUP_ROOT) -> int:
-    """Delete leftover groups with no process in them; return how many."""
+def remove_empty_groups(prefix: str, parent: str = "coursehub", root: Path = CGROUP_ROOT) -> int:
+    """Delete this hub's leftover groups (names starting with `prefix`) with no process; how many.
+
+    Other hubs on the machine share the parent group: an empty group of theirs may be a server
+    being started this instant (created, its process not yet in it), so it is never ours to remove.
+    """
     removed = 0
     for group in all_groups(parent, root):
-        if not group.pids():
+        if group.dirs[0].name.startswith(prefix) and not group.pids():
             group.kill_and_remove()
             removed += 1
     return removed

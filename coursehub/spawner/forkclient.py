@@ -54,6 +54,7 @@ def fork_request(
         "cgroup_procs": cgroup_procs,
         "log": str(log_path),
         "hostname": spec.hostname,
+        "tmp_size": spec.tmp_size,
         "hidden": [str(spec.home_root), *map(str, spec.hidden)],
         "binds": binds,
     }

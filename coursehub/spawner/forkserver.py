@@ -52,6 +52,9 @@ PRELOAD = (
 SYNC = "/run/coursehub/sync.py"
 REQUEST_MAX = 1 << 20
 COURSE = "/run/coursehub/course"
+# A private /tmp's inodes (the kernel's default is millions); the hiding tmpfs stay small.
+TMP_INODES = 65536
+HIDING_SIZE = 1 << 20
 
 
 def _check(result: int, what: str) -> None:
@@ -113,14 +116,15 @@ def build_view(req: dict) -> None:
     fds = [(os.open(src, os.O_PATH), dst, ro, os.path.isfile(src)) for src, dst, ro in req["binds"]]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     remount_readonly()
-    for path, mode in [
-        ("/tmp", "1777"),
-        ("/dev/shm", "1777"),
-        ("/run", "755"),
-        *[(p, "755") for p in req["hidden"]],
+    tmp = req.get("tmp_size", 0)
+    for path, options in [
+        ("/tmp", f"mode=1777,nr_inodes={TMP_INODES}" + (f",size={tmp}" if tmp else "")),
+        ("/dev/shm", f"mode=1777,nr_inodes={TMP_INODES // 4}" + (f",size={tmp // 2}" if tmp else "")),
+        ("/run", f"mode=755,size={HIDING_SIZE}"),
+        *[(p, f"mode=755,size={HIDING_SIZE}") for p in req["hidden"]],
     ]:
         os.makedirs(path, exist_ok=True)  # it may sit in a tmpfs mounted just before
-        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for fd, dst, ro, is_file in fds:
         bind(fd, dst, ro, is_file)
         os.close(fd)

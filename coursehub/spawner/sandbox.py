@@ -293,6 +293,9 @@ class SandboxSpawner(LocalProcessSpawner):
             hidden=tuple(Path(p) for p in self.hidden_paths),
             readonly=tuple(Path(p) for p in self.readonly_paths),
             hostname=self.course or "jupyter",
+            # Files in /tmp count against the memory limit: a quarter of it leaves room for the
+            # server and kernels, so a full /tmp is "No space left" rather than the OOM killer.
+            tmp_size=int(self.limits()["memory"] or 0) // 4,
         )
 
     @staticmethod
@@ -314,16 +317,23 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def poll(self) -> int | None:
         """None while the server process lives in its cgroup; else clean up and give its status."""
+        pid = self.pid
         await self._report_oom()
         if self.proc is not None:
             status = self.proc.poll()
             if status is None:
                 return None
             self.proc = None
-        elif self.pid and self.pid in await asyncio.to_thread(self.cgroup.pids):
-            return None  # re-attached after a hub restart
+        elif pid and pid in await asyncio.to_thread(self.cgroup.pids):
+            return None  # running (also when re-attached after a hub restart)
+        elif pid and self._spawn_pending and _alive(pid):
+            return None  # forked a moment ago: it joins its cgroup first thing
         else:
             status = 0
+        if self.pid != pid:
+            # A new server started while this poll looked at the old one (a periodic poll in
+            # flight across a stop and the next start): its cgroup is not ours to remove.
+            return None
         if self.pid:
             await asyncio.to_thread(self.cgroup.kill_and_remove)
         self.clear_state()
