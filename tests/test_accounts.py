@@ -312,7 +312,9 @@ def test_lockout_persists_across_store_instances(tmp_path: Path) -> None:
 
 
 def fake_handler(addr: str = "192.0.2.7") -> SimpleNamespace:
-    return SimpleNamespace(request=SimpleNamespace(remote_ip=addr))
+    """A login request as configurable-http-proxy forwards it (the peer last in X-Forwarded-For)."""
+    headers = {"X-Forwarded-For": f"198.51.100.9, {addr}", "X-Real-Ip": "203.0.113.1"}
+    return SimpleNamespace(request=SimpleNamespace(remote_ip="203.0.113.1", headers=headers))
 
 
 def make_auth(path: Path, **traits: object) -> WorkshopAuthenticator:
