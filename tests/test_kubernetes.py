@@ -26,21 +26,14 @@ from coursehub.settings import Settings
 from coursehub.settings_kubernetes import CHART_JUPYTERHUB, CHART_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
-CHART = Path(__file__).parents[1].parent / "shared" / "reference" / "z2jh"
 EXAMPLES = sorted((REPO / "examples").glob("*-kubernetes.yaml"))
 GOLDEN = REPO / "tests" / "golden"
 STUDENT = "student-07"
 
 
 def chart_file(name: str) -> dict[str, Any]:
-    """A file of the Zero to JupyterHub chart, read where CI keeps it (never copied here)."""
-    path = CHART / name
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: the chart's {name} must sit in ../shared/reference/z2jh "
-            "beside the repository (CI has it)"
-        )
-    return yaml.safe_load(path.read_text())
+    """A file of the Zero to JupyterHub chart version we render for, kept in tests/data (see its README)."""
+    return yaml.safe_load((REPO / "tests" / "data" / f"z2jh-{CHART_VERSION}" / name).read_text())
 
 
 def helm_coalesce(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

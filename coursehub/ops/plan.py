@@ -1,12 +1,13 @@
 """Capacity and cost planning for a class: one machine, or a Kubernetes cluster (pure arithmetic).
 
-The rules, with their sources (FACTS §1-2):
+The rules, with their sources:
 - concurrency: plan for 40-60 % of a class at once (The Littlest JupyterHub); sizes use the high end;
 - memory of one student's server = the memory their work needs + Jupyter's own per-user overhead
-  (measured by `coursehub bench`, else 156 MiB: an idle JupyterLab server and kernel);
+  (measured by `coursehub bench` on this machine, else the stock JupyterHub figures of the project's
+  own benchmark run, the conservative case);
 - one machine = concurrent × server memory + hub and proxy + the OS, and concurrent × CPU + a core
   for the hub (which is single-process); it also has to start the class: every server start costs
-  CPU-seconds (measured, else 4.9 CPU-s), so a burst queues behind the machine's cores;
+  CPU-seconds (measured, else stock JupyterHub's 1.9 CPU-s), so a burst queues behind the machine's cores;
 - Kubernetes: user pods request their full memory (no overcommit), nodes lose some memory and CPU
   to the system, and user placeholders keep room warm so that while new nodes boot no more than
   ~30 % of the class waits (2i2c's guidance).
@@ -36,10 +37,13 @@ ROUND = 64 * MIB  # memory limits are rounded up to this
 class Overhead:
     """What Jupyter itself costs, per user and for the hub."""
 
-    server_memory: int = 156 * MIB  # PSS of an idle JupyterLab server (116) and kernel (40)
-    hub_memory: int = 167 * MIB  # hub (113) and configurable-http-proxy (54)
-    cpu_seconds_per_start: float = 4.9  # one jupyterhub-singleuser start
-    source: str = "defaults measured for FACTS §1 (2 cores, JupyterHub 6.1.1)"
+    # Defaults: stock JupyterHub's row of the benchmark run committed in bench-results/results.json
+    # (`coursehub bench`, 2026-11-22, 2 cores, JupyterHub 6.1.1, JupyterLab 4.6.6). Stock rather than
+    # coursehub's own row because a cluster's pods start without the fork server: the safe side.
+    server_memory: int = 143 * MIB  # PSS of an idle JupyterLab server with its kernel (142.7)
+    hub_memory: int = 173 * MIB  # hub and configurable-http-proxy (173.0)
+    cpu_seconds_per_start: float = 1.9  # one jupyterhub-singleuser start (median)
+    source: str = "stock JupyterHub in coursehub's benchmark run of 2026-11-22 (2 cores, JupyterHub 6.1.1)"
 
 
 @dataclass(frozen=True)
