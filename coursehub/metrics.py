@@ -1,7 +1,7 @@
 """Prometheus metrics coursehub adds beside JupyterHub's own (served at /hub/metrics).
 
 Definitions live here, with small functions that record them; the hub-side monitor
-(`coursehub.ops.monitor`) calls the `set_*` functions from state it samples, and the spawn
+(`coursehub.hub.monitor`) calls the `set_*` functions from state it samples, and the spawn
 hooks call `observe_spawn`. Every name starts with `coursehub_`; `dashboards/coursehub.json`
 may query only names exported here or by JupyterHub (a test checks it).
 """

@@ -19,8 +19,8 @@ import pytest
 import requests
 import yaml
 
-from coursehub.hubapi import HubAPI
-from coursehub.kernelclient import KernelSession
+from coursehub.clients.hubapi import HubAPI
+from coursehub.clients.kernel import KernelSession
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"

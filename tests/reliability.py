@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coursehub.reliability import read_records, render
+from coursehub.tools.reliability import read_records, render
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 # A full-count run can keep its records apart from everyday runs.

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 from conftest import Hub, hub_root
 
-from coursehub.hubapi import HubAPI
+from coursehub.clients.hubapi import HubAPI
 
 pytestmark = pytest.mark.hub
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import needs_root_sandbox
 
-from coursehub.commands.bench import bench
+from coursehub.cli.bench import bench
 
 pytestmark = pytest.mark.hub
 

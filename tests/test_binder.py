@@ -19,11 +19,11 @@ import requests
 from conftest import REPO, free_port, wait_for
 from test_courses import make_course_repo, run_first_cell
 
-from coursehub.bench.readers import binder_spec, measure_readers
+from coursehub.clients.kernel import KernelSession
 from coursehub.courses.catalog import load_catalog
-from coursehub.kernelclient import KernelSession
-from coursehub.launch.binder_build import build_repository
-from coursehub.launch.binder_spec import parse_build_path
+from coursehub.launch.binder.build import build_repository
+from coursehub.launch.binder.spec import parse_build_path
+from coursehub.tools.bench.readers import binder_spec, measure_readers
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 THEBE = REPO / "node_modules" / ".cache" / "thebe-0.9.3"

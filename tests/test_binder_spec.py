@@ -12,9 +12,14 @@ from pydantic import ValidationError
 from traitlets.config import Config
 
 from coursehub.hubconfig.binder import BINDER_GROUP, apply_binder
-from coursehub.hubconfig.core import Runtime
-from coursehub.launch.binder_limits import RateLimiter, origin_allowed, quota_refusal, server_cors_args
-from coursehub.launch.binder_spec import (
+from coursehub.hubconfig.runtime import Runtime
+from coursehub.launch.binder.limits import (
+    RateLimiter,
+    origin_allowed,
+    quota_refusal,
+    server_cors_args,
+)
+from coursehub.launch.binder.spec import (
     BinderSpecError,
     course_repo_url,
     parse_build_path,

@@ -11,9 +11,9 @@ import pytest
 from coursehub.courses.access import may_open
 from coursehub.courses.content import suggested_name
 from coursehub.courses.spec import read_spec
-from coursehub.courses.sync import sync
 from coursehub.errors import EnvironmentBuildError
 from coursehub.launch.links import LinkError, lab_path, launch_link, locate, parse_path, tmplogin_link
+from coursehub.payloads.sync import sync
 
 
 @pytest.mark.parametrize("raw", ["../x", "a/../../b", "/etc/passwd", "a\x00b", "C:/x", "a\\b", "x\n"])

@@ -16,7 +16,7 @@ import pytest
 from conftest import Hub, wait_for
 from reliability import answers, forkserver_pids, processes_of_uids, record, scaled
 
-from coursehub.hubapi import HubAPI
+from coursehub.clients.hubapi import HubAPI
 from coursehub.spawner import cgroups
 from coursehub.spawner.accounts import ensure_unix_account
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from coursehub.configfile import parse_settings
-from coursehub.database import resolve_url
 from coursehub.errors import ConfigError
+from coursehub.host.database import resolve_url
 from coursehub.hubconfig import Runtime, build
 from coursehub.hubconfig.database import redacted
 from coursehub.paths import StatePaths
+from coursehub.settings.yamlfile import parse_settings
 
 PATHS = StatePaths(Path("/srv/state"))
 RUNTIME = Runtime(paths=PATHS, proxy_command="/bin/chp", python="/venv/bin/python", user_env=Path("/e"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from coursehub.cli import main
-from coursehub.reference import replace_reference
+from coursehub.settings.reference import replace_reference
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coursehub.configfile import load_settings, parse_settings
 from coursehub.courses.spec import read_spec
 from coursehub.errors import ConfigError, CoursehubError, EnvironmentBuildError
 from coursehub.launch.links import LinkError, lab_path, launch_link, locate, parse_course_name, parse_path
 from coursehub.settings import COURSE_NAME, Settings
+from coursehub.settings.yamlfile import load_settings, parse_settings
 from coursehub.spawner.accounts import MAX_UNIX_NAME, owner_marker, unix_name
 
 # 10,000 by default (the bar); COURSEHUB_FUZZ_EXAMPLES changes it for a quick local run.

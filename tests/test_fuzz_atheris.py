@@ -35,9 +35,9 @@ def fuzz_one(data: bytes) -> None:
     """One input: a parser picked by the first byte, fed the rest; invariants as in test_fuzz.py."""
     import atheris
 
-    from coursehub.configfile import parse_settings
     from coursehub.errors import ConfigError
     from coursehub.launch.links import LinkError, parse_course_name, parse_path
+    from coursehub.settings.yamlfile import parse_settings
     from coursehub.spawner.accounts import unix_name
 
     fdp = atheris.FuzzedDataProvider(data)
@@ -64,8 +64,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import coursehub.configfile  # noqa: F401
         import coursehub.launch.links  # noqa: F401
+        import coursehub.settings.yamlfile  # noqa: F401
         import coursehub.spawner.accounts  # noqa: F401
     atheris.Setup(sys.argv, fuzz_one)
     atheris.Fuzz()

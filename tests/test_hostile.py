@@ -17,7 +17,7 @@ import requests
 from conftest import wait_for
 from reliability import Terminal, answers, processes_of_uids, record
 
-from coursehub.hubapi import HubAPI
+from coursehub.clients.hubapi import HubAPI
 from coursehub.spawner import cgroups
 
 pytestmark = pytest.mark.hub
@@ -580,7 +580,7 @@ except OSError as e:
 shutil.rmtree('/tmp/many')
 print(json.dumps([made, error]))
 """
-    from coursehub.kernelclient import KernelSession
+    from coursehub.clients.kernel import KernelSession
 
     with KernelSession(hub.url + f"user/{alice}/", tokens[alice]) as kernel:
         result = kernel.execute("import json\n" + code, timeout=600)

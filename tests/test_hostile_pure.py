@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coursehub.reliability import latest, render
 from coursehub.spawner.bwrap import HIDING_TMPFS_SIZE, SandboxSpec, bwrap_args
+from coursehub.tools.reliability import latest, render
 
 
 def spec(**extra) -> SandboxSpec:

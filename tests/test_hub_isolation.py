@@ -8,9 +8,9 @@ import os
 import pytest
 import requests
 
+from coursehub.clients.hubapi import HubAPI
+from coursehub.clients.kernel import KernelSession
 from coursehub.errors import CoursehubError
-from coursehub.hubapi import HubAPI
-from coursehub.kernelclient import KernelSession
 
 pytestmark = pytest.mark.hub
 

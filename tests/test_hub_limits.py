@@ -8,7 +8,7 @@ import pytest
 import requests
 from conftest import wait_for
 
-from coursehub.kernelclient import KernelSession
+from coursehub.clients.kernel import KernelSession
 
 pytestmark = pytest.mark.hub
 

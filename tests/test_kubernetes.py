@@ -15,15 +15,15 @@ import yaml
 from click.testing import CliRunner
 from traitlets.config import Config
 
-from coursehub.commands.kubernetes import image as image_command
-from coursehub.commands.kubernetes import render
-from coursehub.configfile import load_settings, parse_settings
+from coursehub.cli.kubernetes import image as image_command
+from coursehub.cli.kubernetes import render
 from coursehub.courses import images
 from coursehub.courses.environments import SERVER_STACK
 from coursehub.errors import ConfigError
-from coursehub.hubconfig import kubernetes as k8s
+from coursehub.kubernetes import values as k8s
 from coursehub.settings import Settings
-from coursehub.settings_kubernetes import CHART_JUPYTERHUB, CHART_VERSION
+from coursehub.settings.kubernetes import CHART_JUPYTERHUB, CHART_VERSION
+from coursehub.settings.yamlfile import load_settings, parse_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*-kubernetes.yaml"))
@@ -596,7 +596,7 @@ def test_launch_links_on_kubernetes_get_courses_from_the_config():
 
 
 def test_postgres_database_goes_to_the_chart_without_its_password():
-    from coursehub.settings_database import DatabaseSettings
+    from coursehub.settings.database import DatabaseSettings
 
     plain = load_settings(EXAMPLES[0])
     database = DatabaseSettings(url="postgresql://hub@db.example.org:5432/coursehub", password_env="DB_PW")

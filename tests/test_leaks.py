@@ -28,7 +28,7 @@ from reliability import (
     socket_peers,
 )
 
-from coursehub.hubapi import HubAPI
+from coursehub.clients.hubapi import HubAPI
 from coursehub.spawner import cgroups
 
 pytestmark = pytest.mark.hub

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from coursehub.bench.configs import Ports, StockSpec, stock_config
-from coursehub.bench.procstats import parse_environ, parse_pss_kib, parse_stat
-from coursehub.bench.report import END, START, render_markdown, replace_section, seconds
 from coursehub.errors import CoursehubError
-from coursehub.loadtest import (
+from coursehub.tools.bench.configs import Ports, StockSpec, stock_config
+from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_stat
+from coursehub.tools.bench.report import END, START, render_markdown, replace_section, seconds
+from coursehub.tools.loadtest import (
     Phase,
     RunResult,
     StudentResult,
@@ -22,14 +22,14 @@ from coursehub.loadtest import (
     phase_stats,
     summarize,
 )
-from coursehub.loadtest.failures import (
+from coursehub.tools.loadtest.failures import (
     PhaseError,
     error_kind,
     normalize_message,
     spawn_failed_kind,
 )
-from coursehub.loadtest.students import progress_line
-from coursehub.loadtest.summary import merge
+from coursehub.tools.loadtest.students import progress_line
+from coursehub.tools.loadtest.summary import merge
 
 
 def student(user: str, ttfr: float | None, *phases: Phase, error: str = "") -> StudentResult:

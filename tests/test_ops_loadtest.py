@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import needs_root_sandbox
 
-from coursehub.bench.systems import make_hub as make_bench_hub
-from coursehub.commands.ops import loadtest
-from coursehub.loadtest.results import PHASES
+from coursehub.cli.ops import loadtest
+from coursehub.tools.bench.systems import make_hub as make_bench_hub
+from coursehub.tools.loadtest.results import PHASES
 
 pytestmark = pytest.mark.hub
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,10 +10,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from coursehub.commands.ops import plan as plan_command
+from coursehub.cli.ops import plan as plan_command
 from coursehub.errors import ConfigError
-from coursehub.hubconfig import kubernetes as k8s
-from coursehub.ops.plan import (
+from coursehub.kubernetes import values as k8s
+from coursehub.settings import Settings
+from coursehub.tools.plan import (
     GIB,
     MIB,
     Machine,
@@ -25,9 +26,13 @@ from coursehub.ops.plan import (
     plan_values,
     users_per_node,
 )
-from coursehub.ops.planfiles import PRICES, load_prices, overhead_from_bench, overhead_from_results
-from coursehub.ops.planreport import plan_yaml, table_lines
-from coursehub.settings import Settings
+from coursehub.tools.planfiles import (
+    PRICES,
+    load_prices,
+    overhead_from_bench,
+    overhead_from_results,
+)
+from coursehub.tools.planreport import plan_yaml, table_lines
 
 # A small table with round numbers, so that the worked examples can be followed by hand.
 TABLE = PriceTable(

@@ -10,8 +10,8 @@ import requests
 from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from coursehub.hubapi import HubAPI
-from coursehub.kernelclient import KernelSession
+from coursehub.clients.hubapi import HubAPI
+from coursehub.clients.kernel import KernelSession
 from coursehub.settings import Settings
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]

@@ -16,17 +16,17 @@ from tornado import web
 from coursehub import metrics
 from coursehub.courses.catalog import CourseRecord
 from coursehub.errors import ConfigError
-from coursehub.loadtest import Phase, RunResult, StudentResult, summarize
-from coursehub.loadtest.report import summary_lines
-from coursehub.loadtest.sources import choose_students, dummy_users, from_csv, guests
-from coursehub.loadtest.students import run_in_own_loop
-from coursehub.loadtest.timeline import occupancy, write_timeline
-from coursehub.ops import charts, kernelwatch
-from coursehub.ops.history import FAILURE, OOM, SPAWN, Event, History, Sample
-from coursehub.ops.kernelwatch import KernelWatch
-from coursehub.ops.monitor import Monitor, reason_of
-from coursehub.ops.servers import ServerInfo, count_by_course, course_of
-from coursehub.ops.status import HubTotals, build_report, render_charts
+from coursehub.hub import charts, kernelwatch
+from coursehub.hub.history import FAILURE, OOM, SPAWN, Event, History, Sample
+from coursehub.hub.kernelwatch import KernelWatch
+from coursehub.hub.monitor import Monitor, reason_of
+from coursehub.hub.servers import ServerInfo, count_by_course, course_of
+from coursehub.hub.status import HubTotals, build_report, render_charts
+from coursehub.tools.loadtest import Phase, RunResult, StudentResult, summarize
+from coursehub.tools.loadtest.report import summary_lines
+from coursehub.tools.loadtest.sources import choose_students, dummy_users, from_csv, guests
+from coursehub.tools.loadtest.students import run_in_own_loop
+from coursehub.tools.loadtest.timeline import occupancy, write_timeline
 
 GIB = 1024**3
 

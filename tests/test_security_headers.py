@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from coursehub.configfile import parse_settings
 from coursehub.hubconfig import Runtime, build
 from coursehub.paths import StatePaths
+from coursehub.settings.yamlfile import parse_settings
 
 RUNTIME = Runtime(StatePaths(Path("/s")), "/bin/chp", "/bin/python", Path("/e"))
 

@@ -9,14 +9,14 @@ from click.testing import CliRunner
 from traitlets.config import Config
 
 from coursehub.cli import main
-from coursehub.configfile import parse_settings
 from coursehub.courses.build import describe
 from coursehub.courses.catalog import CourseRecord
 from coursehub.errors import ConfigError
 from coursehub.hubconfig import Runtime, build
-from coursehub.hubconfig.core import CULLER_SCOPES
+from coursehub.names import CULLER_SCOPES
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings, parse_size
+from coursehub.settings.yamlfile import parse_settings
 
 RUNTIME = Runtime(
     paths=StatePaths(Path("/srv/state")),

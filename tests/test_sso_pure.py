@@ -12,13 +12,13 @@ from traitlets.config import Config
 from coursehub.auth.cas import parse_service_response
 from coursehub.auth.lti_mapping import map_launch, role_names
 from coursehub.auth.sso import github_team_groups
-from coursehub.configfile import dump_settings
 from coursehub.errors import ConfigError
 from coursehub.hubconfig.auth import apply_auth
-from coursehub.hubconfig.core import Runtime
+from coursehub.hubconfig.runtime import Runtime
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
-from coursehub.settings_auth import resolve_secret
+from coursehub.settings.auth import resolve_secret
+from coursehub.settings.yamlfile import dump_settings
 
 OAUTH = {"client_id": "hub", "client_secret": "env:SECRET"}
 RUNTIME = Runtime(paths=StatePaths(Path("/srv/ch")), proxy_command="chp", python="py", user_env=Path("/e"))
@@ -138,7 +138,7 @@ def test_groups_need_a_claim():
 
 
 def test_the_configured_classes_import():
-    from coursehub.auth.hooks import resolve_authenticator, with_coursehub
+    from coursehub.hub.authenticator import resolve_authenticator, with_coursehub
     from coursehub.hubconfig.auth import CLASSES
 
     for name, path in CLASSES.items():
@@ -192,7 +192,7 @@ def test_cas_answers():
 
 
 def test_kubernetes_render_says_what_the_hub_pod_needs():
-    from coursehub.hubconfig.kubernetes import render_notices
+    from coursehub.kubernetes.values import render_notices
 
     settings = Settings.model_validate({"auth": {"lti11": {"consumers": {"k": "file:/etc/lti.secret"}}}})
     (notice,) = [n for n in render_notices(settings) if n.startswith("auth.lti11")]

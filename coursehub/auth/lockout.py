@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from coursehub.auth.accounts import AccountStore
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +23,14 @@ def user_key(username: str) -> str:
 def ip_key(addr: str) -> str:
     """Return the failures-table key of a client address."""
     return IP_PREFIX + addr
+
+
+class FailureStore(Protocol):
+    """Where failures are kept: the account store's SQLite file (a protocol, so the store imports us)."""
+
+    def connect(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class LockoutPolicy:
 class LockoutTracker:
     """Counts failed logins per key in the store's failures table."""
 
-    def __init__(self, store: AccountStore, policy: LockoutPolicy | None = None) -> None:
+    def __init__(self, store: FailureStore, policy: LockoutPolicy | None = None) -> None:
         self.store = store
         self.policy = policy or LockoutPolicy()
 

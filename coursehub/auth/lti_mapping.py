@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from ..settings_base import COURSE_NAME
+from coursehub.settings.base import COURSE_NAME
 
 COURSE = re.compile(COURSE_NAME)
 INSTRUCTORS_GROUP = "instructors"

@@ -9,7 +9,7 @@ from jupyterhub.utils import url_path_join
 from tmpauthenticator import TmpAuthenticateHandler, TmpAuthenticator
 from traitlets import default
 
-from ..hubconfig.core import TEMPORARY_GROUP
+from coursehub.names import TEMPORARY_GROUP
 
 
 def github_team_groups(auth_state: dict[str, Any]) -> list[str]:

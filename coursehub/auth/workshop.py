@@ -12,7 +12,6 @@ from tornado.web import HTTPError
 from traitlets import Float, Integer, Unicode, default
 
 from coursehub.auth.accounts import AccountStore
-from coursehub.auth.hooks import CoursehubAuthenticatorMixin
 from coursehub.auth.lockout import LockoutPolicy, LockoutTracker, ip_key, user_key
 from coursehub.clientaddr import client_address
 from coursehub.courses.access import is_temporary
@@ -28,7 +27,7 @@ def _locked_message(remaining: float) -> str:
     return f"Too many failed logins: try again in {minutes} {unit}."
 
 
-class WorkshopAuthenticator(CoursehubAuthenticatorMixin, Authenticator):
+class WorkshopAuthenticator(Authenticator):
     """Log in with accounts from `coursehub accounts create`, locking out password guessers."""
 
     accounts_db = Unicode("", help="Path of the SQLite file holding the workshop accounts.").tag(config=True)

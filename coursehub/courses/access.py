@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hubconfig.core import TEMPORARY_GROUP
+from coursehub.names import TEMPORARY_GROUP
 
 
 def group_names(user: Any) -> set[str]:

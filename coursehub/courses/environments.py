@@ -18,6 +18,9 @@ from pathlib import Path
 from ..errors import EnvironmentBuildError
 from .content import make_world_readable
 
+# Files installed into environments (they import nothing of coursehub).
+PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
+
 log = logging.getLogger(__name__)
 READY = ".coursehub-ready"
 # coursehub's own server stack, pinned so that every environment serves the same UI.
@@ -202,7 +205,7 @@ def install_kernels_module(env: Path) -> None:
     """coursehub_kernels (the kernel zygote and its provisioner) as a module of the environment."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
-    shutil.copyfile(Path(__file__).with_name("kernels_module.py"), site / "coursehub_kernels.py")
+    shutil.copyfile(PAYLOADS / "kernels.py", site / "coursehub_kernels.py")
     dist = site / "coursehub_kernels-1.0.dist-info"
     dist.mkdir(exist_ok=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: coursehub-kernels\nVersion: 1.0\n")

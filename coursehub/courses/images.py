@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from coursehub.settings.kubernetes import CHART_JUPYTERHUB, COURSE_SRC, USER_ID, USER_NAME
+
 from ..errors import EnvironmentBuildError
 from ..settings import Course, Settings
-from ..settings_kubernetes import CHART_JUPYTERHUB, COURSE_SRC, USER_ID, USER_NAME
 from .content import materialize
 from .environments import server_stack
 

@@ -1,5 +1,6 @@
 """Settings -> JupyterHub traitlets Config: pure functions, no I/O."""
 
-from .core import Runtime, build
+from coursehub.hubconfig.pipeline import build
+from coursehub.hubconfig.runtime import Runtime
 
 __all__ = ["Runtime", "build"]

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets.config import Config
 
-from ..settings import Settings
-from ..settings_auth import (
+from coursehub.settings.auth import (
     LEGACY_ENTRY_POINTS,
     CASAuth,
     CILogonAuth,
@@ -22,8 +21,10 @@ from ..settings_auth import (
     resolve_secret,
 )
 
+from ..settings import Settings
+
 if TYPE_CHECKING:
-    from .core import Runtime
+    from coursehub.hubconfig.runtime import Runtime
 
 CLASSES = {
     "workshop": "workshop",

@@ -9,10 +9,9 @@ from traitlets.config import Config
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .core import Runtime
+    from coursehub.hubconfig.runtime import Runtime
 
-BINDER_GROUP = "coursehub-binder"  # anonymous Binder users (also temporary: their files go with them)
-BINDER_CULLER = "coursehub-binder-culler"
+from coursehub.names import BINDER_CULLER, BINDER_GROUP, CULLER_SCOPES  # noqa: F401 (re-exported)
 
 
 def apply_binder(settings: Settings, runtime: Runtime, c: Config) -> None:
@@ -34,7 +33,6 @@ def apply_binder(settings: Settings, runtime: Runtime, c: Config) -> None:
 
 def binder_culler(settings: Settings, python: str) -> tuple[dict, dict]:
     """jupyterhub-idle-culler limited to the Binder group: deletes idle or old anonymous users."""
-    from .core import CULLER_SCOPES  # core imports this module
 
     binder = settings.binder
     command = [

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 from traitlets.config import Config
 
+from coursehub.settings.database import check_url, is_postgres
+
 from ..paths import StatePaths
 from ..settings import Settings
-from ..settings_database import check_url, is_postgres
 
 if TYPE_CHECKING:
-    from .core import Runtime
+    from coursehub.hubconfig.runtime import Runtime
 
 
 def sqlite_url(paths: StatePaths) -> str:

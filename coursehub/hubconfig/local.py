@@ -9,7 +9,7 @@ from traitlets.config import Config
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .core import Runtime
+    from coursehub.hubconfig.runtime import Runtime
 
 
 def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:

@@ -9,7 +9,7 @@ from traitlets.config import Config
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .core import Runtime
+    from coursehub.hubconfig.runtime import Runtime
 
 HUB_PREFIX = "/hub/"  # coursehub serves JupyterHub at / (base_url is never changed)
 

@@ -14,10 +14,11 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
+from coursehub.names import TEMPORARY_GROUP
+
 from ..clientaddr import client_address
 from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
-from ..hubconfig.core import TEMPORARY_GROUP
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
 
 

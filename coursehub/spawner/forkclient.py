@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 # debugpy (pre-imported for kernels) checks for frozen modules at import and warns; the check
 # is about breakpoints in the stdlib, which a shared pre-import cannot honour anyway.
 PRELOAD_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-SCRIPT = Path(__file__).with_name("forkserver.py")
+SCRIPT = Path(__file__).parent.parent / "payloads" / "forkserver.py"
 START_TIMEOUT = 120
 _LOCK = threading.Lock()
 

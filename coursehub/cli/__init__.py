@@ -1,0 +1,265 @@
+"""The `coursehub` command: parses arguments and prints; the work happens elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from coursehub import __version__
+from coursehub.auth.accounts import AccountStore, Credential
+from coursehub.auth.cards import write_credentials
+from coursehub.cli.base import CONFIG_HELP, Group, State, state
+from coursehub.settings import Settings
+from coursehub.settings.yamlfile import dump_settings, find_config, load_settings
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="coursehub")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the database, secrets and environments live (default: hub.state_dir).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None:
+    """Jupyter for classes, workshops and science gateways.
+
+    \b
+    Start a hub on this machine:     coursehub up
+    Hand out workshop accounts:      coursehub accounts create --count 60 --prefix ws
+    Check a config file:             coursehub config check coursehub.yaml
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = (config, state_dir)
+
+
+@main.command()
+@click.option("--ip", help="Address to listen on (default: hub.ip, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
+@click.pass_context
+def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
+    """Start the hub, the proxy and the idle culler; Ctrl-C stops them.
+
+    Users' servers keep running across a hub restart and are re-attached;
+    `coursehub down` stops them too. Needs root and bubblewrap.
+    """
+    from coursehub.host import hubprocess
+
+    st = state(ctx)
+    if ip is not None:
+        st.settings.hub.ip = ip
+    if port is not None:
+        st.settings.hub.port = port
+    hubprocess.preflight(st.settings)
+    prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
+    if prepared.admin is not None:
+        click.secho(
+            "First start: an admin account was created. Write this down, it is shown only once:",
+            fg="yellow",
+        )
+        click.echo(f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}")
+    if hubprocess.read_pid(st.paths.hub_pid) is None:
+        hubprocess.kill_orphans(st.settings, click.echo)
+    hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
+    sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop every user server, then the hub and the proxy."""
+    from coursehub.host import hubprocess
+
+    st = state(ctx)
+    hubprocess.down(st.settings, st.paths, click.echo)
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show whether the hub and proxy run, and every user server."""
+    from coursehub.host import hubprocess
+    from coursehub.settings import format_size
+
+    st = state(ctx)
+    hub_pid, proxy_pid, rows = hubprocess.status(st.settings, st.paths)
+    url = hubprocess.running_url(st.settings, st.paths)
+    click.echo(f"hub:   {f'running (pid {hub_pid}) at {url}' if hub_pid else 'stopped'}")
+    click.echo(f"proxy: {f'running (pid {proxy_pid})' if proxy_pid else 'stopped'}")
+    click.echo(f"servers: {len(rows)}")
+    for row in rows:
+        state_word = "ready" if row.ready else "starting"
+        click.echo(
+            f"  {row.user:<24} {row.server or '(default)':<16} {state_word:<9} "
+            f"{format_size(row.memory) if row.memory else '-'}"
+        )
+
+
+@main.group(cls=Group)
+def config() -> None:
+    """Validate and show coursehub.yaml."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.pass_context
+def config_check(ctx: click.Context, file: Path | None) -> None:
+    """Validate FILE (or the config in use) and say what is wrong, with line numbers."""
+    path = file or find_config(ctx.find_root().obj[0])
+    if path is None:
+        click.echo("No config file: the built-in defaults are in use (they are valid).")
+        return
+    settings = load_settings(path)
+    click.echo(f"{path}: OK ({len(settings.courses)} course(s), auth: {settings.auth.type})")
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective settings (file merged over defaults) as YAML."""
+    click.echo(dump_settings(state(ctx).settings), nl=False)
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of coursehub.yaml (for editors and CI)."""
+    import json
+
+    click.echo(json.dumps(Settings.model_json_schema(), indent=2))
+
+
+@config.command("reference")
+def config_reference() -> None:
+    """Print the Markdown reference of every setting (the README's is generated from it)."""
+    from coursehub.settings.reference import render_reference
+
+    click.echo(render_reference())
+
+
+@main.group(cls=Group)
+def accounts() -> None:
+    """Pre-generated workshop accounts: create, list, disable, delete, reset."""
+
+
+def _store(ctx: click.Context) -> tuple[AccountStore, State]:
+    st = state(ctx)
+    from coursehub.host.runtime import ensure_state_dir
+
+    ensure_state_dir(st.paths)
+    return AccountStore(st.paths.accounts), st
+
+
+def _write_cards(creds: list[Credential], st: State, out: Path | None, stem: str) -> None:
+    from coursehub.host.hubprocess import hub_url
+
+    csv_path, html_path = write_credentials(creds, hub_url(st.settings), out or st.paths.cards, stem)
+    click.echo(f"Wrote {csv_path} and {html_path} (printable cards); both are 0600.")
+
+
+@accounts.command("create")
+@click.option("--count", type=click.IntRange(1, 5000), required=True, help="How many accounts.")
+@click.option("--prefix", required=True, help="Username prefix: esip -> esip-01, esip-02, …")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the CSV and the cards (default: <state>/accounts).",
+)
+@click.pass_context
+def accounts_create(ctx: click.Context, count: int, prefix: str, out: Path | None) -> None:
+    """Create COUNT accounts with random passwords; write a CSV and printable cards."""
+    store, st = _store(ctx)
+    with click.progressbar(length=count, label="Hashing passwords") as bar:
+        creds = store.create_batch(prefix, count)
+        bar.update(count)
+    click.echo(f"Created {len(creds)} accounts: {creds[0].username} … {creds[-1].username}")
+    _write_cards(
+        creds,
+        st,
+        out,
+        f"{prefix}-{creds[0].username.rsplit('-', 1)[1]}-{creds[-1].username.rsplit('-', 1)[1]}",
+    )
+
+
+@accounts.command("list")
+@click.pass_context
+def accounts_list(ctx: click.Context) -> None:
+    """List accounts with their state (never their passwords)."""
+    store, _ = _store(ctx)
+    for info in store.list():
+        flags = [
+            w
+            for w, on in (
+                ("admin", info.is_admin),
+                ("disabled", not info.enabled),
+                ("locked", info.locked_until is not None),
+            )
+            if on
+        ]
+        click.echo(f"{info.username:<24} {' '.join(flags)}")
+
+
+def _bulk_account_command(verb: str, past: str, doc: str) -> None:
+    """Register `accounts <verb> NAME...`, which calls AccountStore.<verb> on each name."""
+
+    @accounts.command(verb, help=doc)
+    @click.argument("usernames", nargs=-1, required=True)
+    @click.pass_context
+    def command(ctx: click.Context, usernames: tuple[str, ...]) -> None:
+        store, _ = _store(ctx)
+        for name in usernames:
+            getattr(store, verb)(name)
+            click.echo(f"{past} {name}")
+
+
+_bulk_account_command("disable", "disabled", "Stop these accounts from logging in (their files stay).")
+_bulk_account_command("enable", "enabled", "Let disabled accounts log in again.")
+_bulk_account_command(
+    "delete", "deleted", "Delete these accounts (their home folders stay until an admin removes them)."
+)
+
+
+@accounts.command("reset")
+@click.argument("username")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the new card (default: <state>/accounts).",
+)
+@click.pass_context
+def accounts_reset(ctx: click.Context, username: str, out: Path | None) -> None:
+    """Give USERNAME a new random password (and lift any lockout)."""
+    store, st = _store(ctx)
+    cred = store.reset(username)
+    click.echo(f"{cred.username}: {cred.password}")
+    import time
+
+    _write_cards([cred], st, out, f"reset-{username}-{int(time.time())}")
+
+
+def _register_plugins() -> None:
+    """Commands that live in their own modules."""
+    from coursehub.cli.backup import backup, restore
+    from coursehub.cli.bench import bench
+    from coursehub.cli.courses import course
+    from coursehub.cli.kubernetes import image as course_image_command
+    from coursehub.cli.kubernetes import render
+    from coursehub.cli.ops import loadtest, plan
+
+    main.add_command(loadtest)
+    main.add_command(plan)
+    main.add_command(course)
+    main.add_command(render)
+    main.add_command(bench)
+    main.add_command(backup)
+    main.add_command(restore)
+    course.add_command(course_image_command)
+
+
+_register_plugins()
+
+if __name__ == "__main__":
+    main()

@@ -1,1 +1,0 @@
-"""Commands that live outside cli.py, each module a group of related ones."""

@@ -1,0 +1,280 @@
+"""Starting, stopping and inspecting the hub: the side effects behind up, down and status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from coursehub.auth.accounts import AccountStore, Credential
+from coursehub.clients.hubapi import HubAPI
+from coursehub.courses.build import sync_catalog
+from coursehub.courses.environments import (
+    EnvSpec,
+    ensure_environment,
+    find_user_python,
+    server_stack,
+)
+from coursehub.errors import CoursehubError, HubNotRunning
+from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
+from coursehub.paths import StatePaths
+from coursehub.settings import Settings
+from coursehub.spawner import cgroups
+from coursehub.spawner.accounts import unix_name
+from coursehub.spawner.forkclient import ensure_forkserver, stop_forkservers
+
+log = logging.getLogger(__name__)
+SHIM = Path(__file__).parent.parent / "hub" / "jupyterhub_config.py"
+Echo = Callable[[str], None]
+
+
+def running_url(settings: Settings, paths: StatePaths) -> str:
+    """The URL of the hub running from `paths` (it may have been started with --ip/--port)."""
+    try:
+        return paths.hub_url.read_text().strip() or hub_url(settings)
+    except OSError:
+        return hub_url(settings)
+
+
+def hub_url(settings: Settings) -> str:
+    """The URL users open."""
+    if settings.hub.public_url:
+        return settings.hub.public_url.rstrip("/") + "/"
+    host = "127.0.0.1" if settings.hub.ip in ("", "0.0.0.0") else settings.hub.ip
+    return f"http://{host}:{settings.hub.port}/"
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to start, saying exactly what is missing, when the machine cannot isolate users."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append(
+            "coursehub up must run as root: it creates a Unix account, a sandbox and a cgroup "
+            "per student (run it with sudo)"
+        )
+    if not shutil.which("bwrap"):
+        problems.append("bubblewrap is not installed: apt-get install bubblewrap")
+    if cgroups.cgroup_version() == 0:
+        problems.append("no cgroup hierarchy is mounted at /sys/fs/cgroup")
+    userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    if userns.exists() and userns.read_text().strip() == "0":
+        problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
+    try:
+        find_proxy()
+    except CoursehubError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise CoursehubError("cannot start the hub:\n  - " + "\n  - ".join(problems))
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in `path` if that process is alive (a zombie left by a crash is not)."""
+    try:
+        pid = int(path.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return None if state in ("Z", "X") else pid
+
+
+@dataclass
+class Prepared:
+    """What `prepare` made ready for the hub process."""
+
+    user_env: Path
+    admin: Credential | None
+
+
+def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
+    """State folder, user environment, course content, admin account, stale cgroups."""
+    ensure_state_dir(paths)
+    ensure_secret(paths.cli_token)
+    install_sync_script(paths)
+    python = find_user_python(settings.sandbox.python)
+    spec = EnvSpec(python=str(python), packages=server_stack())
+    if not (paths.envs / spec.digest / ".coursehub-ready").exists():
+        echo(f"Building the user environment with uv (first start only; log in {paths.envs})…")
+    user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))
+    for record in sync_catalog(settings, paths, on_line=lambda line: log.debug(line)):
+        echo(f"Course {record.name}: ready ({record.environment})")
+        if settings.sandbox.spawn_mode == "fork":
+            # Warm now, so that the first student does not wait for the imports.
+            ensure_forkserver(Path(record.environment), paths.run, paths.logs)
+    admin = None
+    if settings.auth.type == "workshop":
+        store = AccountStore(paths.accounts)
+        for name in settings.hub.admin_users:
+            admin = store.ensure_admin(name) or admin
+    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
+    if removed:
+        echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
+    return Prepared(user_env=user_env, admin=admin)
+
+
+def install_sync_script(paths: StatePaths) -> None:
+    """Put the content sync script where every sandbox can read it."""
+    from coursehub.payloads import sync
+
+    paths.sync_script.parent.mkdir(exist_ok=True)
+    os.chmod(paths.sync_script.parent, 0o755)
+    shutil.copyfile(sync.__file__, paths.sync_script)
+    os.chmod(paths.sync_script, 0o644)
+
+
+def orphans(settings: Settings) -> list[int]:
+    """Services and proxy a crashed hub of this config left running (they outlive kill -9)."""
+    api_url = f"http://127.0.0.1:{settings.hub.api_port}/hub/api"
+    proxy_flag = f"--api-port {settings.hub.proxy_api_port}"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        is_service = b"JUPYTERHUB_SERVICE_NAME=" in b"\0".join(environ) and (
+            f"JUPYTERHUB_API_URL={api_url}".encode() in environ
+        )
+        if is_service or ("configurable-http-proxy" in cmdline and proxy_flag in cmdline):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_orphans(settings: Settings, echo: Echo) -> None:
+    """Stop what a crashed hub left behind before a new one starts its own."""
+    for pid in orphans(settings):
+        try:
+            os.kill(pid, signal.SIGTERM)
+            echo(f"Stopped a process left by an earlier hub (pid {pid}).")
+        except ProcessLookupError:
+            pass
+
+
+def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subprocess.Popen:
+    """Launch JupyterHub (which launches the proxy and services) with coursehub's shim."""
+    if (pid := read_pid(paths.hub_pid)) is not None:
+        raise CoursehubError(f"a hub is already running (pid {pid}); stop it with `coursehub down`")
+    env = {
+        **os.environ,
+        # The effective settings, command-line overrides included, validated again by the shim.
+        "COURSEHUB_SETTINGS_JSON": settings.model_dump_json(),
+        "COURSEHUB_STATE_DIR": str(paths.root),
+        "COURSEHUB_USER_ENV": str(user_env),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(SHIM)],
+        cwd=paths.root,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo: Echo) -> int:
+    """Wait for the hub; forward Ctrl-C and SIGTERM to it so it stops cleanly."""
+
+    def forward(signum: int, _frame: object) -> None:
+        if hub.poll() is None:
+            hub.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    paths.hub_url.write_text(hub_url(settings))
+    api = HubAPI(hub_url(settings), paths.cli_token.read_text().strip())
+    try:
+        api.wait_until_up(time.monotonic() + 120)
+        echo(
+            f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
+            f"`coursehub down` also stops users' servers)"
+        )
+    except HubNotRunning as exc:
+        if hub.poll() is None:
+            echo(str(exc))
+    return hub.wait()
+
+
+def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
+    """Stop every user server, the hub and the proxy; sweep leftover sandboxes."""
+    hub_pid = read_pid(paths.hub_pid)
+    if hub_pid is not None:
+        api = HubAPI(running_url(settings, paths), ensure_secret(paths.cli_token))
+        stopped = _stop_all_servers(api)
+        echo(f"Stopped {stopped} server(s).")
+        _terminate(hub_pid, "hub", echo)
+    proxy_pid = read_pid(paths.proxy_pid)
+    if proxy_pid is not None:
+        _terminate(proxy_pid, "proxy", echo)
+    kill_orphans(settings, echo)
+    forkservers = stop_forkservers(paths.run)
+    if forkservers:
+        echo(f"Stopped {forkservers} fork server(s).")
+    # Only this hub's sandboxes: other hubs on the machine share the parent cgroup.
+    prefix = settings.sandbox.user_prefix
+    leftovers = [g for g in cgroups.all_groups() if g.dirs[0].name.startswith(prefix)]
+    for group in leftovers:
+        group.kill_and_remove()
+    if leftovers:
+        echo(f"Removed {len(leftovers)} sandbox cgroup(s) and their processes.")
+    echo("coursehub is down.")
+
+
+def _stop_all_servers(api: HubAPI) -> int:
+    """Ask the hub to stop every server, then wait (bounded) until none is left."""
+    count = 0
+    for user in api.users():
+        for server in user.get("servers", {}):
+            api.stop_server(user["name"], server)
+            count += 1
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
+        time.sleep(0.3)
+    return count
+
+
+def _terminate(pid: int, what: str, echo: Echo, timeout: float = 30) -> None:
+    """SIGTERM, wait, then SIGKILL."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            echo(f"Stopped the {what} (pid {pid}).")
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    echo(f"Killed the {what} (pid {pid}) after {timeout:.0f} s.")
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    """One line of `coursehub status`."""
+
+    user: str
+    server: str
+    ready: bool
+    memory: int
+
+
+def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | None, list[ServerRow]]:
+    """Hub pid, proxy pid and the servers the hub knows (empty when it is down)."""
+    hub_pid, proxy_pid = read_pid(paths.hub_pid), read_pid(paths.proxy_pid)
+    rows: list[ServerRow] = []
+    if hub_pid is not None:
+        api = HubAPI(running_url(settings, paths), ensure_secret(paths.cli_token))
+        for user in api.users():
+            for name, server in user.get("servers", {}).items():
+                leaf = f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
+                group = cgroups.group_for(leaf)
+                memory = group.memory_bytes() if group.dirs[0].exists() else 0
+                rows.append(ServerRow(user["name"], name, bool(server.get("ready")), memory))
+    return hub_pid, proxy_pid, rows

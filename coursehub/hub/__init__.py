@@ -1,0 +1,1 @@
+"""Runs inside the JupyterHub process: config shim, authenticator wrapper and routes, monitor, status page."""

@@ -1,0 +1,67 @@
+"""What coursehub adds to any authenticator: launch-link handlers, and temporary users kept logged in."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.utils import maybe_future
+from traitlets import Dict, HasTraits, Integer, Unicode
+
+from coursehub.courses.access import is_temporary
+from coursehub.errors import ConfigError
+
+
+class CoursehubAuthenticatorMixin(HasTraits):
+    """Mixed into the configured authenticator (tmpauthenticator's pattern for /hub/ handlers)."""
+
+    courses_root = Unicode("", help="Folder with the course catalog.").tag(config=True)
+    static_courses = Dict(help="Course records given by config (Kubernetes: no local catalog).").tag(
+        config=True
+    )
+    tmp_per_client_per_minute = Integer(10, help="Temporary users per address per minute.").tag(config=True)
+    binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
+
+    def get_handlers(self, app: Any) -> list:
+        """The base authenticator's handlers plus /hub/launch and /hub/tmplogin."""
+        from coursehub.hub.status_page import ops_handlers
+        from coursehub.launch.handlers import launch_handlers
+
+        base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
+        if not (self.courses_root or self.static_courses):
+            return base
+        from coursehub.launch.binder.handlers import binder_handlers
+
+        per_minute = self.tmp_per_client_per_minute
+        binder = binder_handlers(self.courses_root, self.binder, self.static_courses) if self.binder else []
+        return [*base, *launch_handlers(self.courses_root, per_minute, self.static_courses), *binder]
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> Any:
+        """Temporary users have no account to re-check: they stay valid until culled."""
+        if is_temporary(user):
+            return True
+        return await maybe_future(super().refresh_user(user, handler))  # type: ignore[misc]
+
+
+def resolve_authenticator(name: str) -> type[Authenticator]:
+    """An authenticator class from an entry-point name ('github') or an import path."""
+    for ep in entry_points(group="jupyterhub.authenticators"):
+        if ep.name == name:
+            return ep.load()
+    module, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(
+            f"auth.type '{name}' is neither an installed authenticator entry point nor an "
+            "importable class; install its package or fix the name"
+        ) from exc
+
+
+def with_coursehub(base: type[Authenticator]) -> type[Authenticator]:
+    """`base` with coursehub's handlers and temporary-user rules mixed in."""
+    if issubclass(base, CoursehubAuthenticatorMixin):
+        return base
+    return type(f"Coursehub{base.__name__}", (CoursehubAuthenticatorMixin, base), {})

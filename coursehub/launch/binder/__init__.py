@@ -1,0 +1,1 @@
+"""BinderHub's API on the hub: parsing, limits, launches and builds for thebe and Jupyter Book."""

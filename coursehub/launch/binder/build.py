@@ -1,0 +1,67 @@
+"""Repositories that are not courses (binder.allow_any_repo): built by the course builder, log streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from coursehub.courses.build import build_course
+from coursehub.courses.catalog import CourseRecord
+from coursehub.errors import CoursehubError
+from coursehub.launch.binder.launch import (
+    BUILD_LOCKS,
+    Emit,
+    LaunchRefused,
+    refs_match,
+    unregistered_name,
+)
+from coursehub.launch.binder.spec import BinderSpec
+from coursehub.paths import StatePaths
+from coursehub.settings import Course, Settings
+
+
+async def build_repository(
+    spec: BinderSpec, binder: dict, records: dict[str, CourseRecord], emit: Emit
+) -> CourseRecord:
+    """The catalog record of `spec`'s repository, built (once at a time per repository) when needed."""
+    name = unregistered_name(spec)
+    async with BUILD_LOCKS.setdefault(name, asyncio.Lock()):
+        record = records.get(name)
+        if record is not None and record.ready and await refs_match(record, spec.ref):
+            if emit:
+                await emit({"phase": "built", "imageName": f"coursehub/{name}", "message": "Found built.\n"})
+            return record
+        course = Course(name=name, title=spec.repo_url, repo=spec.repo_url, ref=spec.ref, access="open")
+        settings = Settings(sandbox={"python": binder.get("python") or None}, courses=[course])
+        paths = StatePaths(Path(binder["state_dir"]))
+        record = await _build_streaming(course, settings, paths, emit)
+    if emit:
+        await emit({"phase": "built", "imageName": f"coursehub/{name}", "message": "Built.\n"})
+    return record
+
+
+async def _build_streaming(course: Course, settings: Settings, paths: StatePaths, emit: Emit) -> Any:
+    """Run the (blocking) course build in a thread, sending its log lines as `building` events."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def on_line(line: str) -> None:
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    async def build() -> CourseRecord:
+        try:
+            return await asyncio.to_thread(build_course, course, settings, paths, on_line)
+        finally:
+            lines.put_nowait(None)
+
+    task = asyncio.ensure_future(build())
+    if emit:
+        await emit({"phase": "building", "message": f"Building {course.repo} at {course.ref}…\n"})
+    while (line := await lines.get()) is not None:
+        if emit:
+            await emit({"phase": "building", "message": line.rstrip("\n") + "\n"})
+    try:
+        return await task
+    except CoursehubError as exc:
+        raise LaunchRefused(f"The build failed: {exc}", 500) from exc

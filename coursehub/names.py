@@ -1,0 +1,22 @@
+"""Names shared by the hub config, the hub's handlers and the CLI: groups, services and their scopes."""
+
+from __future__ import annotations
+
+# Temporary users (tmplogin guests) belong here; only they are culled with their files.
+TEMPORARY_GROUP = "coursehub-temporary"
+TEMP_CULLER = "coursehub-temporary-culler"
+# Anonymous Binder users (also temporary: their files go with them).
+BINDER_GROUP = "coursehub-binder"
+BINDER_CULLER = "coursehub-binder-culler"
+
+# What jupyterhub-idle-culler needs to stop idle servers (and, with admin:users, to delete users).
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# The `coursehub` CLI's own service token (status, down, accounts).
+CLI_SCOPES = [
+    "list:users",
+    "read:users",
+    "read:servers",
+    "delete:servers",
+    "admin:users",
+    "read:metrics",
+]

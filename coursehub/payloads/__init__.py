@@ -1,0 +1,1 @@
+"""Files other interpreters run (fork server, kernel module, content sync), importing nothing of coursehub."""

@@ -1,0 +1,190 @@
+"""coursehub.yaml, modelled once: defaults, validation and the JSON schema all come from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_serializer, field_validator, model_validator
+
+from coursehub.settings.auth import AuthSettings, LockoutSettings
+from coursehub.settings.base import COURSE_NAME, Model, format_size, parse_size
+from coursehub.settings.binder import BinderSettings
+from coursehub.settings.database import DatabaseSettings
+from coursehub.settings.kubernetes import CourseKubernetes, KubernetesSettings
+
+__all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
+
+
+class Limits(Model):
+    """Resources one user server (with its kernels) may use."""
+
+    memory: int = Field(2 * 1024**3, description="Memory limit per server, e.g. 512M or 2G.")
+    cpu: float = Field(1.0, gt=0, le=1024, description="CPU limit per server, in cores.")
+    pids: int = Field(512, ge=16, le=1_000_000, description="Maximum processes per server.")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_serializer("memory", when_used="json")
+    def _show_memory(self, value: int) -> str:
+        return format_size(value)
+
+
+class PartialLimits(Model):
+    """Per-course overrides of the global limits; unset keys inherit."""
+
+    memory: int | None = Field(None, description="Memory limit per server, e.g. 512M.")
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU limit, in cores.")
+    pids: int | None = Field(None, ge=16, le=1_000_000, description="Maximum processes.")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @field_serializer("memory", when_used="json")
+    def _show_memory(self, value: int | None) -> str | None:
+        return None if value is None else format_size(value)
+
+    def over(self, base: Limits) -> Limits:
+        """These overrides applied on top of `base`."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class HubSettings(Model):
+    """Where the hub listens and how it treats spawns."""
+
+    ip: str = Field("127.0.0.1", description="Address the proxy listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
+    api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
+    proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
+    public_url: str | None = Field(None, description="URL users reach (for cards and links).")
+    state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
+    admin_users: list[str] = Field(["admin"], description="Hub users with admin rights.")
+    concurrent_spawn_limit: int = Field(
+        1000,
+        ge=1,
+        description="Spawns the hub accepts at once (more get HTTP 429); the sandbox "
+        "spawner queues them and starts sandbox.max_parallel_starts at a time.",
+    )
+    start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
+    http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
+
+
+class SandboxSettings(Model):
+    """How each user's server is isolated on one machine."""
+
+    home_root: Path = Field(Path("/home/coursehub"), description="Parent of users' homes.")
+    user_prefix: str = Field(
+        "ch-", pattern=r"^[a-z][a-z0-9-]{0,7}$", description="Prefix of Unix account names."
+    )
+    python: Path | None = Field(
+        None, description="Interpreter for user environments (default: first one users can run)."
+    )
+    spawn_mode: Literal["fork", "exec"] = Field(
+        "fork",
+        description="'fork': servers forked from a warm fork server per environment "
+        "(fast); 'exec': each server a fresh bubblewrap process.",
+    )
+    max_parallel_starts: int = Field(
+        8, ge=1, le=1000, description="Servers started at once; others queue, seeing their place."
+    )
+    readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
+    hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")
+
+    @field_validator("readonly_paths", "hidden_paths", "home_root")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        for path in value if isinstance(value, list) else [value]:
+            if not Path(path).is_absolute():
+                raise ValueError(f"{path} must be an absolute path")
+        return value
+
+
+class CullerSettings(Model):
+    """jupyterhub-idle-culler, run as a hub-managed service."""
+
+    enabled: bool = Field(True, description="Stop idle servers.")
+    timeout: int = Field(3600, ge=60, description="Idle seconds before a server is stopped.")
+    every: int = Field(600, ge=10, description="Seconds between culling rounds.")
+    max_age: int = Field(0, ge=0, description="Stop servers older than this (0: never).")
+
+
+class TemporaryUsers(Model):
+    """Anonymous users created by /hub/tmplogin links to courses whose access is 'open'."""
+
+    idle_timeout: int = Field(
+        3600, ge=60, description="Idle seconds before a temporary user is deleted with their files."
+    )
+    per_client_per_minute: int = Field(
+        10, ge=1, description="New temporary users one client address may create per minute."
+    )
+
+
+class Course(Model):
+    """A course: content, environment and who may open it."""
+
+    name: str = Field(pattern=COURSE_NAME, description="Short name used in links and paths.")
+    title: str = Field("", description="Human-readable title.")
+    repo: str = Field(description="Git URL or local folder with the course content.")
+    ref: str = Field("HEAD", description="Branch, tag or commit.")
+    default_notebook: str | None = Field(None, description="Notebook opened by default.")
+    access: Literal["open", "accounts"] | list[str] = Field(
+        "accounts", description="'open', 'accounts', or a roster of usernames / 'group:<name>'."
+    )
+    limits: PartialLimits = Field(default_factory=PartialLimits)
+    shared_data: Path | None = Field(None, description="Host folder shown read-only as ~/<course>/shared.")
+    scratch: Path | None = Field(None, description="Host folder shared read-write as ~/<course>/scratch.")
+    kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
+
+
+Passthrough = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]]
+
+
+class Settings(Model):
+    """The whole of coursehub.yaml."""
+
+    hub: HubSettings = Field(default_factory=HubSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: Limits = Field(default_factory=Limits)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    culler: CullerSettings = Field(default_factory=CullerSettings)
+    temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
+    binder: BinderSettings = Field(default_factory=BinderSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    courses: list[Course] = Field(
+        default_factory=lambda: [demo_course()], description="Courses offered on this hub."
+    )
+    jupyterhub: Passthrough = Field(
+        {},
+        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_courses(self) -> Settings:
+        names = [course.name for course in self.courses]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"course names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def course_limits(self, course: Course) -> Limits:
+        """Effective limits of a course's servers."""
+        return course.limits.over(self.limits)
+
+
+DEMO_DIR = Path(__file__).parent.parent / "demo"
+
+
+def demo_course() -> Course:
+    """The small course every fresh hub offers."""
+    return Course(
+        name="demo",
+        title="coursehub demo",
+        repo=str(DEMO_DIR),
+        default_notebook="welcome.ipynb",
+    )

@@ -1,0 +1,323 @@
+"""Start and tear down the hubs under test: stock JupyterHub and coursehub, side by side.
+
+Every hub gets its own temporary folder, free ports and (for coursehub) its own Unix-account
+prefix, so that a benchmark never touches another hub on the machine, and `close()` removes
+everything it started even after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+import yaml
+
+from coursehub.clients.hubapi import HubAPI
+from coursehub.courses.environments import find_user_python
+from coursehub.errors import CoursehubError
+from coursehub.host.runtime import REPO_ROOT, find_proxy
+from coursehub.spawner import cgroups
+from coursehub.spawner.accounts import unix_name
+from coursehub.tools.bench import procstats
+from coursehub.tools.bench.configs import Ports, StockSpec, coursehub_settings, stock_config
+from coursehub.tools.bench.userenv import stock_environment
+
+log = logging.getLogger(__name__)
+BASE = Path(tempfile.gettempdir()) / "coursehub-bench"
+START_TIMEOUT = 300  # a hub's first start may build its users' environment
+STOP_SERVERS_TIMEOUT = 300
+Echo = Callable[[str], None]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports() -> Ports:
+    """Three distinct free ports."""
+    chosen: set[int] = set()
+    while len(chosen) < 3:
+        chosen.add(free_port())
+    public, hub_api, proxy_api = sorted(chosen)
+    return Ports(public, hub_api, proxy_api)
+
+
+def bench_folder(system: str) -> Path:
+    """A fresh folder that users' sandboxes can traverse (tempfile's default is 0700)."""
+    BASE.mkdir(exist_ok=True)
+    os.chmod(BASE, 0o755)
+    root = Path(tempfile.mkdtemp(prefix=f"{system}-", dir=BASE))
+    os.chmod(root, 0o755)
+    return root
+
+
+def hub_env() -> dict[str, str]:
+    """The environment hubs run in: ours, with the repo's configurable-http-proxy on PATH."""
+    node_bin = REPO_ROOT / "node_modules" / ".bin"
+    return {**os.environ, "PATH": f"{node_bin}:{os.environ.get('PATH', '')}"}
+
+
+class BenchHub:
+    """A hub started for the benchmark; subclasses say how to start it and find its processes."""
+
+    def __init__(self, system: str, log_dir: Path) -> None:
+        self.system = system
+        self.workdir = bench_folder(system)
+        self.ports = free_ports()
+        self.url = f"http://127.0.0.1:{self.ports.public}/"
+        self.password = secrets.token_urlsafe(12)
+        self.log_path = log_dir / f"{system}-hub.log"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        """The command line that starts the hub (writing its config first)."""
+        raise NotImplementedError
+
+    def admin(self) -> HubAPI:
+        """A Hub API client allowed to list users and stop their servers."""
+        raise NotImplementedError
+
+    def hub_pid(self) -> int:
+        """The JupyterHub process itself."""
+        raise NotImplementedError
+
+    def proxy_pid(self) -> int | None:
+        """The configurable-http-proxy process, if it is running."""
+        raise NotImplementedError
+
+    def user_pids(self, user: str) -> list[int]:
+        """The processes of `user`'s server and kernels."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Launch the hub and wait until its API answers."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                env=hub_env(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal must not reach it: we stop it
+            )
+        self._wait_up()
+
+    def _wait_up(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise CoursehubError(
+                    f"the {self.system} hub exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                if requests.get(self.url + "hub/api/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise CoursehubError(f"the {self.system} hub did not answer in time; see {self.log_path}")
+
+    def stop_all_servers(self, timeout: float = STOP_SERVERS_TIMEOUT) -> int:
+        """Stop every server on this hub and wait (bounded) until none is left; how many."""
+        api = self.admin()
+        users = [u for u in api.users() if u.get("servers")]
+        for user in users:
+            for server in user["servers"]:  # named servers too (Binder launches use them)
+                try:
+                    api.stop_server(user["name"], server)
+                except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
+                    log.warning("%s", exc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
+            time.sleep(0.5)
+        return len(users)
+
+    def close(self) -> None:
+        """Stop servers, the hub, its proxy and anything left of them; remove the folder."""
+        if self.proc is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        try:
+            if self.proc.poll() is None:
+                self.stop_all_servers()
+        except Exception as exc:  # the hub may be wedged: the process sweep below still runs
+            log.warning("could not stop the servers of the %s hub: %s", self.system, exc)
+        seen = procstats.identities([self.proc.pid, *procstats.descendants(self.proc.pid)])
+        _terminate(self.proc)
+        _kill_identities(seen)
+        self.remove_leftovers()
+        self.keep_logs()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def remove_leftovers(self) -> None:
+        """What a subclass leaves outside the process tree (accounts, cgroups)."""
+
+    def keep_logs(self) -> None:
+        """Copy logs that live in the temporary folder next to the hub's log."""
+
+
+def _terminate(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM, wait, then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _kill_identities(seen: list[tuple[int, int]]) -> None:
+    """SIGKILL the processes seen earlier that still live (same pid and start time)."""
+    for pid, start in seen:
+        stat = procstats.read_stat(pid)
+        if stat is not None and stat.start == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class StockHub(BenchHub):
+    """Stock JupyterHub: SimpleLocalProcessSpawner, DummyAuthenticator, SQLite."""
+
+    def __init__(self, system: str, log_dir: Path, raised_timeouts: bool) -> None:
+        super().__init__(system, log_dir)
+        self.raised_timeouts = raised_timeouts
+        self.admin_token = secrets.token_hex(32)
+
+    def command(self) -> list[str]:
+        env = stock_environment(find_user_python())
+        spec = StockSpec(
+            ports=self.ports,
+            workdir=self.workdir,
+            singleuser=env / "bin" / "jupyterhub-singleuser",
+            proxy=find_proxy(),
+            password=self.password,
+            admin_token=self.admin_token,
+            raised_timeouts=self.raised_timeouts,
+        )
+        config = self.workdir / "jupyterhub_config.py"
+        config.write_text(stock_config(spec))
+        (self.workdir / "homes").mkdir(exist_ok=True)
+        return [sys.executable, "-m", "jupyterhub", "-f", str(config)]
+
+    def admin(self) -> HubAPI:
+        return HubAPI(self.url, self.admin_token)
+
+    def hub_pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def proxy_pid(self) -> int | None:
+        return _pid_from(self.workdir / "proxy.pid")
+
+    def user_pids(self, user: str) -> list[int]:
+        """The hub's children started for `user` (by JUPYTERHUB_USER), with their subtrees."""
+        children = procstats.children_map()
+        roots = [
+            pid
+            for pid in children.get(self.hub_pid(), [])
+            if procstats.environ(pid).get("JUPYTERHUB_USER") == user
+        ]
+        return [p for root in roots for p in (root, *procstats.descendants(root, children))]
+
+
+class CoursehubHub(BenchHub):
+    """`coursehub up` with its defaults, in its own state folder and account prefix."""
+
+    def __init__(self, system: str, log_dir: Path) -> None:
+        super().__init__(system, log_dir)
+        self.prefix = "b" + secrets.token_hex(2) + "-"
+        self.state_dir = self.workdir / "state"
+
+    def command(self) -> list[str]:
+        config = self.workdir / "coursehub.yaml"
+        settings = coursehub_settings(self.ports, self.workdir, self.prefix)
+        config.write_text(yaml.safe_dump(settings))
+        return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
+
+    def admin(self) -> HubAPI:
+        return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())
+
+    def hub_pid(self) -> int:
+        pid = _pid_from(self.state_dir / "hub.pid")
+        if pid is None:
+            raise CoursehubError(f"the coursehub hub wrote no pid file in {self.state_dir}")
+        return pid
+
+    def proxy_pid(self) -> int | None:
+        return _pid_from(self.state_dir / "proxy.pid")
+
+    def user_pids(self, user: str) -> list[int]:
+        """Every process of the user's own Unix account, and the root-owned monitor above its
+        server in the same cgroup (fork mode): it is memory that user costs too."""
+        try:
+            uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
+        except KeyError:
+            return []
+        pids = procstats.pids_of_uid(uid)
+        parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
+        monitors = [
+            parent
+            for parent in parents - set(pids)
+            for child in pids
+            if procstats.cgroups_of(parent) and procstats.cgroups_of(parent) == procstats.cgroups_of(child)
+        ]
+        return sorted({*pids, *monitors})
+
+    def keep_logs(self) -> None:
+        """The servers' logs (coursehub writes one per server in its state folder)."""
+        logs = self.state_dir / "logs"
+        if logs.is_dir():
+            shutil.copytree(logs, self.log_path.parent / f"{self.system}-servers", dirs_exist_ok=True)
+
+    def remove_leftovers(self) -> None:
+        """Processes, cgroups and Unix accounts of this hub's prefix (and only these)."""
+        accounts = [e for e in pwd.getpwall() if e.pw_name.startswith(self.prefix)]
+        for entry in accounts:
+            for pid in procstats.pids_of_uid(entry.pw_uid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for group in cgroups.all_groups():
+            if group.dirs[0].name.startswith(self.prefix):
+                group.kill_and_remove()
+        for entry in accounts:
+            subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=60, check=False)
+
+
+def _pid_from(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def make_hub(system: str, log_dir: Path) -> BenchHub:
+    """The (not yet started) hub for one of configs.SYSTEMS."""
+    if system == "stock":
+        return StockHub(system, log_dir, raised_timeouts=False)
+    if system == "stock-600":
+        return StockHub(system, log_dir, raised_timeouts=True)
+    if system == "coursehub":
+        return CoursehubHub(system, log_dir)
+    raise CoursehubError(f"unknown system {system!r}: choose from stock, stock-600, coursehub")

@@ -1,0 +1,55 @@
+"""The users' environment of the stock hubs: coursehub's exact package pins, installed plainly."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from coursehub.courses.environments import EnvSpec, server_stack, uv_binary
+from coursehub.errors import EnvironmentBuildError
+
+log = logging.getLogger(__name__)
+ENVS = Path(tempfile.gettempdir()) / "coursehub-bench" / "envs"
+READY = ".bench-ready"
+BUILD_TIMEOUT = 1800
+
+
+def stock_environment(python: Path, envs: Path = ENVS) -> Path:
+    """A cached venv with the same Python and packages as coursehub's users get.
+
+    Stock hubs get a plain `uv pip install` of those pins, without the kernelspec and
+    JupyterLab settings coursehub adds, so that they run exactly what upstream ships.
+    """
+    spec = EnvSpec(python=str(python), packages=server_stack())
+    target = envs / f"stock-{spec.digest}"
+    if (target / READY).exists():
+        return target
+    envs.mkdir(parents=True, exist_ok=True)
+    # Built in place (entry-point scripts hard-code their venv's path); READY is written last,
+    # so a half-built environment is rebuilt next time.
+    shutil.rmtree(target, ignore_errors=True)
+    uv = uv_binary()
+    _run([uv, "venv", "--python", spec.python, str(target)])
+    python_bin = str(target / "bin" / "python")
+    # Copies, not hard links to uv's cache: a file changed in place in one environment
+    # (coursehub rewrites kernel.json) would otherwise change it in the cache and every venv.
+    _run([uv, "pip", "install", "--link-mode=copy", "--python", python_bin, *spec.packages])
+    # The kernelspec exactly as ipykernel installs it, whatever the cache's copy says.
+    _run([python_bin, "-m", "ipykernel", "install", "--prefix", str(target)])
+    (target / READY).write_text("ok\n")
+    return target
+
+
+def _run(cmd: list[str]) -> None:
+    log.info("$ %s", " ".join(cmd))
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise EnvironmentBuildError(f"{' '.join(cmd[:3])} timed out") from exc
+    if done.returncode != 0:
+        raise EnvironmentBuildError(
+            f"building the stock users' environment failed ({' '.join(cmd[:3])}):\n{done.stderr[-2000:]}"
+        )
