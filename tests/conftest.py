@@ -222,9 +222,13 @@ class Hub:
         """Stop everything and delete the Unix accounts this hub created."""
         self.cli("down", check=False)
         self.stop()
-        for entry in pwd.getpwall():
-            if entry.pw_name.startswith(self.prefix):
-                subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+        from coursehub.spawner.accounts import passwd_lock
+
+        # Under the spawner's own lock: other hubs (other xdist workers) add accounts meanwhile.
+        with passwd_lock():
+            for entry in pwd.getpwall():
+                if entry.pw_name.startswith(self.prefix):
+                    subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
         if self.log_path.exists():
             OUTPUT.mkdir(exist_ok=True)
             shutil.copy(self.log_path, OUTPUT / f"{self.root.name}.log")
@@ -278,14 +282,56 @@ def make_hub_module():
     yield from hub_factory()
 
 
-@pytest.fixture(scope="module", params=["fork", "exec"])
-def shared_hub(request):
-    """One hub shared by a module's tests, once per spawn mode (fork server, fresh process)."""
+@pytest.fixture(scope="session")
+def session_hubs():
+    """One plain hub per spawn mode for the whole session, started when a test first needs it.
+
+    Tests that share them create their own accounts (prefixes per test) and leave other users alone.
+    """
     needs_root_sandbox()
-    hub = Hub(hub_root(), {"sandbox": {"spawn_mode": request.param}})
-    hub.start()
-    yield hub
-    hub.teardown()
+    hubs: dict[str, Hub] = {}
+
+    def get(mode: str) -> Hub:
+        if mode not in hubs:
+            hub = Hub(hub_root(), {"sandbox": {"spawn_mode": mode}})
+            hubs[mode] = hub
+            hub.start()
+        return hubs[mode]
+
+    yield get
+    for hub in hubs.values():
+        hub.teardown()
+
+
+@pytest.fixture(scope="module", params=["fork", "exec"])
+def shared_hub(request, session_hubs):
+    """The session's hub in each spawn mode (fork server, fresh process), for tests the mode can change."""
+    return session_hubs(request.param)
+
+
+@pytest.fixture(scope="module")
+def fork_hub(session_hubs):
+    """The session's fork-mode hub, for tests that the spawn mode cannot change (login, the browser)."""
+    return session_hubs("fork")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep tests that share a session hub on one xdist worker, and each module's tests together.
+
+    With `--dist loadgroup` (the test command's default), a module's module-scoped hub then starts once,
+    and the session hubs are not started again on every worker.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"session_hubs", "shared_hub", "fork_hub"}:
+            group = "session-hubs"
+        elif "edge_hub" in names:
+            group = "edge-hub"
+        elif "postgres" in names:
+            group = "postgres"
+        else:
+            group = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -7,17 +7,17 @@ import pytest
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
 
-def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_dir):
-    (name,) = shared_hub.create_accounts("web", 1)
+def test_workshop_student_logs_in_and_runs_a_cell(fork_hub, browser, output_dir):
+    (name,) = fork_hub.create_accounts("web", 1)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(120_000)
-    page.goto(shared_hub.url + "hub/login")
+    page.goto(fork_hub.url + "hub/login")
     page.fill("input[name=username]", name)
-    page.fill("input[name=password]", shared_hub.passwords[name])
+    page.fill("input[name=password]", fork_hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
     # The hub spawns the server and sends the browser on to JupyterLab.
     page.wait_for_url(f"**/user/{name}/lab**", timeout=180_000)
-    page.goto(shared_hub.url + f"user/{name}/lab/tree/demo/welcome.ipynb")
+    page.goto(fork_hub.url + f"user/{name}/lab/tree/demo/welcome.ipynb")
     cell = page.locator(".jp-Notebook .jp-CodeCell").first
     cell.wait_for()
     # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is connected.
@@ -37,5 +37,5 @@ def test_workshop_student_logs_in_and_runs_a_cell(shared_hub, browser, output_di
     page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
     text = output.inner_text()
     page.screenshot(path=str(output_dir / "browser-jupyterlab-cell.png"))
-    assert "42 from " + shared_hub.prefix + name in text
+    assert "42 from " + fork_hub.prefix + name in text
     page.close()

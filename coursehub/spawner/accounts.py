@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,13 +116,22 @@ class _file_lock:
         os.close(self.fd)
 
 
+@contextmanager
+def passwd_lock() -> Iterator[None]:
+    """Hold the lock every coursehub useradd and userdel takes (useradd fails while /etc/passwd is locked)."""
+    with _LOCK, _file_lock():
+        yield
+
+
 def delete_unix_account(name: str, remove_home: bool = False) -> None:
     """Remove a coursehub-created account (and optionally its home)."""
     entry = pwd.getpwnam(name)
     if not entry.pw_gecos.startswith("coursehub "):
         raise SandboxError(f"{name} was not created by coursehub; not deleting it")
     cmd = ["userdel", *(["--remove"] if remove_home else []), name]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    # Locked like useradd: an unlocked userdel makes a concurrent useradd fail ("cannot lock /etc/passwd").
+    with passwd_lock():
+        subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
 def remove_account_and_home(name: str, home_root: Path) -> None:
