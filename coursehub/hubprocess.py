@@ -106,7 +106,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     admin = None
     if settings.auth.type == "workshop":
         store = AccountStore(paths.accounts)
-        for name in settings.hub.admin_users:
+        for name in settings.admin_users():
             admin = store.ensure_admin(name) or admin
     removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
     if removed:

@@ -15,7 +15,7 @@ from coursehub.auth.sso import github_team_groups
 from coursehub.configfile import dump_settings
 from coursehub.errors import ConfigError
 from coursehub.hubconfig.auth import apply_auth
-from coursehub.hubconfig.core import Runtime
+from coursehub.hubconfig.core import Runtime, build
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.settings_auth import resolve_secret
@@ -198,3 +198,16 @@ def test_kubernetes_render_says_what_the_hub_pod_needs():
     (notice,) = [n for n in render_notices(settings) if n.startswith("auth.lti11")]
     assert "coursehub[sso]" in notice and "file:/etc/lti.secret" in notice
     assert not [n for n in render_notices(Settings()) if n.startswith("auth.")]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"type": "github"}, {"type": "dummy"}, {"type": "nativeauthenticator.NativeAuthenticator"}, {"tmp": {}}],
+)
+def test_nobody_is_admin_by_default_under_any_authenticator_but_workshop(auth):
+    # Under these, anyone can become the user called 'admin' (sign up, pick the name, own the account).
+    c = build(Settings.model_validate({"auth": auth}), RUNTIME)
+    assert not c.Authenticator.admin_users
+    assert build(Settings(), RUNTIME).Authenticator.admin_users == {"admin"}  # the workshop admin account
+    explicit = Settings.model_validate({"auth": auth, "hub": {"admin_users": ["prof"]}})
+    assert build(explicit, RUNTIME).Authenticator.admin_users == {"prof"}

@@ -88,13 +88,8 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
 
 
 def provider_admins(settings: Settings, extra: list[str] | None = None) -> set[str]:
-    """Admins under a login provider. The default hub.admin_users, ['admin'], names the workshop admin
-    account: under a provider it would make whoever the provider calls 'admin' (a GitHub account, an
-    LMS user id) a hub admin, so it is left out; other names in hub.admin_users are kept."""
-    admins = set(settings.hub.admin_users)
-    if admins == {"admin"}:
-        admins = set()
-    return admins | set(extra or [])
+    """Admins under a login provider: hub.admin_users as given (empty by default) and the provider's own."""
+    return set(settings.admin_users()) | set(extra or [])
 
 
 def apply_access(settings: Settings, access: Any, section: Any) -> None:
