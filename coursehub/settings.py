@@ -176,6 +176,17 @@ class Settings(Model):
             raise ValueError(f"course names must be unique; repeated: {', '.join(duplicates)}")
         return self
 
+    @model_validator(mode="after")
+    def _cas_service_from_public_url(self) -> Settings:
+        cas = self.auth.cas
+        if self.auth.type == "cas" and cas is not None and not cas.service_url and not self.hub.public_url:
+            # The request's Host header must never choose the service a ticket is validated for.
+            raise ValueError(
+                "auth.cas needs hub.public_url (the URL users type, e.g. https://hub.uni.example): "
+                "the CAS service URL is built from it"
+            )
+        return self
+
     def admin_users(self) -> list[str]:
         """hub.admin_users, or its default for the authenticator in use."""
         if self.hub.admin_users is not None:

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .errors import ConfigError
 from .settings_base import COURSE_NAME, Model
@@ -170,13 +170,21 @@ class OIDCAuth(OAuthClient, GroupAccess):
 class CASAuth(GroupAccess):
     """CAS (Apereo CAS and compatible), protocol 2 or 3."""
 
-    server_url: str = Field(description="CAS base URL, e.g. https://cas.example.edu/cas.")
+    server_url: str = Field(description="CAS base URL, e.g. https://cas.example.edu/cas (https only).")
     protocol: Literal[2, 3] = Field(3, description="3: attributes in /p3/serviceValidate; 2: none.")
     service_url: str | None = Field(
         None, description="Service URL registered at CAS (default: <hub.public_url>/hub/cas/login)."
     )
     username_attribute: str | None = Field(None, description="Attribute to use instead of the CAS user.")
     login_service: str = Field("CAS", description="Name on the login button.")
+
+    @field_validator("server_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        # Ticket validation answers name the user: over plain HTTP anyone on the path could forge one.
+        if not value.lower().startswith("https://") or len(value) <= len("https://"):
+            raise ValueError(f"the CAS server must be reached over https (got {value!r}): use its https:// URL")
+        return value
 
 
 class LTIMapping(Model):

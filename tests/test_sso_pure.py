@@ -211,3 +211,16 @@ def test_nobody_is_admin_by_default_under_any_authenticator_but_workshop(auth):
     assert build(Settings(), RUNTIME).Authenticator.admin_users == {"admin"}  # the workshop admin account
     explicit = Settings.model_validate({"auth": auth, "hub": {"admin_users": ["prof"]}})
     assert build(explicit, RUNTIME).Authenticator.admin_users == {"prof"}
+
+
+@pytest.mark.parametrize("url", ["http://cas.uni.example/cas", "ftp://cas", "cas.uni.example/cas"])
+def test_a_cas_server_without_https_is_refused(url):
+    with pytest.raises(ValidationError, match="https"):
+        Settings.model_validate({"auth": {"cas": {"server_url": url}}, "hub": {"public_url": "https://h"}})
+
+
+def test_cas_needs_the_public_url_and_builds_its_service_from_it():
+    with pytest.raises(ValidationError, match="hub.public_url"):
+        Settings.model_validate({"auth": {"cas": {"server_url": "https://cas.uni.example/cas"}}})
+    c = configured({"cas": {"server_url": "https://cas.uni.example/cas"}}, public_url="https://hub.uni.example/")
+    assert c.CASAuthenticator.cas_service_url == "https://hub.uni.example/hub/cas/login"

@@ -193,7 +193,7 @@ def apply_cas(settings: Settings, cas: CASAuth, section: Any) -> None:
     apply_access(settings, cas, section)
     section.cas_server_url = cas.server_url
     section.cas_protocol = cas.protocol
-    section.cas_service_url = cas.service_url or ""
+    section.cas_service_url = cas.service_url or hub_url(settings, "cas/login")
     section.username_attribute = cas.username_attribute or ""
     section.login_service = cas.login_service
     if cas.groups_claim:
