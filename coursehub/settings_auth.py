@@ -183,7 +183,9 @@ class CASAuth(GroupAccess):
     def _https_only(cls, value: str) -> str:
         # Ticket validation answers name the user: over plain HTTP anyone on the path could forge one.
         if not value.lower().startswith("https://") or len(value) <= len("https://"):
-            raise ValueError(f"the CAS server must be reached over https (got {value!r}): use its https:// URL")
+            raise ValueError(
+                f"the CAS server must be reached over https (got {value!r}): use its https:// URL"
+            )
         return value
 
 

@@ -97,7 +97,9 @@ class CASAuthenticator(Authenticator):
         """
         base = self.cas_service_url
         if not base:
-            raise web.HTTPError(503, "CAS login is not configured: set hub.public_url (or auth.cas.service_url)")
+            raise web.HTTPError(
+                503, "CAS login is not configured: set hub.public_url (or auth.cas.service_url)"
+            )
         next_url = handler.get_argument("next", "")
         return f"{base}?{urlencode({'next': next_url})}" if next_url else base
 
