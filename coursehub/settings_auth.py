@@ -193,15 +193,27 @@ class LTIMapping(Model):
     """Where an LMS launch lands and what LMS roles mean."""
 
     contexts: dict[str, Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
-        {}, description="LMS context (course) id or label -> coursehub course."
+        {}, description="LMS context (course) id -> coursehub course."
+    )
+    label_contexts: dict[str, Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
+        {},
+        description="LMS context label -> coursehub course, when ids are not known in advance (whoever "
+        "can give an LMS course this label lands in the course).",
     )
     course_param: str = Field("course", description="Custom parameter naming the course directly.")
+    param_courses: list[Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
+        [],
+        description="Courses course_param may name (any LMS instructor can set it); others are ignored.",
+    )
     notebook_param: str = Field("notebook", description="Custom parameter naming the notebook to open.")
     instructor_roles: list[str] = Field(
         ["Instructor", "Administrator", "ContentDeveloper", "TeachingAssistant"],
-        description="LMS roles (short names or full URIs) that make a user an instructor.",
+        description="LMS context roles (short names or full URIs) that make a user an instructor; "
+        "institution and system roles never do.",
     )
-    instructors_are_admins: bool = Field(False, description="Instructors get JupyterHub admin rights.")
+    instructors_are_admins: bool = Field(
+        False, description="Instructors get JupyterHub admin rights (and other launches lose them)."
+    )
 
 
 class LTI13Auth(LTIMapping):

@@ -207,7 +207,9 @@ def apply_lti_mapping(lti: LTI13Auth | LTI11Auth, section: Any) -> None:
     """Course mapping and roles; every launch the platform signs is allowed in."""
     section.allow_all = True
     section.contexts = dict(lti.contexts)
+    section.label_contexts = dict(lti.label_contexts)
     section.course_param = lti.course_param
+    section.param_courses = list(lti.param_courses)
     section.notebook_param = lti.notebook_param
     section.instructor_roles = list(lti.instructor_roles)
     section.instructors_are_admins = lti.instructors_are_admins
