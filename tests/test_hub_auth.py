@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.hub
 
@@ -41,3 +42,39 @@ def test_disabled_account_cannot_log_in(shared_hub):
 def test_unknown_user_is_refused(shared_hub):
     _, response = shared_hub.try_login("nobody-here", "whatever-password")
     assert response.status_code != 302
+
+
+def still_in(hub, session: requests.Session, token: str) -> tuple[bool, bool]:
+    """(the browser session still opens the hub's home, the API token still answers as its user)."""
+    home = session.get(hub.url + "hub/home", allow_redirects=False, timeout=30)
+    api = requests.get(hub.url + "hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30)
+    return home.status_code == 200, api.status_code == 200
+
+
+def test_deleted_name_is_never_reissued_and_its_sessions_end(shared_hub):
+    names = shared_hub.create_accounts("gone", 3)
+    last = names[-1]
+    token = shared_hub.token_for(last)
+    session = shared_hub.login(last)
+    assert still_in(shared_hub, session, token) == (True, True)
+    shared_hub.spawn(last, token)
+    shared_hub.cli("accounts", "delete", last, timeout=180)
+    # The old participant's cookie, token and server are gone...
+    assert still_in(shared_hub, session, token) == (False, False)
+    assert shared_hub.api().json("GET", f"users/{last}")["servers"] == {}
+    # ...and the next participant gets a new name, not the deleted one (nor its home).
+    (new,) = set(shared_hub.create_accounts("gone", 1)) - set(names)  # the folder keeps older cards
+    assert new > last
+    assert shared_hub.api().request("GET", f"users/{new}").status_code == 404  # a fresh hub user
+
+
+@pytest.mark.parametrize("action", ["disable", "reset"])
+def test_disable_and_reset_end_sessions_and_tokens(shared_hub, action):
+    (name,) = shared_hub.create_accounts(f"end{action[0]}", 1)
+    token = shared_hub.token_for(name)
+    session = shared_hub.login(name)
+    assert still_in(shared_hub, session, token) == (True, True)
+    shared_hub.cli(
+        "accounts", action, name, *(["--out", str(shared_hub.root / "r")] if action == "reset" else [])
+    )
+    assert still_in(shared_hub, session, token) == (False, False)

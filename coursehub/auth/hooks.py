@@ -25,11 +25,16 @@ class CoursehubAuthenticatorMixin(HasTraits):
     binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
-        """The base authenticator's handlers plus /hub/launch and /hub/tmplogin."""
+        """The base authenticator's handlers plus /hub/launch, /hub/tmplogin and the revocation API."""
         from ..launch.handlers import launch_handlers
         from ..ops.handlers import ops_handlers
+        from .revoke import revoke_handlers
 
-        base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
+        base = [
+            *super().get_handlers(app),  # type: ignore[misc]
+            *ops_handlers(app, self.courses_root),
+            *revoke_handlers(),
+        ]
         if not (self.courses_root or self.static_courses):
             return base
         from ..launch.binder_handlers import binder_handlers
