@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -78,3 +81,36 @@ def test_disable_and_reset_end_sessions_and_tokens(shared_hub, action):
         "accounts", action, name, *(["--out", str(shared_hub.root / "r")] if action == "reset" else [])
     )
     assert still_in(shared_hub, session, token) == (False, False)
+
+
+def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
+    """Checking the lockout and counting the attempt are one step: a burst of parallel guesses gets no
+    more password checks than max_failures (3 on the test hub), the rest are refused unchecked."""
+    (name,) = shared_hub.create_accounts("burst", 1)
+    guesses = 12
+    sessions = []
+    for _ in range(guesses):
+        session = requests.Session()
+        session.get(shared_hub.url + "hub/login", timeout=30)
+        sessions.append(session)
+    start = threading.Barrier(guesses)
+
+    def guess(i: int) -> int:
+        session = sessions[i]
+        start.wait(60)
+        return session.post(
+            shared_hub.url + "hub/login",
+            data={
+                "username": name,
+                "password": f"guess-{i}",
+                "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+            },
+            allow_redirects=False,
+            timeout=120,
+        ).status_code
+
+    with ThreadPoolExecutor(guesses) as pool:
+        codes = list(pool.map(guess, range(guesses)))
+    checked = [code for code in codes if code != 429]
+    assert len(checked) <= 3, codes
+    assert shared_hub.try_login(name, shared_hub.passwords[name])[1].status_code == 429
