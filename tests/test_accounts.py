@@ -67,8 +67,8 @@ def test_batch_does_not_reuse_deleted_numbers(store: AccountStore) -> None:
     store.delete("ws-02")
     # A reused name could inherit the deleted student's files.
     assert [c.username for c in store.create_batch("ws", 1)] == ["ws-04"]
-    # Asking for a start explicitly fills the gap.
-    assert [c.username for c in store.create_batch("ws", 1, start=1)] == ["ws-02"]
+    # Even an explicit start never fills the gap: deleted names are retired.
+    assert [c.username for c in store.create_batch("ws", 1, start=1)] == ["ws-05"]
 
 
 @pytest.mark.parametrize("prefix", ["", "Esip", "1abc", "a_b", "a b", "a" * 21, "-x", "é"])
@@ -390,3 +390,12 @@ def test_check_allowed_and_full_hub_flow(tmp_path: Path) -> None:
     assert asyncio.run(auth.refresh_user(user_obj)) is True
     store.disable(cred.username)
     assert asyncio.run(auth.refresh_user(user_obj)) is False
+
+
+def test_deleted_names_are_never_reissued(store: AccountStore) -> None:
+    names = [c.username for c in store.create_batch("ws", 3)]
+    store.delete(names[-1])
+    assert [c.username for c in store.create_batch("ws", 1)] == ["ws-04"]
+    with pytest.raises(AccountError, match="never reissued"):
+        store.create(names[-1])
+    assert [c.username for c in store.create_batch("ws", 1, start=3)] == ["ws-05"]

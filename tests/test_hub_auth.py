@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import requests
 
 pytestmark = pytest.mark.hub
 
@@ -41,3 +45,72 @@ def test_disabled_account_cannot_log_in(fork_hub):
 def test_unknown_user_is_refused(fork_hub):
     _, response = fork_hub.try_login("nobody-here", "whatever-password")
     assert response.status_code != 302
+
+
+def still_in(hub, session: requests.Session, token: str) -> tuple[bool, bool]:
+    """(the browser session still opens the hub's home, the API token still answers as its user)."""
+    home = session.get(hub.url + "hub/home", allow_redirects=False, timeout=30)
+    api = requests.get(hub.url + "hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30)
+    return home.status_code == 200, api.status_code == 200
+
+
+def test_deleted_name_is_never_reissued_and_its_sessions_end(shared_hub):
+    names = shared_hub.create_accounts("gone", 3)
+    last = names[-1]
+    token = shared_hub.token_for(last)
+    session = shared_hub.login(last)
+    assert still_in(shared_hub, session, token) == (True, True)
+    shared_hub.spawn(last, token)
+    shared_hub.cli("accounts", "delete", last, timeout=180)
+    # The old participant's cookie, token and server are gone...
+    assert still_in(shared_hub, session, token) == (False, False)
+    assert shared_hub.api().json("GET", f"users/{last}")["servers"] == {}
+    # ...and the next participant gets a new name, not the deleted one (nor its home).
+    (new,) = set(shared_hub.create_accounts("gone", 1)) - set(names)  # the folder keeps older cards
+    assert new > last
+    assert shared_hub.api().request("GET", f"users/{new}").status_code == 404  # a fresh hub user
+
+
+@pytest.mark.parametrize("action", ["disable", "reset"])
+def test_disable_and_reset_end_sessions_and_tokens(shared_hub, action):
+    (name,) = shared_hub.create_accounts(f"end{action[0]}", 1)
+    token = shared_hub.token_for(name)
+    session = shared_hub.login(name)
+    assert still_in(shared_hub, session, token) == (True, True)
+    shared_hub.cli(
+        "accounts", action, name, *(["--out", str(shared_hub.root / "r")] if action == "reset" else [])
+    )
+    assert still_in(shared_hub, session, token) == (False, False)
+
+
+def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
+    """Checking the lockout and counting the attempt are one step: a burst of parallel guesses gets no
+    more password checks than max_failures (3 on the test hub), the rest are refused unchecked."""
+    (name,) = shared_hub.create_accounts("burst", 1)
+    guesses = 12
+    sessions = []
+    for _ in range(guesses):
+        session = requests.Session()
+        session.get(shared_hub.url + "hub/login", timeout=30)
+        sessions.append(session)
+    start = threading.Barrier(guesses)
+
+    def guess(i: int) -> int:
+        session = sessions[i]
+        start.wait(60)
+        return session.post(
+            shared_hub.url + "hub/login",
+            data={
+                "username": name,
+                "password": f"guess-{i}",
+                "_xsrf": session.cookies.get("_xsrf", path="/hub/"),
+            },
+            allow_redirects=False,
+            timeout=120,
+        ).status_code
+
+    with ThreadPoolExecutor(guesses) as pool:
+        codes = list(pool.map(guess, range(guesses)))
+    checked = [code for code in codes if code != 429]
+    assert len(checked) <= 3, codes
+    assert shared_hub.try_login(name, shared_hub.passwords[name])[1].status_code == 429

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 import requests
 from idp import cas
 from idp.hubs import start_hub
-from idp.server import serving
+from idp.server import CERTS, serving, trusting
 
 pytestmark = pytest.mark.hub
 
@@ -19,20 +21,28 @@ PEOPLE = {
 
 @pytest.fixture(scope="module")
 def cas_url():
-    with serving(cas.make_app(PEOPLE)) as url:
+    # Over https: the hub refuses any other CAS server (tickets and attributes cross the network).
+    with serving(cas.make_app(PEOPLE), tls=True) as url:
         yield f"{url}/cas"
+
+
+def cert_of(cas_url: str) -> str:
+    return str(CERTS[cas_url.removesuffix("/cas")])
 
 
 @pytest.fixture(scope="module")
 def hub(cas_url):
     auth = {"cas": {"server_url": cas_url, "groups_claim": "memberOf", "allowed_groups": ["bio", "chem"]}}
-    hub = start_hub(lambda root: auth, {"bio101": ["group:bio"]})
+    with trusting(CERTS[cas_url.removesuffix("/cas")]):
+        hub = start_hub(lambda root: auth, {"bio101": ["group:bio"]})
     yield hub
     hub.teardown()
 
 
 def cas_session(cas_url: str, user: str) -> requests.Session:
     session = requests.Session()
+    session.trust_env = False  # else $REQUESTS_CA_BUNDLE would override `verify`
+    session.verify = cert_of(cas_url)
     assert session.get(f"{cas_url}/signin", params={"user": user}, timeout=10).status_code == 200
     return session
 
@@ -81,3 +91,30 @@ def test_tampered_and_replayed_tickets_are_rejected(hub, cas_url):
     assert fresh.get(url, allow_redirects=False, timeout=30).status_code == 302
     # ...and never again.
     assert requests.get(url, allow_redirects=False, timeout=30).status_code == 403
+
+
+def test_a_ticket_for_another_service_is_refused_whatever_the_host_header(hub, cas_url):
+    # A ticket CAS issued for another site (one the attacker runs, or any other CAS service)...
+    session = cas_session(cas_url, "alice")
+    evil = "http://evil.example/hub/cas/login"
+    issued = session.get(f"{cas_url}/login", params={"service": evil}, allow_redirects=False, timeout=10)
+    assert issued.status_code == 302
+    ticket = issued.headers["Location"].split("ticket=")[1]
+    # ...brought to the hub with Host and X-Scheme saying the hub is that site, must not log in.
+    forged = requests.get(
+        hub.url + f"hub/cas/login?ticket={ticket}",
+        headers={"Host": "evil.example", "X-Scheme": "http"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert forged.status_code == 403
+    assert "jupyterhub-hub-login" not in forged.cookies
+
+
+def test_the_service_sent_to_cas_is_the_public_url(hub, cas_url):
+    to_cas = requests.get(
+        hub.url + "hub/cas/login", headers={"Host": "evil.example"}, allow_redirects=False, timeout=30
+    )
+    assert to_cas.status_code == 302
+    service = parse_qs(urlsplit(to_cas.headers["Location"]).query)["service"][0]
+    assert service == hub.url + "hub/cas/login"

@@ -71,6 +71,22 @@ def test_instructor_role_is_admin(hub):
     assert hub.api().json("GET", "users/prof")["admin"] is True
 
 
+def test_institution_and_system_roles_are_not_instructors(hub):
+    roles = "Learner,urn:lti:instrole:ims/lis/Instructor,urn:lti:sysrole:ims/lis/Administrator"
+    assert post(hub, signed_launch(hub, user_id="ines", roles=roles)).status_code == 302
+    user = hub.api().json("GET", "users/ines")
+    assert user["admin"] is False and "instructors" not in user["groups"]
+
+
+def test_a_label_or_custom_parameter_picks_no_course(hub):
+    fields = signed_launch(
+        hub, user_id="lou", context_id="x-9", context_label="bio-101", custom_course="bio101"
+    )
+    response = post(hub, fields)
+    assert response.status_code == 302 and response.headers["Location"] == "/hub/home"
+    assert "lti-bio101" not in hub.api().json("GET", "users/lou")["groups"]
+
+
 def test_wrong_secret_and_tampered_parameters_are_refused(hub):
     assert post(hub, signed_launch(hub, secret="not-the-secret", user_id="mallory")).status_code in (401, 403)
     fields = signed_launch(hub, user_id="mallory2")
@@ -78,7 +94,7 @@ def test_wrong_secret_and_tampered_parameters_are_refused(hub):
     assert post(hub, fields).status_code in (401, 403)
     users = {u["name"] for u in hub.api().json("GET", "users")}
     assert not {"mallory", "mallory2"} & users
-    # 'admin' is not a hub admin under a login provider (see provider_admins), and was not created.
+    # 'admin' is not a hub admin under a provider (hub.admin_users defaults to nobody), nor created.
     assert hub.api().request("GET", "users/admin").status_code == 404
 
 

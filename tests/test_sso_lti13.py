@@ -32,6 +32,7 @@ def hub(platform):
             "authorize_url": f"{platform.url}/authorize",
             "jwks_url": f"{platform.url}/jwks",
             "contexts": {"BIO-101-2026": "bio101"},
+            "param_courses": ["chem101"],
             "instructors_are_admins": True,
         }
     }
@@ -74,9 +75,18 @@ def test_student_lands_in_the_mapped_course_with_the_notebook(platform, hub):
 
 
 def test_student_of_another_lms_course_cannot_open_it(platform, hub):
-    session, response = launch(platform, hub, user="carl", context_id="CHEM-7", custom_course="chem101")
-    assert response.headers["Location"] == "/hub/launch/chem101"
+    # The custom parameter and the label are set by whoever runs CHEM-7 in the LMS: they pick no course.
+    session, response = launch(
+        platform, hub, user="carl", context_id="CHEM-7", context_label="BIO-101-2026", custom_course="bio101"
+    )
+    assert response.headers["Location"] == "/hub/home"
     assert session.get(hub.url + "hub/launch/bio101", allow_redirects=False, timeout=30).status_code == 403
+    assert "lti-bio101" not in hub.api().json("GET", "users/carl")["groups"]
+
+
+def test_a_custom_parameter_picks_only_allowed_courses(platform, hub):
+    _, response = launch(platform, hub, user="cleo", context_id="CHEM-7", custom_course="chem101")
+    assert response.headers["Location"] == "/hub/launch/chem101"
 
 
 def test_instructor_role_gives_instructor_rights(platform, hub):
@@ -85,6 +95,18 @@ def test_instructor_role_gives_instructor_rights(platform, hub):
     user = hub.api().json("GET", "users/prof")
     assert user["admin"] is True
     assert {"instructors", "lti-bio101", "lti-bio101-instructors"} <= set(user["groups"])
+
+
+def test_institution_roles_are_not_course_instructors_and_admin_ends(platform, hub):
+    institution = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Instructor"
+    launch(platform, hub, user="ivan", context_id="BIO-101-2026", roles=f"Learner,{institution}")
+    user = hub.api().json("GET", "users/ivan")
+    assert user["admin"] is False and "instructors" not in user["groups"]
+    # An instructor launched later as a learner (another course, a changed role) is admin no more.
+    launch(platform, hub, user="tina", context_id="BIO-101-2026", roles="Instructor")
+    assert hub.api().json("GET", "users/tina")["admin"] is True
+    launch(platform, hub, user="tina", context_id="BIO-101-2026", roles="Learner")
+    assert hub.api().json("GET", "users/tina")["admin"] is False
 
 
 def test_forged_id_token_is_refused(platform, hub):

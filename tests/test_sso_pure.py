@@ -13,6 +13,7 @@ from coursehub.auth.cas import parse_service_response
 from coursehub.auth.lti_mapping import map_launch, role_names
 from coursehub.auth.sso import github_team_groups
 from coursehub.errors import ConfigError
+from coursehub.hubconfig import build
 from coursehub.hubconfig.auth import apply_auth
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.paths import StatePaths
@@ -164,8 +165,9 @@ def test_lti_mapping():
     target = map_launch(contexts, "ctx-1", "", {"notebook": "w1/a.ipynb"}, ["x#Learner"])
     assert (target.course, target.notebook, target.instructor) == ("bio101", "w1/a.ipynb", False)
     assert target.url("/hub/") == "/hub/launch/bio101?path=w1%2Fa.ipynb"
-    assert map_launch(contexts, "?", "BIO", {}, []).course == "bio102"
-    assert map_launch(contexts, "?", "?", {"course": "Bad Name"}, []).course is None
+    assert (
+        map_launch(contexts, "?", "?", {"course": "Bad Name"}, [], param_courses=["Bad Name"]).course is None
+    )
     assert map_launch({}, "", "", {}, []).url("/hub/") == "/hub/home"
     teacher = map_launch(
         contexts, "ctx-1", "", {}, ["urn:lti:role:ims/lis/Instructor"], instructor_roles=["Instructor"]
@@ -173,6 +175,46 @@ def test_lti_mapping():
     assert teacher.groups() == ["lti-bio101", "instructors", "lti-bio101-instructors"]
     assert "TeachingAssistant" in role_names(
         ["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"]
+    )
+
+
+INSTITUTION = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#"
+SYSTEM = "http://purl.imsglobal.org/vocab/lis/v2/system/person#"
+MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        INSTITUTION + "Instructor",
+        SYSTEM + "Administrator",
+        INSTITUTION + "Administrator",
+        "urn:lti:instrole:ims/lis/Instructor",
+        "urn:lti:sysrole:ims/lis/Administrator",
+        "https://lms.example/roles#Instructor",
+    ],
+)
+def test_only_context_membership_roles_make_an_instructor(role):
+    roles = ["Instructor", "Administrator", "TeachingAssistant"]
+    assert not map_launch(
+        {"c": "bio101"}, "c", "", {}, [role, MEMBERSHIP + "Learner"], instructor_roles=roles
+    ).instructor
+    for context_role in [MEMBERSHIP + "Instructor", "urn:lti:role:ims/lis/Instructor", "Instructor"]:
+        assert map_launch({"c": "bio101"}, "c", "", {}, [context_role], instructor_roles=roles).instructor
+
+
+def test_courses_come_from_the_context_id_unless_allowed_otherwise():
+    contexts = {"ctx-1": "bio101"}
+    # A context label or a custom parameter is set by whoever runs a course in the LMS: never trusted alone.
+    assert map_launch(contexts, "ctx-9", "ctx-1", {}, []).course is None
+    assert map_launch(contexts, "ctx-9", "", {"course": "bio101"}, []).course is None
+    assert map_launch(contexts, "ctx-9", "BIO", {}, [], label_contexts={"BIO": "bio102"}).course == "bio102"
+    picked = map_launch(contexts, "ctx-9", "", {"course": "demo"}, [], param_courses=["demo"])
+    assert picked.course == "demo"
+    assert map_launch(contexts, "ctx-9", "", {"course": "bio101"}, [], param_courses=["demo"]).course is None
+    # The context id wins over everything else.
+    assert (
+        map_launch(contexts, "ctx-1", "", {"course": "demo"}, [], param_courses=["demo"]).course == "bio101"
     )
 
 
@@ -198,3 +240,31 @@ def test_kubernetes_render_says_what_the_hub_pod_needs():
     (notice,) = [n for n in render_notices(settings) if n.startswith("auth.lti11")]
     assert "coursehub[sso]" in notice and "file:/etc/lti.secret" in notice
     assert not [n for n in render_notices(Settings()) if n.startswith("auth.")]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"type": "github"}, {"type": "dummy"}, {"type": "nativeauthenticator.NativeAuthenticator"}, {"tmp": {}}],
+)
+def test_nobody_is_admin_by_default_under_any_authenticator_but_workshop(auth):
+    # Under these, anyone can become the user called 'admin' (sign up, pick the name, own the account).
+    c = build(Settings.model_validate({"auth": auth}), RUNTIME)
+    assert not c.Authenticator.admin_users
+    assert build(Settings(), RUNTIME).Authenticator.admin_users == {"admin"}  # the workshop admin account
+    explicit = Settings.model_validate({"auth": auth, "hub": {"admin_users": ["prof"]}})
+    assert build(explicit, RUNTIME).Authenticator.admin_users == {"prof"}
+
+
+@pytest.mark.parametrize("url", ["http://cas.uni.example/cas", "ftp://cas", "cas.uni.example/cas"])
+def test_a_cas_server_without_https_is_refused(url):
+    with pytest.raises(ValidationError, match="https"):
+        Settings.model_validate({"auth": {"cas": {"server_url": url}}, "hub": {"public_url": "https://h"}})
+
+
+def test_cas_needs_the_public_url_and_builds_its_service_from_it():
+    with pytest.raises(ValidationError, match="hub.public_url"):
+        Settings.model_validate({"auth": {"cas": {"server_url": "https://cas.uni.example/cas"}}})
+    c = configured(
+        {"cas": {"server_url": "https://cas.uni.example/cas"}}, public_url="https://hub.uni.example/"
+    )
+    assert c.CASAuthenticator.cas_service_url == "https://hub.uni.example/hub/cas/login"

@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS accounts (
     created_at REAL NOT NULL,
     is_admin INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS retired (
+    username TEXT PRIMARY KEY,
+    retired_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    username TEXT PRIMARY KEY,
+    requested_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -185,10 +193,14 @@ class AccountStore:
     @staticmethod
     def _free_numbers(conn: sqlite3.Connection, prefix: str, count: int, start: int | None) -> list[int]:
         pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$")
-        rows = conn.execute("SELECT username FROM accounts WHERE username GLOB ?", (prefix + "-*",))
+        rows = conn.execute(
+            "SELECT username FROM accounts WHERE username GLOB ?1 UNION SELECT username FROM retired"
+            " WHERE username GLOB ?1",
+            (prefix + "-*",),
+        )
         used = {int(m.group(1)) for (name,) in rows if (m := pattern.match(name))}
-        # By default continue after the highest number: a deleted student's name
-        # (and whatever files it still owns) must not go to someone new.
+        # Deleted names are retired, never reissued: the next participant must not get the old
+        # participant's home, hub user, cookies or tokens. Continue after the highest number.
         n = max(used, default=0) + 1 if start is None else start
         numbers: list[int] = []
         while len(numbers) < count:
@@ -210,6 +222,11 @@ class AccountStore:
         hashed = self.hasher.hash(password)
         try:
             with self.transaction() as conn:
+                if conn.execute("SELECT 1 FROM retired WHERE username = ?", (username,)).fetchone():
+                    raise AccountError(
+                        f"account {username!r} was deleted, and names are never reissued (its home "
+                        "and hub user may still exist): choose another name"
+                    )
                 conn.execute(
                     "INSERT INTO accounts (username, password_hash, enabled, created_at, is_admin)"
                     " VALUES (?, ?, 1, ?, ?)",
@@ -253,17 +270,47 @@ class AccountStore:
             for name, en, adm, created, lk in rows
         ]
 
-    def _update(self, username: str, sql: str, params: tuple = (), *, clear_lockout: bool = False) -> None:
+    def _update(
+        self,
+        username: str,
+        sql: str,
+        params: tuple = (),
+        *,
+        clear_lockout: bool = False,
+        revoke: bool = False,
+        retire: bool = False,
+    ) -> None:
         with self.transaction() as conn:
             cur = conn.execute(sql, (*params, username))
             if cur.rowcount == 0:
                 raise AccountError(f"account {username!r} does not exist: see `coursehub accounts list`")
             if clear_lockout:
                 conn.execute("DELETE FROM failures WHERE key = ?", (user_key(username),))
+            if retire:
+                conn.execute(
+                    "INSERT OR REPLACE INTO retired (username, retired_at) VALUES (?, ?)",
+                    (username, time.time()),
+                )
+            if revoke:
+                # Done by the hub (`revoked` clears it): at once if it runs, else when it next starts.
+                conn.execute(
+                    "INSERT OR REPLACE INTO revocations (username, requested_at) VALUES (?, ?)",
+                    (username, time.time()),
+                )
+
+    def pending_revocations(self) -> list[str]:
+        """Usernames whose hub sessions, tokens and servers must still be ended."""
+        with self.connect() as conn:
+            return [name for (name,) in conn.execute("SELECT username FROM revocations ORDER BY username")]
+
+    def revoked(self, username: str) -> None:
+        """Record that the hub has ended `username`'s sessions, tokens and servers."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM revocations WHERE username = ?", (username,))
 
     def disable(self, username: str) -> None:
         """Refuse further logins to `username` (the account and its files stay)."""
-        self._update(username, "UPDATE accounts SET enabled = 0 WHERE username = ?")
+        self._update(username, "UPDATE accounts SET enabled = 0 WHERE username = ?", revoke=True)
         log.info("disabled account %s", username)
 
     def enable(self, username: str) -> None:
@@ -272,8 +319,10 @@ class AccountStore:
         log.info("enabled account %s", username)
 
     def delete(self, username: str) -> None:
-        """Delete the account and its failure counter."""
-        self._update(username, "DELETE FROM accounts WHERE username = ?", clear_lockout=True)
+        """Delete the account and its failure counter; the name is retired for good."""
+        self._update(
+            username, "DELETE FROM accounts WHERE username = ?", clear_lockout=True, revoke=True, retire=True
+        )
         log.info("deleted account %s", username)
 
     def reset(self, username: str) -> Credential:
@@ -285,6 +334,7 @@ class AccountStore:
             "UPDATE accounts SET password_hash = ? WHERE username = ?",
             (hashed,),
             clear_lockout=True,
+            revoke=True,
         )
         log.info("reset password of account %s", username)
         return Credential(username, password)

@@ -17,7 +17,7 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import maybe_future, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Enum, Set, Unicode
+from traitlets import Enum, Set, TraitError, Unicode, validate
 
 CAS_NS = "{http://www.yale.edu/tp/cas}"
 
@@ -65,12 +65,19 @@ class CASAuthenticator(Authenticator):
     cas_server_url = Unicode(config=True, help="CAS base URL, e.g. https://cas.example.edu/cas.")
     cas_protocol = Enum([2, 3], 3, config=True, help="3: /p3/serviceValidate (attributes); 2: none.")
     cas_service_url = Unicode(
-        "", config=True, help="Service URL registered at CAS (default: this hub's /hub/cas/login)."
+        "", config=True, help="Service URL registered at CAS: this hub's public /hub/cas/login (required)."
     )
     username_attribute = Unicode("", config=True, help="Attribute used as username instead of the user.")
     groups_attribute = Unicode("", config=True, help="Attribute listing the user's groups.")
     allowed_groups = Set(Unicode(), config=True, help="Members of these groups may log in.")
     admin_groups = Set(Unicode(), config=True, help="Members of these groups are admins.")
+
+    @validate("cas_server_url")
+    def _https_only(self, proposal: dict) -> str:
+        url = proposal["value"]
+        if url and not url.lower().startswith("https://"):
+            raise TraitError(f"the CAS server must be reached over https, not {url!r}")
+        return url
 
     def login_url(self, base_url: str) -> str:
         return url_path_join(base_url, "cas/login")
@@ -83,10 +90,16 @@ class CASAuthenticator(Authenticator):
         return f"{self.cas_server_url.rstrip('/')}/{endpoint}"
 
     def service_for(self, handler: BaseHandler) -> str:
-        """The service URL: the same on the way to CAS and at validation (`next` kept, ticket not)."""
-        base = self.cas_service_url or (
-            f"{handler.request.protocol}://{handler.request.host}{self.login_url(handler.hub.base_url)}"
-        )
+        """The service URL: the same on the way to CAS and at validation (`next` kept, ticket not).
+
+        Never from the request's Host or X-Scheme: a client could then have a ticket that CAS issued
+        for another service validated as if it were ours.
+        """
+        base = self.cas_service_url
+        if not base:
+            raise web.HTTPError(
+                503, "CAS login is not configured: set hub.public_url (or auth.cas.service_url)"
+            )
         next_url = handler.get_argument("next", "")
         return f"{base}?{urlencode({'next': next_url})}" if next_url else base
 

@@ -75,14 +75,38 @@ class LockoutTracker:
             ).fetchone()
         return None if row[0] is None else row[0] - now
 
+    def begin_attempt(self, keys: Iterable[str], now: float) -> float | None:
+        """Seconds left if any key is locked; else count this attempt as a failure and return None.
+
+        One write transaction: concurrent attempts are counted one after the other, so a burst cannot
+        all pass the check before any of them counts (at most `threshold` passwords get checked).
+        A successful login takes the count back (`record_success`).
+        """
+        keys = list(keys)
+        marks = ",".join("?" * len(keys))
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                f"SELECT MAX(locked_until) FROM failures WHERE key IN ({marks}) AND locked_until > ?",
+                (*keys, now),
+            ).fetchone()
+            if row[0] is not None:
+                return row[0] - now
+            self._forget_stale(conn, now)
+            for key in keys:
+                self._count(conn, key, now)
+        return None
+
+    def _forget_stale(self, conn: sqlite3.Connection, now: float) -> None:
+        # Forget stale rows so sprayed usernames do not grow the table forever.
+        conn.execute(
+            "DELETE FROM failures WHERE first_at < ? AND (locked_until IS NULL OR locked_until <= ?)",
+            (now - self.policy.window, now),
+        )
+
     def record_failure(self, keys: Iterable[str], now: float) -> None:
         """Count one failed login against every key, locking those over the threshold."""
         with self.store.transaction() as conn:
-            # Forget stale rows so sprayed usernames do not grow the table forever.
-            conn.execute(
-                "DELETE FROM failures WHERE first_at < ? AND (locked_until IS NULL OR locked_until <= ?)",
-                (now - self.policy.window, now),
-            )
+            self._forget_stale(conn, now)
             for key in keys:
                 self._count(conn, key, now)
 
@@ -106,15 +130,21 @@ class LockoutTracker:
             (key, count, first_at, locked_until),
         )
 
-    def record_success(self, keys: Iterable[str]) -> None:
-        """Clear the user keys after a successful login."""
+    def record_success(self, keys: Iterable[str], *, counted: bool = False) -> None:
+        """Clear the user keys after a successful login; `counted`: take back begin_attempt's count."""
+        keys = list(keys)
         # Address keys stay: one valid account must not reset a password-spraying client.
         user_keys = [k for k in keys if k.startswith(USER_PREFIX)]
-        if not user_keys:
-            return
-        marks = ",".join("?" * len(user_keys))
+        other_keys = [k for k in keys if not k.startswith(USER_PREFIX)]
         with self.store.transaction() as conn:
-            conn.execute(f"DELETE FROM failures WHERE key IN ({marks})", user_keys)
+            if user_keys:
+                marks = ",".join("?" * len(user_keys))
+                conn.execute(f"DELETE FROM failures WHERE key IN ({marks})", user_keys)
+            if counted and other_keys:
+                marks = ",".join("?" * len(other_keys))
+                conn.execute(
+                    f"UPDATE failures SET count = count - 1 WHERE key IN ({marks}) AND count > 0", other_keys
+                )
 
     def delay_for(self, keys: Iterable[str], now: float | None = None) -> float:
         """Return how long to wait before answering a failed login for these keys."""

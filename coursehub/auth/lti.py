@@ -39,7 +39,9 @@ def join_groups(db: Any, orm_user: Any, names: list[str]) -> None:
 class LaunchMappingMixin(HasTraits):
     """Course mapping settings shared by both LTI versions."""
 
-    contexts = Dict(config=True, help="LMS context id or label -> coursehub course.")
+    contexts = Dict(config=True, help="LMS context id -> coursehub course.")
+    label_contexts = Dict(config=True, help="LMS context label -> course (labels trusted for these only).")
+    param_courses = List(Unicode(), config=True, help="Courses the custom parameter course_param may name.")
     course_param = Unicode("course", config=True, help="Custom parameter naming the course.")
     notebook_param = Unicode("notebook", config=True, help="Custom parameter naming the notebook.")
     instructor_roles = List(Unicode(), ["Instructor"], config=True, help="Roles meaning instructor.")
@@ -56,13 +58,17 @@ class LaunchMappingMixin(HasTraits):
             self.course_param,
             self.notebook_param,
             self.instructor_roles,
+            label_contexts=self.label_contexts,
+            param_courses=self.param_courses,
         )
 
     def remember(self, handler: Any, auth: dict, target: LaunchTarget) -> dict:
         """Keep the target on the handler for after login; instructors may become admins."""
         setattr(handler, _ATTRIBUTE, target)
-        if target.instructor and self.instructors_are_admins:
-            auth["admin"] = True
+        if self.instructors_are_admins:
+            # Explicit both ways: JupyterHub keeps the last admin flag when it is left out, so an
+            # instructor launching later as a learner would stay admin.
+            auth["admin"] = target.instructor
         return auth
 
 

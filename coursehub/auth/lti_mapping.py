@@ -38,14 +38,28 @@ class LaunchTarget:
         return f"{hub_base_url.rstrip('/')}/launch/{self.course}{query}"
 
 
+# Context (course membership) roles: LTI 1.3 / LIS v2 URIs, LTI 1.1 URNs. Institution and system roles
+# (`…/institution/person#Instructor`, `urn:lti:instrole:…`) say what someone is elsewhere in the
+# university, not in this course: they never make a course instructor.
+CONTEXT_ROLE_PREFIXES = (
+    "http://purl.imsglobal.org/vocab/lis/v2/membership#",
+    "http://purl.imsglobal.org/vocab/lis/v2/membership/",
+    "urn:lti:role:ims/lis/",
+)
+_URI_PUNCTUATION = re.compile(r"[#/:]")
+
+
 def role_names(roles: Iterable[str]) -> set[str]:
-    """Short names of LTI roles: 'http://…/membership#Instructor' and 'urn:lti:role:ims/lis/Instructor'
-    both give 'Instructor' (full strings are kept too)."""
+    """Names of the context roles among `roles`: 'http://…/membership#Instructor' and
+    'urn:lti:role:ims/lis/Instructor' both give 'Instructor' (full strings are kept too); a bare short
+    name is a context role (LTI 1.1; deprecated in 1.3); any other URI is ignored."""
     names: set[str] = set()
     for role in roles:
         role = role.strip()
-        if role:
-            names |= {role, re.split(r"[#/:]", role)[-1]}
+        if role.startswith(CONTEXT_ROLE_PREFIXES):
+            names |= {role, _URI_PUNCTUATION.split(role)[-1]}
+        elif role and not _URI_PUNCTUATION.search(role):
+            names.add(role)
     return names
 
 
@@ -58,9 +72,20 @@ def map_launch(
     course_param: str = "course",
     notebook_param: str = "notebook",
     instructor_roles: Iterable[str] = ("Instructor",),
+    *,
+    label_contexts: Mapping[str, str] | None = None,
+    param_courses: Iterable[str] = (),
 ) -> LaunchTarget:
-    """The course (by context id, then label, then the signed custom parameter), notebook and role."""
-    course = contexts.get(context_id) or contexts.get(context_label) or custom.get(course_param) or None
+    """The course (by context id; by label or the signed custom parameter only where the config allows
+    it), the notebook, and whether the user teaches this course."""
+    # Labels and custom parameters are chosen by whoever runs any course in the LMS: on their own they
+    # could send a launch into a course whose roster it must not bypass.
+    course = contexts.get(context_id) if context_id else None
+    if course is None and context_label:
+        course = (label_contexts or {}).get(context_label)
+    if course is None:
+        asked = str(custom.get(course_param) or "")
+        course = asked if asked in set(param_courses) else None
     if course is not None and not COURSE.match(course):
         course = None
     notebook = str(custom.get(notebook_param) or "")

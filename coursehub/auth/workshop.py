@@ -90,17 +90,16 @@ class WorkshopAuthenticator(Authenticator):
         addr = client_address(handler.request)
         keys = [user_key(username), ip_key(addr)]
         tracker = self.tracker
-        remaining = await asyncio.to_thread(tracker.check, keys, time.time())
+        # Check the lock and count this attempt in one step, before the (slow) password check.
+        remaining = await asyncio.to_thread(tracker.begin_attempt, keys, time.time())
         if remaining is not None:
             self.log.warning("Refused login for %r from %s: locked out", username, addr)
             raise HTTPError(429, _locked_message(remaining))
         # argon2 is deliberately CPU-heavy: keep it off the event loop.
         if await asyncio.to_thread(self.store.verify, username, password):
-            await asyncio.to_thread(tracker.record_success, keys)
+            await asyncio.to_thread(tracker.record_success, keys, counted=True)
             return {"name": username}
-        now = time.time()
-        await asyncio.to_thread(tracker.record_failure, keys, now)
-        delay = await asyncio.to_thread(tracker.delay_for, keys, now)
+        delay = await asyncio.to_thread(tracker.delay_for, keys, time.time())
         self.log.warning("Failed login for %r from %s", username, addr)
         await asyncio.sleep(delay)
         return None

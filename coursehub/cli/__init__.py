@@ -153,6 +153,21 @@ def _store(ctx: click.Context) -> tuple[AccountStore, State]:
     return AccountStore(st.paths.accounts), st
 
 
+def _revoke(store: AccountStore, st: State) -> None:
+    """End the changed accounts' hub sessions, tokens and servers now, or say when it will happen."""
+    from coursehub.clients.hubapi import HubAPI
+    from coursehub.host.hubprocess import read_pid, revoke_pending, running_url
+    from coursehub.host.runtime import ensure_secret
+
+    if not store.pending_revocations():
+        return
+    if read_pid(st.paths.hub_pid) is None:
+        click.echo("The hub is not running: their sessions, tokens and servers end when it starts.")
+        return
+    api = HubAPI(running_url(st.settings, st.paths), ensure_secret(st.paths.cli_token))
+    revoke_pending(store, api, click.echo)
+
+
 def _write_cards(creds: list[Credential], st: State, out: Path | None, stem: str) -> None:
     from coursehub.host.hubprocess import hub_url
 
@@ -209,16 +224,22 @@ def _bulk_account_command(verb: str, past: str, doc: str) -> None:
     @click.argument("usernames", nargs=-1, required=True)
     @click.pass_context
     def command(ctx: click.Context, usernames: tuple[str, ...]) -> None:
-        store, _ = _store(ctx)
+        store, st = _store(ctx)
         for name in usernames:
             getattr(store, verb)(name)
             click.echo(f"{past} {name}")
+        _revoke(store, st)
 
 
-_bulk_account_command("disable", "disabled", "Stop these accounts from logging in (their files stay).")
+_bulk_account_command(
+    "disable", "disabled", "Stop these accounts from logging in and end their sessions (their files stay)."
+)
 _bulk_account_command("enable", "enabled", "Let disabled accounts log in again.")
 _bulk_account_command(
-    "delete", "deleted", "Delete these accounts (their home folders stay until an admin removes them)."
+    "delete",
+    "deleted",
+    "Delete these accounts and end their sessions; their names are never reissued, their home folders "
+    "stay until an admin removes them.",
 )
 
 
@@ -235,6 +256,7 @@ def accounts_reset(ctx: click.Context, username: str, out: Path | None) -> None:
     store, st = _store(ctx)
     cred = store.reset(username)
     click.echo(f"{cred.username}: {cred.password}")
+    _revoke(store, st)
     import time
 
     _write_cards([cred], st, out, f"reset-{username}-{int(time.time())}")

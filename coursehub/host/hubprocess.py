@@ -111,7 +111,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     admin = None
     if settings.auth.type == "workshop":
         store = AccountStore(paths.accounts)
-        for name in settings.hub.admin_users:
+        for name in settings.admin_users():
             admin = store.ensure_admin(name) or admin
     removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
     if removed:
@@ -196,6 +196,12 @@ def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo
             f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
             f"`coursehub down` also stops users' servers)"
         )
+        if settings.auth.type == "workshop":
+            # Accounts deleted, disabled or reset while the hub was down: end what they left behind.
+            try:
+                revoke_pending(AccountStore(paths.accounts), api, echo)
+            except CoursehubError as exc:
+                echo(f"{exc} (kept for the next start)")
     except HubNotRunning as exc:
         if hub.poll() is None:
             echo(str(exc))
@@ -225,6 +231,25 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     if leftovers:
         echo(f"Removed {len(leftovers)} sandbox cgroup(s) and their processes.")
     echo("coursehub is down.")
+
+
+def revoke_pending(store: AccountStore, api: HubAPI, echo: Echo) -> list[str]:
+    """Have the hub end the sessions, tokens and servers of changed accounts; the names done."""
+    from coursehub.hub.revoke import REVOKE_PATH
+
+    done = []
+    for name in store.pending_revocations():
+        # Stopping a server can take a while (slow_stop_timeout and beyond).
+        response = api.request("POST", f"{REVOKE_PATH}/{name}", timeout=180)
+        if response.status_code != 204:
+            raise CoursehubError(
+                f"the hub could not end {name}'s sessions: {response.status_code} {response.text}"
+            )
+        store.revoked(name)
+        done.append(name)
+    if done:
+        echo(f"Ended the sessions, tokens and servers of {', '.join(done)}.")
+    return done
 
 
 def _stop_all_servers(api: HubAPI) -> int:

@@ -25,11 +25,16 @@ class CoursehubAuthenticatorMixin(HasTraits):
     binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
-        """The base authenticator's handlers plus /hub/launch and /hub/tmplogin."""
+        """The base authenticator's handlers plus /hub/launch, /hub/tmplogin and the revocation API."""
+        from coursehub.hub.revoke import revoke_handlers
         from coursehub.hub.status_page import ops_handlers
         from coursehub.launch.handlers import launch_handlers
 
-        base = [*super().get_handlers(app), *ops_handlers(app, self.courses_root)]  # type: ignore[misc]
+        base = [
+            *super().get_handlers(app),  # type: ignore[misc]
+            *ops_handlers(app, self.courses_root),
+            *revoke_handlers(),
+        ]
         if not (self.courses_root or self.static_courses):
             return base
         from coursehub.launch.binder.handlers import binder_handlers

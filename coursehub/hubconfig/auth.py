@@ -89,13 +89,8 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
 
 
 def provider_admins(settings: Settings, extra: list[str] | None = None) -> set[str]:
-    """Admins under a login provider. The default hub.admin_users, ['admin'], names the workshop admin
-    account: under a provider it would make whoever the provider calls 'admin' (a GitHub account, an
-    LMS user id) a hub admin, so it is left out; other names in hub.admin_users are kept."""
-    admins = set(settings.hub.admin_users)
-    if admins == {"admin"}:
-        admins = set()
-    return admins | set(extra or [])
+    """Admins under a login provider: hub.admin_users as given (empty by default) and the provider's own."""
+    return set(settings.admin_users()) | set(extra or [])
 
 
 def apply_access(settings: Settings, access: Any, section: Any) -> None:
@@ -199,7 +194,7 @@ def apply_cas(settings: Settings, cas: CASAuth, section: Any) -> None:
     apply_access(settings, cas, section)
     section.cas_server_url = cas.server_url
     section.cas_protocol = cas.protocol
-    section.cas_service_url = cas.service_url or ""
+    section.cas_service_url = cas.service_url or hub_url(settings, "cas/login")
     section.username_attribute = cas.username_attribute or ""
     section.login_service = cas.login_service
     if cas.groups_claim:
@@ -213,7 +208,9 @@ def apply_lti_mapping(lti: LTI13Auth | LTI11Auth, section: Any) -> None:
     """Course mapping and roles; every launch the platform signs is allowed in."""
     section.allow_all = True
     section.contexts = dict(lti.contexts)
+    section.label_contexts = dict(lti.label_contexts)
     section.course_param = lti.course_param
+    section.param_courses = list(lti.param_courses)
     section.notebook_param = lti.notebook_param
     section.instructor_roles = list(lti.instructor_roles)
     section.instructors_are_admins = lti.instructors_are_admins

@@ -47,7 +47,7 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     c.Spawner.start_timeout = hub.start_timeout
     c.Spawner.http_timeout = hub.http_timeout
     c.Spawner.default_url = "/lab"
-    c.Authenticator.admin_users = set(hub.admin_users)
+    c.Authenticator.admin_users = set(settings.admin_users())
 
 
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:

@@ -73,7 +73,7 @@ def build_hub_config(settings: Settings) -> Config:
     """The hub-side traitlets Config on Kubernetes (what the chart's own config lacks)."""
     c = Config()
     c.JupyterHub.concurrent_spawn_limit = settings.hub.concurrent_spawn_limit
-    c.Authenticator.admin_users = set(settings.hub.admin_users)
+    c.Authenticator.admin_users = set(settings.admin_users())
     core.apply_auth(settings, _chart_runtime(), c)
     # Launch links on the hub: courses come from the config (pods fetch content themselves).
     c.Authenticator.static_courses = static_courses(settings)

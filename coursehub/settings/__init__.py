@@ -63,7 +63,11 @@ class HubSettings(Model):
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
     public_url: str | None = Field(None, description="URL users reach (for cards and links).")
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
-    admin_users: list[str] = Field(["admin"], description="Hub users with admin rights.")
+    admin_users: list[str] | None = Field(
+        None,
+        description="Hub users with admin rights. Default: [admin] (the workshop admin account) "
+        "under the workshop authenticator; nobody under any other, where anyone might get the name.",
+    )
     concurrent_spawn_limit: int = Field(
         1000,
         ge=1,
@@ -171,6 +175,25 @@ class Settings(Model):
         if duplicates:
             raise ValueError(f"course names must be unique; repeated: {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _cas_service_from_public_url(self) -> Settings:
+        cas = self.auth.cas
+        if self.auth.type == "cas" and cas is not None and not cas.service_url and not self.hub.public_url:
+            # The request's Host header must never choose the service a ticket is validated for.
+            raise ValueError(
+                "auth.cas needs hub.public_url (the URL users type, e.g. https://hub.uni.example): "
+                "the CAS service URL is built from it"
+            )
+        return self
+
+    def admin_users(self) -> list[str]:
+        """hub.admin_users, or its default for the authenticator in use."""
+        if self.hub.admin_users is not None:
+            return list(self.hub.admin_users)
+        # Only workshop accounts are handed out by the admin: elsewhere the first person to sign up
+        # (or be called) 'admin' at the provider would become a hub admin.
+        return ["admin"] if self.auth.type == "workshop" else []
 
     def course_limits(self, course: Course) -> Limits:
         """Effective limits of a course's servers."""

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from coursehub.errors import ConfigError
 from coursehub.settings.base import COURSE_NAME, Model
@@ -170,7 +170,7 @@ class OIDCAuth(OAuthClient, GroupAccess):
 class CASAuth(GroupAccess):
     """CAS (Apereo CAS and compatible), protocol 2 or 3."""
 
-    server_url: str = Field(description="CAS base URL, e.g. https://cas.example.edu/cas.")
+    server_url: str = Field(description="CAS base URL, e.g. https://cas.example.edu/cas (https only).")
     protocol: Literal[2, 3] = Field(3, description="3: attributes in /p3/serviceValidate; 2: none.")
     service_url: str | None = Field(
         None, description="Service URL registered at CAS (default: <hub.public_url>/hub/cas/login)."
@@ -178,20 +178,42 @@ class CASAuth(GroupAccess):
     username_attribute: str | None = Field(None, description="Attribute to use instead of the CAS user.")
     login_service: str = Field("CAS", description="Name on the login button.")
 
+    @field_validator("server_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        # Ticket validation answers name the user: over plain HTTP anyone on the path could forge one.
+        if not value.lower().startswith("https://") or len(value) <= len("https://"):
+            raise ValueError(
+                f"the CAS server must be reached over https (got {value!r}): use its https:// URL"
+            )
+        return value
+
 
 class LTIMapping(Model):
     """Where an LMS launch lands and what LMS roles mean."""
 
     contexts: dict[str, Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
-        {}, description="LMS context (course) id or label -> coursehub course."
+        {}, description="LMS context (course) id -> coursehub course."
+    )
+    label_contexts: dict[str, Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
+        {},
+        description="LMS context label -> coursehub course, when ids are not known in advance (whoever "
+        "can give an LMS course this label lands in the course).",
     )
     course_param: str = Field("course", description="Custom parameter naming the course directly.")
+    param_courses: list[Annotated[str, Field(pattern=COURSE_NAME)]] = Field(
+        [],
+        description="Courses course_param may name (any LMS instructor can set it); others are ignored.",
+    )
     notebook_param: str = Field("notebook", description="Custom parameter naming the notebook to open.")
     instructor_roles: list[str] = Field(
         ["Instructor", "Administrator", "ContentDeveloper", "TeachingAssistant"],
-        description="LMS roles (short names or full URIs) that make a user an instructor.",
+        description="LMS context roles (short names or full URIs) that make a user an instructor; "
+        "institution and system roles never do.",
     )
-    instructors_are_admins: bool = Field(False, description="Instructors get JupyterHub admin rights.")
+    instructors_are_admins: bool = Field(
+        False, description="Instructors get JupyterHub admin rights (and other launches lose them)."
+    )
 
 
 class LTI13Auth(LTIMapping):

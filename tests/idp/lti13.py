@@ -91,7 +91,7 @@ def make_app(platform: Platform) -> Flask:
             user=request.args["user"],
             context_id=request.args["context_id"],
             context_label=request.args.get("context_label", request.args["context_id"]),
-            roles=[ROLE + r for r in request.args.get("roles", "Learner").split(",")],
+            roles=[r if ":" in r else ROLE + r for r in request.args.get("roles", "Learner").split(",")],
             custom={k[7:]: v for k, v in request.args.items() if k.startswith("custom_")},
         )
         return form_page(
