@@ -161,7 +161,8 @@ class Settings(Model):
     )
     jupyterhub: Passthrough = Field(
         {},
-        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last.",
+        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last: "
+        "values replace coursehub's, lists and mappings (roles, services, paths) add to them.",
     )
 
     @model_validator(mode="after")

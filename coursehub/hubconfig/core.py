@@ -9,8 +9,9 @@ from traitlets.config import Config
 
 from ..paths import StatePaths
 from ..settings import Settings
-from . import binder, local
-from .auth import apply_auth
+from ..settings_auth import resolve_secret
+from . import binder, local, passthrough
+from .auth import Secrets, apply_auth
 from .database import apply_database
 from .security import apply_security
 
@@ -40,19 +41,31 @@ class Runtime:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def build(settings: Settings, runtime: Runtime) -> Config:
+def build(settings: Settings, runtime: Runtime, secrets: Secrets = resolve_secret) -> Config:
     """The complete traitlets Config for `settings` on the local backend."""
     c = Config()
     apply_hub(settings, runtime, c)
     apply_database(settings, runtime, c)
     apply_security(settings, runtime, c)
-    apply_auth(settings, runtime, c)
+    apply_auth(settings, runtime, c, secrets)
     apply_services(settings, runtime, c)
     binder.apply_binder(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
     apply_ops(c)
     apply_passthrough(settings, c)
     return c
+
+
+def check(settings: Settings) -> None:
+    """Build the config without the machine (secrets unread), so `config check` sees what the hub would."""
+    placeholder = Runtime(
+        paths=StatePaths(settings.hub.state_dir),
+        proxy_command="chp",
+        python="python3",
+        user_env=Path("/"),
+        cli_token="-",
+    )
+    build(settings, placeholder, secrets=lambda reference, what: "-")
 
 
 def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
@@ -145,7 +158,5 @@ def apply_ops(c: Config) -> None:
 
 
 def apply_passthrough(settings: Settings, c: Config) -> None:
-    """Traits set by class name in the `jupyterhub:` section win over everything else."""
-    for class_name, traits in settings.jupyterhub.items():
-        for trait, value in traits.items():
-            c[class_name][trait] = value
+    """The `jupyterhub:` section, last: its scalars win, its lists and mappings add to coursehub's."""
+    passthrough.apply_passthrough(settings.jupyterhub, c)
