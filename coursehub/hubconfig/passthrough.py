@@ -14,8 +14,9 @@ from ..errors import ConfigError
 WHOLE = {"command", "cmd"}
 # Lists whose first entries win (templates): the admin's go first, coursehub's stay found after them.
 ADMIN_FIRST = {("JupyterHub", "template_paths")}
-# Classes configured by import path (not entry points): known by name even when not installed here.
-OPTIONAL = ("kubespawner.KubeSpawner",)
+# Configured by import path, not entry points; known by name (importing kubespawner here would load
+# the kube config of whoever runs `coursehub config check`).
+OPTIONAL = {"KubeSpawner"}
 ELSEWHERE = (
     "to replace it, set it in a Python file in <state>/jupyterhub_config.d/ "
     "(on Kubernetes: hub.extraConfig), which is applied after coursehub's config"
@@ -120,8 +121,8 @@ def configurable_names(c: Config) -> set[str]:
                 except Exception:  # noqa: BLE001 - a broken plugin is JupyterHub's to report, as it does
                     continue
     section = c.get("JupyterHub", {})
-    configured = [section.get("authenticator_class"), section.get("spawner_class"), *OPTIONAL]
-    for target in configured:
+    names |= OPTIONAL
+    for target in (section.get("authenticator_class"), section.get("spawner_class")):
         if isinstance(target, type):
             classes.add(target)
         elif isinstance(target, str) and "." in target:
