@@ -267,3 +267,17 @@ def test_config_check_refuses_passthrough_that_would_drop_coursehubs_roles(tmp_p
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 1
     assert "jupyterhub.Spawnr" in result.output
+
+
+@pytest.mark.parametrize("name", ["coursehub-temporary-culler", "coursehub-binder-culler"])
+def test_group_cullers_delete_users_without_first_removing_their_servers(name):
+    # JupyterHub removes a named server after answering (`remove: true`); the culler's next request,
+    # deleting the user, then raced that removal and got 500 "orm_spawner not found". Deleting the
+    # user deletes all their servers anyway.
+    c = config_for("binder: {enabled: true}")
+    (culler,) = [s for s in c.JupyterHub.services if s["name"] == name]
+    assert "--cull-users=true" in culler["command"]
+    assert not [arg for arg in culler["command"] if arg.startswith("--remove-named-servers")]
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == name]
+    group = "coursehub-temporary" if "temporary" in name else "coursehub-binder"
+    assert sorted(role["scopes"]) == sorted(f"{s}!group={group}" for s in [*CULLER_SCOPES, "admin:users"])

@@ -12,10 +12,10 @@ from ..settings import Settings
 from ..settings_auth import resolve_secret
 from . import binder, local, passthrough
 from .auth import Secrets, apply_auth
+from .cullers import CULLER_SCOPES, group_culler
 from .database import apply_database
 from .security import apply_security
 
-CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 CLI_SCOPES = [
     "list:users",
     "read:users",
@@ -127,22 +127,13 @@ def has_open_courses(settings: Settings) -> bool:
 
 def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[dict, dict]:
     """A culler that deletes idle temporary users (and, through the spawner, their files)."""
-    command = [
+    return group_culler(
+        TEMP_CULLER,
+        TEMPORARY_GROUP,
         python,
-        "-m",
-        "jupyterhub_idle_culler",
-        "--cull-users=true",
-        "--remove-named-servers=true",
-        f"--timeout={settings.temporary.idle_timeout}",
-        f"--cull-every={min(settings.culler.every, settings.temporary.idle_timeout)}",
-    ]
-    if url:
-        command.append(f"--url={url}")
-    # Every scope filtered to the group: this culler cannot see, let alone delete, anyone else.
-    scopes = [f"{scope}!group={TEMPORARY_GROUP}" for scope in [*CULLER_SCOPES, "admin:users"]]
-    return (
-        {"name": TEMP_CULLER, "command": command},
-        {"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]},
+        timeout=settings.temporary.idle_timeout,
+        every=min(settings.culler.every, settings.temporary.idle_timeout),
+        url=url,
     )
 
 
