@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from ..hubconfig.binder import BINDER_GROUP
 from ..hubconfig.core import TEMPORARY_GROUP
 from .binder_limits import quota_refusal, server_cors_args
 from .binder_spec import BinderSpec, course_repo_url, server_name_for
+from .guests import create_anonymous_user
 
 Emit = Callable[[dict], Awaitable[None]] | None
 GIT_TIMEOUT = 20
@@ -65,14 +65,7 @@ class Launch:
         )
         if refusal:
             raise LaunchRefused(refusal, 503)
-        user = handler.user_from_username(f"bnd-{secrets.token_hex(6)}")
-        for name in (TEMPORARY_GROUP, BINDER_GROUP):
-            group = orm.Group.find(handler.db, name)
-            if group is None:
-                group = orm.Group(name=name)
-                handler.db.add(group)
-            user.orm_user.groups.append(group)
-        handler.db.commit()
+        user = create_anonymous_user(handler, "bnd", [TEMPORARY_GROUP, BINDER_GROUP])
         self.user_name = user.name
         RESERVED[user.name] = (self.course, time.monotonic())
         spawner = _new_spawner(handler, user, self.course)
