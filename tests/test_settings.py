@@ -281,3 +281,24 @@ def test_group_cullers_delete_users_without_first_removing_their_servers(name):
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == name]
     group = "coursehub-temporary" if "temporary" in name else "coursehub-binder"
     assert sorted(role["scopes"]) == sorted(f"{s}!group={group}" for s in [*CULLER_SCOPES, "admin:users"])
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("limits", ("memory",)), ("binder", ("memory",)), ("courses", (0, "limits", "memory"))],
+)
+def test_every_memory_setting_reads_and_writes_sizes_alike(section, key):
+    from coursehub.configfile import dump_settings
+    from coursehub.settings_base import Size
+
+    assert Size  # the one size type behind every memory setting
+    course = "courses: [{name: a, repo: x, limits: {memory: 1.5G}}]\n"
+    text = course if section == "courses" else f"{section}: {{memory: 1.5G}}\n"
+    settings = parse_settings(text)
+    value = getattr(settings, section)
+    for part in key:
+        value = value[part] if isinstance(part, int) else getattr(value, part)
+    assert value == 3 * 2**29
+    assert "memory: 1536M" in dump_settings(settings)
+    with pytest.raises(ConfigError, match="not a size"):
+        parse_settings(text.replace("1.5G", "lots"))
