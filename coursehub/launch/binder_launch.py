@@ -14,7 +14,7 @@ from jupyterhub import orm
 from tornado import web
 
 from ..courses.catalog import CourseRecord
-from ..errors import CoursehubError
+from ..errors import LaunchRefused
 from ..hubconfig.binder import BINDER_GROUP
 from ..hubconfig.core import TEMPORARY_GROUP
 from .binder_limits import quota_refusal, server_cors_args
@@ -27,14 +27,6 @@ RESERVATION_SECONDS = 120  # a user made for a launch counts against quotas unti
 # name -> (course, monotonic time): users created whose server has not started yet.
 RESERVED: dict[str, tuple[str, float]] = {}
 BUILD_LOCKS: dict[str, asyncio.Lock] = {}
-
-
-class LaunchRefused(CoursehubError):
-    """This launch cannot go ahead; the message tells the reader why."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
