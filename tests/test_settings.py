@@ -255,6 +255,15 @@ def test_passthrough_accepts_the_classes_jupyterhub_loads(name):
     assert c[name].log_level == "DEBUG"
 
 
+def test_passthrough_knows_the_classes_of_an_authenticator_it_selects():
+    c = config_for("""
+jupyterhub:
+  JupyterHub: {authenticator_class: ltiauthenticator.lti13.auth.LTI13Authenticator}
+  LTI13Authenticator: {issuer: "https://lms.example.org"}
+""")
+    assert c.LTI13Authenticator.issuer == "https://lms.example.org"
+
+
 def test_config_check_refuses_passthrough_that_would_drop_coursehubs_roles(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(

@@ -25,7 +25,8 @@ ELSEWHERE = (
 
 def apply_passthrough(passthrough: dict[str, dict[str, Any]], c: Config) -> None:
     """Lay the `jupyterhub:` section over `c`: unknown classes and removals of coursehub's own are refused."""
-    known = configurable_names(c)
+    hub = passthrough.get("JupyterHub", {})
+    known = configurable_names(c, [hub.get("authenticator_class"), hub.get("spawner_class")])
     for class_name, traits in passthrough.items():
         if class_name not in known:
             raise ConfigError(unknown_class(class_name, known))
@@ -102,7 +103,7 @@ def unknown_class(name: str, known: set[str]) -> str:
     )
 
 
-def configurable_names(c: Config) -> set[str]:
+def configurable_names(c: Config, also: list[Any] | None = None) -> set[str]:
     """Names of the classes JupyterHub loads (entry points, as its _load_classes does) and their bases."""
     from jupyterhub.app import JupyterHub
     from jupyterhub.auth import Authenticator
@@ -122,7 +123,7 @@ def configurable_names(c: Config) -> set[str]:
                     continue
     section = c.get("JupyterHub", {})
     names |= OPTIONAL
-    for target in (section.get("authenticator_class"), section.get("spawner_class")):
+    for target in (section.get("authenticator_class"), section.get("spawner_class"), *(also or [])):
         if isinstance(target, type):
             classes.add(target)
         elif isinstance(target, str) and "." in target:
