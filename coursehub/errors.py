@@ -23,3 +23,35 @@ class EnvironmentBuildError(CoursehubError):
 
 class HubNotRunning(CoursehubError):
     """The command needs a running hub and none answers."""
+
+
+class BackupError(CoursehubError):
+    """A backup cannot be written or restored."""
+
+
+class LinkError(CoursehubError):
+    """A launch link is malformed; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BinderSpecError(CoursehubError):
+    """A Binder request is malformed; the message says what to fix."""
+
+
+class LaunchRefused(CoursehubError):
+    """This launch cannot go ahead; the message tells the reader why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PhaseError(CoursehubError):
+    """A load-test phase failed in a way the flow understood; `kind` is how it is grouped."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind

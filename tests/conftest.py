@@ -47,9 +47,12 @@ def wait_for(condition, timeout: float = 60, interval: float = 0.2, what: str = 
 
 
 def needs_root_sandbox() -> None:
-    """Skip (with the reason) where the machine cannot run sandboxed servers."""
+    """Fail, saying what is missing, where the machine cannot run sandboxed servers (a skip would pass)."""
     if os.geteuid() != 0:
-        pytest.skip("hub tests need root (Unix accounts, cgroups)")
+        pytest.fail(
+            "hub tests need root: they create Unix accounts, cgroups and namespaces. Run the suite as "
+            "root (sudo ./run test), or leave the hub tier out knowingly with -m 'not hub'"
+        )
     if not shutil.which("bwrap"):
         pytest.fail("bubblewrap is missing: the test command installs it (apt-get install bubblewrap)")
 

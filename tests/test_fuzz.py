@@ -216,6 +216,42 @@ def test_config_files_of_any_bytes_give_settings_or_a_config_error(tmp_path_fact
     check_settings(result)
 
 
-def test_only_coursehub_errors_are_expected():
-    """The properties above catch only these: anything else escaping fails them."""
-    assert issubclass(LinkError, CoursehubError) and issubclass(ConfigError, CoursehubError)
+def spec_from(files: dict[str, bytes]) -> object:
+    """read_spec on a fresh folder holding `files`."""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        for name, body in files.items():
+            (folder / name).write_bytes(body)
+        return read_spec(folder)
+    finally:
+        shutil.rmtree(folder)
+
+
+def settings_file(data: bytes) -> Settings:
+    """load_settings on a file holding `data`."""
+    with tempfile.NamedTemporaryFile(suffix=".yaml") as file:
+        file.write(data)
+        file.flush()
+        return load_settings(Path(file.name))
+
+
+@pytest.mark.parametrize(
+    ("parse", "raw", "error", "words"),
+    [
+        (parse_course_name, "demo\n", LinkError, "not a course name"),
+        (parse_course_name, "../etc", LinkError, "not a course name"),
+        (parse_path, "a/../../x", LinkError, ".."),
+        (parse_path, "a\x00b", LinkError, "control characters"),
+        (parse_settings, "hub: [1", ConfigError, "not valid YAML"),
+        (parse_settings, "courses: 3", ConfigError, "courses"),
+        (settings_file, b"\xff", ConfigError, "not UTF-8"),
+        (spec_from, {"environment.yml": b"- a list"}, EnvironmentBuildError, "mapping"),
+        (spec_from, {"environment.yml": b"\xff\xfe"}, EnvironmentBuildError, "environment.yml"),
+    ],
+)
+def test_the_errors_the_properties_allow_are_the_ones_hostile_input_gets(parse, raw, error, words):
+    """The properties above let exactly these errors through: each parser must raise them, with a message."""
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is the assertion below
+        parse(raw)
+    assert type(caught.value) is error and isinstance(caught.value, CoursehubError), repr(caught.value)
+    assert words in str(caught.value)

@@ -103,6 +103,25 @@ def test_hub_secrets_are_hidden(students):
         assert secret not in listing
 
 
+# bubblewrap's --dev: what a server and its terminals need, none of the host's devices.
+MINIMAL_DEV = {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm"}
+MINIMAL_DEV |= {"stdin", "stdout", "stderr", "fd", "core"}  # symlinks into /proc
+
+
+def test_dev_is_minimal_in_both_spawn_modes(students):
+    hub, alice, _, tokens = students
+    code = """
+import json, os
+primary, _ = os.openpty()  # a terminal still works: a private devpts
+with open('/dev/null', 'w') as null:
+    null.write('x')
+print(json.dumps(sorted(os.listdir('/dev'))))
+"""
+    entries = set(json.loads(hub.run(alice, tokens[alice], code)))
+    assert entries <= MINIMAL_DEV, sorted(entries - MINIMAL_DEV)  # e.g. kmsg, kvm, the disks
+    assert {"null", "urandom", "ptmx"} <= entries
+
+
 def test_token_of_one_student_cannot_reach_other_server(students):
     hub, alice, bob, tokens = students
     response = requests.get(

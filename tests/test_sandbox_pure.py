@@ -101,3 +101,62 @@ def test_start_queue_runs_a_few_at_once_and_keeps_order():
     assert order == list(range(6))  # first come, first served
     assert waiting_early == [2, 3, 4, 5]  # the rest wait, and know their place
     assert queue.waiting == []
+
+
+def mounts_in_bwrap_args(args: list[str]) -> list[tuple]:
+    """bubblewrap's mount options read back as (kind, source, target, readonly, tmpfs size)."""
+    mounts, size, i = [], 0, 1
+    while args[i] != "--":
+        option = args[i]
+        if option == "--size":
+            size, i = int(args[i + 1]), i + 2
+        elif option in ("--ro-bind", "--bind"):
+            mounts.append(("bind", args[i + 1], args[i + 2], option == "--ro-bind", 0))
+            i += 3
+        elif option in ("--proc", "--dev", "--remount-ro"):
+            mounts.append((option[2:], "", args[i + 1], True, 0))
+            i += 2
+        elif option == "--tmpfs":
+            mounts.append(("tmpfs", "", args[i + 1], True, size))
+            size, i = 0, i + 2
+        elif option in ("--chdir", "--hostname"):
+            i += 2
+        else:
+            i += 1  # --unshare-*, --new-session: not about the filesystem
+    return mounts
+
+
+def mounts_in_fork_request(request: dict) -> list[tuple]:
+    """The fork server's request read as the same tuples (its root is the host's, read-only)."""
+    mounts = []
+    for m in request["mounts"]:
+        if m["kind"] == "root":
+            mounts.append(("bind", "/", "/", True, 0))
+        elif m["kind"] in ("scratch", "hide"):
+            mounts.append(("tmpfs", "", m["target"], True, m["size"]))
+        else:
+            mounts.append((m["kind"], m["source"], m["target"], m["readonly"], 0))
+    return mounts
+
+
+def test_both_spawn_modes_build_the_same_view_of_the_filesystem():
+    from coursehub.spawner.forkclient import fork_request
+
+    spec = SandboxSpec(
+        home=Path("/home/ch/ch-a"),
+        home_root=Path("/home/ch"),
+        environment=Path("/state/envs/e1"),
+        course_src=Path("/state/courses/demo"),
+        sync_script=Path("/opt/sync.py"),
+        shared_data=Path("/data/bio"),
+        scratch=Path("/scratch/bio"),
+        hidden=(Path("/state"),),
+        readonly=(Path("/opt/tools"),),
+        tmp_size=256 << 20,
+    )
+    exec_mode = mounts_in_bwrap_args(bwrap_args(spec, ["srv"]))
+    fork_mode = mounts_in_fork_request(fork_request(spec, ["srv"], {}, 1000, 1000, [], Path("/log")))
+    assert exec_mode == fork_mode
+    # Not the host's /dev (disks, kmsg, kvm) in either mode.
+    assert ("dev", "", "/dev", True, 0) in fork_mode
+    assert ("bind", "/scratch/bio", "/run/coursehub/scratch", False, 0) in fork_mode

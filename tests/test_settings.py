@@ -166,3 +166,148 @@ def test_up_refuses_with_bad_config(tmp_path):
     result = CliRunner().invoke(main, ["--config", str(path), "up"])
     assert result.exit_code == 1
     assert "limits.memory" in result.output
+
+
+def role_names(c: Config) -> set[str]:
+    return {role["name"] for role in c.JupyterHub.load_roles}
+
+
+def test_passthrough_roles_are_added_to_coursehubs_own():
+    # How JupyterHub's sharing is turned on: a role given to every user.
+    c = config_for("""
+binder: {enabled: true}
+jupyterhub:
+  JupyterHub:
+    load_roles: [{name: user, scopes: [self, shares!user]}]
+    services: [{name: announcements, url: "http://127.0.0.1:9999"}]
+""")
+    assert {
+        "user",
+        "idle-culler",
+        "coursehub-temporary-culler",
+        "coursehub-binder-culler",
+        "coursehub-cli",
+    } <= role_names(c)
+    assert {"announcements", "idle-culler", "coursehub-cli"} <= {s["name"] for s in c.JupyterHub.services}
+
+
+def test_passthrough_template_paths_keep_the_status_page():
+    c = config_for("jupyterhub: {JupyterHub: {template_paths: [/srv/my-templates]}}")
+    paths = c.JupyterHub.template_paths
+    assert paths[0] == "/srv/my-templates"  # the admin's templates win over ours...
+    assert any(Path(p, "coursehub-status.html").exists() for p in paths)  # ...and ours stay found
+
+
+def test_passthrough_adds_to_hidden_paths_and_admins_and_headers():
+    c = config_for("""
+jupyterhub:
+  SandboxSpawner: {hidden_paths: [/srv/secret]}
+  Authenticator: {admin_users: [root2]}
+  JupyterHub: {tornado_settings: {slow_spawn_timeout: 0}}
+""")
+    assert {"/srv/state", "/srv/secret"} <= set(c.SandboxSpawner.hidden_paths)  # the hub's state stays hidden
+    assert c.Authenticator.admin_users == {"admin", "root2"}
+    assert c.JupyterHub.tornado_settings["slow_spawn_timeout"] == 0
+    assert "Content-Security-Policy" in c.JupyterHub.tornado_settings["headers"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        # Redefining one of coursehub's own roles would change what its culler may do.
+        (
+            "JupyterHub: {load_roles: [{name: idle-culler, scopes: [admin:users]}]}",
+            ["jupyterhub.JupyterHub.load_roles", "idle-culler", "jupyterhub_config.d"],
+        ),
+        (
+            "JupyterHub: {tornado_settings: {headers: {Content-Security-Policy: ''}}}",
+            ["jupyterhub.JupyterHub.tornado_settings", "Content-Security-Policy", "jupyterhub_config.d"],
+        ),
+        (
+            "ConfigurableHTTPProxy: {command: [/opt/chp]}",
+            ["jupyterhub.ConfigurableHTTPProxy.command", "jupyterhub_config.d"],
+        ),
+        ("JupyterHub: {services: {a: 1}}", ["jupyterhub.JupyterHub.services", "list"]),
+        ("Spawnr: {foo: 1}", ["jupyterhub.Spawnr", "Spawner"]),
+        ("jupyterhub: {foo: 1}", ["jupyterhub.jupyterhub", "JupyterHub"]),
+    ],
+)
+def test_passthrough_conflicts_and_unknown_classes_are_refused(text, fragments):
+    with pytest.raises(ConfigError) as error:
+        config_for(f"jupyterhub: {{{text}}}\n")
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Application",
+        "Spawner",
+        "LocalProcessSpawner",
+        "GitHubOAuthenticator",
+        "OAuthenticator",
+        "CryptKeeper",
+    ],
+)
+def test_passthrough_accepts_the_classes_jupyterhub_loads(name):
+    c = config_for(f"jupyterhub: {{{name}: {{log_level: DEBUG}}}}\n")
+    assert c[name].log_level == "DEBUG"
+
+
+def test_passthrough_knows_the_classes_of_an_authenticator_it_selects():
+    c = config_for("""
+jupyterhub:
+  JupyterHub: {authenticator_class: ltiauthenticator.lti13.auth.LTI13Authenticator}
+  LTI13Authenticator: {issuer: "https://lms.example.org"}
+""")
+    assert c.LTI13Authenticator.issuer == "https://lms.example.org"
+
+
+def test_config_check_refuses_passthrough_that_would_drop_coursehubs_roles(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "jupyterhub:\n  JupyterHub:\n    load_roles: [{name: coursehub-cli, scopes: [admin:users]}]\n"
+    )
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert "jupyterhub.JupyterHub.load_roles" in result.output and "coursehub-cli" in result.output
+    path.write_text("jupyterhub:\n  Spawnr: {foo: 1}\n")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert "jupyterhub.Spawnr" in result.output
+
+
+@pytest.mark.parametrize("name", ["coursehub-temporary-culler", "coursehub-binder-culler"])
+def test_group_cullers_delete_users_without_first_removing_their_servers(name):
+    # JupyterHub removes a named server after answering (`remove: true`); the culler's next request,
+    # deleting the user, then raced that removal and got 500 "orm_spawner not found". Deleting the
+    # user deletes all their servers anyway.
+    c = config_for("binder: {enabled: true}")
+    (culler,) = [s for s in c.JupyterHub.services if s["name"] == name]
+    assert "--cull-users=true" in culler["command"]
+    assert not [arg for arg in culler["command"] if arg.startswith("--remove-named-servers")]
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == name]
+    group = "coursehub-temporary" if "temporary" in name else "coursehub-binder"
+    assert sorted(role["scopes"]) == sorted(f"{s}!group={group}" for s in [*CULLER_SCOPES, "admin:users"])
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("limits", ("memory",)), ("binder", ("memory",)), ("courses", (0, "limits", "memory"))],
+)
+def test_every_memory_setting_reads_and_writes_sizes_alike(section, key):
+    from coursehub.settings.base import Size
+    from coursehub.settings.yamlfile import dump_settings
+
+    assert Size  # the one size type behind every memory setting
+    course = "courses: [{name: a, repo: x, limits: {memory: 1.5G}}]\n"
+    text = course if section == "courses" else f"{section}: {{memory: 1.5G}}\n"
+    settings = parse_settings(text)
+    value = getattr(settings, section)
+    for part in key:
+        value = value[part] if isinstance(part, int) else getattr(value, part)
+    assert value == 3 * 2**29
+    assert "memory: 1536M" in dump_settings(settings)
+    with pytest.raises(ConfigError, match="not a size"):
+        parse_settings(text.replace("1.5G", "lots"))

@@ -114,6 +114,9 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
         click.echo("No config file: the built-in defaults are in use (they are valid).")
         return
     settings = load_settings(path)
+    from coursehub.hubconfig.pipeline import check
+
+    check(settings)  # what only the built config shows: the `jupyterhub:` section's names and merges
     click.echo(f"{path}: OK ({len(settings.courses)} course(s), auth: {settings.auth.type})")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from coursehub import __version__
-from coursehub.errors import CoursehubError
+from coursehub.errors import BackupError
 from coursehub.paths import StatePaths
 from coursehub.settings.database import is_postgres
 
@@ -28,10 +28,6 @@ MANIFEST = "manifest.json"
 HUB_SQLITE, HUB_PGDUMP = "jupyterhub.sqlite", "jupyterhub.pgdump"
 ACCOUNTS, COOKIE, CATALOG, SETTINGS = "accounts.sqlite", "cookie_secret", "catalog.json", "coursehub.yaml"
 PG_TIMEOUT = 600
-
-
-class BackupError(CoursehubError):
-    """A backup cannot be written or restored."""
 
 
 @dataclass(frozen=True)

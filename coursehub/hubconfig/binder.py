@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from traitlets.config import Config
 
 from ..settings import Settings
+from .cullers import group_culler
 
 if TYPE_CHECKING:
     from coursehub.hubconfig.runtime import Runtime
@@ -33,20 +34,6 @@ def apply_binder(settings: Settings, runtime: Runtime, c: Config) -> None:
 
 def binder_culler(settings: Settings, python: str) -> tuple[dict, dict]:
     """jupyterhub-idle-culler limited to the Binder group: deletes idle or old anonymous users."""
-
     binder = settings.binder
-    command = [
-        python,
-        "-m",
-        "jupyterhub_idle_culler",
-        "--cull-users=true",
-        "--remove-named-servers=true",
-        f"--timeout={binder.idle_timeout}",
-        f"--max-age={binder.max_age}",
-        f"--cull-every={min(60, binder.idle_timeout // 2)}",
-    ]
-    scopes = [f"{scope}!group={BINDER_GROUP}" for scope in [*CULLER_SCOPES, "admin:users"]]
-    return (
-        {"name": BINDER_CULLER, "command": command},
-        {"name": BINDER_CULLER, "scopes": scopes, "services": [BINDER_CULLER]},
-    )
+    every = min(60, binder.idle_timeout // 2)
+    return group_culler(BINDER_CULLER, BINDER_GROUP, python, binder.idle_timeout, every, binder.max_age)

@@ -6,28 +6,43 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from coursehub.hubconfig import binder, local
-from coursehub.hubconfig.auth import apply_auth
+from coursehub.hubconfig import binder, local, passthrough
+from coursehub.hubconfig.auth import Secrets, apply_auth
+from coursehub.hubconfig.cullers import group_culler
 from coursehub.hubconfig.database import apply_database
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.security import apply_security
 from coursehub.names import CLI_SCOPES, CULLER_SCOPES, TEMP_CULLER, TEMPORARY_GROUP
+from coursehub.paths import StatePaths
 from coursehub.settings import Settings
+from coursehub.settings.auth import resolve_secret
 
 
-def build(settings: Settings, runtime: Runtime) -> Config:
+def build(settings: Settings, runtime: Runtime, secrets: Secrets = resolve_secret) -> Config:
     """The complete traitlets Config for `settings` on the local backend."""
     c = Config()
     apply_hub(settings, runtime, c)
     apply_database(settings, runtime, c)
     apply_security(settings, runtime, c)
-    apply_auth(settings, runtime, c)
+    apply_auth(settings, runtime, c, secrets)
     apply_services(settings, runtime, c)
     binder.apply_binder(settings, runtime, c)
     local.apply_spawner(settings, runtime, c)
     apply_ops(c)
     apply_passthrough(settings, c)
     return c
+
+
+def check(settings: Settings) -> None:
+    """Build the config without the machine (secrets unread), so `config check` sees what the hub would."""
+    placeholder = Runtime(
+        paths=StatePaths(settings.hub.state_dir),
+        proxy_command="chp",
+        python="python3",
+        user_env=Path("/"),
+        cli_token="-",
+    )
+    build(settings, placeholder, secrets=lambda reference, what: "-")
 
 
 def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
@@ -89,22 +104,13 @@ def has_open_courses(settings: Settings) -> bool:
 
 def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[dict, dict]:
     """A culler that deletes idle temporary users (and, through the spawner, their files)."""
-    command = [
+    return group_culler(
+        TEMP_CULLER,
+        TEMPORARY_GROUP,
         python,
-        "-m",
-        "jupyterhub_idle_culler",
-        "--cull-users=true",
-        "--remove-named-servers=true",
-        f"--timeout={settings.temporary.idle_timeout}",
-        f"--cull-every={min(settings.culler.every, settings.temporary.idle_timeout)}",
-    ]
-    if url:
-        command.append(f"--url={url}")
-    # Every scope filtered to the group: this culler cannot see, let alone delete, anyone else.
-    scopes = [f"{scope}!group={TEMPORARY_GROUP}" for scope in [*CULLER_SCOPES, "admin:users"]]
-    return (
-        {"name": TEMP_CULLER, "command": command},
-        {"name": TEMP_CULLER, "scopes": scopes, "services": [TEMP_CULLER]},
+        timeout=settings.temporary.idle_timeout,
+        every=min(settings.culler.every, settings.temporary.idle_timeout),
+        url=url,
     )
 
 
@@ -117,7 +123,5 @@ def apply_ops(c: Config) -> None:
 
 
 def apply_passthrough(settings: Settings, c: Config) -> None:
-    """Traits set by class name in the `jupyterhub:` section win over everything else."""
-    for class_name, traits in settings.jupyterhub.items():
-        for trait, value in traits.items():
-            c[class_name][trait] = value
+    """The `jupyterhub:` section, last: its scalars win, its lists and mappings add to coursehub's."""
+    passthrough.apply_passthrough(settings.jupyterhub, c)

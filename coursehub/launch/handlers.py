@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import html
-import secrets
-import time
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
@@ -19,6 +15,7 @@ from coursehub.names import TEMPORARY_GROUP
 from ..clientaddr import client_address
 from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
+from .guests import create_anonymous_user, limiter
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
 
 
@@ -146,9 +143,6 @@ class TmpLoginHandler(CourseHandler):
         super().initialize(courses_root, static)
         self.per_minute = per_minute
 
-    # Creations per client address in the last minute, shared by all requests of this hub.
-    recent: dict[str, deque[float]] = defaultdict(deque)
-
     async def get(self) -> None:
         record = self.course(self.get_argument("course", ""), self.current_user)
         if record.access != "open":
@@ -158,31 +152,12 @@ class TmpLoginHandler(CourseHandler):
         # A logged-in user opens the (open) course as themselves: a guest link must never swap
         # someone's session for a new guest's (a cross-site page could otherwise log them out).
         if user is None:
-            self._rate_limit(client_address(self.request))
-            user = self._create_temporary_user()
+            if not limiter("tmplogin", self.per_minute).allow(client_address(self.request)):
+                raise page_error(429, "Too many new sessions from your address: try again in a minute.")
+            user = create_anonymous_user(self, "tmp", [TEMPORARY_GROUP])
             self.set_login_cookie(user)
         query = f"?{urlencode({'path': path})}" if path else ""
         self.redirect(f"{self.hub.base_url}launch/{record.name}{query}")
-
-    def _rate_limit(self, client: str) -> None:
-        """At most `per_minute` new temporary users per client address per minute."""
-        now, window = time.monotonic(), self.recent[client]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
-            raise page_error(429, "Too many new sessions from your address: try again in a minute.")
-        window.append(now)
-
-    def _create_temporary_user(self) -> Any:
-        """A fresh user with a random name, in the temporary group (so it is culled)."""
-        user = self.user_from_username(f"tmp-{secrets.token_hex(6)}")
-        group = orm.Group.find(self.db, TEMPORARY_GROUP)
-        if group is None:
-            group = orm.Group(name=TEMPORARY_GROUP)
-            self.db.add(group)
-        user.orm_user.groups.append(group)
-        self.db.commit()
-        return user
 
 
 def launch_handlers(

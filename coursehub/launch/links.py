@@ -7,19 +7,11 @@ import re
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from ..errors import CoursehubError
+from ..errors import LinkError
 from ..settings import COURSE_NAME
 
 _COURSE = re.compile(COURSE_NAME)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class LinkError(CoursehubError):
-    """A launch link is malformed; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_course_name(raw: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import json
 import os
 import runpy
@@ -49,12 +50,26 @@ PRELOAD = (
     "psutil",
     "argcomplete",
 )
+# This file's digest: the hub replaces a fork server of another version (requests change with it).
+with open(__file__, "rb") as _script:
+    VERSION = hashlib.sha256(_script.read()).hexdigest()[:16].encode()
 SYNC = "/run/coursehub/sync.py"
 REQUEST_MAX = 1 << 20
 COURSE = "/run/coursehub/course"
 # A private /tmp's inodes (the kernel's default is millions); the hiding tmpfs stay small.
 TMP_INODES = 65536
+SCRATCH_INODES = {"/tmp": TMP_INODES, "/dev/shm": TMP_INODES // 4}
 HIDING_SIZE = 1 << 20
+# The minimal /dev, as bubblewrap's --dev makes it.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "fd": "/proc/self/fd",
+    "core": "/proc/kcore",
+    "ptmx": "pts/ptmx",
+}
 
 
 def _check(result: int, what: str) -> None:
@@ -110,25 +125,61 @@ def bind(fd: int, target: str, readonly: bool, is_file: bool = False) -> None:
     mount(None, target, None, flags)
 
 
-def build_view(req: dict) -> None:
-    """The sandbox's filesystem, in the new mount namespace (root still)."""
-    # Open what must show through before the tmpfs mounts hide it.
-    fds = [(os.open(src, os.O_PATH), dst, ro, os.path.isfile(src)) for src, dst, ro in req["binds"]]
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    remount_readonly()
-    tmp = req.get("tmp_size", 0)
-    for path, options in [
-        ("/tmp", f"mode=1777,nr_inodes={TMP_INODES}" + (f",size={tmp}" if tmp else "")),
-        ("/dev/shm", f"mode=1777,nr_inodes={TMP_INODES // 4}" + (f",size={tmp // 2}" if tmp else "")),
-        ("/run", f"mode=755,size={HIDING_SIZE}"),
-        *[(p, f"mode=755,size={HIDING_SIZE}") for p in req["hidden"]],
-    ]:
-        os.makedirs(path, exist_ok=True)  # it may sit in a tmpfs mounted just before
-        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
-    for fd, dst, ro, is_file in fds:
-        bind(fd, dst, ro, is_file)
+def tmpfs(target: str, options: str) -> None:
+    """A fresh tmpfs at `target`."""
+    os.makedirs(target, exist_ok=True)  # it may sit in a tmpfs mounted just before
+    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def minimal_dev(target: str, devices: list[tuple[int, str]]) -> None:
+    """What bubblewrap's --dev builds: a few device nodes, links into /proc, a private devpts."""
+    tmpfs(target, f"mode=755,size={HIDING_SIZE}")
+    for fd, name in devices:
+        node = os.path.join(target, name)
+        open(node, "w").close()
+        mount(f"/proc/self/fd/{fd}", node, None, MS_BIND)  # no nodev: these are the devices
         os.close(fd)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name, link in DEV_LINKS.items():
+        os.symlink(link, os.path.join(target, name))
+    os.makedirs(os.path.join(target, "shm"))
+    pts = os.path.join(target, "pts")
+    os.makedirs(pts)
+    # Terminals get a devpts of their own: no one else's terminals in it.
+    mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+
+
+def build_view(req: dict) -> None:
+    """The sandbox's filesystem: coursehub/spawner/view.py's mounts, in order, in the new mount namespace."""
+    mounts = req["mounts"]
+    # Open what must show through before the tmpfs mounts hide it.
+    sources = {
+        i: (os.open(m["source"], os.O_PATH), os.path.isfile(m["source"]))
+        for i, m in enumerate(mounts)
+        if m["kind"] == "bind"
+    }
+    devices = [(os.open(f"/dev/{name}", os.O_PATH), name) for name in DEVICES]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for i, m in enumerate(mounts):
+        kind, target, size = m["kind"], m["target"], m["size"]
+        sized = f",size={size}" if size else ""
+        if kind == "root":
+            remount_readonly()
+        elif kind == "proc":
+            mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        elif kind == "dev":
+            minimal_dev(target, devices)
+        elif kind == "scratch":
+            tmpfs(target, f"mode=1777,nr_inodes={SCRATCH_INODES.get(target, TMP_INODES // 4)}{sized}")
+        elif kind == "hide":
+            tmpfs(target, f"mode=755{sized}")
+        elif kind == "bind":
+            fd, is_file = sources.pop(i)
+            bind(fd, target, m["readonly"], is_file)
+            os.close(fd)
+        elif kind == "remount-ro":
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        else:
+            raise ValueError(f"unknown mount kind {kind!r}")
 
 
 def become_user(req: dict) -> None:
@@ -248,7 +299,7 @@ def serve(path: str) -> None:
         with conn:
             size = _receive(conn, buf)
             if buf.find(b'"spawn"', 0, size) < 0:
-                conn.sendall(b'{"ok": true, "pid": %d}\n' % os.getpid())
+                conn.sendall(b'{"ok": true, "pid": %d, "version": "%s"}\n' % (os.getpid(), VERSION))
                 buf[:size] = bytes(size)
                 continue
             pid = os.fork()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from coursehub.settings.auth import AuthSettings, LockoutSettings
-from coursehub.settings.base import COURSE_NAME, Model, format_size, parse_size
+from coursehub.settings.base import COURSE_NAME, Model, Size, format_size, parse_size
 from coursehub.settings.binder import BinderSettings
 from coursehub.settings.database import DatabaseSettings
 from coursehub.settings.kubernetes import CourseKubernetes, KubernetesSettings
@@ -19,35 +19,17 @@ __all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_si
 class Limits(Model):
     """Resources one user server (with its kernels) may use."""
 
-    memory: int = Field(2 * 1024**3, description="Memory limit per server, e.g. 512M or 2G.")
+    memory: Size = Field(2 * 1024**3, description="Memory limit per server, e.g. 512M or 2G.")
     cpu: float = Field(1.0, gt=0, le=1024, description="CPU limit per server, in cores.")
     pids: int = Field(512, ge=16, le=1_000_000, description="Maximum processes per server.")
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, value: Any) -> int:
-        return parse_size(value)
-
-    @field_serializer("memory", when_used="json")
-    def _show_memory(self, value: int) -> str:
-        return format_size(value)
 
 
 class PartialLimits(Model):
     """Per-course overrides of the global limits; unset keys inherit."""
 
-    memory: int | None = Field(None, description="Memory limit per server, e.g. 512M.")
+    memory: Size | None = Field(None, description="Memory limit per server, e.g. 512M.")
     cpu: float | None = Field(None, gt=0, le=1024, description="CPU limit, in cores.")
     pids: int | None = Field(None, ge=16, le=1_000_000, description="Maximum processes.")
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, value: Any) -> int | None:
-        return None if value is None else parse_size(value)
-
-    @field_serializer("memory", when_used="json")
-    def _show_memory(self, value: int | None) -> str | None:
-        return None if value is None else format_size(value)
 
     def over(self, base: Limits) -> Limits:
         """These overrides applied on top of `base`."""
@@ -165,7 +147,8 @@ class Settings(Model):
     )
     jupyterhub: Passthrough = Field(
         {},
-        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last.",
+        description="Any trait by class name, e.g. {JupyterHub: {log_level: DEBUG}}; applied last: "
+        "values replace coursehub's, lists and mappings (roles, services, paths) add to them.",
     )
 
     @model_validator(mode="after")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, field_validator
 
-from coursehub.settings.base import Model, format_size, parse_size
+from coursehub.settings.base import Model, Size
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
@@ -26,7 +25,7 @@ class BinderSettings(Model):
         description="Web origins (e.g. https://book.example.org) whose pages may call the build "
         "API and the launched servers; '*' allows any. Empty: no other origin.",
     )
-    memory: int = Field(512 * 1024**2, description="Memory limit of each anonymous server, e.g. 512M.")
+    memory: Size = Field(512 * 1024**2, description="Memory limit of each anonymous server, e.g. 512M.")
     cpu: float = Field(0.5, gt=0, le=64, description="CPU limit of each anonymous server, in cores.")
     max_age: int = Field(3600, ge=60, description="Seconds after which an anonymous server is deleted.")
     idle_timeout: int = Field(
@@ -40,15 +39,6 @@ class BinderSettings(Model):
         description="Launches one client address may ask for per minute (a class behind one "
         "school NAT shares an address: keep this above the class size).",
     )
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, value: Any) -> int:
-        return parse_size(value)
-
-    @field_serializer("memory", when_used="json")
-    def _show_memory(self, value: int) -> str:
-        return format_size(value)
 
     @field_validator("allowed_origins")
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -12,7 +14,8 @@ import time
 from pathlib import Path
 
 from ..errors import SandboxError
-from .bwrap import COURSE_MOUNT, MOUNTS, SYNC_MOUNT, SandboxSpec
+from .bwrap import SandboxSpec
+from .view import fork_mounts, sandbox_view
 
 log = logging.getLogger(__name__)
 # debugpy (pre-imported for kernels) checks for frozen modules at import and warns; the check
@@ -33,17 +36,6 @@ def fork_request(
     log_path: Path,
 ) -> dict:
     """The JSON a fork server needs to start one sandboxed server (pure)."""
-    binds = [[str(spec.environment), str(spec.environment), True]]
-    binds += [[str(p), str(p), True] for p in spec.readonly]
-    for src, dst, ro in (
-        (spec.course_src, COURSE_MOUNT, True),
-        (spec.sync_script, SYNC_MOUNT, True),
-        (spec.shared_data, MOUNTS / "data", True),
-        (spec.scratch, MOUNTS / "scratch", False),
-    ):
-        if src is not None:
-            binds.append([str(src), str(dst), ro])
-    binds.append([str(spec.home), str(spec.home), False])
     return {
         "op": "spawn",
         "uid": uid,
@@ -54,10 +46,13 @@ def fork_request(
         "cgroup_procs": cgroup_procs,
         "log": str(log_path),
         "hostname": spec.hostname,
-        "tmp_size": spec.tmp_size,
-        "hidden": [str(spec.home_root), *map(str, spec.hidden)],
-        "binds": binds,
+        "mounts": fork_mounts(sandbox_view(spec)),
     }
+
+
+def script_version() -> str:
+    """The digest a fork server running SCRIPT answers pings with."""
+    return hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]
 
 
 def _ask(sock_path: Path, request: dict, timeout: float = 30) -> dict:
@@ -77,10 +72,16 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
     sock = run_dir / f"fork-{environment.name}.sock"
     with _LOCK:
         try:
-            _ask(sock, {"op": "ping"}, timeout=5)
-            return sock
-        except (OSError, ValueError):
+            answer = _ask(sock, {"op": "ping"}, timeout=5)
+            if answer.get("version") == script_version():
+                return sock
+            # Left running by an earlier coursehub (fork servers outlive the hub): its requests
+            # differ. Servers it forked keep running, each under its own monitor.
+            log.info("replacing the fork server of %s (another version)", environment.name)
+            os.kill(int(answer["pid"]), signal.SIGTERM)
+        except (OSError, ValueError, KeyError):
             pass
+        sock.unlink(missing_ok=True)  # pings go unanswered until the new server listens
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
         python = environment / "bin" / "python"
@@ -98,11 +99,12 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                _ask(sock, {"op": "ping"}, timeout=5)
-                log.info("fork server for %s is up", environment.name)
-                return sock
+                if _ask(sock, {"op": "ping"}, timeout=5).get("version") == script_version():
+                    log.info("fork server for %s is up", environment.name)
+                    return sock
             except (OSError, ValueError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
     raise SandboxError(f"the fork server for {environment} did not start; see {log_dir}")
 
 

@@ -1,6 +1,6 @@
 """BinderHub's API on the hub: /hub/binder/build/<provider>/<spec> (event stream) and /hub/binder/v2/...
 
-Thin handlers over binder_spec (parsing), binder_limits (rates, quotas, CORS) and binder_launch
+Thin handlers over binder_spec (parsing), binder_limits (quotas, CORS), guests (rates) and binder_launch
 (which course a request means, and the anonymous user that runs it).
 """
 
@@ -17,18 +17,18 @@ from coursehub.clientaddr import client_address
 from coursehub.courses.access import is_temporary
 from coursehub.launch.binder.build import build_repository
 from coursehub.launch.binder.launch import Launch, LaunchRefused, resolve_launch
-from coursehub.launch.binder.limits import RateLimiter, origin_allowed
+from coursehub.launch.binder.limits import origin_allowed
 from coursehub.launch.binder.spec import (
     BinderSpecError,
     join_server_url,
     parse_build_path,
     parse_urlpath,
 )
+from coursehub.launch.guests import limiter
 from coursehub.launch.handlers import CourseHandler, page_error
 
 KEEPALIVE_SECONDS = 25
 # Shared by every request of this hub: launches per client address.
-LIMITERS: dict[int, RateLimiter] = {}
 
 
 class BinderHandler(CourseHandler):
@@ -67,8 +67,7 @@ class BinderHandler(CourseHandler):
     def rate_limit(self) -> None:
         """LaunchRefused when this client asked for too many launches in the last minute."""
         per_minute = int(self.binder.get("per_client_per_minute", 60))
-        limiter = LIMITERS.setdefault(per_minute, RateLimiter(per_minute))
-        if not limiter.allow(self.client_address()):
+        if not limiter("binder", per_minute).allow(self.client_address()):
             raise LaunchRefused("Too many launches from your address: try again in a minute.", 429)
 
     def client_address(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -15,9 +14,10 @@ from jupyterhub import orm
 from tornado import web
 
 from coursehub.courses.catalog import CourseRecord
-from coursehub.errors import CoursehubError
+from coursehub.errors import LaunchRefused
 from coursehub.launch.binder.limits import quota_refusal, server_cors_args
 from coursehub.launch.binder.spec import BinderSpec, course_repo_url, server_name_for
+from coursehub.launch.guests import create_anonymous_user
 from coursehub.names import BINDER_GROUP, TEMPORARY_GROUP
 
 Emit = Callable[[dict], Awaitable[None]] | None
@@ -26,14 +26,6 @@ RESERVATION_SECONDS = 120  # a user made for a launch counts against quotas unti
 # name -> (course, monotonic time): users created whose server has not started yet.
 RESERVED: dict[str, tuple[str, float]] = {}
 BUILD_LOCKS: dict[str, asyncio.Lock] = {}
-
-
-class LaunchRefused(CoursehubError):
-    """This launch cannot go ahead; the message tells the reader why."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -64,14 +56,7 @@ class Launch:
         )
         if refusal:
             raise LaunchRefused(refusal, 503)
-        user = handler.user_from_username(f"bnd-{secrets.token_hex(6)}")
-        for name in (TEMPORARY_GROUP, BINDER_GROUP):
-            group = orm.Group.find(handler.db, name)
-            if group is None:
-                group = orm.Group(name=name)
-                handler.db.add(group)
-            user.orm_user.groups.append(group)
-        handler.db.commit()
+        user = create_anonymous_user(handler, "bnd", [TEMPORARY_GROUP, BINDER_GROUP])
         self.user_name = user.name
         RESERVED[user.name] = (self.course, time.monotonic())
         spawner = _new_spawner(handler, user, self.course)

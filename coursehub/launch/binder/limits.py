@@ -1,29 +1,12 @@
-"""How many anonymous Binder servers may start: per-client rate and per-repository/total quotas."""
+"""How many anonymous Binder servers may start: per-repository and total quotas, and CORS."""
 
 from __future__ import annotations
 
 import re
-import time
-from collections import defaultdict, deque
 
+from coursehub.launch.guests import RateLimiter
 
-class RateLimiter:
-    """At most `per_minute` events per key in any 60 s window (kept in the hub's memory)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self.recent: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, key: str, now: float | None = None) -> bool:
-        """Count one event for `key`; False (and not counted) when over the limit."""
-        now = time.monotonic() if now is None else now
-        window = self.recent[key]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
-            return False
-        window.append(now)
-        return True
+__all__ = ["RateLimiter", "origin_allowed", "quota_refusal", "server_cors_args"]
 
 
 def quota_refusal(running: dict[str, int], name: str, max_per_repo: int, max_total: int) -> str:

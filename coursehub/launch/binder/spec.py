@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-from coursehub.errors import CoursehubError
+from coursehub.errors import BinderSpecError
 
 PROVIDERS = ("gh", "gl", "git")
 MAX_SPEC = 1000
@@ -19,10 +19,6 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 _URL_PATH = re.compile(r"^[A-Za-z0-9._~/+-]{1,500}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REPO_SCHEMES = ("https", "http", "git")
-
-
-class BinderSpecError(CoursehubError):
-    """A Binder request is malformed; the message says what to fix."""
 
 
 @dataclass(frozen=True)

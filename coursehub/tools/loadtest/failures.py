@@ -6,20 +6,12 @@ import re
 
 import requests
 
-from coursehub.errors import HubNotRunning
+from coursehub.errors import HubNotRunning, PhaseError
 
 MESSAGE_CHARS = 60
 _URL = re.compile(r"https?://\S+")
 _HEX_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b")
 _SPACES = re.compile(r"\s+")
-
-
-class PhaseError(Exception):
-    """A phase failed in a way the flow understood; `kind` is how it is grouped."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
 
 
 def normalize_message(message: str, user: str = "") -> str:
