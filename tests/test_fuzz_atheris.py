@@ -7,6 +7,7 @@ directly (`python tests/test_fuzz_atheris.py`) it fuzzes until it finds a crash.
 from __future__ import annotations
 
 import importlib.util
+import os
 import posixpath
 import re
 import subprocess
@@ -14,7 +15,8 @@ import sys
 
 import pytest
 
-RUNS = 30_000
+# 30,000 runs under `./run reliability` (COURSEHUB_FUZZ_EXAMPLES >= 10,000), 3,000 in the everyday suite.
+RUNS = 30_000 if int(os.environ.get("COURSEHUB_FUZZ_EXAMPLES", "500")) >= 10_000 else 3_000
 
 
 def test_coverage_guided_fuzzing_finds_no_crash(tmp_path):
