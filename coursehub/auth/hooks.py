@@ -8,8 +8,9 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import maybe_future
-from traitlets import Dict, HasTraits, Integer, Unicode
+from traitlets import Bool, Dict, HasTraits, Integer, List, Unicode
 
+from .. import clientaddr
 from ..courses.access import is_temporary
 from ..errors import ConfigError
 
@@ -23,6 +24,18 @@ class CoursehubAuthenticatorMixin(HasTraits):
     )
     tmp_per_client_per_minute = Integer(10, help="Temporary users per address per minute.").tag(config=True)
     binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
+    trusted_proxies = List(
+        Unicode(), help="CIDRs of proxies in front of configurable-http-proxy (hub.trusted_proxies)."
+    ).tag(config=True)
+    verify_proxy_peer = Bool(
+        True,
+        help="Believe X-Forwarded-For only from connections held by the hub's own user on this machine "
+        "(its proxy); False on Kubernetes, where the proxy is another pod.",
+    ).tag(config=True)
+
+    def client_address(self, request: Any) -> str:
+        """The client address the per-address limits and the lockout count (coursehub.clientaddr)."""
+        return clientaddr.client_address(request, self.trusted_proxies, self.verify_proxy_peer)
 
     def get_handlers(self, app: Any) -> list:
         """The base authenticator's handlers plus /hub/launch, /hub/tmplogin and the revocation API."""

@@ -14,7 +14,7 @@ from traitlets import Float, Integer, Unicode, default
 from coursehub.auth.accounts import AccountStore
 from coursehub.auth.hooks import CoursehubAuthenticatorMixin
 from coursehub.auth.lockout import LockoutPolicy, LockoutTracker, ip_key, user_key
-from coursehub.clientaddr import client_address
+from coursehub.clientaddr import limit_key
 from coursehub.courses.access import is_temporary
 from coursehub.errors import ConfigError
 
@@ -88,8 +88,8 @@ class WorkshopAuthenticator(CoursehubAuthenticatorMixin, Authenticator):
         password = str(data.get("password") or "")
         if not username or not password or len(username) > MAX_USERNAME_LEN:
             return None
-        addr = client_address(handler.request)
-        keys = [user_key(username), ip_key(addr)]
+        addr = self.client_address(handler.request)
+        keys = [user_key(username), ip_key(limit_key(addr))]
         tracker = self.tracker
         # Check the lock and count this attempt in one step, before the (slow) password check.
         remaining = await asyncio.to_thread(tracker.begin_attempt, keys, time.time())

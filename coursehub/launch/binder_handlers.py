@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlencode
 
 from tornado import web
 
-from ..clientaddr import client_address
+from ..clientaddr import limit_key
 from ..courses.access import is_temporary
 from .binder_launch import Launch, LaunchRefused, resolve_launch
 from .binder_limits import RateLimiter, origin_allowed
@@ -62,12 +62,12 @@ class BinderHandler(CourseHandler):
         """LaunchRefused when this client asked for too many launches in the last minute."""
         per_minute = int(self.binder.get("per_client_per_minute", 60))
         limiter = LIMITERS.setdefault(per_minute, RateLimiter(per_minute))
-        if not limiter.allow(self.client_address()):
+        if not limiter.allow(limit_key(self.client_address())):
             raise LaunchRefused("Too many launches from your address: try again in a minute.", 429)
 
     def client_address(self) -> str:
-        """The reader's address as our proxy saw it."""
-        return client_address(self.request)
+        """The reader's address (coursehub.clientaddr: through our proxy, past trusted front proxies)."""
+        return self.authenticator.client_address(self.request)
 
     def public_base(self) -> str:
         """scheme://host the reader reached the hub at (or hub.public_url)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import html
 import secrets
-import time
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,10 +12,11 @@ from jupyterhub import orm
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from ..clientaddr import client_address
+from ..clientaddr import limit_key
 from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..hubconfig.core import TEMPORARY_GROUP
+from .binder_limits import RateLimiter
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
 
 
@@ -146,7 +145,7 @@ class TmpLoginHandler(CourseHandler):
         self.per_minute = per_minute
 
     # Creations per client address in the last minute, shared by all requests of this hub.
-    recent: dict[str, deque[float]] = defaultdict(deque)
+    limiters: dict[int, RateLimiter] = {}
 
     async def get(self) -> None:
         record = self.course(self.get_argument("course", ""), self.current_user)
@@ -157,7 +156,7 @@ class TmpLoginHandler(CourseHandler):
         # A logged-in user opens the (open) course as themselves: a guest link must never swap
         # someone's session for a new guest's (a cross-site page could otherwise log them out).
         if user is None:
-            self._rate_limit(client_address(self.request))
+            self._rate_limit(limit_key(self.authenticator.client_address(self.request)))
             user = self._create_temporary_user()
             self.set_login_cookie(user)
         query = f"?{urlencode({'path': path})}" if path else ""
@@ -165,12 +164,9 @@ class TmpLoginHandler(CourseHandler):
 
     def _rate_limit(self, client: str) -> None:
         """At most `per_minute` new temporary users per client address per minute."""
-        now, window = time.monotonic(), self.recent[client]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
+        limiter = self.limiters.setdefault(self.per_minute, RateLimiter(self.per_minute))
+        if not limiter.allow(client):
             raise page_error(429, "Too many new sessions from your address: try again in a minute.")
-        window.append(now)
 
     def _create_temporary_user(self) -> Any:
         """A fresh user with a random name, in the temporary group (so it is culled)."""
