@@ -84,7 +84,6 @@ class HubSettings(Model):
     start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
     http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
 
-
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

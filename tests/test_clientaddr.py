@@ -83,7 +83,8 @@ HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when ret
 
 
 def row(local: str, remote: str, uid: int, inode: int) -> str:
-    return f"   0: {local} {remote} 01 00000000:00000000 00:00000000 00000000 {uid:5d} 0 {inode} 1 0 20 4 30 10 -1\n"
+    queues = "00000000:00000000 00:00000000 00000000"
+    return f"   0: {local} {remote} 01 {queues} {uid:5d} 0 {inode} 1 0 20 4 30 10 -1\n"
 
 
 @pytest.mark.skipif(sys.byteorder != "little", reason="the table's hex words are in host byte order")
@@ -102,7 +103,7 @@ def test_proc_net_tcp_rows_are_found_by_both_ends():
 def test_peer_owner_of_real_loopback_connections():
     with socket.create_server(("127.0.0.1", 0)) as server:
         me = server.getsockname()
-        with socket.create_connection(me, timeout=5) as client:
+        with socket.create_connection(me, timeout=5):
             accepted, peer = server.accept()
             with accepted:
                 assert peer_owner(peer, accepted.getsockname()) == os.geteuid()
@@ -140,3 +141,23 @@ def test_rate_limiter_memory_is_bounded_and_limits_still_hold():
     assert limiter.allow("192.0.2.2", now=500.0)
     assert list(limiter.recent) == ["192.0.2.2"]
     assert limiter.allow("192.0.2.1", now=500.1)  # its minute has passed
+
+
+def test_config_passes_trusted_proxies_and_checks_the_proxy_only_on_one_machine():
+    from pathlib import Path
+
+    from coursehub.configfile import parse_settings
+    from coursehub.hubconfig import Runtime, build
+    from coursehub.hubconfig.kubernetes import build_hub_config
+    from coursehub.paths import StatePaths
+
+    settings = parse_settings(
+        "hub: {trusted_proxies: [10.0.0.0/24, 192.0.2.1]}\n"
+        "courses: [{name: c, repo: /r, kubernetes: {image: 'i:1'}}]"
+    )
+    local = build(settings, Runtime(StatePaths(Path("/s")), "/bin/chp", "/bin/python", Path("/e")))
+    assert local.Authenticator.trusted_proxies == ["10.0.0.0/24", "192.0.2.1/32"]
+    assert "verify_proxy_peer" not in local.Authenticator  # the trait's default: checked
+    chart = build_hub_config(settings)
+    assert chart.Authenticator.trusted_proxies == ["10.0.0.0/24", "192.0.2.1/32"]
+    assert chart.Authenticator.verify_proxy_peer is False
