@@ -319,6 +319,8 @@ def fake_handler(addr: str = "192.0.2.7") -> SimpleNamespace:
 
 def make_auth(path: Path, **traits: object) -> WorkshopAuthenticator:
     traits.setdefault("max_failure_delay", 0.01)
+    # fake_handler stands for a request the hub's proxy delivered (no socket to check here).
+    traits.setdefault("verify_proxy_peer", False)
     return WorkshopAuthenticator(accounts_db=str(path), **traits)
 
 

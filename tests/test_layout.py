@@ -17,6 +17,7 @@ RANKS = {
     "paths": 0,
     "metrics": 0,
     "clientaddr": 0,
+    "tcppeer": 0,
     "stats": 0,
     "payloads": 0,
     "settings": 1,

@@ -12,8 +12,9 @@ from tornado.web import HTTPError
 from traitlets import Float, Integer, Unicode, default
 
 from coursehub.auth.accounts import AccountStore
+from coursehub.auth.clientaware import ClientAddressMixin
 from coursehub.auth.lockout import LockoutPolicy, LockoutTracker, ip_key, user_key
-from coursehub.clientaddr import client_address
+from coursehub.clientaddr import limit_key
 from coursehub.courses.access import is_temporary
 from coursehub.errors import ConfigError
 
@@ -27,7 +28,7 @@ def _locked_message(remaining: float) -> str:
     return f"Too many failed logins: try again in {minutes} {unit}."
 
 
-class WorkshopAuthenticator(Authenticator):
+class WorkshopAuthenticator(ClientAddressMixin, Authenticator):
     """Log in with accounts from `coursehub accounts create`, locking out password guessers."""
 
     accounts_db = Unicode("", help="Path of the SQLite file holding the workshop accounts.").tag(config=True)
@@ -87,8 +88,8 @@ class WorkshopAuthenticator(Authenticator):
         password = str(data.get("password") or "")
         if not username or not password or len(username) > MAX_USERNAME_LEN:
             return None
-        addr = client_address(handler.request)
-        keys = [user_key(username), ip_key(addr)]
+        addr = self.client_address(handler.request)
+        keys = [user_key(username), ip_key(limit_key(addr))]
         tracker = self.tracker
         # Check the lock and count this attempt in one step, before the (slow) password check.
         remaining = await asyncio.to_thread(tracker.begin_attempt, keys, time.time())

@@ -8,13 +8,14 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import maybe_future
-from traitlets import Dict, HasTraits, Integer, Unicode
+from traitlets import Dict, Integer, Unicode
 
+from coursehub.auth.clientaware import ClientAddressMixin
 from coursehub.courses.access import is_temporary
 from coursehub.errors import ConfigError
 
 
-class CoursehubAuthenticatorMixin(HasTraits):
+class CoursehubAuthenticatorMixin(ClientAddressMixin):
     """Mixed into the configured authenticator (tmpauthenticator's pattern for /hub/ handlers)."""
 
     courses_root = Unicode("", help="Folder with the course catalog.").tag(config=True)

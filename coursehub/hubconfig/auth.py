@@ -62,6 +62,7 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
     c.JupyterHub.authenticator_class = authenticator_class(settings)
     c.Authenticator.courses_root = str(runtime.paths.courses)
     c.Authenticator.tmp_per_client_per_minute = settings.temporary.per_client_per_minute
+    c.Authenticator.trusted_proxies = list(settings.hub.trusted_proxies)
     provider = auth.provider()
     if provider is not None and auth.type != "workshop":
         c.Authenticator.admin_users = provider_admins(settings)

@@ -75,6 +75,9 @@ def build_hub_config(settings: Settings) -> Config:
     c.JupyterHub.concurrent_spawn_limit = settings.hub.concurrent_spawn_limit
     c.Authenticator.admin_users = set(settings.admin_users())
     core.apply_auth(settings, _chart_runtime(), c)
+    # The proxy is another pod: the hub cannot see who holds its sockets, so it believes the chain
+    # from any peer (docs/security.md: user pods can reach the hub's port and claim addresses).
+    c.Authenticator.verify_proxy_peer = False
     # Launch links on the hub: courses come from the config (pods fetch content themselves).
     c.Authenticator.static_courses = static_courses(settings)
     apply_temporary_culler(settings, c)

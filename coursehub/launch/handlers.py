@@ -12,7 +12,7 @@ from tornado import web
 
 from coursehub.names import TEMPORARY_GROUP
 
-from ..clientaddr import client_address
+from ..clientaddr import limit_key
 from ..courses.access import may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from .guests import create_anonymous_user, limiter
@@ -152,7 +152,8 @@ class TmpLoginHandler(CourseHandler):
         # A logged-in user opens the (open) course as themselves: a guest link must never swap
         # someone's session for a new guest's (a cross-site page could otherwise log them out).
         if user is None:
-            if not limiter("tmplogin", self.per_minute).allow(client_address(self.request)):
+            client = limit_key(self.authenticator.client_address(self.request))
+            if not limiter("tmplogin", self.per_minute).allow(client):
                 raise page_error(429, "Too many new sessions from your address: try again in a minute.")
             user = create_anonymous_user(self, "tmp", [TEMPORARY_GROUP])
             self.set_login_cookie(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +45,12 @@ class HubSettings(Model):
     api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
     public_url: str | None = Field(None, description="URL users reach (for cards and links).")
+    trusted_proxies: list[str] = Field(
+        [],
+        description="Reverse proxies in front of the hub (CIDRs or addresses): per-address limits and the "
+        "lockout take the right-most X-Forwarded-For entry not among them. The hub's own proxy is always "
+        "trusted.",
+    )
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] | None = Field(
         None,
@@ -58,6 +65,17 @@ class HubSettings(Model):
     )
     start_timeout: int = Field(300, ge=10, description="Seconds a server may take to start.")
     http_timeout: int = Field(120, ge=5, description="Seconds a started server may take to answer.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for cidr in value:
+            try:
+                networks.append(str(ip_network(cidr.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an address or a CIDR such as 10.0.0.0/8") from None
+        return networks
 
 
 class SandboxSettings(Model):

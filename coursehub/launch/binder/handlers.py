@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlencode
 
 from tornado import web
 
-from coursehub.clientaddr import client_address
+from coursehub.clientaddr import limit_key
 from coursehub.courses.access import is_temporary
 from coursehub.launch.binder.build import build_repository
 from coursehub.launch.binder.launch import Launch, LaunchRefused, resolve_launch
@@ -67,12 +67,12 @@ class BinderHandler(CourseHandler):
     def rate_limit(self) -> None:
         """LaunchRefused when this client asked for too many launches in the last minute."""
         per_minute = int(self.binder.get("per_client_per_minute", 60))
-        if not limiter("binder", per_minute).allow(self.client_address()):
+        if not limiter("binder", per_minute).allow(limit_key(self.client_address())):
             raise LaunchRefused("Too many launches from your address: try again in a minute.", 429)
 
     def client_address(self) -> str:
-        """The reader's address as our proxy saw it."""
-        return client_address(self.request)
+        """The reader's address (coursehub.clientaddr: through our proxy, past trusted front proxies)."""
+        return self.authenticator.client_address(self.request)
 
     def public_base(self) -> str:
         """scheme://host the reader reached the hub at (or hub.public_url)."""
