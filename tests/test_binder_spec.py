@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from traitlets.config import Config
 
-from coursehub.hubconfig.binder import BINDER_GROUP, apply_binder
+from coursehub.hubconfig.binder import apply_binder
 from coursehub.hubconfig.runtime import Runtime
+from coursehub.hubconfig.services import Backend, hub_services
 from coursehub.launch.binder.limits import (
     RateLimiter,
     origin_allowed,
@@ -26,6 +27,7 @@ from coursehub.launch.binder.spec import (
     parse_build_path,
     parse_urlpath,
 )
+from coursehub.names import BINDER_CULLER, BINDER_GROUP
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 
@@ -183,20 +185,23 @@ def runtime(tmp_path) -> Runtime:
     return Runtime(paths=StatePaths(tmp_path), proxy_command="chp", python="/py", user_env=tmp_path / "env")
 
 
-def test_apply_binder_hands_settings_to_the_handlers_and_culls_only_its_group(tmp_path):
+def test_apply_binder_hands_settings_to_the_handlers_and_its_culler_sees_only_its_group(tmp_path):
+    settings = Settings(binder={"idle_timeout": 300, "max_age": 900})
     c = Config()
-    c.JupyterHub.services = [{"name": "other"}]
-    c.JupyterHub.load_roles = []
-    apply_binder(Settings(binder={"idle_timeout": 300, "max_age": 900}), runtime(tmp_path), c)
+    apply_binder(settings, runtime(tmp_path), c)
     assert c.Authenticator.binder["idle_timeout"] == 300
     assert c.Authenticator.binder["state_dir"] == str(tmp_path)
-    culler = c.JupyterHub.services[-1]
+    services, roles = hub_services(settings, Backend(python="/py"))
+    (culler,) = [s for s in services if s["name"] == BINDER_CULLER]
     assert "--timeout=300" in culler["command"] and "--max-age=900" in culler["command"]
-    (role,) = c.JupyterHub.load_roles
+    (role,) = [r for r in roles if r["name"] == BINDER_CULLER]
     assert role["scopes"] and all(scope.endswith(f"!group={BINDER_GROUP}") for scope in role["scopes"])
 
 
 def test_disabled_binder_registers_nothing(tmp_path):
+    settings = Settings(binder={"enabled": False})
     c = Config()
-    apply_binder(Settings(binder={"enabled": False}), runtime(tmp_path), c)
+    apply_binder(settings, runtime(tmp_path), c)
     assert c.Authenticator.binder == {} and "services" not in c.JupyterHub
+    services, _ = hub_services(settings, Backend(python="/py"))
+    assert BINDER_CULLER not in {s["name"] for s in services}

@@ -21,6 +21,7 @@ from coursehub.courses import images
 from coursehub.courses.environments import SERVER_STACK
 from coursehub.errors import ConfigError
 from coursehub.kubernetes import values as k8s
+from coursehub.names import TEMP_CULLER, TEMPORARY_GROUP
 from coursehub.settings import Settings
 from coursehub.settings.kubernetes import CHART_JUPYTERHUB, CHART_VERSION
 from coursehub.settings.yamlfile import load_settings, parse_settings
@@ -302,7 +303,7 @@ def test_the_chart_runs_the_same_hub_config_through_extra_config(
     exec(hub["extraConfig"]["coursehub"], {"c": chart})  # noqa: S102 - the chart does this
 
     services = [s["name"] for s in chart.JupyterHub.services]
-    assert services == ["jupyterhub-idle-culler", k8s.TEMP_CULLER]
+    assert services == ["jupyterhub-idle-culler", TEMP_CULLER]
     direct = spawn_manifests(k8s.build_hub_config(settings), "data-science", {})
     via_chart = spawn_manifests(chart, "data-science", {})
     assert via_chart == direct
@@ -323,7 +324,7 @@ def test_temporary_user_culler_sees_only_temporary_users() -> None:
     config = k8s.build_hub_config(load_settings(REPO / "examples" / "class-kubernetes.yaml"))
     (role,) = config.JupyterHub.load_roles
     assert "admin:users!group=coursehub-temporary" in role["scopes"]
-    assert all(scope.endswith(f"!group={k8s.TEMPORARY_GROUP}") for scope in role["scopes"])
+    assert all(scope.endswith(f"!group={TEMPORARY_GROUP}") for scope in role["scopes"])
     (service,) = config.JupyterHub.services
     assert "--cull-users=true" in service["command"]
     workshop = k8s.build_hub_config(load_settings(REPO / "examples" / "workshop-kubernetes.yaml"))

@@ -8,11 +8,10 @@ from traitlets.config import Config
 
 from coursehub.hubconfig import binder, local, passthrough
 from coursehub.hubconfig.auth import Secrets, apply_auth
-from coursehub.hubconfig.cullers import group_culler
 from coursehub.hubconfig.database import apply_database
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.security import apply_security
-from coursehub.names import CLI_SCOPES, CULLER_SCOPES, TEMP_CULLER, TEMPORARY_GROUP
+from coursehub.hubconfig.services import Backend, hub_services
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.settings.auth import resolve_secret
@@ -66,52 +65,9 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
 
 
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
-    """Hub-managed services, each with only the scopes it needs."""
-    services: list[dict] = []
-    roles: list[dict] = []
-    culler = settings.culler
-    if culler.enabled:
-        services.append(
-            {
-                "name": "idle-culler",
-                "command": [
-                    runtime.python,
-                    "-m",
-                    "jupyterhub_idle_culler",
-                    f"--timeout={culler.timeout}",
-                    f"--cull-every={culler.every}",
-                    f"--max-age={culler.max_age}",
-                ],
-            }
-        )
-        roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
-    if settings.culler.enabled:
-        # Always on: open courses can be added while the hub runs, and it sees only guests.
-        service, role = temporary_culler(settings, runtime.python)
-        services.append(service)
-        roles.append(role)
-    if runtime.cli_token:
-        services.append({"name": "coursehub-cli", "api_token": runtime.cli_token})
-        roles.append({"name": "coursehub-cli", "scopes": CLI_SCOPES, "services": ["coursehub-cli"]})
-    c.JupyterHub.services = services
-    c.JupyterHub.load_roles = roles
-
-
-def has_open_courses(settings: Settings) -> bool:
-    """True when some course admits temporary users."""
-    return any(course.access == "open" for course in settings.courses)
-
-
-def temporary_culler(settings: Settings, python: str, url: str = "") -> tuple[dict, dict]:
-    """A culler that deletes idle temporary users (and, through the spawner, their files)."""
-    return group_culler(
-        TEMP_CULLER,
-        TEMPORARY_GROUP,
-        python,
-        timeout=settings.temporary.idle_timeout,
-        every=min(settings.culler.every, settings.temporary.idle_timeout),
-        url=url,
-    )
+    """Hub-managed services on one machine (hubconfig/services.py holds every one, for both backends)."""
+    backend = Backend(python=runtime.python, cli_token=runtime.cli_token)
+    c.JupyterHub.services, c.JupyterHub.load_roles = hub_services(settings, backend)
 
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

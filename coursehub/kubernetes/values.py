@@ -16,6 +16,9 @@ from coursehub.errors import ConfigError
 from coursehub.hubconfig import pipeline as core
 from coursehub.hubconfig.auth import authenticator_class, kubernetes_notice
 from coursehub.hubconfig.database import effective_url
+from coursehub.hubconfig.runtime import Runtime
+from coursehub.hubconfig.services import Backend, has_open_courses, hub_services
+from coursehub.names import TEMP_CULLER, TEMPORARY_GROUP
 from coursehub.paths import StatePaths
 from coursehub.settings import Course, Limits, Settings, format_size
 from coursehub.settings.kubernetes import (
@@ -32,8 +35,6 @@ from coursehub.settings.kubernetes import (
 HUB_STATE = Path("/srv/jupyterhub")  # the chart's hub-db volume: hub database and accounts
 CONFIG_PATH = "/usr/local/etc/coursehub/coursehub.yaml"  # where hub.extraFiles puts the settings
 PVC_NAME = "claim-{username}"  # one home per user, shared by all their course servers
-TEMPORARY_GROUP = core.TEMPORARY_GROUP
-TEMP_CULLER = core.TEMP_CULLER
 HUB_API = "http://localhost:8081/hub/api"  # services run inside the hub pod
 CONTAINER_SECURITY = {
     "runAsNonRoot": True,
@@ -80,7 +81,7 @@ def build_hub_config(settings: Settings) -> Config:
     c.Authenticator.verify_proxy_peer = False
     # Launch links on the hub: courses come from the config (pods fetch content themselves).
     c.Authenticator.static_courses = static_courses(settings)
-    apply_temporary_culler(settings, c)
+    apply_services(settings, c)
     core.apply_ops(c)
     apply_spawner(settings, c)
     core.apply_passthrough(settings, c)
@@ -102,18 +103,22 @@ def static_courses(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def _chart_runtime() -> core.Runtime:
+def _chart_runtime() -> Runtime:
     """A Runtime for core's helpers: only its paths are read, and they are the hub pod's."""
-    return core.Runtime(paths=StatePaths(HUB_STATE), proxy_command="", python="python3", user_env=Path("/"))
+    return Runtime(paths=StatePaths(HUB_STATE), proxy_command="", python="python3", user_env=Path("/"))
 
 
-def apply_temporary_culler(settings: Settings, c: Config) -> None:
-    """Cull idle temporary users (and their homes); the chart's culler only stops servers."""
-    if not (settings.culler.enabled and core.has_open_courses(settings)):
-        return
-    service, role = core.temporary_culler(settings, "python3", url=HUB_API)
-    c.JupyterHub.services = [service]
-    c.JupyterHub.load_roles = [role]
+# The chart runs its own idle culler and no Binder API; guests are culled only when courses admit them.
+CHART_SERVICES = Backend(
+    python="python3", hub_api=HUB_API, idle_culler=False, binder=False, guests_always=False
+)
+
+
+def apply_services(settings: Settings, c: Config) -> None:
+    """Hub-managed services (hubconfig/services.py) the chart lacks: the culler of temporary users."""
+    services, roles = hub_services(settings, CHART_SERVICES)
+    if services:
+        c.JupyterHub.services, c.JupyterHub.load_roles = services, roles
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:
@@ -524,7 +529,7 @@ def render_notices(settings: Settings) -> list[str]:
             f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
             "accounts create ...`"
         )
-    if settings.culler.enabled and core.has_open_courses(settings):
+    if settings.culler.enabled and has_open_courses(settings):
         notices.append(
             f"idle temporary users are deleted with their homes by the "
             f"{TEMP_CULLER} service, which sees only members of the group "
