@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import random
 import signal
 import socket
@@ -23,7 +24,7 @@ from .. import metrics
 from ..courses.access import is_temporary, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
-from . import cgroups
+from . import cgroups, listeners
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
@@ -69,6 +70,7 @@ class SandboxSpawner(LocalProcessSpawner):
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
+    _pidfd = -1
 
     @default("poll_interval")
     def _default_poll_interval(self) -> int:
@@ -134,12 +136,14 @@ class SandboxSpawner(LocalProcessSpawner):
         """Restore the pid (to re-attach) and the OOM count already reported."""
         super().load_state(state)
         self.oom_seen = state.get("oom_seen", 0)
+        self.port = state.get("port", self.port)
 
     def get_state(self) -> dict:
         """Save the pid, and oom_seen so that a restart does not count old kills again."""
         state = super().get_state()
         if self.pid:
             state["oom_seen"] = self.oom_seen
+            state["port"] = self.port  # what poll checks the server still owns, after a restart
         return state
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
@@ -273,10 +277,74 @@ class SandboxSpawner(LocalProcessSpawner):
             try:
                 _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
                 writer.close()
-                return
             except OSError:
                 await asyncio.sleep(0.05)
+                continue
+            owner = await asyncio.to_thread(self._listener_owner, group)
+            if owner == "ours":
+                return
+            if owner == "foreign":
+                # Someone else bound the port first: never route this user (or send their
+                # browser) there.
+                await asyncio.to_thread(group.kill_and_remove)
+                self.clear_state()
+                self.log.warning(
+                    "port %s of %s's server was taken by another process", self.port, self.user.name
+                )
+                raise spawn_error(
+                    "Your server's network port was taken. Please start it again.", "port-taken"
+                )
+            await asyncio.sleep(0.05)
         raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
+
+    def _listener_owner(self, group: cgroups.Cgroup) -> listeners.Ownership:
+        """Whether the listener on this server's port is the server's own (its uid and cgroup)."""
+        name = self.account.name if self.account else unix_name(self.user.name, self.user_prefix)
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            return "absent"
+        return listeners.ownership(self.port, uid, group.pids())
+
+    def start_polling(self) -> None:
+        """Poll every poll_interval, and at once when the server exits or its listener closes."""
+        super().start_polling()
+        self._stop_watching()
+        if not self.pid:
+            return
+        loop = asyncio.get_event_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            pidfd = -1  # already gone: the next poll sees it
+        if pidfd >= 0:
+            self._pidfd = pidfd
+            loop.add_reader(pidfd, self._exited_now)
+        if self.port:
+            LISTENERS.watch(loop, self.port, self)
+
+    def stop_polling(self) -> None:
+        """Stop the periodic poll and the watchers of the process and its port."""
+        super().stop_polling()
+        self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if self._pidfd >= 0:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_event_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        LISTENERS.forget(self)
+
+    def _exited_now(self) -> None:
+        """The server's top process exited (its pidfd is readable from now on: watch it once)."""
+        if self._pidfd >= 0:
+            asyncio.get_event_loop().remove_reader(self._pidfd)
+        self._changed()
+
+    def _changed(self) -> None:
+        """The server's process exited or a listener on its port closed: poll now."""
+        asyncio.ensure_future(self.poll_and_notify())
 
     def sandbox_spec(self) -> SandboxSpec:
         """What this server's sandbox shows and hides."""
@@ -321,15 +389,26 @@ class SandboxSpawner(LocalProcessSpawner):
         await self._report_oom()
         if self.proc is not None:
             status = self.proc.poll()
-            if status is None:
-                return None
-            self.proc = None
-        elif pid and pid in await asyncio.to_thread(self.cgroup.pids):
-            return None  # running (also when re-attached after a hub restart)
+            if status is not None:
+                self.proc = None
         elif pid and self._spawn_pending and _alive(pid):
             return None  # forked a moment ago: it joins its cgroup first thing
+        elif pid and pid in await asyncio.to_thread(self.cgroup.pids):
+            status = None  # running (also when re-attached after a hub restart)
         else:
             status = 0
+        if status is None:
+            if self._spawn_pending or not self.port:
+                return None
+            owner = await asyncio.to_thread(self._listener_owner, self.cgroup)
+            if owner == "ours":
+                return None
+            # The server closed its port (shutting down) or another process holds it: its route
+            # must go now, not once the process has finished exiting.
+            self.log.info(
+                "%s's server no longer owns port %s (%s): removing it", self.user.name, self.port, owner
+            )
+            status = 1
         if self.pid != pid:
             # A new server started while this poll looked at the old one (a periodic poll in
             # flight across a stop and the next start): its cgroup is not ours to remove.
@@ -416,6 +495,34 @@ class StartQueue:
 
 
 START_QUEUE = StartQueue()
+
+
+class ListenerWatch:
+    """One netlink socket for the hub: a closed listener on a server's port polls that server at once."""
+
+    def __init__(self) -> None:
+        self.by_port: dict[int, Any] = {}
+        self._sock: socket.socket | None = None
+        self._tried = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, port: int, spawner: Any) -> None:
+        """Poll `spawner` whenever a listening socket on `port` closes."""
+        if not self._tried:
+            self._tried = True
+            self._sock = listeners.watch_destroyed(loop, self._closed)
+        self.by_port[port] = spawner
+
+    def forget(self, spawner: Any) -> None:
+        for port in [p for p, s in self.by_port.items() if s is spawner]:
+            del self.by_port[port]
+
+    def _closed(self, port: int) -> None:
+        spawner = self.by_port.get(port)
+        if spawner is not None:
+            spawner._changed()
+
+
+LISTENERS = ListenerWatch()
 
 
 def server_port() -> int:
