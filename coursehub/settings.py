@@ -93,7 +93,21 @@ class SandboxSettings(Model):
         8, ge=1, le=1000, description="Servers started at once; others queue, seeing their place."
     )
     readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
+    server_log_max: int = Field(
+        16 * 1024**2,
+        ge=64 * 1024,
+        description="Bytes of output kept per server (two files of half this; the newest output is kept).",
+    )
     hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")
+
+    @field_validator("server_log_max", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_serializer("server_log_max", when_used="json")
+    def _show_size(self, value: int) -> str:
+        return format_size(value)
 
     @field_validator("readonly_paths", "hidden_paths", "home_root")
     @classmethod

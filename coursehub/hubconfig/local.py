@@ -26,6 +26,7 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids
     s.log_dir = str(runtime.paths.logs)
+    s.log_max = sandbox.server_log_max
     s.run_dir = str(runtime.paths.run)
     s.courses_root = str(runtime.paths.courses)
     s.sync_script = str(runtime.paths.sync_script)

@@ -31,6 +31,7 @@ def fork_request(
     gid: int,
     cgroup_procs: list[str],
     log_path: Path,
+    log_max: int = 16 << 20,
 ) -> dict:
     """The JSON a fork server needs to start one sandboxed server (pure)."""
     binds = [[str(spec.environment), str(spec.environment), True]]
@@ -53,6 +54,7 @@ def fork_request(
         "env": env,
         "cgroup_procs": cgroup_procs,
         "log": str(log_path),
+        "log_max": log_max,
         "hostname": spec.hostname,
         "tmp_size": spec.tmp_size,
         "hidden": [str(spec.home_root), *map(str, spec.hidden)],

@@ -10,6 +10,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -27,6 +28,7 @@ from ..errors import CoursehubError
 from . import cgroups, listeners
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args
+from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 try:  # JupyterHub >= 6
@@ -57,6 +59,7 @@ class SandboxSpawner(LocalProcessSpawner):
     sync_script = Unicode("", help="Host path of coursehub's content sync script.").tag(config=True)
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
+    log_max = Integer(16 << 20, help="Bytes of a server's output kept (the newest).").tag(config=True)
     run_dir = Unicode("/run/coursehub", help="Folder for fork servers' sockets (root-only).").tag(config=True)
     max_parallel_starts = Integer(
         8, help="Servers being started at once; more wait in a queue with their position shown."
@@ -219,6 +222,7 @@ class SandboxSpawner(LocalProcessSpawner):
             self.account.gid,
             group.procs_files,
             log_path,
+            self.log_max,
         )
         run_dir = Path(self.run_dir)
         try:
@@ -239,20 +243,33 @@ class SandboxSpawner(LocalProcessSpawner):
         assert self.account is not None
         server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
         cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
+        out, into = os.pipe()
         try:
-            with open(log_path, "wb") as log_file:
-                self.proc = Popen(
-                    cmd,
-                    env=self.get_env(),
-                    cwd="/",
-                    start_new_session=True,
-                    preexec_fn=self._preexec(group, self.account),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
+            # The fork server's own log writer, run by itself: the output capped at log_max.
+            Popen(
+                [sys.executable, str(FORKSERVER), "--log", str(log_path), str(self.log_max)],
+                stdin=out,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            self.proc = Popen(
+                cmd,
+                env=self.get_env(),
+                cwd="/",
+                start_new_session=True,
+                preexec_fn=self._preexec(group, self.account),
+                stdout=into,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as exc:
             await asyncio.to_thread(group.kill_and_remove)
             raise spawn_error(f"The sandbox could not start: {exc}", "sandbox") from exc
+        finally:
+            os.close(out)
+            os.close(into)
         self.pid = self.proc.pid
 
     def _exited(self, group: cgroups.Cgroup) -> bool:
