@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -114,3 +115,36 @@ print('done')
     # The server and the hub carry on.
     assert "2" in hub.run(name, token, "print(1 + 1)")
     assert requests.get(hub.url + "hub/api/", timeout=30).ok
+
+
+CGROUP_VIEW = """
+import json, os
+root = '/sys/fs/cgroup'
+v2 = os.path.exists(root + '/cgroup.controllers')
+def read(*names):
+    for name in names:
+        try:
+            return open(os.path.join(root, name)).read().strip()
+        except OSError:
+            continue
+    return None
+print(json.dumps({
+    'version': 2 if v2 else 1,
+    'memory': read('memory.max', 'memory/memory.limit_in_bytes'),
+    'cpu': read('cpu.max', 'cpu/cpu.cfs_quota_us'),
+    'pids': read('pids.max', 'pids/pids.max'),
+    'own': open('/proc/self/cgroup').read().split(),
+    'listing': sorted(os.listdir(root)),
+}))
+"""
+
+
+def test_the_server_sees_its_own_cgroup_limits(student):
+    hub, name, token = student
+    seen = json.loads(hub.run(name, token, CGROUP_VIEW).strip().splitlines()[-1])
+    assert seen["memory"] == str(384 * 2**20), seen  # the test hub's limits: 384M, 1 cpu, 128 pids
+    assert seen["cpu"] in ("100000 100000", "100000"), seen
+    assert seen["pids"] == "128", seen
+    # A cgroup namespace: the server's group is the root of what it sees, and nobody else's shows.
+    assert all(line.endswith(":/") for line in seen["own"]), seen["own"]
+    assert not any(hub.prefix in entry or "coursehub" in entry for entry in seen["listing"]), seen

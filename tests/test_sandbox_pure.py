@@ -101,3 +101,35 @@ def test_start_queue_runs_a_few_at_once_and_keeps_order():
     assert order == list(range(6))  # first come, first served
     assert waiting_early == [2, 3, 4, 5]  # the rest wait, and know their place
     assert queue.waiting == []
+
+
+def test_the_server_cgroup_is_all_of_sys_fs_cgroup_in_both_spawn_modes():
+    from coursehub.spawner.cgroups import Cgroup
+    from coursehub.spawner.forkclient import fork_request
+
+    root = Path("/sys/fs/cgroup")
+    v1 = Cgroup(1, tuple(root / c / "coursehub" / "ch-a--default" for c in ("memory", "cpu", "pids")))
+    assert v1.view_binds() == [
+        (root / "memory/coursehub/ch-a--default", root / "memory"),
+        (root / "cpu/coursehub/ch-a--default", root / "cpu"),
+        (root / "pids/coursehub/ch-a--default", root / "pids"),
+    ]
+    v2 = Cgroup(2, (root / "coursehub" / "ch-a--default",))
+    assert v2.view_binds() == [(root / "coursehub/ch-a--default", root)]
+    spec = SandboxSpec(
+        home=Path("/home/ch/ch-a"),
+        home_root=Path("/home/ch"),
+        environment=Path("/state/envs/e1"),
+        cgroup_binds=tuple(v1.view_binds()),
+    )
+    args = bwrap_args(spec, ["jupyterhub-singleuser"])
+    joined = " ".join(args)
+    assert "--unshare-cgroup" in args
+    # The host's hierarchy is hidden first; only the server's own folders show through, read-only.
+    assert joined.index("--tmpfs /sys/fs/cgroup") < joined.index(
+        "--ro-bind /sys/fs/cgroup/memory/coursehub/ch-a--default /sys/fs/cgroup/memory"
+    )
+    request = fork_request(spec, ["jupyterhub-singleuser"], {}, 1000, 1000, [], Path("/logs/a.log"))
+    assert request["cgroup_namespace"] is True
+    assert "/sys/fs/cgroup" in request["hidden"]
+    assert ["/sys/fs/cgroup/pids/coursehub/ch-a--default", "/sys/fs/cgroup/pids", True] in request["binds"]

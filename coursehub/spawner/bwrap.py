@@ -9,6 +9,7 @@ from pathlib import Path
 MOUNTS = Path("/run/coursehub")
 COURSE_MOUNT = MOUNTS / "course"
 SYNC_MOUNT = MOUNTS / "sync.py"
+CGROUP_VIEW = Path("/sys/fs/cgroup")
 
 # Merge the course into ~/<course>/ with nbgitpuller's rules, then become the server. This
 # runs as the user, inside the sandbox, so a symlink planted in the home cannot make a
@@ -38,6 +39,8 @@ class SandboxSpec:
     # Bytes of the private /tmp (and half of it for /dev/shm); 0 leaves the kernel's default,
     # half the machine's RAM, where a full /tmp ends in the OOM killer rather than "disk full".
     tmp_size: int = 0
+    # The server's own cgroup folders shown as /sys/fs/cgroup (in a cgroup namespace of its own).
+    cgroup_binds: tuple[tuple[Path, Path], ...] = ()
 
 
 # Tmpfs that only hide host folders: nothing needs to write there.
@@ -53,6 +56,7 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     args += [*_sized(spec.tmp_size), "--tmpfs", "/tmp", *_sized(spec.tmp_size // 2), "--tmpfs", "/dev/shm"]
     hiding = ["/run", *map(str, (spec.home_root, *spec.hidden))]
+    hiding += [str(CGROUP_VIEW)] if spec.cgroup_binds else []
     for folder in hiding:
         args += ["--size", str(HIDING_TMPFS_SIZE), "--tmpfs", folder]
     # Binds come after the tmpfs that hide their parents, so they show through.
@@ -67,6 +71,8 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         args += ["--ro-bind", str(spec.shared_data), str(MOUNTS / "data")]
     if spec.scratch is not None:
         args += ["--bind", str(spec.scratch), str(MOUNTS / "scratch")]
+    for src, dst in spec.cgroup_binds:
+        args += ["--ro-bind", str(src), str(dst)]
     args += [
         "--bind",
         str(spec.home),
@@ -79,6 +85,7 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
+        *(["--unshare-cgroup"] if spec.cgroup_binds else []),
         "--hostname",
         spec.hostname,
         "--new-session",

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import SandboxError
-from .bwrap import COURSE_MOUNT, MOUNTS, SYNC_MOUNT, SandboxSpec
+from .bwrap import CGROUP_VIEW, COURSE_MOUNT, MOUNTS, SYNC_MOUNT, SandboxSpec
 
 log = logging.getLogger(__name__)
 # debugpy (pre-imported for kernels) checks for frozen modules at import and warns; the check
@@ -45,6 +45,7 @@ def fork_request(
         if src is not None:
             binds.append([str(src), str(dst), ro])
     binds.append([str(spec.home), str(spec.home), False])
+    binds += [[str(src), str(dst), True] for src, dst in spec.cgroup_binds]
     return {
         "op": "spawn",
         "uid": uid,
@@ -57,7 +58,9 @@ def fork_request(
         "log_max": log_max,
         "hostname": spec.hostname,
         "tmp_size": spec.tmp_size,
-        "hidden": [str(spec.home_root), *map(str, spec.hidden)],
+        "hidden": [str(spec.home_root), *map(str, spec.hidden)]
+        + ([str(CGROUP_VIEW)] if spec.cgroup_binds else []),
+        "cgroup_namespace": bool(spec.cgroup_binds),
         "binds": binds,
     }
 

@@ -26,6 +26,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
+CLONE_NEWCGROUP = 0x2000000
 PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE = 38, 4
 PRELOAD = (
     "jupyterhub.singleuser",
@@ -203,7 +204,9 @@ def child(req: dict) -> None:
     os.dup2(null, 0)
     os.dup2(into, 1)
     os.dup2(into, 2)
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    # In its cgroup already: a new cgroup namespace makes that group the root of what it sees.
+    cgroupns = CLONE_NEWCGROUP if req.get("cgroup_namespace") else 0
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | cgroupns), "unshare")
     pid = os.fork()
     if pid == 0:
         try:

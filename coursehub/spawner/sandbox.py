@@ -381,6 +381,7 @@ class SandboxSpawner(LocalProcessSpawner):
             # Files in /tmp count against the memory limit: a quarter of it leaves room for the
             # server and kernels, so a full /tmp is "No space left" rather than the OOM killer.
             tmp_size=int(self.limits()["memory"] or 0) // 4,
+            cgroup_binds=tuple(self.cgroup.view_binds()),
         )
 
     @staticmethod
