@@ -26,7 +26,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
-CLONE_NEWCGROUP = 0x2000000
+CLONE_NEWCGROUP, CLONE_NEWNET = 0x2000000, 0x40000000
 PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE = 38, 4
 PRELOAD = (
     "jupyterhub.singleuser",
@@ -196,6 +196,10 @@ def child(req: dict) -> None:
     for path in req["cgroup_procs"]:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
+    if req.get("netns"):  # the server's own network namespace, made by the hub
+        fd = os.open(req["netns"], os.O_RDONLY)
+        _check(libc.setns(fd, CLONE_NEWNET), "setns")
+        os.close(fd)
     # The server writes into a pipe; the monitor copies it to the log, capped. The log's folder
     # is held open: the sandbox's view (which this process shares) hides it by path.
     folder = os.open(os.path.dirname(req["log"]), os.O_RDONLY | os.O_DIRECTORY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import pwd
 import random
@@ -25,7 +26,7 @@ from .. import metrics
 from ..courses.access import is_temporary, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
-from . import cgroups, listeners
+from . import cgroups, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args
 from .forkclient import SCRIPT as FORKSERVER
@@ -69,10 +70,15 @@ class SandboxSpawner(LocalProcessSpawner):
     ).tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
+    network_subnet = Unicode("", help="Servers' namespaces' range; empty: no network namespace.").tag(
+        config=True
+    )
+    network_tag = Unicode("", help="This hub's tag in interface and table names.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
+    server_net: netns.ServerNet | None = None
     _pidfd = -1
 
     @default("poll_interval")
@@ -140,6 +146,9 @@ class SandboxSpawner(LocalProcessSpawner):
         super().load_state(state)
         self.oom_seen = state.get("oom_seen", 0)
         self.port = state.get("port", self.port)
+        if state.get("netns"):
+            self.server_net = netns.ServerNet(**state["netns"])
+            self.ip = self.server_net.address
 
     def get_state(self) -> dict:
         """Save the pid, and oom_seen so that a restart does not count old kills again."""
@@ -147,6 +156,8 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.pid:
             state["oom_seen"] = self.oom_seen
             state["port"] = self.port  # what poll checks the server still owns, after a restart
+            if self.server_net is not None:
+                state["netns"] = vars(self.server_net)
         return state
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
@@ -199,6 +210,13 @@ class SandboxSpawner(LocalProcessSpawner):
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
         self.port = await asyncio.to_thread(server_port)
+        if self.network_subnet:
+            try:
+                self.server_net = await asyncio.to_thread(self._make_namespace, group)
+            except CoursehubError as exc:
+                await asyncio.to_thread(group.kill_and_remove)
+                raise spawn_error(f"Your server's network could not be prepared: {exc}", "network") from exc
+            self.ip = self.server_net.address
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
@@ -224,6 +242,8 @@ class SandboxSpawner(LocalProcessSpawner):
             log_path,
             self.log_max,
         )
+        if self.server_net is not None:
+            request["netns"] = netns.namespace_path(self.server_net)
         run_dir = Path(self.run_dir)
         try:
             sock = await asyncio.to_thread(
@@ -260,7 +280,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 env=self.get_env(),
                 cwd="/",
                 start_new_session=True,
-                preexec_fn=self._preexec(group, self.account),
+                preexec_fn=self._preexec(group, self.account, self.server_net),
                 stdout=into,
                 stderr=subprocess.STDOUT,
             )
@@ -313,6 +333,18 @@ class SandboxSpawner(LocalProcessSpawner):
                 )
             await asyncio.sleep(0.05)
         raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
+
+    def _make_namespace(self, group: cgroups.Cgroup) -> netns.ServerNet:
+        """A network namespace of this server's own, named after its cgroup."""
+        net = netns.HubNet(self.network_tag, ipaddress.IPv4Network(self.network_subnet))
+        server = netns.server_net(net, group.dirs[0].name, netns.taken_addresses(net))
+        netns.create(net, server)
+        return server
+
+    def _remove_namespace(self) -> None:
+        if self.server_net is not None:
+            netns.remove(self.server_net)
+            self.server_net = None
 
     def _listener_owner(self, group: cgroups.Cgroup) -> listeners.Ownership:
         """Whether the listener on this server's port is the server's own (its uid and cgroup)."""
@@ -385,9 +417,10 @@ class SandboxSpawner(LocalProcessSpawner):
         )
 
     @staticmethod
-    def _preexec(group: cgroups.Cgroup, account: UnixAccount):
-        """Between fork and exec: join the cgroup as root, then become the user for good."""
+    def _preexec(group: cgroups.Cgroup, account: UnixAccount, server_net: netns.ServerNet | None = None):
+        """Between fork and exec: join the cgroup and the network namespace as root, then become the user."""
         procs_files = group.procs_files
+        namespace = netns.namespace_path(server_net) if server_net else None
 
         def preexec() -> None:
             pid = str(os.getpid()).encode()
@@ -395,6 +428,8 @@ class SandboxSpawner(LocalProcessSpawner):
                 fd = os.open(path, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
+            if namespace:
+                netns.join(namespace)
             os.setgroups([])
             os.setgid(account.gid)
             os.setuid(account.uid)
@@ -433,6 +468,7 @@ class SandboxSpawner(LocalProcessSpawner):
             return None
         if self.pid:
             await asyncio.to_thread(self.cgroup.kill_and_remove)
+        await asyncio.to_thread(self._remove_namespace)
         self.clear_state()
         return status
 
@@ -466,6 +502,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 await asyncio.sleep(0.2)
         await self._report_oom()
         await asyncio.to_thread(group.kill_and_remove)
+        await asyncio.to_thread(self._remove_namespace)
         if self.proc is not None:
             await asyncio.to_thread(self.proc.wait, 5)
             self.proc = None
