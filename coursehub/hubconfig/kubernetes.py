@@ -466,7 +466,7 @@ def network_policy(settings: Settings) -> dict[str, Any]:
 
     network = settings.network
     v4 = [cidr for cidr in network.deny if ":" not in cidr]
-    egress = [{"to": [{"ipBlock": {"cidr": cidr}}]} for cidr in network.allow]
+    egress: list[dict[str, Any]] = [{"to": [{"ipBlock": {"cidr": cidr}}]} for cidr in network.allow]
     if v4:
         # NetworkPolicy only allows: a denied range is carved out of the chart's "non-private"
         # rule, which is then written here instead.
