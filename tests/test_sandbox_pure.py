@@ -133,3 +133,28 @@ def test_the_server_cgroup_is_all_of_sys_fs_cgroup_in_both_spawn_modes():
     assert request["cgroup_namespace"] is True
     assert "/sys/fs/cgroup" in request["hidden"]
     assert ["/sys/fs/cgroup/pids/coursehub/ch-a--default", "/sys/fs/cgroup/pids", True] in request["binds"]
+
+
+def test_the_log_writer_keeps_the_newest_output_within_its_cap(tmp_path):
+    import os
+    import threading
+
+    from coursehub.spawner.forkserver import copy_capped
+
+    out, into = os.pipe()
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    cap = 256 * 1024
+    writer = threading.Thread(target=copy_capped, args=(out, folder, "server.log", cap))
+    writer.start()
+    for i in range(2000):  # ~2 MB: eight times the cap
+        os.write(into, f"line {i:05d} ".encode() + b"x" * 1000 + b"\n")
+    os.write(into, b"the last line\n")
+    os.close(into)
+    writer.join(30)
+    os.close(out)
+    os.close(folder)
+    sizes = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    assert set(sizes) == {"server.log", "server.log.1"}
+    assert sum(sizes.values()) <= cap
+    assert (tmp_path / "server.log").read_bytes().endswith(b"the last line\n")
+    assert b"line 01999" in (tmp_path / "server.log").read_bytes() + (tmp_path / "server.log.1").read_bytes()

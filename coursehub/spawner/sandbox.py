@@ -78,6 +78,7 @@ class SandboxSpawner(LocalProcessSpawner):
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
+    _log_writer: Popen | None = None
     server_net: netns.ServerNet | None = None
     _pidfd = -1
 
@@ -266,7 +267,7 @@ class SandboxSpawner(LocalProcessSpawner):
         out, into = os.pipe()
         try:
             # The fork server's own log writer, run by itself: the output capped at log_max.
-            Popen(
+            self._log_writer = Popen(
                 [sys.executable, str(FORKSERVER), "--log", str(log_path), str(self.log_max)],
                 stdin=out,
                 stdout=subprocess.DEVNULL,
@@ -340,6 +341,13 @@ class SandboxSpawner(LocalProcessSpawner):
         server = netns.server_net(net, group.dirs[0].name, netns.taken_addresses(net))
         netns.create(net, server)
         return server
+
+    def _reap_log_writer(self) -> None:
+        """Collect exec mode's log writer, which ends when the sandbox's output closes."""
+        if self._log_writer is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._log_writer.wait(5)
+            self._log_writer = None
 
     def _remove_namespace(self) -> None:
         if self.server_net is not None:
@@ -469,6 +477,7 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.pid:
             await asyncio.to_thread(self.cgroup.kill_and_remove)
         await asyncio.to_thread(self._remove_namespace)
+        await asyncio.to_thread(self._reap_log_writer)
         self.clear_state()
         return status
 
@@ -503,6 +512,7 @@ class SandboxSpawner(LocalProcessSpawner):
         await self._report_oom()
         await asyncio.to_thread(group.kill_and_remove)
         await asyncio.to_thread(self._remove_namespace)
+        await asyncio.to_thread(self._reap_log_writer)
         if self.proc is not None:
             await asyncio.to_thread(self.proc.wait, 5)
             self.proc = None
