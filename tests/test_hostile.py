@@ -619,6 +619,97 @@ print(json.dumps([made, error]))
     assert held
 
 
+TAKEOVER = """
+import os, socket, sys, time
+port, log = int(sys.argv[1]), sys.argv[2]
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+deadline = time.monotonic() + 60
+while True:
+    try:
+        listener.bind(('127.0.0.1', port))
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(0)
+        time.sleep(0.002)
+listener.listen(16)
+open(log, 'a').write('bound\\n')
+listener.settimeout(60)
+while True:
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        break
+    conn.settimeout(5)
+    try:
+        request = conn.recv(65536)
+    except OSError:
+        request = b''
+    open(log, 'ab').write(request + b'\\n')
+    conn.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 12\\r\\nConnection: close\\r\\n'
+                 b'\\r\\ntaken over\\r\\n')
+    conn.close()
+"""
+
+
+def test_stale_route_cannot_be_taken_over(world):
+    hub, alice, bob, tokens, info, term = world
+    (victim,) = hub.create_accounts("vic", 1)
+    victim_token = hub.token_for(victim)
+    hub.spawn(victim, victim_token)
+    service = hub.run(victim, victim_token, "import os; print(os.environ['JUPYTERHUB_SERVICE_URL'])")
+    port = int(service.strip().split(":")[2].split("/")[0])
+    # alice waits, in the background, for the victim's port to be free, and takes it.
+    log = "takeover.log"
+    hub.run(
+        alice,
+        tokens[alice],
+        f"import subprocess, sys; open({log!r}, 'w').close()\n"
+        f"subprocess.Popen([sys.executable, '-c', {TAKEOVER!r}, '{port}', {log!r}], start_new_session=True,"
+        " stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)",
+    )
+    # The victim shuts their server down from JupyterLab (File > Shut Down): the process exits by itself.
+    server = hub.url + f"user/{victim}/"
+    headers = {"Authorization": f"token {victim_token}"}
+    requests.post(server + "api/shutdown", headers=headers, timeout=30)
+    read_log = f"import os; print(open({log!r}).read() if os.path.exists({log!r}) else '')"
+    # With the port out of her reach (a namespace of her own), she never binds it: that holds too.
+    bound = _eventually(lambda: "bound" in hub.run(alice, tokens[alice], read_log), timeout=15)
+    # The victim's browser, still on the old page, keeps sending requests with its credentials.
+    answers_seen = []
+    for _ in range(5):
+        response = requests.get(server + "api/contents", headers=headers, timeout=30, allow_redirects=False)
+        answers_seen.append((response.status_code, response.text[:40]))
+        time.sleep(0.2)
+    received = hub.run(alice, tokens[alice], read_log)
+    reached = [a for a in answers_seen if "taken over" in a[1]]
+    leaked = victim_token in received
+    held = not reached and not leaked and victim_works(hub, bob, tokens)
+    record(
+        "hostile: take over the port of a server that just stopped",
+        "alice binds the victim's freed port; the victim's requests through the proxy never reach her",
+        len(answers_seen),
+        held,
+        mode=mode(hub),
+        alice_bound=bound,
+        statuses=" ".join(sorted({str(s) for s, _ in answers_seen})),
+    )
+    assert not reached, answers_seen
+    assert not leaked, received[:500]
+    assert held
+
+
+def _eventually(condition, timeout: float) -> bool:
+    """True as soon as `condition` holds, False if it never does within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_memory_bomb_from_a_terminal(world):
     hub, alice, bob, tokens, info, term = world
     fork_mode_only(hub, "the same memory cgroup")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 from conftest import wait_for
 
 from coursehub.clients.kernel import KernelSession
+from coursehub.settings import SandboxSettings
 
 pytestmark = pytest.mark.hub
 
@@ -80,3 +82,69 @@ for pid in children:
     # Kernels are capped below the cgroup's limit, so the server itself kept running.
     assert "2" in hub.run(name, token, "print(1 + 1)")
     assert hub.api().json("GET", f"users/{name}")["servers"][""]["started"] == started_at
+
+
+def test_server_output_is_capped_and_the_newest_kept(student):
+    hub, name, token = student
+    cap = SandboxSettings().server_log_max
+    logs = hub.state_dir / "logs"
+    # The kernel inherited the server's output (ipykernel keeps a copy of the original stdout while
+    # it captures fd 1; a file before, a pipe now): three times the cap goes there.
+    code = f"""
+import os
+def target(fd):
+    try:
+        return os.readlink(f'/proc/self/fd/{{fd}}')
+    except OSError:
+        return ''
+server_output = os.readlink('/proc/1/fd/1')  # PID 1 of the sandbox: the server, or bwrap
+fd = [int(fd) for fd in os.listdir('/proc/self/fd') if target(fd) == server_output][0]
+chunk = b'x' * (1 << 20) + b'\\n'
+for _ in range({3 * cap} // len(chunk) + 1):
+    os.write(fd, chunk)
+os.write(fd, b'the newest line\\n')
+print('done')
+"""
+    assert "done" in hub.run(name, token, code)
+    files = sorted(logs.glob(f"{hub.prefix}{name}--default.log*"))
+    assert files, sorted(p.name for p in logs.iterdir())
+    newest = logs / f"{hub.prefix}{name}--default.log"
+    wait_for(lambda: b"the newest line" in newest.read_bytes(), timeout=60, what="the last line in the log")
+    sizes = {f.name: f.stat().st_size for f in files}
+    assert sum(sizes.values()) <= cap, sizes
+    # The server and the hub carry on.
+    assert "2" in hub.run(name, token, "print(1 + 1)")
+    assert requests.get(hub.url + "hub/api/", timeout=30).ok
+
+
+CGROUP_VIEW = """
+import json, os
+root = '/sys/fs/cgroup'
+v2 = os.path.exists(root + '/cgroup.controllers')
+def read(*names):
+    for name in names:
+        try:
+            return open(os.path.join(root, name)).read().strip()
+        except OSError:
+            continue
+    return None
+print(json.dumps({
+    'version': 2 if v2 else 1,
+    'memory': read('memory.max', 'memory/memory.limit_in_bytes'),
+    'cpu': read('cpu.max', 'cpu/cpu.cfs_quota_us'),
+    'pids': read('pids.max', 'pids/pids.max'),
+    'own': open('/proc/self/cgroup').read().split(),
+    'listing': sorted(os.listdir(root)),
+}))
+"""
+
+
+def test_the_server_sees_its_own_cgroup_limits(student):
+    hub, name, token = student
+    seen = json.loads(hub.run(name, token, CGROUP_VIEW).strip().splitlines()[-1])
+    assert seen["memory"] == str(384 * 2**20), seen  # the test hub's limits: 384M, 1 cpu, 128 pids
+    assert seen["cpu"] in ("100000 100000", "100000"), seen
+    assert seen["pids"] == "128", seen
+    # A cgroup namespace: the server's group is the root of what it sees, and nobody else's shows.
+    assert all(line.endswith(":/") for line in seen["own"]), seen["own"]
+    assert not any(hub.prefix in entry or "coursehub" in entry for entry in seen["listing"]), seen

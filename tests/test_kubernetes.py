@@ -612,3 +612,21 @@ def test_postgres_database_goes_to_the_chart_without_its_password():
     assert any("coursehub-database" in notice for notice in k8s.render_notices(settings))
     assert schema_errors(values) == []
     assert "db" not in k8s.build_values(plain)["hub"]  # default: the chart's own SQLite
+
+
+def test_network_settings_become_the_chart_network_policy() -> None:
+    settings = load_settings(EXAMPLES[0]).model_copy(deep=True)
+    default = k8s.build_values(settings)["singleuser"]["networkPolicy"]
+    assert default["egressAllowRules"]["cloudMetadataServer"] is False
+    assert default["egressAllowRules"]["privateIPs"] is False and default["egress"] == []
+    settings.network.allow = ["10.20.0.0/16"]
+    settings.network.deny = ["203.0.113.0/24"]
+    values = k8s.build_values(settings)
+    policy = values["singleuser"]["networkPolicy"]
+    blocks = [rule["to"][0]["ipBlock"] for rule in policy["egress"]]
+    assert {"cidr": "10.20.0.0/16"} in blocks
+    # A denied range is carved out of "the internet", and the metadata range never comes back.
+    (internet,) = [b for b in blocks if b["cidr"] == "0.0.0.0/0"]
+    assert {"203.0.113.0/24", "169.254.0.0/16", "10.0.0.0/8"} <= set(internet["except"])
+    assert policy["egressAllowRules"]["nonPrivateIPs"] is False
+    assert schema_errors(values) == []

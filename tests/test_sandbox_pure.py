@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coursehub.spawner.accounts import owner_marker, unix_name
-from coursehub.spawner.bwrap import SandboxSpec, bwrap_args
+from coursehub.spawner.bwrap import HIDING_TMPFS_SIZE, SandboxSpec, bwrap_args
 from coursehub.spawner.sandbox import kernel_nproc
 
 VALID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -160,3 +160,68 @@ def test_both_spawn_modes_build_the_same_view_of_the_filesystem():
     # Not the host's /dev (disks, kmsg, kvm) in either mode.
     assert ("dev", "", "/dev", True, 0) in fork_mode
     assert ("bind", "/scratch/bio", "/run/coursehub/scratch", False, 0) in fork_mode
+
+
+def test_the_server_cgroup_is_all_of_sys_fs_cgroup_in_both_spawn_modes():
+    from coursehub.spawner.cgroups import Cgroup
+    from coursehub.spawner.forkclient import fork_request
+
+    root = Path("/sys/fs/cgroup")
+    v1 = Cgroup(1, tuple(root / c / "coursehub" / "ch-a--default" for c in ("memory", "cpu", "pids")))
+    assert v1.view_binds() == [
+        (root / "memory/coursehub/ch-a--default", root / "memory"),
+        (root / "cpu/coursehub/ch-a--default", root / "cpu"),
+        (root / "pids/coursehub/ch-a--default", root / "pids"),
+    ]
+    v2 = Cgroup(2, (root / "coursehub" / "ch-a--default",))
+    assert v2.view_binds() == [(root / "coursehub/ch-a--default", root)]
+    spec = SandboxSpec(
+        home=Path("/home/ch/ch-a"),
+        home_root=Path("/home/ch"),
+        environment=Path("/state/envs/e1"),
+        cgroup_binds=tuple(v1.view_binds()),
+    )
+    args = bwrap_args(spec, ["jupyterhub-singleuser"])
+    joined = " ".join(args)
+    assert "--unshare-cgroup" in args
+    # The host's hierarchy is hidden first; only the server's own folders show through, read-only.
+    assert joined.index("--tmpfs /sys/fs/cgroup") < joined.index(
+        "--ro-bind /sys/fs/cgroup/memory/coursehub/ch-a--default /sys/fs/cgroup/memory"
+    )
+    request = fork_request(spec, ["jupyterhub-singleuser"], {}, 1000, 1000, [], Path("/logs/a.log"))
+    assert request["cgroup_namespace"] is True
+    fork_mode = mounts_in_fork_request(request)
+    assert fork_mode == mounts_in_bwrap_args(args)
+    assert ("tmpfs", "", "/sys/fs/cgroup", True, HIDING_TMPFS_SIZE) in fork_mode
+    assert (
+        "bind",
+        "/sys/fs/cgroup/pids/coursehub/ch-a--default",
+        "/sys/fs/cgroup/pids",
+        True,
+        0,
+    ) in fork_mode
+
+
+def test_the_log_writer_keeps_the_newest_output_within_its_cap(tmp_path):
+    import os
+    import threading
+
+    from coursehub.payloads.forkserver import copy_capped
+
+    out, into = os.pipe()
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    cap = 256 * 1024
+    writer = threading.Thread(target=copy_capped, args=(out, folder, "server.log", cap))
+    writer.start()
+    for i in range(2000):  # ~2 MB: eight times the cap
+        os.write(into, f"line {i:05d} ".encode() + b"x" * 1000 + b"\n")
+    os.write(into, b"the last line\n")
+    os.close(into)
+    writer.join(30)
+    os.close(out)
+    os.close(folder)
+    sizes = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    assert set(sizes) == {"server.log", "server.log.1"}
+    assert sum(sizes.values()) <= cap
+    assert (tmp_path / "server.log").read_bytes().endswith(b"the last line\n")
+    assert b"line 01999" in (tmp_path / "server.log").read_bytes() + (tmp_path / "server.log.1").read_bytes()

@@ -24,6 +24,7 @@ from coursehub.courses.environments import (
 )
 from coursehub.errors import CoursehubError, HubNotRunning
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
+from coursehub.hubconfig.pipeline import hub_api_ip
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.spawner import cgroups
@@ -113,10 +114,33 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
         store = AccountStore(paths.accounts)
         for name in settings.admin_users():
             admin = store.ensure_admin(name) or admin
+    if settings.network.isolate:
+        prepare_network(settings, paths, echo)
     removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
     return Prepared(user_env=user_env, admin=admin)
+
+
+def prepare_network(settings: Settings, paths: StatePaths, echo: Echo) -> None:
+    """The gateway address and nftables table of servers' network namespaces."""
+    from coursehub.spawner import netns
+
+    net = netns.hub_net(paths.root, settings.network.subnet)
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    dns = netns.nameservers(resolv)
+    network = settings.network
+    netns.setup_hub(net, settings.hub.api_port, network.allow, network.deny, dns)
+    if not dns:
+        echo("Servers' namespaces have no DNS: /etc/resolv.conf names only loopback resolvers.")
+    if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
+        echo(
+            "Servers reach the hub only, not the internet: the host does not forward "
+            "(sysctl net.ipv4.ip_forward=1 allows it; see docs/security.md)."
+        )
 
 
 def install_sync_script(paths: StatePaths) -> None:
@@ -131,7 +155,7 @@ def install_sync_script(paths: StatePaths) -> None:
 
 def orphans(settings: Settings) -> list[int]:
     """Services and proxy a crashed hub of this config left running (they outlive kill -9)."""
-    api_url = f"http://127.0.0.1:{settings.hub.api_port}/hub/api"
+    api_url = f"http://{hub_api_ip(settings, settings.hub.state_dir)}:{settings.hub.api_port}/hub/api"
     proxy_flag = f"--api-port {settings.hub.proxy_api_port}"
     found = []
     for proc in Path("/proc").iterdir():
@@ -230,6 +254,14 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
         group.kill_and_remove()
     if leftovers:
         echo(f"Removed {len(leftovers)} sandbox cgroup(s) and their processes.")
+    if settings.network.isolate:
+        from coursehub.spawner import netns
+
+        net = netns.hub_net(paths.root, settings.network.subnet)
+        removed = netns.remove_all(net)
+        netns.teardown_hub(net)
+        if removed:
+            echo(f"Removed {removed} server network namespace(s).")
     echo("coursehub is down.")
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from traitlets.config import Config
 
 from ..settings import Settings
+from ..spawner.netns import hub_net
 
 if TYPE_CHECKING:
     from coursehub.hubconfig.runtime import Runtime
@@ -26,6 +27,10 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids
     s.log_dir = str(runtime.paths.logs)
+    s.log_max = sandbox.server_log_max
+    if settings.network.isolate:
+        net = hub_net(runtime.paths.root, settings.network.subnet)
+        s.network_subnet, s.network_tag = str(net.subnet), net.tag
     s.run_dir = str(runtime.paths.run)
     s.courses_root = str(runtime.paths.courses)
     s.sync_script = str(runtime.paths.sync_script)

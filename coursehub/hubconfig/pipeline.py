@@ -48,7 +48,7 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     """Network, database, secrets and spawn pacing."""
     hub, paths = settings.hub, runtime.paths
     c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub.api_port}"
+    c.JupyterHub.hub_bind_url = f"http://{hub_api_ip(settings, paths.root)}:{hub.api_port}"
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     c.JupyterHub.pid_file = str(paths.hub_pid)
     c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
@@ -62,6 +62,15 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     c.Spawner.http_timeout = hub.http_timeout
     c.Spawner.default_url = "/lab"
     c.Authenticator.admin_users = set(settings.admin_users())
+
+
+def hub_api_ip(settings: Settings, state_dir: Path) -> str:
+    """Where the hub's API listens: loopback, or the gateway servers in namespaces reach."""
+    if settings.network.isolate:
+        from coursehub.spawner.netns import hub_net
+
+        return hub_net(state_dir, settings.network.subnet).gateway
+    return "127.0.0.1"
 
 
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:

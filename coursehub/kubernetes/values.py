@@ -446,6 +446,31 @@ def singleuser_values(settings: Settings) -> dict[str, Any]:
             "extraVolumeMounts": [mounts[k] for k in sorted(mounts)],
         },
         "profileList": course_profiles(settings),
+        "networkPolicy": network_policy(settings),
+    }
+
+
+def network_policy(settings: Settings) -> dict[str, Any]:
+    """The chart's singleuser.networkPolicy from `network:`: the same allow and deny lists as locally."""
+    from coursehub.spawner.netns import LINK_LOCAL, PRIVATE
+
+    network = settings.network
+    v4 = [cidr for cidr in network.deny if ":" not in cidr]
+    egress: list[dict[str, Any]] = [{"to": [{"ipBlock": {"cidr": cidr}}]} for cidr in network.allow]
+    if v4:
+        # NetworkPolicy only allows: a denied range is carved out of the chart's "non-private"
+        # rule, which is then written here instead.
+        carved = [c for c in PRIVATE if ":" not in c] + [LINK_LOCAL[0], *v4]
+        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": carved}}]})
+    return {
+        "enabled": True,
+        "egress": egress,
+        "egressAllowRules": {
+            "cloudMetadataServer": False,
+            "dnsPortsPrivateIPs": True,
+            "nonPrivateIPs": not v4,
+            "privateIPs": False,
+        },
     }
 
 

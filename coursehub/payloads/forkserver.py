@@ -27,6 +27,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
+CLONE_NEWCGROUP, CLONE_NEWNET = 0x2000000, 0x40000000
 PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE = 38, 4
 PRELOAD = (
     "jupyterhub.singleuser",
@@ -55,6 +56,7 @@ with open(__file__, "rb") as _script:
     VERSION = hashlib.sha256(_script.read()).hexdigest()[:16].encode()
 SYNC = "/run/coursehub/sync.py"
 REQUEST_MAX = 1 << 20
+LOG_MAX = 16 << 20  # settings' sandbox.server_log_max
 COURSE = "/run/coursehub/course"
 # A private /tmp's inodes (the kernel's default is millions); the hiding tmpfs stay small.
 TMP_INODES = 65536
@@ -245,25 +247,74 @@ def child(req: dict) -> None:
     for path in req["cgroup_procs"]:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
-    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if req.get("netns"):  # the server's own network namespace, made by the hub
+        fd = os.open(req["netns"], os.O_RDONLY)
+        _check(libc.setns(fd, CLONE_NEWNET), "setns")
+        os.close(fd)
+    # The server writes into a pipe; the monitor copies it to the log, capped. The log's folder
+    # is held open: the sandbox's view (which this process shares) hides it by path.
+    folder = os.open(os.path.dirname(req["log"]), os.O_RDONLY | os.O_DIRECTORY)
+    out, into = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    os.dup2(into, 1)
+    os.dup2(into, 2)
+    # In its cgroup already: a new cgroup namespace makes that group the root of what it sees.
+    cgroupns = CLONE_NEWCGROUP if req.get("cgroup_namespace") else 0
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | cgroupns), "unshare")
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(out)
             run_server(req)
         except BaseException as exc:  # noqa: BLE001
             print(f"coursehub fork server: {exc!r}", file=sys.stderr)
             os._exit(70)
-    # The monitor: relays stop signals to the server and exits with its status.
-    os.closerange(3, 65536)
+    # The monitor: copies the output, relays stop signals to the server, exits with its status.
+    low = 3
+    for keep in sorted((out, folder, null)):
+        os.closerange(low, keep)
+        low = keep + 1
+    os.closerange(low, 65536)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
     for name in (signal.SIGTERM, signal.SIGINT):
         signal.signal(name, lambda sig, _f: os.kill(pid, sig))
+    copy_capped(out, folder, os.path.basename(req["log"]), req.get("log_max", LOG_MAX))
     _, status = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def copy_capped(source: int, folder: int, name: str, cap: int) -> None:
+    """Copy `source` to `name` in `folder` until EOF, keeping at most `cap` bytes of the newest output.
+
+    Two files of half the cap: when `name` is full it becomes `name`.1 (replacing the older one).
+    """
+    half = max(cap // 2, 4096)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    log = os.open(name, flags, 0o600, dir_fd=folder)
+    written = 0
+    while True:
+        try:
+            data = os.read(source, 1 << 16)
+        except OSError:
+            break
+        if not data:
+            break
+        data = data[-half:]
+        if written + len(data) > half:
+            os.close(log)
+            os.replace(name, name + ".1", src_dir_fd=folder, dst_dir_fd=folder)
+            log = os.open(name, flags, 0o600, dir_fd=folder)
+            written = 0
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(log, view) :]
+            except OSError:
+                break  # the disk is full: drop this chunk, keep draining (never block the server)
+        written += len(data)
+    os.close(log)
 
 
 def reap(_signum: int, _frame: object) -> None:
@@ -331,4 +382,10 @@ def _receive(conn: socket.socket, buf: bytearray) -> int:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    if sys.argv[1] == "--log":  # exec mode's log writer: stdin to LOG, at most MAX bytes
+        path, cap = sys.argv[2], int(sys.argv[3])
+        copy_capped(
+            0, os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY), os.path.basename(path), cap
+        )
+    else:
+        serve(sys.argv[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -97,6 +98,11 @@ class SandboxSettings(Model):
         8, ge=1, le=1000, description="Servers started at once; others queue, seeing their place."
     )
     readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
+    server_log_max: Size = Field(
+        16 * 1024**2,
+        ge=64 * 1024,
+        description="Bytes of output kept per server (two files of half this; the newest output is kept).",
+    )
     hidden_paths: list[Path] = Field([], description="Extra host paths hidden from users.")
 
     @field_validator("readonly_paths", "hidden_paths", "home_root")
@@ -106,6 +112,33 @@ class SandboxSettings(Model):
             if not Path(path).is_absolute():
                 raise ValueError(f"{path} must be an absolute path")
         return value
+
+
+class NetworkSettings(Model):
+    """A network namespace per server (local backend) and the chart's singleuser.networkPolicy."""
+
+    isolate: bool = Field(
+        False,
+        description="Each server in its own network namespace: reaches the hub's API, DNS and (where the "
+        "host forwards) the internet; never the host's other services, other servers or link-local "
+        "addresses. The hub's API then listens on the subnet's first address.",
+    )
+    subnet: str = Field("10.217.0.0/16", description="IPv4 range of servers' namespaces (local backend).")
+    allow: list[str] = Field([], description="CIDRs servers may reach although private (a campus service).")
+    deny: list[str] = Field([], description="CIDRs servers may never reach (link-local is always refused).")
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        network = ipaddress.IPv4Network(value)
+        if network.prefixlen > 24:
+            raise ValueError(f"{value}: use a /24 or larger range")
+        return str(network)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(cidr, strict=False)) for cidr in value]
 
 
 class CullerSettings(Model):
@@ -157,6 +190,7 @@ class Settings(Model):
     limits: Limits = Field(default_factory=Limits)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     culler: CullerSettings = Field(default_factory=CullerSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
     temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
     binder: BinderSettings = Field(default_factory=BinderSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)

@@ -35,6 +35,7 @@ def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> l
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
+        *(["--unshare-cgroup"] if spec.cgroup_binds else []),
         "--hostname",
         spec.hostname,
         "--new-session",

@@ -29,6 +29,12 @@ class Cgroup:
         """Files a process writes its pid to in order to join this group."""
         return [str(d / "cgroup.procs") for d in self.dirs]
 
+    def view_binds(self, root: Path = CGROUP_ROOT) -> list[tuple[Path, Path]]:
+        """(host folder, folder in the sandbox): the group shown as the whole of /sys/fs/cgroup (pure)."""
+        if self.version == 2:
+            return [(self.dirs[0], root)]
+        return [(d, root / d.relative_to(root).parts[0]) for d in self.dirs]
+
     def join(self, pid: int) -> None:
         """Move `pid` into the group (safe to call between fork and exec)."""
         for path in self.procs_files:

@@ -34,6 +34,7 @@ def fork_request(
     gid: int,
     cgroup_procs: list[str],
     log_path: Path,
+    log_max: int = 16 << 20,
 ) -> dict:
     """The JSON a fork server needs to start one sandboxed server (pure)."""
     return {
@@ -45,8 +46,10 @@ def fork_request(
         "env": env,
         "cgroup_procs": cgroup_procs,
         "log": str(log_path),
+        "log_max": log_max,
         "hostname": spec.hostname,
         "mounts": fork_mounts(sandbox_view(spec)),
+        "cgroup_namespace": bool(spec.cgroup_binds),
     }
 
 

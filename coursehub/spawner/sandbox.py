@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
+import pwd
 import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -23,9 +26,10 @@ from .. import metrics
 from ..courses.access import is_temporary, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
-from . import cgroups
+from . import cgroups, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args
+from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 try:  # JupyterHub >= 6
@@ -56,6 +60,7 @@ class SandboxSpawner(LocalProcessSpawner):
     sync_script = Unicode("", help="Host path of coursehub's content sync script.").tag(config=True)
     default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
+    log_max = Integer(16 << 20, help="Bytes of a server's output kept (the newest).").tag(config=True)
     run_dir = Unicode("/run/coursehub", help="Folder for fork servers' sockets (root-only).").tag(config=True)
     max_parallel_starts = Integer(
         8, help="Servers being started at once; more wait in a queue with their position shown."
@@ -65,10 +70,17 @@ class SandboxSpawner(LocalProcessSpawner):
     ).tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
+    network_subnet = Unicode("", help="Servers' namespaces' range; empty: no network namespace.").tag(
+        config=True
+    )
+    network_tag = Unicode("", help="This hub's tag in interface and table names.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
+    _log_writer: Popen | None = None
+    server_net: netns.ServerNet | None = None
+    _pidfd = -1
 
     @default("poll_interval")
     def _default_poll_interval(self) -> int:
@@ -134,12 +146,19 @@ class SandboxSpawner(LocalProcessSpawner):
         """Restore the pid (to re-attach) and the OOM count already reported."""
         super().load_state(state)
         self.oom_seen = state.get("oom_seen", 0)
+        self.port = state.get("port", self.port)
+        if state.get("netns"):
+            self.server_net = netns.ServerNet(**state["netns"])
+            self.ip = self.server_net.address
 
     def get_state(self) -> dict:
         """Save the pid, and oom_seen so that a restart does not count old kills again."""
         state = super().get_state()
         if self.pid:
             state["oom_seen"] = self.oom_seen
+            state["port"] = self.port  # what poll checks the server still owns, after a restart
+            if self.server_net is not None:
+                state["netns"] = vars(self.server_net)
         return state
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
@@ -192,6 +211,13 @@ class SandboxSpawner(LocalProcessSpawner):
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
         self.port = await asyncio.to_thread(server_port)
+        if self.network_subnet:
+            try:
+                self.server_net = await asyncio.to_thread(self._make_namespace, group)
+            except CoursehubError as exc:
+                await asyncio.to_thread(group.kill_and_remove)
+                raise spawn_error(f"Your server's network could not be prepared: {exc}", "network") from exc
+            self.ip = self.server_net.address
         self.log.info("Starting %s's server (%s) in %s", self.user.name, self.course, group.dirs[0])
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
@@ -215,7 +241,10 @@ class SandboxSpawner(LocalProcessSpawner):
             self.account.gid,
             group.procs_files,
             log_path,
+            self.log_max,
         )
+        if self.server_net is not None:
+            request["netns"] = netns.namespace_path(self.server_net)
         run_dir = Path(self.run_dir)
         try:
             sock = await asyncio.to_thread(
@@ -235,20 +264,33 @@ class SandboxSpawner(LocalProcessSpawner):
         assert self.account is not None
         server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
         cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
+        out, into = os.pipe()
         try:
-            with open(log_path, "wb") as log_file:
-                self.proc = Popen(
-                    cmd,
-                    env=self.get_env(),
-                    cwd="/",
-                    start_new_session=True,
-                    preexec_fn=self._preexec(group, self.account),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
+            # The fork server's own log writer, run by itself: the output capped at log_max.
+            self._log_writer = Popen(
+                [sys.executable, str(FORKSERVER), "--log", str(log_path), str(self.log_max)],
+                stdin=out,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            self.proc = Popen(
+                cmd,
+                env=self.get_env(),
+                cwd="/",
+                start_new_session=True,
+                preexec_fn=self._preexec(group, self.account, self.server_net),
+                stdout=into,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as exc:
             await asyncio.to_thread(group.kill_and_remove)
             raise spawn_error(f"The sandbox could not start: {exc}", "sandbox") from exc
+        finally:
+            os.close(out)
+            os.close(into)
         self.pid = self.proc.pid
 
     def _exited(self, group: cgroups.Cgroup) -> bool:
@@ -273,10 +315,93 @@ class SandboxSpawner(LocalProcessSpawner):
             try:
                 _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
                 writer.close()
-                return
             except OSError:
                 await asyncio.sleep(0.05)
+                continue
+            owner = await asyncio.to_thread(self._listener_owner, group)
+            if owner == "ours":
+                return
+            if owner == "foreign":
+                # Someone else bound the port first: never route this user (or send their
+                # browser) there.
+                await asyncio.to_thread(group.kill_and_remove)
+                self.clear_state()
+                self.log.warning(
+                    "port %s of %s's server was taken by another process", self.port, self.user.name
+                )
+                raise spawn_error(
+                    "Your server's network port was taken. Please start it again.", "port-taken"
+                )
+            await asyncio.sleep(0.05)
         raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
+
+    def _make_namespace(self, group: cgroups.Cgroup) -> netns.ServerNet:
+        """A network namespace of this server's own, named after its cgroup."""
+        net = netns.HubNet(self.network_tag, ipaddress.IPv4Network(self.network_subnet))
+        server = netns.server_net(net, group.dirs[0].name, netns.taken_addresses(net))
+        netns.create(net, server)
+        return server
+
+    def _reap_log_writer(self) -> None:
+        """Collect exec mode's log writer, which ends when the sandbox's output closes."""
+        if self._log_writer is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._log_writer.wait(5)
+            self._log_writer = None
+
+    def _remove_namespace(self) -> None:
+        if self.server_net is not None:
+            netns.remove(self.server_net)
+            self.server_net = None
+
+    def _listener_owner(self, group: cgroups.Cgroup) -> listeners.Ownership:
+        """Whether the listener on this server's port is the server's own (its uid and cgroup)."""
+        name = self.account.name if self.account else unix_name(self.user.name, self.user_prefix)
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            return "absent"
+        return listeners.ownership(self.port, uid, group.pids())
+
+    def start_polling(self) -> None:
+        """Poll every poll_interval, and at once when the server exits or its listener closes."""
+        super().start_polling()
+        self._stop_watching()
+        if not self.pid:
+            return
+        loop = asyncio.get_event_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            pidfd = -1  # already gone: the next poll sees it
+        if pidfd >= 0:
+            self._pidfd = pidfd
+            loop.add_reader(pidfd, self._exited_now)
+        if self.port:
+            LISTENERS.watch(loop, self.port, self)
+
+    def stop_polling(self) -> None:
+        """Stop the periodic poll and the watchers of the process and its port."""
+        super().stop_polling()
+        self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if self._pidfd >= 0:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_event_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        LISTENERS.forget(self)
+
+    def _exited_now(self) -> None:
+        """The server's top process exited (its pidfd is readable from now on: watch it once)."""
+        if self._pidfd >= 0:
+            asyncio.get_event_loop().remove_reader(self._pidfd)
+        self._changed()
+
+    def _changed(self) -> None:
+        """The server's process exited or a listener on its port closed: poll now."""
+        asyncio.ensure_future(self.poll_and_notify())
 
     def sandbox_spec(self) -> SandboxSpec:
         """What this server's sandbox shows and hides."""
@@ -296,12 +421,14 @@ class SandboxSpawner(LocalProcessSpawner):
             # Files in /tmp count against the memory limit: a quarter of it leaves room for the
             # server and kernels, so a full /tmp is "No space left" rather than the OOM killer.
             tmp_size=int(self.limits()["memory"] or 0) // 4,
+            cgroup_binds=tuple(self.cgroup.view_binds()),
         )
 
     @staticmethod
-    def _preexec(group: cgroups.Cgroup, account: UnixAccount):
-        """Between fork and exec: join the cgroup as root, then become the user for good."""
+    def _preexec(group: cgroups.Cgroup, account: UnixAccount, server_net: netns.ServerNet | None = None):
+        """Between fork and exec: join the cgroup and the network namespace as root, then become the user."""
         procs_files = group.procs_files
+        namespace = netns.namespace_path(server_net) if server_net else None
 
         def preexec() -> None:
             pid = str(os.getpid()).encode()
@@ -309,6 +436,8 @@ class SandboxSpawner(LocalProcessSpawner):
                 fd = os.open(path, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
+            if namespace:
+                netns.join(namespace)
             os.setgroups([])
             os.setgid(account.gid)
             os.setuid(account.uid)
@@ -321,21 +450,34 @@ class SandboxSpawner(LocalProcessSpawner):
         await self._report_oom()
         if self.proc is not None:
             status = self.proc.poll()
-            if status is None:
-                return None
-            self.proc = None
-        elif pid and pid in await asyncio.to_thread(self.cgroup.pids):
-            return None  # running (also when re-attached after a hub restart)
+            if status is not None:
+                self.proc = None
         elif pid and self._spawn_pending and _alive(pid):
             return None  # forked a moment ago: it joins its cgroup first thing
+        elif pid and pid in await asyncio.to_thread(self.cgroup.pids):
+            status = None  # running (also when re-attached after a hub restart)
         else:
             status = 0
+        if status is None:
+            if self._spawn_pending or not self.port:
+                return None
+            owner = await asyncio.to_thread(self._listener_owner, self.cgroup)
+            if owner == "ours":
+                return None
+            # The server closed its port (shutting down) or another process holds it: its route
+            # must go now, not once the process has finished exiting.
+            self.log.info(
+                "%s's server no longer owns port %s (%s): removing it", self.user.name, self.port, owner
+            )
+            status = 1
         if self.pid != pid:
             # A new server started while this poll looked at the old one (a periodic poll in
             # flight across a stop and the next start): its cgroup is not ours to remove.
             return None
         if self.pid:
             await asyncio.to_thread(self.cgroup.kill_and_remove)
+        await asyncio.to_thread(self._remove_namespace)
+        await asyncio.to_thread(self._reap_log_writer)
         self.clear_state()
         return status
 
@@ -369,6 +511,8 @@ class SandboxSpawner(LocalProcessSpawner):
                 await asyncio.sleep(0.2)
         await self._report_oom()
         await asyncio.to_thread(group.kill_and_remove)
+        await asyncio.to_thread(self._remove_namespace)
+        await asyncio.to_thread(self._reap_log_writer)
         if self.proc is not None:
             await asyncio.to_thread(self.proc.wait, 5)
             self.proc = None
@@ -416,6 +560,34 @@ class StartQueue:
 
 
 START_QUEUE = StartQueue()
+
+
+class ListenerWatch:
+    """One netlink socket for the hub: a closed listener on a server's port polls that server at once."""
+
+    def __init__(self) -> None:
+        self.by_port: dict[int, Any] = {}
+        self._sock: socket.socket | None = None
+        self._tried = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, port: int, spawner: Any) -> None:
+        """Poll `spawner` whenever a listening socket on `port` closes."""
+        if not self._tried:
+            self._tried = True
+            self._sock = listeners.watch_destroyed(loop, self._closed)
+        self.by_port[port] = spawner
+
+    def forget(self, spawner: Any) -> None:
+        for port in [p for p, s in self.by_port.items() if s is spawner]:
+            del self.by_port[port]
+
+    def _closed(self, port: int) -> None:
+        spawner = self.by_port.get(port)
+        if spawner is not None:
+            spawner._changed()
+
+
+LISTENERS = ListenerWatch()
 
 
 def server_port() -> int:

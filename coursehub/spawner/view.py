@@ -25,12 +25,15 @@ class SandboxSpec:
     # Bytes of the private /tmp (and half of it for /dev/shm); 0 leaves the kernel's default,
     # half the machine's RAM, where a full /tmp ends in the OOM killer rather than "disk full".
     tmp_size: int = 0
+    # The server's own cgroup folders shown as /sys/fs/cgroup (in a cgroup namespace of its own).
+    cgroup_binds: tuple[tuple[Path, Path], ...] = ()
 
 
 # Under /run, which the sandbox replaces with a tmpfs: mount points can be made there.
 MOUNTS = Path("/run/coursehub")
 COURSE_MOUNT = MOUNTS / "course"
 SYNC_MOUNT = MOUNTS / "sync.py"
+CGROUP_VIEW = Path("/sys/fs/cgroup")
 # Tmpfs that only hide host folders: nothing needs to write there.
 HIDING_TMPFS_SIZE = 1 << 20
 
@@ -59,6 +62,7 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
         Mount("scratch", "/dev/shm", readonly=False, size=spec.tmp_size // 2),
     ]
     hiding = ["/run", *map(str, (spec.home_root, *spec.hidden))]
+    hiding += [str(CGROUP_VIEW)] if spec.cgroup_binds else []
     view += [Mount("hide", folder, size=HIDING_TMPFS_SIZE) for folder in hiding]
     # Binds come after the tmpfs that hide their parents, so they show through.
     shown = [(spec.environment, spec.environment, True), *((p, p, True) for p in spec.readonly)]
@@ -73,6 +77,7 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
         if source is not None
     ]
     shown.append((spec.home, spec.home, False))
+    shown += [(source, target, True) for source, target in spec.cgroup_binds]
     view += [Mount("bind", str(target), source=str(source), readonly=ro) for source, target, ro in shown]
     # In bwrap's user namespace those tmpfs belong to the user: make them read-only once the
     # binds inside them exist, so they cannot become more unbounded scratch space.

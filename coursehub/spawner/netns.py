@@ -1,0 +1,253 @@
+"""A network namespace per server: a veth pair from iproute2, and one nftables table per hub.
+
+Layout (all addresses in `network.subnet`): the hub's gateway address G (the subnet's first) sits
+on the host's loopback interface; the hub's API listens there. Each server gets a namespace with one address
+S/32 on its end of a veth pair, a route to G and a default route via G; the host routes S/32 to
+the pair's host end. The proxy and the hub reach S from the host directly. The nftables table:
+- input from any server veth: only the hub's API on G (no proxy API, no other host service,
+  nothing on the host's loopback, whichever host address is tried);
+- forward into any server veth: only replies (no server reaches another server's namespace);
+- forward from a server veth: never link-local (169.254.0.0/16 with the cloud metadata address,
+  fe80::/10), DNS to the host's resolvers, then `deny` CIDRs refused, `allow` CIDRs accepted,
+  private ranges refused, the rest accepted
+  (and masqueraded, where the host forwards).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import ipaddress
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SandboxError
+
+IP = "ip"
+NFT = "nft"
+TIMEOUT = 30
+NETNS_DIR = Path("/run/netns")
+# Refused at once (the program gets "no route to host"), not left to time out.
+REFUSE = "reject with icmpx type admin-prohibited"
+LINK_LOCAL = ("169.254.0.0/16", "fe80::/10")
+PRIVATE = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+)
+
+
+@dataclass(frozen=True)
+class HubNet:
+    """One hub's network names and addresses (pure)."""
+
+    tag: str  # 4 hex digits, unique per state folder: names of its interfaces and table
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    @property
+    def veth_prefix(self) -> str:
+        return f"c{self.tag}v"
+
+    @property
+    def table(self) -> str:
+        return f"coursehub_{self.tag}"
+
+
+def hub_net(state_dir: Path, subnet: str) -> HubNet:
+    """The names and addresses of the hub whose state folder is `state_dir` (pure)."""
+    tag = hashlib.sha256(str(state_dir).encode()).hexdigest()[:4]
+    return HubNet(tag, ipaddress.IPv4Network(subnet))
+
+
+@dataclass(frozen=True)
+class ServerNet:
+    """One server's namespace, interfaces and address (pure)."""
+
+    namespace: str
+    veth: str
+    address: str
+
+
+def server_net(net: HubNet, leaf: str, taken: Iterable[str] = ()) -> ServerNet:
+    """A namespace and a free address for the server whose cgroup is called `leaf` (pure)."""
+    digest = int(hashlib.sha256(leaf.encode()).hexdigest(), 16)
+    hosts = net.subnet.num_addresses - 3  # network, gateway, broadcast
+    used = set(taken)
+    for attempt in range(hosts):
+        offset = 2 + (digest + attempt) % hosts
+        address = str(net.subnet.network_address + offset)
+        if address not in used:
+            return ServerNet(f"{net.table}-{leaf}", f"{net.veth_prefix}{offset:x}", address)
+    raise SandboxError(f"no free address left in {net.subnet} for another server")
+
+
+def nft_ruleset(
+    net: HubNet,
+    api_port: int,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+) -> str:
+    """The hub's nftables table, replacing any earlier one (pure)."""
+    dns4, dns6 = _split(dns)
+    allow4, allow6 = _split(allow)
+    deny4, deny6 = _split(deny)
+    private4, private6 = _split(PRIVATE)
+    veths = f'iifname "{net.veth_prefix}*"'
+    lines = [
+        f"table inet {net.table}",
+        f"delete table inet {net.table}",
+        f"table inet {net.table} {{",
+        "  chain input {",
+        "    type filter hook input priority 0; policy accept;",
+        f"    {veths} ct state established,related accept",
+        f"    {veths} ip daddr {net.gateway} tcp dport {api_port} accept",
+        f"    {veths} {REFUSE}",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+        f'    oifname "{net.veth_prefix}*" ct state established,related accept',
+        f'    oifname "{net.veth_prefix}*" {REFUSE}',
+        f"    {veths} ip daddr {LINK_LOCAL[0]} {REFUSE}",
+        f"    {veths} ip6 daddr {LINK_LOCAL[1]} {REFUSE}",
+        *_rules(veths, dns4, dns6, "udp dport 53 accept"),
+        *_rules(veths, dns4, dns6, "tcp dport 53 accept"),
+        *_rules(veths, deny4, deny6, "drop"),
+        *_rules(veths, allow4, allow6, "accept"),
+        *_rules(veths, private4, private6, "drop"),
+        f"    {veths} accept",
+        "  }",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority 100; policy accept;",
+        f'    {veths} oifname != "{net.veth_prefix}*" masquerade',
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _rules(match: str, v4: list[str], v6: list[str], verdict: str) -> list[str]:
+    """nftables lines sending traffic to the networks `v4` and `v6` to `verdict` (pure)."""
+    return [
+        f"    {match} {family} daddr {{ {', '.join(nets)} }} {REFUSE if verdict == 'drop' else verdict}"
+        for family, nets in (("ip", v4), ("ip6", v6))
+        if nets
+    ]
+
+
+def _split(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
+    """IPv4 and IPv6 networks of `cidrs`, normalised (pure)."""
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    return [str(n) for n in nets if n.version == 4], [str(n) for n in nets if n.version == 6]
+
+
+def _run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise SandboxError(f"{' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def setup_hub(
+    net: HubNet, api_port: int, allow: Iterable[str] = (), deny: Iterable[str] = (), dns: Iterable[str] = ()
+) -> None:
+    """The gateway address and the nftables table (idempotent; `up` runs it)."""
+    # On the loopback interface: every kernel has one (not every kernel has the dummy driver),
+    # and the host answers the servers' ARP for any of its own addresses.
+    _run(IP, "addr", "replace", f"{net.gateway}/32", "dev", "lo")
+    _run(NFT, "-f", "-", stdin=nft_ruleset(net, api_port, allow, deny, dns))
+
+
+def teardown_hub(net: HubNet) -> None:
+    """Remove the hub's gateway address and table (`down`)."""
+    _run(IP, "addr", "del", f"{net.gateway}/32", "dev", "lo", check=False)
+    _run(NFT, "delete", "table", "inet", net.table, check=False)
+
+
+def nameservers(resolv_conf: str) -> list[str]:
+    """The resolvers of a resolv.conf that a namespace can reach (not the host's loopback) (pure)."""
+    found = []
+    for line in resolv_conf.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(fields[1].split("%")[0])
+            except ValueError:
+                continue
+            if not address.is_loopback:
+                found.append(str(address))
+    return found
+
+
+def taken_addresses(net: HubNet) -> list[str]:
+    """Server addresses routed now (from the host's routes to the hub's veths)."""
+    out = _run(IP, "-o", "route", "show", "root", str(net.subnet), check=False).stdout
+    return [line.split()[0].split("/")[0] for line in out.splitlines() if net.veth_prefix in line]
+
+
+def create(net: HubNet, server: ServerNet) -> None:
+    """The server's namespace with its veth, address and routes (any leftover is replaced)."""
+    remove(server)
+    inside = (IP, "-n", server.namespace)
+    _run(IP, "netns", "add", server.namespace)
+    try:
+        peer = ("peer", "name", "eth0", "netns", server.namespace)
+        _run(IP, "link", "add", server.veth, "type", "veth", *peer)
+        _run(IP, "link", "set", server.veth, "up")
+        # Forwarding for what comes in on this veth only (IPv4 decides by the input device):
+        # the host's global ip_forward, and so its other interfaces, are left as they are.
+        Path(f"/proc/sys/net/ipv4/conf/{server.veth}/forwarding").write_text("1")
+        _run(*inside, "link", "set", "lo", "up")
+        _run(*inside, "addr", "add", f"{server.address}/32", "dev", "eth0")
+        _run(*inside, "link", "set", "eth0", "up")
+        _run(*inside, "route", "add", f"{net.gateway}/32", "dev", "eth0")
+        _run(*inside, "route", "add", "default", "via", net.gateway, "dev", "eth0")
+        _run(IP, "route", "replace", f"{server.address}/32", "dev", server.veth, "src", net.gateway)
+    except SandboxError:
+        remove(server)
+        raise
+
+
+def remove(server: ServerNet) -> None:
+    """Delete the server's namespace (its veth pair and route go with it); idempotent."""
+    _run(IP, "link", "del", server.veth, check=False)
+    _run(IP, "netns", "del", server.namespace, check=False)
+
+
+def remove_all(net: HubNet) -> int:
+    """Delete every namespace of this hub's servers (`down`); how many."""
+    names = sorted(p.name for p in NETNS_DIR.glob(f"{net.table}-*")) if NETNS_DIR.is_dir() else []
+    for name in names:
+        _run(IP, "netns", "del", name, check=False)
+    return len(names)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+# Looked up once at import: a process forked from the threaded hub only calls it before exec.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def join(path: str) -> None:
+    """Move the calling process into the network namespace at `path` (setns; safe before exec)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def namespace_path(server: ServerNet) -> str:
+    """The file a process opens to join the server's namespace (setns)."""
+    return str(NETNS_DIR / server.namespace)

@@ -1,0 +1,65 @@
+"""Pure parts of servers' network namespaces: names, addresses, resolvers and the nftables rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coursehub.settings import Settings
+from coursehub.spawner import netns
+
+NET = netns.hub_net(Path("/var/lib/coursehub"), "10.217.0.0/16")
+
+
+def test_names_fit_the_kernel_limits_and_differ_per_hub():
+    other = netns.hub_net(Path("/srv/other-hub"), "10.217.0.0/16")
+    assert NET.tag != other.tag and NET.table != other.table
+    server = netns.server_net(NET, "ch-alice--default")
+    assert len(server.veth) <= 15  # IFNAMSIZ - 1
+    assert server.veth.startswith(NET.veth_prefix)
+    assert server.address != NET.gateway and server.address in [str(a) for a in NET.subnet]
+
+
+def test_a_taken_address_is_never_given_again():
+    first = netns.server_net(NET, "ch-alice--default")
+    again = netns.server_net(NET, "ch-alice--default", [first.address])
+    assert again.address != first.address and again.veth != first.veth
+
+
+def test_only_reachable_resolvers_are_allowed():
+    conf = "# comment\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver fe80::1%eth0\nsearch x\n"
+    assert netns.nameservers(conf) == ["10.255.255.53", "fe80::1"]
+
+
+def test_rules_refuse_the_host_other_servers_link_local_and_private_ranges():
+    rules = netns.nft_ruleset(NET, 8081, allow=["10.9.0.0/16"], deny=["8.8.8.8"], dns=["10.255.255.53"])
+    lines = [line.strip() for line in rules.splitlines()]
+    veths = f'iifname "{NET.veth_prefix}*"'
+    refuse = netns.REFUSE
+    # From a server to the host: the hub's API on the gateway, and nothing else.
+    input_rules = lines[lines.index("chain input {") : lines.index("chain forward {")]
+    assert f"{veths} ip daddr {NET.gateway} tcp dport 8081 accept" in input_rules
+    assert input_rules[-2] == f"{veths} {refuse}"
+    forward = lines[lines.index("chain forward {") : lines.index("chain postrouting {")]
+    order = [
+        f'oifname "{NET.veth_prefix}*" {refuse}',  # into another server's namespace
+        f"{veths} ip daddr 169.254.0.0/16 {refuse}",  # link-local, the metadata address: always
+        f"{veths} ip daddr {{ 10.255.255.53/32 }} udp dport 53 accept",
+        f"{veths} ip daddr {{ 8.8.8.8/32 }} {refuse}",  # deny before allow
+        f"{veths} ip daddr {{ 10.9.0.0/16 }} accept",
+        f"{veths} ip daddr {{ 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 }} {refuse}",
+        f"{veths} accept",
+    ]
+    assert [forward.index(rule) for rule in order] == sorted(forward.index(rule) for rule in order)
+    assert rules.startswith(f"table inet {NET.table}\ndelete table inet {NET.table}\n")  # replaces
+
+
+def test_network_settings_are_validated():
+    settings = Settings.model_validate({"network": {"allow": ["10.1.2.3/8"], "subnet": "10.50.0.0/16"}})
+    assert settings.network.allow == ["10.0.0.0/8"]
+    assert settings.network.isolate is False  # off unless asked for
+    for bad in ({"allow": ["nope"]}, {"subnet": "10.0.0.0/30"}, {"subnet": "fd00::/64"}):
+        try:
+            Settings.model_validate({"network": bad})
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
