@@ -23,6 +23,7 @@ from .runtime import ensure_secret, ensure_state_dir, find_proxy
 from .settings import Settings
 from .spawner import cgroups
 from .spawner.accounts import unix_name
+from .spawner.bwrap import find_bwrap
 from .spawner.forkclient import ensure_forkserver, stop_forkservers
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def preflight(settings: Settings) -> None:
             "coursehub up must run as root: it creates a Unix account, a sandbox and a cgroup "
             "per student (run it with sudo)"
         )
-    if not shutil.which("bwrap"):
+    if not find_bwrap():
         problems.append("bubblewrap is not installed: apt-get install bubblewrap")
     if cgroups.cgroup_version() == 0:
         problems.append("no cgroup hierarchy is mounted at /sys/fs/cgroup")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,12 @@ class SandboxSpec:
     # Bytes of the private /tmp (and half of it for /dev/shm); 0 leaves the kernel's default,
     # half the machine's RAM, where a full /tmp ends in the OOM killer rather than "disk full".
     tmp_size: int = 0
+
+
+def find_bwrap() -> str | None:
+    """bubblewrap's absolute path, looked up once in the admin's PATH (never a user's or a course's)."""
+    found = shutil.which("bwrap", path=os.environ.get("PATH", os.defpath))
+    return os.path.realpath(found) if found else None
 
 
 # Tmpfs that only hide host folders: nothing needs to write there.

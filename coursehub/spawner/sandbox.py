@@ -25,7 +25,7 @@ from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
-from .bwrap import SandboxSpec, bwrap_args
+from .bwrap import SandboxSpec, bwrap_args, find_bwrap
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 try:  # JupyterHub >= 6
@@ -63,12 +63,16 @@ class SandboxSpawner(LocalProcessSpawner):
     spawn_mode = Unicode(
         "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
     ).tag(config=True)
-    bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+    bwrap_path = Unicode(help="The bubblewrap executable, by absolute path.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     account: UnixAccount | None = None
+
+    @default("bwrap_path")
+    def _default_bwrap_path(self) -> str:
+        return find_bwrap() or ""
 
     @default("poll_interval")
     def _default_poll_interval(self) -> int:
@@ -234,6 +238,10 @@ class SandboxSpawner(LocalProcessSpawner):
         """Start the server as a fresh process under bubblewrap."""
         assert self.account is not None
         server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        if not os.path.isabs(self.bwrap_path):
+            # A bare name would be looked up in the server's PATH, the course environment first.
+            await asyncio.to_thread(group.kill_and_remove)
+            raise spawn_error("The sandbox is not available: bubblewrap was not found.", "sandbox")
         cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
         try:
             with open(log_path, "wb") as log_file:
