@@ -317,6 +317,24 @@ def test_v2_links_keep_logged_in_users_and_refuse_embedding(book):
     assert embedded.status_code == 400 and "jupyterhub-session-id" not in embedded.cookies
 
 
+def test_a_v2_link_never_starts_an_unregistered_repository_in_a_users_account(book):
+    hub, url, _, _ = book
+    subprocess.run(["git", "clone", "-q", "--bare", url, str(hub.root / "git" / "notacourse")], check=True)
+    other = url.rsplit("/", 1)[0] + "/notacourse"
+    spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
+    binder = {"python": "", "state_dir": str(hub.state_dir)}
+    with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would, for anonymous readers
+        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+    (name,) = hub.create_accounts("v2u", 1)
+    session = hub.login(name)
+    link = hub.url + "hub/binder/v2/" + spec_of(other) + "?urlpath=lab/tree/week1/intro.ipynb"
+    response = session.get(link, allow_redirects=False, timeout=60)
+    assert response.status_code == 409 and "not a course of this hub" in response.text
+    launched = session.get(hub.url + f"hub/launch/{record.name}", allow_redirects=False, timeout=60)
+    assert launched.status_code == 403 and "not a course of this hub" in launched.text
+    assert record.name not in hub.api().json("GET", f"users/{name}")["servers"]
+
+
 def test_launches_per_client_are_rate_limited(book):
     # Last in the module: the address stays limited for a minute.
     hub, _, _, _ = book

@@ -15,7 +15,7 @@ from tornado import web
 
 from ..clientaddr import client_address
 from ..courses.access import is_temporary
-from .binder_launch import Launch, LaunchRefused, resolve_launch
+from .binder_launch import Launch, LaunchRefused, is_unregistered, resolve_launch
 from .binder_limits import RateLimiter, origin_allowed
 from .binder_spec import BinderSpecError, join_server_url, parse_build_path, parse_urlpath
 from .handlers import CourseHandler, page_error
@@ -163,6 +163,13 @@ class V2Handler(BinderHandler):
             self.rate_limit()
             launch = await resolve_launch(self, spec, None)
             user = self.current_user
+            if user is not None and not is_temporary(user) and is_unregistered(launch.record):
+                # Not a course: its code must never run in someone's account, with their home.
+                raise LaunchRefused(
+                    f"{spec.repo_url} is not a course of this hub: it opens only as an anonymous "
+                    "reader. Log out (or use a private browser window) and open the link again.",
+                    409,
+                )
             if user is not None and not is_temporary(user):
                 # Logged-in users keep their account: their own (persistent) server of the course.
                 self.redirect(course_launch_url(self.hub.base_url, launch.course, urlpath))

@@ -14,12 +14,13 @@ from typing import Any
 from jupyterhub import orm
 from tornado import web
 
+from ..courses.access import is_unregistered as is_unregistered
 from ..courses.catalog import CourseRecord
 from ..errors import CoursehubError
 from ..hubconfig.binder import BINDER_GROUP
 from ..hubconfig.core import TEMPORARY_GROUP
 from .binder_limits import quota_refusal, server_cors_args
-from .binder_spec import BinderSpec, course_repo_url, server_name_for
+from .binder_spec import BinderSpec, course_repo_url, server_name_for, unregistered_repo_refusal
 
 Emit = Callable[[dict], Awaitable[None]] | None
 GIT_TIMEOUT = 20
@@ -187,6 +188,11 @@ async def resolve_launch(handler: Any, spec: BinderSpec, emit: Emit) -> Launch:
             "(an admin can enable binder.allow_any_repo).",
             404,
         )
+    # Checked before any connection: an anonymous reader must not make the hub fetch from its own
+    # machine or network (the address is resolved here; see docs/security.md for what remains).
+    refusal = await asyncio.to_thread(unregistered_repo_refusal, spec.repo_url)
+    if refusal:
+        raise LaunchRefused(f"This hub does not build {spec.repo_url}: {refusal}.", 403)
     from .binder_build import build_repository
 
     record = await build_repository(spec, binder, records, emit)

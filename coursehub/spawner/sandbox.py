@@ -20,7 +20,7 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
-from ..courses.access import is_temporary, may_open
+from ..courses.access import is_temporary, is_unregistered, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups
@@ -185,6 +185,10 @@ class SandboxSpawner(LocalProcessSpawner):
             raise spawn_error(f"There is no course called '{self.name}'.", "unknown-course")
         if self.record is not None and not may_open(self.record.access, self.user):
             raise spawn_error(f"You are not enrolled in '{self.course}'.", "not-enrolled", 403)
+        if self.record is not None and is_unregistered(self.record) and not is_temporary(self.user):
+            # A repository anyone could name (binder.allow_any_repo) never runs with a real home.
+            message = f"'{self.course}' is not a course: it opens only for anonymous Binder readers."
+            raise spawn_error(message, "not-a-course", 403)
         try:
             self.account = await asyncio.to_thread(
                 ensure_unix_account, self.user.name, self.user_prefix, Path(self.home_root)
