@@ -368,3 +368,20 @@ def test_binder_builds_wait_in_their_own_queue_not_in_the_shared_thread_pool(mon
     answer, results = asyncio.run(main())
     assert answer == 42 and results == ["built"] * 12
     assert most[0] <= binder_build.MAX_PARALLEL_BUILDS
+
+
+def test_the_fetch_sees_nothing_of_the_hubs_environment(build_root, monkeypatch):
+    from coursehub.courses import content
+    from coursehub.settings import Course
+
+    repo = course_repo(build_root, "fetched", {"notes.md": "hi\n"})
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    commit = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]
+    subprocess.run(commit, check=True)
+    trace = build_root / "outside" / "git-trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))  # a git that inherits the hub's environment writes here
+    staging = content.fetch(Course(name="fetched", repo=str(repo)), build_root / "state" / "courses")
+    assert (staging / "notes.md").read_text() == "hi\n"
+    assert staging.stat().st_uid == 0 and (staging / "notes.md").stat().st_uid == 0
+    assert not trace.exists(), "the fetch ran with the hub's environment"

@@ -58,6 +58,7 @@ def build_environ(work: Path, inherited: Mapping[str, str], path: str = SYSTEM_P
         UV_LINK_MODE="copy",
         UV_PYTHON_DOWNLOADS="never",
         UV_NO_PROGRESS="1",
+        GIT_TERMINAL_PROMPT="0",
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env
@@ -69,11 +70,14 @@ def sandbox_argv(
     hidden: Sequence[Path],
     cwd: Path,
     command: Sequence[str],
+    readable: Sequence[Path] = (),
 ) -> list[str]:
     """bwrap argv of one build step (pure): read-only root, hidden state, only `writable` writable."""
     args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for folder in ("/run", *map(str, hidden)):
         args += ["--tmpfs", folder]
+    for path in readable:  # e.g. a course's local git repository under the host's /tmp
+        args += ["--ro-bind", str(path), str(path)]
     for src, dst in writable:  # after the tmpfs that hide their parents, so they show through
         args += ["--bind", str(src), str(dst)]
     args += [
@@ -116,8 +120,16 @@ def builder_account() -> tuple[int, int]:
 class BuildBox:
     """One build's sandbox: a private work folder (uv cache, home, course copy) and a cgroup per step."""
 
-    def __init__(self, staging: Path, hidden: Sequence[Path], source: Path | None, timeout: float) -> None:
+    def __init__(
+        self,
+        staging: Path,
+        hidden: Sequence[Path],
+        source: Path | None,
+        timeout: float,
+        readable: Sequence[Path] = (),
+    ) -> None:
         self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
+        self.readable = tuple(readable)
         self.work = staging.with_name(staging.name + ".work")
         self.bwrap = find_bwrap()
         if self.bwrap is None:
@@ -157,7 +169,8 @@ class BuildBox:
     ) -> None:
         """Run one step as the builder in the sandbox; raise naming the step when it fails."""
         assert self.bwrap is not None
-        argv = sandbox_argv(self.bwrap, self.writable(), self.hidden, cwd or self.work / "home", command)
+        cwd = cwd or self.work / "home"
+        argv = sandbox_argv(self.bwrap, self.writable(), self.hidden, cwd, command, self.readable)
         group = cgroups.group_for(f"build-{self.staging.name.strip('.')}") if os.geteuid() == 0 else None
         if group is not None:
             cgroups.create(group, memory=BUILD_MEMORY, cpu=BUILD_CPU, pids=BUILD_PIDS)
