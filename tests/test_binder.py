@@ -335,6 +335,40 @@ def test_a_v2_link_never_starts_an_unregistered_repository_in_a_users_account(bo
     assert record.name not in hub.api().json("GET", f"users/{name}")["servers"]
 
 
+def test_an_unregistered_repositorys_pth_file_never_runs_as_root_in_fork_mode(book):
+    hub, url, _, _ = book
+    markers = hub.root / "pth-markers"
+    markers.mkdir()
+    markers.chmod(0o1777)
+    repo = hub.root / "git" / "pthmark"
+    shutil.copytree(hub.root / "git" / "bio101", repo)
+    code = (
+        f"import os\ntry:\n open('{markers}/pth-uid-%d' % os.getuid(), 'w').close()\nexcept OSError:\n pass\n"
+    )
+    (repo / "postBuild").write_text(
+        "#!/bin/bash\nsite=$(python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
+        f'echo {json.dumps("import os; exec(" + repr(code) + ")")} > "$site/zz_coursehub_marker.pth"\n'
+    )
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pth"],
+        check=True,
+    )
+    other = url.rsplit("/", 1)[0] + "/pthmark"
+    spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
+    binder = {"python": "", "state_dir": str(hub.state_dir)}
+    with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would
+        pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+    ready = launch(hub, other)  # an anonymous reader's server, on a fork-mode hub
+    try:
+        with KernelSession(ready["url"], ready["token"]) as kernel:
+            assert kernel.execute("print(6 * 7)").stdout.strip() == "42"
+        assert not (markers / "pth-uid-0").exists(), "a repository's .pth file ran as root"
+    finally:  # the autouse fixture stops servers named 'book' only
+        user, server = ready["url"].rstrip("/").split("/")[-2:]
+        hub.api().request("DELETE", f"users/{user}/servers/{server}")
+
+
 def test_launches_per_client_are_rate_limited(book):
     # Last in the module: the address stays limited for a minute.
     hub, _, _, _ = book

@@ -204,7 +204,9 @@ class SandboxSpawner(LocalProcessSpawner):
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
         started = False
-        if self.spawn_mode == "fork":
+        # The fork server runs as root and imports from the environment: never for a repository
+        # anyone could name (binder.allow_any_repo), whose build could have planted code there.
+        if self.spawn_mode == "fork" and not (self.record and is_unregistered(self.record)):
             started = await self._start_forked(group, log_path)
         if not started:
             await self._start_exec(group, log_path)
