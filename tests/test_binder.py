@@ -369,6 +369,30 @@ def test_an_unregistered_repositorys_pth_file_never_runs_as_root_in_fork_mode(bo
         hub.api().request("DELETE", f"users/{user}/servers/{server}")
 
 
+def test_a_courses_pth_file_never_runs_as_root_in_fork_mode(book):
+    hub, _, _, _ = book
+    markers = hub.root / "pth-markers-course"
+    markers.mkdir()
+    markers.chmod(0o1777)
+    course = hub.root / "pthcourse"
+    course.mkdir()
+    (course / "requirements.txt").write_text("tabulate==0.9.0\n")
+    code = (
+        f"import os\ntry:\n open('{markers}/pth-uid-%d' % os.getuid(), 'w').close()\nexcept OSError:\n pass\n"
+    )
+    (course / "postBuild").write_text(
+        "#!/bin/bash\nsite=$(python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
+        f'echo {json.dumps("import os; exec(" + repr(code) + ")")} > "$site/zz_coursehub_marker.pth"\n'
+    )
+    hub.cli("course", "add", str(course), "--name", "pthcourse")
+    (name,) = hub.create_accounts("pth", 1)
+    token = hub.token_for(name)
+    hub.spawn(name, token, server="pthcourse")  # a fork-mode hub: from the course's fork server
+    assert hub.run(name, token, "import tabulate; print('ok')", server="pthcourse").strip() == "ok"
+    assert not (markers / "pth-uid-0").exists(), "a course's .pth file ran as root in the fork server"
+    hub.api().stop_server(name, "pthcourse")
+
+
 def test_launches_per_client_are_rate_limited(book):
     # Last in the module: the address stays limited for a minute.
     hub, _, _, _ = book

@@ -149,6 +149,9 @@ def become_user(req: dict) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p not in ("", here)]
     site.USER_BASE = site.USER_SITE = None
+    # Only now, as the user, what the site module does at a normal start: the environment's .pth
+    # files, system and user site-packages (the fork server runs with -S).
+    site.main()
 
 
 def run_server(req: dict) -> None:
@@ -215,6 +218,16 @@ def child(req: dict) -> None:
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
+def add_environment_path() -> None:
+    """The environment's site-packages on sys.path, without running its .pth files (we are root)."""
+    import sysconfig
+
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_paths()[key]
+        if path not in sys.path:
+            sys.path.append(path)
+
+
 def reap(_signum: int, _frame: object) -> None:
     """Collect exited monitors so none stays a zombie."""
     try:
@@ -226,6 +239,7 @@ def reap(_signum: int, _frame: object) -> None:
 
 def serve(path: str) -> None:
     """Accept {"op": "ping"} and {"op": "spawn", ...} requests, one per connection."""
+    add_environment_path()
     for module in PRELOAD:
         try:
             __import__(module)
