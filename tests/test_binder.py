@@ -317,6 +317,82 @@ def test_v2_links_keep_logged_in_users_and_refuse_embedding(book):
     assert embedded.status_code == 400 and "jupyterhub-session-id" not in embedded.cookies
 
 
+def test_a_v2_link_never_starts_an_unregistered_repository_in_a_users_account(book):
+    hub, url, _, _ = book
+    subprocess.run(["git", "clone", "-q", "--bare", url, str(hub.root / "git" / "notacourse")], check=True)
+    other = url.rsplit("/", 1)[0] + "/notacourse"
+    spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
+    binder = {"python": "", "state_dir": str(hub.state_dir)}
+    with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would, for anonymous readers
+        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+    (name,) = hub.create_accounts("v2u", 1)
+    session = hub.login(name)
+    link = hub.url + "hub/binder/v2/" + spec_of(other) + "?urlpath=lab/tree/week1/intro.ipynb"
+    response = session.get(link, allow_redirects=False, timeout=60)
+    assert response.status_code == 409 and "not a course of this hub" in response.text
+    launched = session.get(hub.url + f"hub/launch/{record.name}", allow_redirects=False, timeout=60)
+    assert launched.status_code == 403 and "not a course of this hub" in launched.text
+    assert record.name not in hub.api().json("GET", f"users/{name}")["servers"]
+
+
+def test_an_unregistered_repositorys_pth_file_never_runs_as_root_in_fork_mode(book):
+    hub, url, _, _ = book
+    markers = hub.root / "pth-markers"
+    markers.mkdir()
+    markers.chmod(0o1777)
+    repo = hub.root / "git" / "pthmark"
+    shutil.copytree(hub.root / "git" / "bio101", repo)
+    code = (
+        f"import os\ntry:\n open('{markers}/pth-uid-%d' % os.getuid(), 'w').close()\nexcept OSError:\n pass\n"
+    )
+    (repo / "postBuild").write_text(
+        "#!/bin/bash\nsite=$(python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
+        f'echo {json.dumps("import os; exec(" + repr(code) + ")")} > "$site/zz_coursehub_marker.pth"\n'
+    )
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pth"],
+        check=True,
+    )
+    other = url.rsplit("/", 1)[0] + "/pthmark"
+    spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
+    binder = {"python": "", "state_dir": str(hub.state_dir)}
+    with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would
+        pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+    ready = launch(hub, other)  # an anonymous reader's server, on a fork-mode hub
+    try:
+        with KernelSession(ready["url"], ready["token"]) as kernel:
+            assert kernel.execute("print(6 * 7)").stdout.strip() == "42"
+        assert not (markers / "pth-uid-0").exists(), "a repository's .pth file ran as root"
+    finally:  # the autouse fixture stops servers named 'book' only
+        user, server = ready["url"].rstrip("/").split("/")[-2:]
+        hub.api().request("DELETE", f"users/{user}/servers/{server}")
+
+
+def test_a_courses_pth_file_never_runs_as_root_in_fork_mode(book):
+    hub, _, _, _ = book
+    markers = hub.root / "pth-markers-course"
+    markers.mkdir()
+    markers.chmod(0o1777)
+    course = hub.root / "pthcourse"
+    course.mkdir()
+    (course / "requirements.txt").write_text("tabulate==0.9.0\n")
+    code = (
+        f"import os\ntry:\n open('{markers}/pth-uid-%d' % os.getuid(), 'w').close()\nexcept OSError:\n pass\n"
+    )
+    (course / "postBuild").write_text(
+        "#!/bin/bash\nsite=$(python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
+        f'echo {json.dumps("import os; exec(" + repr(code) + ")")} > "$site/zz_coursehub_marker.pth"\n'
+    )
+    hub.cli("course", "add", str(course), "--name", "pthcourse")
+    (name,) = hub.create_accounts("pth", 1)
+    token = hub.token_for(name)
+    hub.spawn(name, token, server="pthcourse")  # a fork-mode hub: from the course's fork server
+    assert hub.run(name, token, "import tabulate; print('ok')", server="pthcourse").strip() == "ok"
+    assert not (markers / "pth-uid-0").exists(), "a course's .pth file ran as root in the fork server"
+    hub.api().stop_server(name, "pthcourse")
+
+
 def test_launches_per_client_are_rate_limited(book):
     # Last in the module: the address stays limited for a minute.
     hub, _, _, _ = book

@@ -27,3 +27,11 @@ def may_open(access: str | list[str], user: Any) -> bool:
         return True
     groups = group_names(user)
     return any(entry == user.name or (entry.startswith("group:") and entry[6:] in groups) for entry in access)
+
+
+UNREGISTERED_PREFIX = "binder-"  # the names launch.binder_spec.server_name_for gives
+
+
+def is_unregistered(record: Any) -> bool:
+    """True for a repository built on demand for anonymous readers (not a course of the config)."""
+    return bool(record.name.startswith(UNREGISTERED_PREFIX))

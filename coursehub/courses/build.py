@@ -33,10 +33,13 @@ def build_course(
     staging = content.fetch(course, paths.courses)
     try:
         spec = read_spec(staging)
+        if spec.apt_packages and not course.allow_apt:
+            raise EnvironmentBuildError(apt_refusal(course.name, spec.apt_packages))
         env_spec = environment_spec(spec, staging, settings)
         if spec.apt_packages:
             _apt_install(spec.apt_packages, on_line)
-        environment = ensure_environment(env_spec, paths.envs, on_line)
+        hidden = tuple(settings.sandbox.hidden_paths)
+        environment = ensure_environment(env_spec, paths.envs, on_line, hidden=hidden)
     except CoursehubError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         _record_failure(paths, course, str(exc))
@@ -101,6 +104,7 @@ def environment_spec(spec: CourseEnvSpec, checkout: Path, settings: Settings) ->
         packages=tuple(packages),
         extra=extra,
         post_build=post_build if spec.post_build else None,
+        source=checkout,
     )
 
 
@@ -116,6 +120,15 @@ def _python_for(version: tuple[int, int] | None, configured: Path | None) -> Pat
         f"the course asks for Python {version[0]}.{version[1]} (runtime.txt or environment.yml) "
         f"but no {wanted} is installed here; install it (e.g. apt-get install {wanted}) or "
         "change the course's runtime.txt"
+    )
+
+
+def apt_refusal(name: str, packages: tuple[str, ...]) -> str:
+    """Why a course's apt.txt was not installed, and how an admin allows it (pure)."""
+    return (
+        f"course '{name}': apt.txt asks for system packages ({', '.join(packages)}), which are "
+        "installed as root for the whole machine; coursehub does that only for courses the admin "
+        f"trusts: set `allow_apt: true` on course '{name}' in coursehub.yaml, or drop apt.txt"
     )
 
 

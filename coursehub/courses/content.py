@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from ..errors import CoursehubError
@@ -40,8 +39,10 @@ def fetch(course: Course, courses_root: Path) -> Path:
             shutil.copytree(course.repo, staging, symlinks=True)
         else:
             _git_checkout(course.repo, course.ref, staging)
-    except (OSError, shutil.Error) as exc:
+    except (OSError, shutil.Error, CoursehubError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, CoursehubError):
+            raise
         raise CoursehubError(f"course '{course.name}': cannot copy {course.repo}: {exc}") from exc
     shutil.rmtree(staging / ".git", ignore_errors=True)
     _drop_symlinks(staging)
@@ -77,23 +78,31 @@ def _drop_symlinks(root: Path) -> None:
 
 
 def _git_checkout(repo: str, ref: str, dest: Path) -> None:
-    """Clone `repo` at `ref` into `dest`, or raise an error saying which part failed."""
+    """Clone `repo` at `ref` into `dest` as the builder, in the build sandbox; raise saying what failed."""
+    from .buildbox import BuildBox, seal
 
-    def git(*args: str, cwd: Path | None = None) -> None:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
-        if result.returncode != 0:
-            raise CoursehubError(f"git {args[0]} of {repo} failed: {result.stderr.strip()[-500:]}")
-
-    git("clone", "--quiet", repo, str(dest))
+    if ref.startswith("-"):
+        raise CoursehubError(f"'{ref[:60]}' is not a git ref")
+    # A local repository (a folder on this machine, maybe under the host's /tmp) is shown read-only.
+    readable = [Path(repo).resolve()] if is_local(repo) else []
+    output: list[str] = []
+    # The hub's state folder (where `dest` lives) is hidden; `dest` itself is shown writable.
+    box = BuildBox(dest, (dest.parent.parent,), None, GIT_TIMEOUT, readable=readable)
+    git = ["git", "-c", "protocol.file.allow=always"]
+    steps = [("clone", [*git, "clone", "--quiet", "--", repo, str(dest)])]
     if ref and ref != "HEAD":
-        git("checkout", "--quiet", ref, cwd=dest)
+        steps.append(("checkout", [*git, "-C", str(dest), "checkout", "--quiet", ref, "--"]))
+    with box:
+        # Another uid (root) owns a local repository: git refuses it as "dubious" unless the
+        # builder's global config (its private home) says otherwise; -c does not count.
+        (box.work / "home" / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+        for name, cmd in steps:
+            try:
+                box.run(f"git {name}", cmd, output.append)
+            except CoursehubError as exc:
+                tail = "".join(output).strip()[-500:] or str(exc)
+                raise CoursehubError(f"git {name} of {repo} failed: {tail}") from None
+    seal(dest)  # no builder process is left: the checkout becomes root's
 
 
 def make_world_readable(root: Path) -> None:

@@ -10,13 +10,14 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvironmentBuildError
-from .content import make_world_readable
+from .buildbox import BuildBox, inside, safe_write, seal
 
 # Files installed into environments (they import nothing of coursehub).
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
@@ -57,6 +58,7 @@ class EnvSpec:
     packages: tuple[str, ...]
     extra: str = ""  # hash of anything else that shapes the environment (course files)
     post_build: Path | None = None  # a course's postBuild script, run in the new environment
+    source: Path | None = None  # the course checkout the build reads (shown as a private copy)
 
     @property
     def digest(self) -> str:
@@ -121,27 +123,36 @@ def uv_binary() -> str:
         return found
 
 
-def ensure_environment(spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], None] | None = None) -> Path:
-    """The environment for `spec`, built (atomically) if it is not there yet."""
+def ensure_environment(
+    spec: EnvSpec,
+    envs_dir: Path,
+    on_line: Callable[[str], None] | None = None,
+    hidden: Sequence[Path] = (),
+) -> Path:
+    """The environment for `spec`, built (atomically, in the build sandbox) if it is not there yet."""
     target = envs_dir / spec.digest
     if (target / READY).exists():
         return target
     envs_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(envs_dir, 0o755)
-    staging = envs_dir / f".{spec.digest}.{os.getpid()}.tmp"
+    staging = envs_dir / f".{spec.digest}.{os.getpid()}.{threading.get_ident()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     log_path = envs_dir / f"{spec.digest}.log"
     started = time.monotonic()
+    # The state folder (database, secrets, other environments) is out of the build's sight.
+    box = BuildBox(staging, (envs_dir.parent, *hidden), spec.source, BUILD_TIMEOUT)
     try:
-        with log_path.open("w") as log_file:
-            for name, cmd in _build_steps(spec, staging):
-                _run_step(name, cmd, log_file, log_path, on_line)
+        with log_path.open("w") as log_file, box:
+            for name, cmd, kwargs in _build_steps(spec, staging):
+                _run_step(box, name, cmd, log_file, log_path, on_line, **kwargs)
+        # No builder process is left: from here the tree is root's and nobody else can change it.
+        seal(staging)
         install_kernelspec(staging, final=target)
         install_kernels_module(staging)
         install_lab_overrides(staging)
         seconds = round(time.monotonic() - started, 1)
-        (staging / READY).write_text(json.dumps({"seconds": seconds}))
-        make_world_readable(staging)
+        safe_write(staging, staging / READY, json.dumps({"seconds": seconds}))
+        seal(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the previous environment stays in service
         raise
@@ -152,74 +163,59 @@ def ensure_environment(spec: EnvSpec, envs_dir: Path, on_line: Callable[[str], N
     return target
 
 
-def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str]]]:
-    """The commands that build an environment, each named for error messages."""
+def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str], dict]]:
+    """The commands that build an environment, each named for error messages, with how to run it."""
     python = str(staging / "bin" / "python")
+    uv = uv_binary()
     # System site packages on, so that user site packages (pip install --user) are seen too.
-    steps = [
+    venv = [uv, "venv", "--relocatable", "--system-site-packages", "--seed", "--link-mode", "copy"]
+    steps: list[tuple[str, list[str], dict]] = [
+        ("create venv", [*venv, "--python", spec.python, str(staging)], {}),
         (
-            "create venv",
-            [
-                uv_binary(),
-                "venv",
-                "--relocatable",
-                "--system-site-packages",
-                "--seed",
-                "--python",
-                spec.python,
-                str(staging),
-            ],
+            "install packages",
+            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *spec.packages],
+            {},
         ),
-        ("install packages", [uv_binary(), "pip", "install", "--python", python, *spec.packages]),
     ]
     if spec.post_build is not None:
-        steps.append(("postBuild", _as_nobody(staging, ["/bin/bash", str(spec.post_build)])))
+        # The course's own script, with the new environment first on PATH, in its checkout.
+        path = f"{staging / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+        cwd = spec.source or spec.post_build.parent
+        steps.append(("postBuild", ["/bin/bash", str(spec.post_build)], {"path": path, "cwd": cwd}))
     return steps
-
-
-def _as_nobody(staging: Path, cmd: list[str]) -> list[str]:
-    """Run a course's own script unprivileged, with the new environment first on PATH."""
-    path = f"{staging / 'bin'}:/usr/local/bin:/usr/bin:/bin"
-    script = (
-        'p="$1"; shift; chown -R nobody "$0" && setpriv --reuid=nobody --regid=nogroup '
-        '--clear-groups env HOME=/tmp PATH="$p" "$@"; code=$?; chown -R root:root "$0"; '
-        "exit $code"
-    )
-    return ["/bin/sh", "-c", script, str(staging), path, *cmd]
 
 
 def install_kernelspec(env: Path, final: Path) -> None:
     """The environment's python3 kernelspec, run under the per-server process cap."""
     spec_file = env / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
-    spec = json.loads(spec_file.read_text())
+    spec = json.loads(inside(env, spec_file).read_text())
     python = str(final / "bin" / "python")
     spec["argv"] = [python if part == "{python}" else part for part in KERNEL_ARGV]
     spec.setdefault("metadata", {})["kernel_provisioner"] = {"provisioner_name": "coursehub-fork"}
-    # Replace, never write in place: uv hard-links installed files to its cache.
-    tmp = spec_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec, indent=1))
-    os.replace(tmp, spec_file)
+    safe_write(env, spec_file, json.dumps(spec, indent=1))
 
 
 def install_kernels_module(env: Path) -> None:
     """coursehub_kernels (the kernel zygote and its provisioner) as a module of the environment."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
-    shutil.copyfile(PAYLOADS / "kernels.py", site / "coursehub_kernels.py")
+    safe_write(env, site / "coursehub_kernels.py", (PAYLOADS / "kernels.py").read_text())
     dist = site / "coursehub_kernels-1.0.dist-info"
-    dist.mkdir(exist_ok=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: coursehub-kernels\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[jupyter_client.kernel_provisioners]\ncoursehub-fork = coursehub_kernels:ForkProvisioner\n"
+    safe_write(env, dist / "METADATA", "Metadata-Version: 2.1\nName: coursehub-kernels\nVersion: 1.0\n")
+    safe_write(
+        env,
+        dist / "entry_points.txt",
+        "[jupyter_client.kernel_provisioners]\ncoursehub-fork = coursehub_kernels:ForkProvisioner\n",
     )
-    (dist / "RECORD").write_text("")
+    safe_write(env, dist / "RECORD", "")
 
 
 def install_lab_overrides(env: Path) -> None:
     """JupyterLab defaults for a class: no news or update checks reaching out to the internet."""
     overrides = env / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
-    overrides.parent.mkdir(parents=True, exist_ok=True)
-    overrides.write_text(
+    safe_write(
+        env,
+        overrides,
         json.dumps(
             {
                 "@jupyterlab/apputils-extension:notification": {
@@ -228,26 +224,25 @@ def install_lab_overrides(env: Path) -> None:
                 },
             },
             indent=1,
-        )
+        ),
     )
 
 
-def _run_step(name: str, cmd: Sequence[str], log_file, log_path: Path, on_line) -> None:
-    """Run one build step, teeing its output to the log; raise naming the step on failure."""
+def _run_step(
+    box: BuildBox, name: str, cmd: Sequence[str], log_file, log_path: Path, on_line, **kwargs
+) -> None:
+    """Run one build step in the sandbox, teeing its output to the log; raise naming the step on failure."""
     log_file.write(f"$ {' '.join(cmd)}\n")
     log_file.flush()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
+
+    def output(line: str) -> None:
         log_file.write(line)
         if on_line:
             on_line(line.rstrip())
+
     try:
-        code = proc.wait(timeout=BUILD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = -1
-    if code != 0:
+        box.run(name, cmd, output, **kwargs)
+    except EnvironmentBuildError as exc:
         log_file.flush()
         tail = "\n".join(log_path.read_text().splitlines()[-15:])
-        raise EnvironmentBuildError(f"environment build failed at step '{name}' (log: {log_path}):\n{tail}")
+        raise EnvironmentBuildError(f"{exc} (log: {log_path}):\n{tail}") from None

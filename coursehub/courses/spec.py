@@ -12,6 +12,8 @@ import yaml
 from ..errors import EnvironmentBuildError
 
 _RUNTIME = re.compile(r"^\s*python-(\d+)\.(\d+)(?:\.\d+)?\s*$")
+# Debian policy 5.6.1: lowercase letters, digits, + - . ; at least two characters, alphanumeric first.
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _CONDA_PYTHON = re.compile(r"^python\s*[=<>]*\s*(\d+)\.(\d+)")
 
 
@@ -48,15 +50,26 @@ def read_spec(course_dir: Path) -> CourseEnvSpec:
                 )
     if (base / "runtime.txt").is_file():
         python_version = _runtime(base / "runtime.txt") or python_version
-    apt = _lines(base / "apt.txt") if (base / "apt.txt").is_file() else []
+    apt = apt_packages(_lines(base / "apt.txt")) if (base / "apt.txt").is_file() else ()
     return CourseEnvSpec(
         requirements=tuple(requirements),
         python_version=python_version,
         install_self=(course_dir / "pyproject.toml").is_file() or (course_dir / "setup.py").is_file(),
-        apt_packages=tuple(apt),
+        apt_packages=apt,
         post_build=(base / "postBuild").is_file(),
         notes=tuple(notes),
     )
+
+
+def apt_packages(lines: list[str]) -> tuple[str, ...]:
+    """apt.txt's lines, each checked to be a Debian package name (no paths, options or versions)."""
+    for line in lines:
+        if not _DEBIAN_PACKAGE.fullmatch(line):
+            raise EnvironmentBuildError(
+                f"apt.txt: {line[:80]!r} is not a Debian package name (one name per line, "
+                "like 'graphviz'; no paths, URLs, options or versions)"
+            )
+    return tuple(lines)
 
 
 def _binder_dir(course_dir: Path) -> Path:

@@ -29,6 +29,7 @@ from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.spawner import cgroups
 from coursehub.spawner.accounts import unix_name
+from coursehub.spawner.bwrap import find_bwrap
 from coursehub.spawner.forkclient import ensure_forkserver, stop_forkservers
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def preflight(settings: Settings) -> None:
             "coursehub up must run as root: it creates a Unix account, a sandbox and a cgroup "
             "per student (run it with sudo)"
         )
-    if not shutil.which("bwrap"):
+    if not find_bwrap():
         problems.append("bubblewrap is not installed: apt-get install bubblewrap")
     if cgroups.cgroup_version() == 0:
         problems.append("no cgroup hierarchy is mounted at /sys/fs/cgroup")

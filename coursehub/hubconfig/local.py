@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from traitlets.config import Config
 
 from ..settings import Settings
+from ..spawner.bwrap import find_bwrap
 from ..spawner.netns import hub_net
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.home_root = str(sandbox.home_root)
     s.user_prefix = sandbox.user_prefix
     s.spawn_mode = sandbox.spawn_mode
+    # By absolute path: found through the servers' PATH, a course's bin/bwrap would run instead.
+    s.bwrap_path = find_bwrap() or ""
     s.max_parallel_starts = sandbox.max_parallel_starts
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu

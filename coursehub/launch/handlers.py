@@ -13,7 +13,7 @@ from tornado import web
 from coursehub.names import TEMPORARY_GROUP
 
 from ..clientaddr import limit_key
-from ..courses.access import may_open
+from ..courses.access import is_temporary, is_unregistered, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from .guests import create_anonymous_user, limiter
 from .links import LinkError, lab_path, locate, parse_course_name, parse_path
@@ -118,6 +118,9 @@ class LaunchHandler(CourseHandler):
     async def get(self, raw_name: str) -> None:
         user = self.current_user
         record = self.course(raw_name, user)
+        if is_unregistered(record) and not is_temporary(user):
+            what = record.repo or record.name
+            raise page_error(403, f"{what} is not a course of this hub: it opens only for anonymous readers.")
         if not may_open(record.access, user):
             raise page_error(
                 403, f"You are not enrolled in {record.title or record.name}. Ask your instructor to add you."

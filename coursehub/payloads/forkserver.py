@@ -202,6 +202,9 @@ def become_user(req: dict) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p not in ("", here)]
     site.USER_BASE = site.USER_SITE = None
+    # Only now, as the user, what the site module does at a normal start: the environment's .pth
+    # files, system and user site-packages (the fork server runs with -S).
+    site.main()
 
 
 def run_server(req: dict) -> None:
@@ -317,6 +320,16 @@ def copy_capped(source: int, folder: int, name: str, cap: int) -> None:
     os.close(log)
 
 
+def add_environment_path() -> None:
+    """The environment's site-packages on sys.path, without running its .pth files (we are root)."""
+    import sysconfig
+
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_paths()[key]
+        if path not in sys.path:
+            sys.path.append(path)
+
+
 def reap(_signum: int, _frame: object) -> None:
     """Collect exited monitors so none stays a zombie."""
     try:
@@ -328,6 +341,7 @@ def reap(_signum: int, _frame: object) -> None:
 
 def serve(path: str) -> None:
     """Accept {"op": "ping"} and {"op": "spawn", ...} requests, one per connection."""
+    add_environment_path()
     for module in PRELOAD:
         try:
             __import__(module)

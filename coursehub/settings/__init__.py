@@ -176,6 +176,10 @@ class Course(Model):
     shared_data: Path | None = Field(None, description="Host folder shown read-only as ~/<course>/shared.")
     scratch: Path | None = Field(None, description="Host folder shared read-write as ~/<course>/scratch.")
     kubernetes: CourseKubernetes | None = Field(None, description="Image and data on Kubernetes.")
+    allow_apt: bool = Field(
+        False,
+        description="Install the repository's apt.txt system-wide, as root: only for repositories you trust.",
+    )
 
 
 Passthrough = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from .view import (
     COURSE_MOUNT,
     HIDING_TMPFS_SIZE,
@@ -12,7 +15,15 @@ from .view import (
     sandbox_view,
 )
 
-__all__ = ["COURSE_MOUNT", "HIDING_TMPFS_SIZE", "MOUNTS", "SYNC_MOUNT", "SandboxSpec", "bwrap_args"]
+__all__ = [
+    "COURSE_MOUNT",
+    "HIDING_TMPFS_SIZE",
+    "MOUNTS",
+    "SYNC_MOUNT",
+    "SandboxSpec",
+    "bwrap_args",
+    "find_bwrap",
+]
 
 
 # Merge the course into ~/<course>/ with nbgitpuller's rules, then become the server. This
@@ -24,6 +35,12 @@ SYNC_AND_EXEC = (
     '|| echo "coursehub: course sync failed" >&2; fi; '
     'exec "$@"'
 )
+
+
+def find_bwrap() -> str | None:
+    """bubblewrap's absolute path, looked up once in the admin's PATH (never a user's or a course's)."""
+    found = shutil.which("bwrap", path=os.environ.get("PATH", os.defpath))
+    return os.path.realpath(found) if found else None
 
 
 def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:

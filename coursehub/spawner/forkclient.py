@@ -90,8 +90,10 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
         python = environment / "bin" / "python"
         with open(log_dir / f"forkserver-{environment.name}.log", "ab") as out:
             # A bare environment: nothing of the hub's (children can read their initial environ).
+            # -S: no site module, so no .pth file or sitecustomize of the environment runs as root
+            # (the script adds the environment's site-packages itself); -E: no PYTHON* variables.
             subprocess.Popen(
-                [str(python), str(SCRIPT), str(sock)],
+                [str(python), "-S", "-E", str(SCRIPT), str(sock)],
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,

@@ -23,12 +23,12 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
-from ..courses.access import is_temporary, may_open
+from ..courses.access import is_temporary, is_unregistered, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
-from .bwrap import SandboxSpec, bwrap_args
+from .bwrap import SandboxSpec, bwrap_args, find_bwrap
 from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
@@ -68,7 +68,7 @@ class SandboxSpawner(LocalProcessSpawner):
     spawn_mode = Unicode(
         "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
     ).tag(config=True)
-    bwrap_path = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+    bwrap_path = Unicode(help="The bubblewrap executable, by absolute path.").tag(config=True)
     cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
     network_subnet = Unicode("", help="Servers' namespaces' range; empty: no network namespace.").tag(
         config=True
@@ -81,6 +81,10 @@ class SandboxSpawner(LocalProcessSpawner):
     _log_writer: Popen | None = None
     server_net: netns.ServerNet | None = None
     _pidfd = -1
+
+    @default("bwrap_path")
+    def _default_bwrap_path(self) -> str:
+        return find_bwrap() or ""
 
     @default("poll_interval")
     def _default_poll_interval(self) -> int:
@@ -200,6 +204,10 @@ class SandboxSpawner(LocalProcessSpawner):
             raise spawn_error(f"There is no course called '{self.name}'.", "unknown-course")
         if self.record is not None and not may_open(self.record.access, self.user):
             raise spawn_error(f"You are not enrolled in '{self.course}'.", "not-enrolled", 403)
+        if self.record is not None and is_unregistered(self.record) and not is_temporary(self.user):
+            # A repository anyone could name (binder.allow_any_repo) never runs with a real home.
+            message = f"'{self.course}' is not a course: it opens only for anonymous Binder readers."
+            raise spawn_error(message, "not-a-course", 403)
         try:
             self.account = await asyncio.to_thread(
                 ensure_unix_account, self.user.name, self.user_prefix, Path(self.home_root)
@@ -222,7 +230,9 @@ class SandboxSpawner(LocalProcessSpawner):
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
         started = False
-        if self.spawn_mode == "fork":
+        # The fork server runs as root and imports from the environment: never for a repository
+        # anyone could name (binder.allow_any_repo), whose build could have planted code there.
+        if self.spawn_mode == "fork" and not (self.record and is_unregistered(self.record)):
             started = await self._start_forked(group, log_path)
         if not started:
             await self._start_exec(group, log_path)
@@ -263,6 +273,10 @@ class SandboxSpawner(LocalProcessSpawner):
         """Start the server as a fresh process under bubblewrap."""
         assert self.account is not None
         server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        if not os.path.isabs(self.bwrap_path):
+            # A bare name would be looked up in the server's PATH, the course environment first.
+            await asyncio.to_thread(group.kill_and_remove)
+            raise spawn_error("The sandbox is not available: bubblewrap was not found.", "sandbox")
         cmd = bwrap_args(self.sandbox_spec(), server, self.bwrap_path)
         out, into = os.pipe()
         try:

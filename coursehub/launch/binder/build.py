@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ from coursehub.launch.binder.spec import BinderSpec
 from coursehub.paths import StatePaths
 from coursehub.settings import Course, Settings
 
+# Builds of repositories anyone may name wait in their own queue: on asyncio's default pool they
+# could take every thread that logins (argon2), account creation and cgroup setup need.
+MAX_PARALLEL_BUILDS = 2
+BUILD_POOL = ThreadPoolExecutor(MAX_PARALLEL_BUILDS, thread_name_prefix="coursehub-binder-build")
+
 
 async def build_repository(
     spec: BinderSpec, binder: dict, records: dict[str, CourseRecord], emit: Emit
@@ -32,7 +38,10 @@ async def build_repository(
             if emit:
                 await emit({"phase": "built", "imageName": f"coursehub/{name}", "message": "Found built.\n"})
             return record
-        course = Course(name=name, title=spec.repo_url, repo=spec.repo_url, ref=spec.ref, access="open")
+        # Never apt.txt: anyone may name this repository, and apt installs as root.
+        course = Course(
+            name=name, title=spec.repo_url, repo=spec.repo_url, ref=spec.ref, access="open", allow_apt=False
+        )
         settings = Settings(sandbox={"python": binder.get("python") or None}, courses=[course])
         paths = StatePaths(Path(binder["state_dir"]))
         record = await _build_streaming(course, settings, paths, emit)
@@ -51,7 +60,7 @@ async def _build_streaming(course: Course, settings: Settings, paths: StatePaths
 
     async def build() -> CourseRecord:
         try:
-            return await asyncio.to_thread(build_course, course, settings, paths, on_line)
+            return await loop.run_in_executor(BUILD_POOL, build_course, course, settings, paths, on_line)
         finally:
             lines.put_nowait(None)
 

@@ -16,7 +16,7 @@ from tornado import web
 from coursehub.clientaddr import limit_key
 from coursehub.courses.access import is_temporary
 from coursehub.launch.binder.build import build_repository
-from coursehub.launch.binder.launch import Launch, LaunchRefused, resolve_launch
+from coursehub.launch.binder.launch import Launch, LaunchRefused, is_unregistered, resolve_launch
 from coursehub.launch.binder.limits import origin_allowed
 from coursehub.launch.binder.spec import (
     BinderSpecError,
@@ -168,6 +168,13 @@ class V2Handler(BinderHandler):
             self.rate_limit()
             launch = await resolve_launch(self, spec, None, build_repository)
             user = self.current_user
+            if user is not None and not is_temporary(user) and is_unregistered(launch.record):
+                # Not a course: its code must never run in someone's account, with their home.
+                raise LaunchRefused(
+                    f"{spec.repo_url} is not a course of this hub: it opens only as an anonymous "
+                    "reader. Log out (or use a private browser window) and open the link again.",
+                    409,
+                )
             if user is not None and not is_temporary(user):
                 # Logged-in users keep their account: their own (persistent) server of the course.
                 self.redirect(course_launch_url(self.hub.base_url, launch.course, urlpath))

@@ -13,10 +13,16 @@ from typing import Any
 from jupyterhub import orm
 from tornado import web
 
+from coursehub.courses.access import is_unregistered as is_unregistered
 from coursehub.courses.catalog import CourseRecord
 from coursehub.errors import LaunchRefused
 from coursehub.launch.binder.limits import quota_refusal, server_cors_args
-from coursehub.launch.binder.spec import BinderSpec, course_repo_url, server_name_for
+from coursehub.launch.binder.spec import (
+    BinderSpec,
+    course_repo_url,
+    server_name_for,
+    unregistered_repo_refusal,
+)
 from coursehub.launch.guests import create_anonymous_user
 from coursehub.names import BINDER_GROUP, TEMPORARY_GROUP
 
@@ -174,6 +180,11 @@ async def resolve_launch(handler: Any, spec: BinderSpec, emit: Emit, build: Buil
             "(an admin can enable binder.allow_any_repo).",
             404,
         )
+    # Checked before any connection: an anonymous reader must not make the hub fetch from its own
+    # machine or network (the address is resolved here; see docs/security.md for what remains).
+    refusal = await asyncio.to_thread(unregistered_repo_refusal, spec.repo_url)
+    if refusal:
+        raise LaunchRefused(f"This hub does not build {spec.repo_url}: {refusal}.", 403)
     record = await build(spec, binder, records, emit)
     return Launch(record=record, binder=binder)
 

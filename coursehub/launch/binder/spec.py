@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -19,6 +22,10 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 _URL_PATH = re.compile(r"^[A-Za-z0-9._~/+-]{1,500}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REPO_SCHEMES = ("https", "http", "git")
+# Repositories that are not courses (binder.allow_any_repo): never plain http, never file or ssh.
+ANY_REPO_SCHEMES = ("https", "git")
+DEFAULT_PORTS = {"https": 443, "git": 9418}
+Resolver = Callable[..., list]
 
 
 @dataclass(frozen=True)
@@ -133,4 +140,45 @@ def server_name_for(repo_url: str) -> str:
     """A stable course name for an unregistered repository (built only with allow_any_repo)."""
     import hashlib
 
-    return "binder-" + hashlib.sha256(repo_url.encode()).hexdigest()[:12]
+    from coursehub.courses.access import UNREGISTERED_PREFIX
+
+    return UNREGISTERED_PREFIX + hashlib.sha256(repo_url.encode()).hexdigest()[:12]
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a build may not fetch from `address` (loopback, private, link-local...), or None (pure)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global or ip.is_multicast:
+        return "not a public address"
+    return None
+
+
+def unregistered_repo_refusal(repo_url: str, resolve: Resolver = socket.getaddrinfo) -> str | None:
+    """Why the hub may not fetch `repo_url` for an anonymous build, or None; checked before any connection.
+
+    `resolve` is getaddrinfo (tests pass their own: a test never sends traffic to a real address).
+    """
+    parts = urlsplit(repo_url)
+    if parts.scheme not in ANY_REPO_SCHEMES:
+        return f"only {' and '.join(s + '://' for s in ANY_REPO_SCHEMES)} repositories are built here"
+    host = parts.hostname or ""
+    try:
+        infos = resolve(host, parts.port or DEFAULT_PORTS[parts.scheme], type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return f"the host '{host[:80]}' cannot be resolved"
+    if not infos:
+        return f"the host '{host[:80]}' cannot be resolved"
+    for info in infos:
+        address = str(info[4][0])
+        reason = address_refusal(address)
+        if reason:
+            return f"'{host[:80]}' is {reason} ({address}): this hub builds only repositories on public hosts"
+    return None

@@ -1,0 +1,287 @@
+"""The sandbox every build step runs in: an unprivileged builder account, bubblewrap, its own cgroup.
+
+Course repositories and what they pull in are untrusted: their setup.py, build backends and
+postBuild run here, never as root, never with the hub's environment or state folder in view.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..errors import EnvironmentBuildError, SandboxError
+from ..spawner import cgroups
+from ..spawner.accounts import _file_lock
+from ..spawner.bwrap import find_bwrap
+
+log = logging.getLogger(__name__)
+BUILDER = "coursehub-builder"
+BUILD_MEMORY = 4 << 30
+BUILD_PIDS = 1024
+BUILD_CPU = 2.0
+# What a build may take from the admin's environment: how to reach the package index, nothing else.
+INDEX_VARIABLES = (
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NATIVE_TLS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def build_environ(work: Path, inherited: Mapping[str, str], path: str = SYSTEM_PATH) -> dict[str, str]:
+    """The whole environment of a build step (pure): a private home and uv cache, copies only."""
+    env = {name: inherited[name] for name in INDEX_VARIABLES if name in inherited}
+    env.update(
+        PATH=path,
+        HOME=str(work / "home"),
+        LANG="C.UTF-8",
+        TMPDIR="/tmp",
+        UV_CACHE_DIR=str(work / "cache"),
+        # Copies, never hard links: an installed file must not be an inode a cache shares.
+        UV_LINK_MODE="copy",
+        UV_PYTHON_DOWNLOADS="never",
+        UV_NO_PROGRESS="1",
+        GIT_TERMINAL_PROMPT="0",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def sandbox_argv(
+    bwrap: str,
+    writable: Sequence[tuple[Path, Path]],
+    hidden: Sequence[Path],
+    cwd: Path,
+    command: Sequence[str],
+    readable: Sequence[Path] = (),
+) -> list[str]:
+    """bwrap argv of one build step (pure): read-only root, hidden state, only `writable` writable."""
+    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for folder in ("/run", *map(str, hidden)):
+        args += ["--tmpfs", folder]
+    for path in readable:  # e.g. a course's local git repository under the host's /tmp
+        args += ["--ro-bind", str(path), str(path)]
+    for src, dst in writable:  # after the tmpfs that hide their parents, so they show through
+        args += ["--bind", str(src), str(dst)]
+    args += [
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "coursehub-build",
+        "--die-with-parent",
+        "--new-session",
+        "--chdir",
+        str(cwd),
+        "--",
+        *command,
+    ]
+    return args
+
+
+def builder_account() -> tuple[int, int]:
+    """uid and gid of the account builds run as (created once; the caller's own when not root)."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    with _file_lock():
+        try:
+            entry = pwd.getpwnam(BUILDER)
+        except KeyError:
+            entry = None
+        if entry is None:
+            cmd = ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent"]
+            cmd += ["--shell", "/usr/sbin/nologin", "--comment", "coursehub builder", "--user-group", BUILDER]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if result.returncode != 0:
+                raise SandboxError(f"could not create the build account {BUILDER}: {result.stderr.strip()}")
+            entry = pwd.getpwnam(BUILDER)
+    if entry.pw_uid == 0:
+        raise SandboxError(f"the build account {BUILDER} has uid 0; remove it (coursehub recreates it)")
+    return entry.pw_uid, entry.pw_gid
+
+
+class BuildBox:
+    """One build's sandbox: a private work folder (uv cache, home, course copy) and a cgroup per step."""
+
+    def __init__(
+        self,
+        staging: Path,
+        hidden: Sequence[Path],
+        source: Path | None,
+        timeout: float,
+        readable: Sequence[Path] = (),
+    ) -> None:
+        self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
+        self.readable = tuple(readable)
+        self.work = staging.with_name(staging.name + ".work")
+        self.bwrap = find_bwrap()
+        if self.bwrap is None:
+            raise EnvironmentBuildError("bubblewrap is not installed: apt-get install bubblewrap")
+        self.uid, self.gid = builder_account()
+
+    def __enter__(self) -> BuildBox:
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(mode=0o700)
+        for sub in ("home", "cache"):
+            (self.work / sub).mkdir(mode=0o700)
+        if self.source is not None:
+            # A private, writable copy: setup.py writes into its source tree, the checkout stays intact.
+            shutil.copytree(self.source, self.work / "src", symlinks=True)
+        self.staging.mkdir(mode=0o755)
+        # Handing over folders before anything is installed: nothing is chowned to the builder later.
+        for path in (self.staging, *_tree(self.work)):
+            os.chown(path, self.uid, self.gid, follow_symlinks=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        remove_tree(self.work)
+
+    def writable(self) -> list[tuple[Path, Path]]:
+        binds = [(self.staging, self.staging), (self.work, self.work)]
+        if self.source is not None:
+            binds.append((self.work / "src", self.source))
+        return binds
+
+    def run(
+        self,
+        name: str,
+        command: Sequence[str],
+        on_output: Callable[[str], None],
+        path: str = SYSTEM_PATH,
+        cwd: Path | None = None,
+    ) -> None:
+        """Run one step as the builder in the sandbox; raise naming the step when it fails."""
+        assert self.bwrap is not None
+        cwd = cwd or self.work / "home"
+        argv = sandbox_argv(self.bwrap, self.writable(), self.hidden, cwd, command, self.readable)
+        group = cgroups.group_for(f"build-{self.staging.name.strip('.')}") if os.geteuid() == 0 else None
+        if group is not None:
+            cgroups.create(group, memory=BUILD_MEMORY, cpu=BUILD_CPU, pids=BUILD_PIDS)
+        expired = threading.Event()
+
+        def stop() -> None:
+            expired.set()
+            proc.kill()
+            if group is not None:
+                group.kill_and_remove()
+
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=build_environ(self.work, os.environ, path),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+                preexec_fn=_become(group.procs_files if group else [], self.uid, self.gid),
+            )
+            timer = threading.Timer(self.timeout, stop)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    on_output(line)
+                code = proc.wait()
+            finally:
+                timer.cancel()
+        finally:
+            if group is not None:
+                group.kill_and_remove()  # the step's whole process tree ends with it
+        if expired.is_set():
+            raise EnvironmentBuildError(
+                f"environment build stopped at step '{name}': over its time limit of {self.timeout:.0f} s"
+            )
+        if code != 0:
+            raise EnvironmentBuildError(f"environment build failed at step '{name}' (exit status {code})")
+
+
+def _become(procs_files: list[str], uid: int, gid: int) -> Callable[[], None]:
+    """Between fork and exec: join the step's cgroup as root, then become the builder for good."""
+
+    def preexec() -> None:
+        pid = str(os.getpid()).encode()
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, pid)
+            os.close(fd)
+        if os.geteuid() == 0:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+
+    return preexec
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a build's folder (rm is several times faster than shutil.rmtree on a uv cache)."""
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=600, check=False)
+
+
+def _tree(root: Path) -> list[Path]:
+    """`root` and everything under it, symlinks not followed."""
+    found = [root]
+    for dirpath, dirnames, filenames in os.walk(root):
+        found += [Path(dirpath) / n for n in dirnames + filenames]
+    return found
+
+
+def seal(root: Path) -> None:
+    """Make a finished build root's and read-only for everyone else (run once no builder process is left).
+
+    lchown and no chmod through symlinks: the builder chose this tree's shape.
+    """
+    for path in _tree(root):
+        st = path.lstat()
+        os.chown(path, 0, 0, follow_symlinks=False)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o755)
+        elif st.st_mode & 0o111:
+            os.chmod(path, 0o755)
+        else:
+            os.chmod(path, 0o644)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, refusing it when it or a folder between it and `root` is a symlink (builder-made tree)."""
+    rel = path.relative_to(root)
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            raise EnvironmentBuildError(f"the environment has a symlink at {current}; not writing there")
+    return path
+
+
+def safe_write(root: Path, path: Path, text: str) -> None:
+    """Write `path` under builder-made `root` as root: no symlink followed, replaced atomically."""
+    inside(root, path.parent).mkdir(parents=True, exist_ok=True)
+    inside(root, path)
+    tmp = path.with_name(f".{path.name}.coursehub-tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,387 @@
+"""Hostile course repositories on a real hub: nothing they ship runs as root or unsandboxed."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from conftest import hub_root
+
+pytestmark = pytest.mark.hub
+
+
+@pytest.fixture(scope="module")
+def private_uv_cache():
+    """A uv cache of this module's own: whatever a hostile build does to it poisons nothing else."""
+    root = hub_root()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UV_CACHE_DIR", str(root / "uv-cache"))
+        yield root / "uv-cache"
+
+
+@pytest.fixture(scope="module")
+def exec_hub(private_uv_cache, make_hub_module):
+    """A hub that starts servers as fresh processes (the path that runs bwrap)."""
+    return make_hub_module(sandbox={"spawn_mode": "exec"})
+
+
+def course_repo(root: Path, name: str, files: dict[str, str]) -> Path:
+    """A course folder with `files` (relative path -> text); postBuild is made executable."""
+    repo = root / name
+    for rel, text in files.items():
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if (repo / "postBuild").exists():
+        os.chmod(repo / "postBuild", 0o755)
+    return repo
+
+
+def test_a_course_shipping_bin_bwrap_changes_nothing(exec_hub):
+    hub = exec_hub
+    marker = hub.root / "fake-bwrap-ran"
+    # The hostile course puts its own `bwrap` first on the servers' PATH: it would run instead
+    # of bubblewrap, and start the server with no sandbox at all.
+    fake = f"#!/bin/sh\ntouch {marker}\nexit 1\n"
+    post_build = (
+        "#!/bin/bash\nset -e\nprefix=$(python -c 'import sys; print(sys.prefix)')\n"
+        f'cat > "$prefix/bin/bwrap" <<\'EOF\'\n{fake}EOF\nchmod 755 "$prefix/bin/bwrap"\n'
+    )
+    repo = course_repo(hub.root, "fakebwrap", {"postBuild": post_build, "notes.md": "hi\n"})
+    os.chmod(hub.root, 0o777)  # the fake bwrap (run as the student) could leave its marker
+    try:
+        hub.cli("course", "add", str(repo), "--name", "fakebwrap", "--access", "open")
+        (name,) = hub.create_accounts("fb", 1)
+        token = hub.token_for(name)
+        hub.spawn(name, token, server="fakebwrap")
+        # Sandboxed: the server's hostname is the course's (bubblewrap's UTS namespace).
+        assert hub.run(name, token, "import socket; print(socket.gethostname())", "fakebwrap").strip() == (
+            "fakebwrap"
+        )
+        assert not marker.exists()
+    finally:
+        os.chmod(hub.root, 0o755)
+
+
+# --- builds: run straight from the test (as root, like `coursehub course add`), no hub needed ---
+
+CANARY = "coursehub-canary-" + secrets.token_hex(8)
+
+SETUP_PY = """
+import os
+from setuptools import setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+uid = os.getuid()
+try:  # where only a build running as root (or outside a sandbox) could leave a marker
+    open(os.path.join({outside!r}, f"setup-py-uid-{{uid}}"), "w").close()
+except OSError:
+    pass
+try:
+    state = open({state_file!r}).read()
+except OSError:
+    state = None
+with open(os.path.join(here, "buildmark.py"), "w") as f:
+    f.write(f"UID = {{uid}}\\nENV = {{dict(os.environ)!r}}\\nSTATE = {{state!r}}\\n")
+setup(name="buildmark", version="1.0", py_modules=["buildmark"])
+"""
+
+
+@pytest.fixture
+def build_root(private_uv_cache, monkeypatch):
+    """A state folder for direct builds, a world-writable 'outside' folder, a canary secret."""
+    root = hub_root()
+    state = root / "state"
+    state.mkdir(mode=0o755)
+    (state / "secret.txt").write_text(CANARY)
+    os.chmod(state / "secret.txt", 0o644)  # readable by anyone who can see the state folder
+    outside = root / "outside"
+    outside.mkdir()
+    os.chmod(outside, 0o1777)
+    monkeypatch.setenv("COURSEHUB_TEST_CANARY", CANARY)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def build(root: Path, name: str, files: dict[str, str]):
+    """Build a course from `files` the way `coursehub course add` does; its catalog record."""
+    from coursehub.courses.build import build_course
+    from coursehub.paths import StatePaths
+    from coursehub.settings import Settings
+
+    repo = course_repo(root, name, files)
+    settings = Settings.model_validate(
+        {"hub": {"state_dir": str(root / "state")}, "courses": [{"name": name, "repo": str(repo)}]}
+    )
+    return build_course(settings.courses[0], settings, StatePaths(root / "state"))
+
+
+def site_packages(env: Path) -> Path:
+    (site,) = env.glob("lib/python3*/site-packages")
+    return site
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_no_build_step_runs_as_root_sees_secrets_or_outlives_the_build(build_root):
+    outside, state_file = build_root / "outside", build_root / "state" / "secret.txt"
+    post_build = (
+        "#!/bin/bash\nprefix=$(python -c 'import sys; print(sys.prefix)')\n"
+        "{ id -u; env; cat " + str(state_file) + ' 2>&1; } > "$prefix/postbuild-env.txt"\n'
+        f"touch {outside}/postbuild-uid-$(id -u) 2>/dev/null\n"
+        # A daemon left behind: the step's whole process tree must end with it.
+        "(setsid sleep 7001 </dev/null >/dev/null 2>&1 &)\n"
+    )
+    files = {
+        "setup.py": SETUP_PY.format(outside=str(outside), state_file=str(state_file)),
+        "postBuild": post_build,
+    }
+    record = build(build_root, "hostile", files)
+    env = Path(record.environment)
+    mark = (site_packages(env) / "buildmark.py").read_text()
+    assert "UID = 0" not in mark and "UID = " in mark  # setup.py ran, not as root
+    assert CANARY not in mark  # neither the hub's environment nor the state folder
+    post = (env / "postbuild-env.txt").read_text()
+    assert post.splitlines()[0] != "0" and CANARY not in post
+    assert not list(outside.iterdir()), "a build step wrote outside its sandbox"
+    assert not processes_with("sleep 7001"), "a build step's process outlived the build"
+
+
+def test_a_postbuild_changes_no_other_environment_and_no_cache(build_root, private_uv_cache):
+    from coursehub.courses.environments import EnvSpec, ensure_environment, find_user_python, server_stack
+
+    poison = "# coursehub-poisoned-" + secrets.token_hex(4)
+    post_build = (
+        "#!/bin/bash\n"
+        'f=$(python -c "import jupyter_server.serverapp as m; print(m.__file__)")\n'
+        f'echo "{poison}" >> "$f" || true\n'
+    )
+    hostile = Path(build(build_root, "poisoner", {"postBuild": post_build}).environment)
+    other = ensure_environment(
+        EnvSpec(python=str(find_user_python()), packages=server_stack()), build_root / "state" / "envs"
+    )
+    assert other != hostile
+    serverapp = next(site_packages(other).glob("jupyter_server/serverapp.py"))
+    assert poison not in serverapp.read_text()
+    cached = subprocess.run(["grep", "-rl", poison, str(private_uv_cache)], capture_output=True, text=True)
+    assert not cached.stdout, f"the uv cache was changed: {cached.stdout}"
+    for env in (hostile, other):
+        for path in env.rglob("*"):
+            st = path.lstat()
+            if path.is_symlink():
+                continue
+            assert st.st_uid == 0 and not st.st_mode & 0o022, f"{path} is not root-owned read-only"
+            assert not path.is_file() or st.st_nlink == 1, f"{path} is a hard link"
+
+
+def test_a_build_step_over_its_time_limit_is_stopped(build_root, monkeypatch):
+    from coursehub.courses import environments
+    from coursehub.errors import EnvironmentBuildError
+
+    monkeypatch.setattr(environments, "BUILD_TIMEOUT", 30)
+    post_build = "#!/bin/bash\nexec sleep 7002 </dev/null >/dev/null 2>&1\n"
+    with pytest.raises(EnvironmentBuildError, match="time limit"):
+        build(build_root, "slow", {"postBuild": post_build})
+    assert not processes_with("sleep 7002")
+
+
+def test_apt_txt_without_the_admins_permission_is_refused_saying_how(build_root):
+    from coursehub.errors import EnvironmentBuildError
+
+    with pytest.raises(EnvironmentBuildError, match=r"allow_apt: true") as refused:
+        build(build_root, "aptless", {"apt.txt": "coursehub-no-such-package\n"})
+    assert "coursehub-no-such-package" in str(refused.value)
+    assert not (build_root / "state" / "envs").exists() or not any((build_root / "state" / "envs").iterdir())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "./evil.deb",
+        "/tmp/x.deb",
+        "-oDpkg::Pre-Invoke=id",
+        "Foo",
+        "a",
+        "pkg name",
+        "pkg=1.0",
+        "http://x/y.deb",
+    ],
+)
+def test_apt_txt_lines_that_are_not_debian_package_names_are_refused(line):
+    from coursehub.courses.spec import apt_packages
+    from coursehub.errors import EnvironmentBuildError
+
+    with pytest.raises(EnvironmentBuildError, match="not a Debian package name"):
+        apt_packages([line])
+
+
+def test_debian_package_names_pass():
+    from coursehub.courses.spec import apt_packages
+
+    assert apt_packages(["graphviz", "libgl1-mesa-glx", "g++", "python3.11-venv"]) == (
+        "graphviz",
+        "libgl1-mesa-glx",
+        "g++",
+        "python3.11-venv",
+    )
+
+
+# --- Binder's allow_any_repo: what an anonymous reader may make the hub fetch and build ---
+
+FAKE_DNS = {
+    "public.test": ["93.184.216.34"],
+    "home.test": ["127.0.0.1"],
+    "lan.test": ["10.1.2.3"],
+    "office.test": ["192.168.1.20"],
+    "cloud-metadata.test": ["169.254.169.254"],
+    "v6-local.test": ["fe80::1"],
+    "v6-loop.test": ["::1"],
+    "mapped.test": ["::ffff:10.0.0.1"],
+    "cgnat.test": ["100.64.0.1"],
+    "split.test": ["93.184.216.34", "10.0.0.7"],  # one private answer is enough to refuse
+}
+
+
+def fake_resolve(host, port, type=0):  # noqa: A002 - getaddrinfo's own keyword
+    """getaddrinfo over FAKE_DNS: no query leaves the test."""
+    import socket
+
+    if host not in FAKE_DNS:
+        raise socket.gaierror(f"unknown host {host}")
+    return [(socket.AF_INET, type, 6, "", (address, port)) for address in FAKE_DNS[host]]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://public.test/org/repo", "only https:// and git://"),
+        ("https://home.test/org/repo", "loopback"),
+        ("git://v6-loop.test/repo", "loopback"),
+        ("https://lan.test/org/repo", "private"),
+        ("https://office.test/org/repo", "private"),
+        ("https://mapped.test/org/repo", "private"),
+        ("https://cloud-metadata.test/latest", "link-local"),
+        ("git://v6-local.test/repo", "link-local"),
+        ("https://cgnat.test/org/repo", "not a public address"),
+        ("https://split.test/org/repo", "private"),
+        ("https://nowhere.test/org/repo", "cannot be resolved"),
+    ],
+)
+def test_unregistered_repositories_on_non_public_hosts_are_refused(url, reason):
+    from coursehub.launch.binder.spec import unregistered_repo_refusal
+
+    refusal = unregistered_repo_refusal(url, resolve=fake_resolve)
+    assert refusal is not None and reason in refusal
+
+
+def test_unregistered_repositories_on_public_hosts_pass():
+    from coursehub.launch.binder.spec import unregistered_repo_refusal
+
+    assert unregistered_repo_refusal("https://public.test/org/repo", resolve=fake_resolve) is None
+    assert unregistered_repo_refusal("git://public.test/repo", resolve=fake_resolve) is None
+
+
+class FakeHandler:
+    """What resolve_launch reads of a request handler: binder settings and the catalog."""
+
+    binder = {"allow_any_repo": True, "state_dir": "/nonexistent", "python": ""}
+
+    def records(self) -> dict:
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://127.0.0.1:9/org/repo", "loopback"),
+        ("git://localhost:9/repo", "loopback"),
+        ("git://127.1.2.3:9/repo", "loopback"),
+        ("http://example.org/org/repo", "only https:// and git://"),
+    ],
+)
+def test_allow_any_repo_refuses_before_any_connection_with_a_clear_message(url, reason, monkeypatch):
+    import asyncio
+
+    from coursehub.launch.binder import build as binder_build
+    from coursehub.launch.binder.launch import LaunchRefused, resolve_launch
+    from coursehub.launch.binder.spec import parse_build_path
+
+    async def no_build(*_args):  # had the URL passed, the build (and its fetch) would start here
+        raise LaunchRefused("would build", 500)
+
+    monkeypatch.setattr(binder_build, "build_repository", no_build)
+    spec = parse_build_path("git", quote(url, safe="") + "/HEAD")
+    with pytest.raises(LaunchRefused) as refused:
+        asyncio.run(resolve_launch(FakeHandler(), spec, None))
+    assert reason in str(refused.value) and "does not build" in str(refused.value)
+
+
+def test_binder_builds_wait_in_their_own_queue_not_in_the_shared_thread_pool(monkeypatch):
+    import asyncio
+    import threading
+
+    from coursehub.launch.binder import build as binder_build
+    from coursehub.settings import Course, Settings
+
+    release, running, most = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def slow_build(*_args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(120)
+        with lock:
+            running[0] -= 1
+        return "built"
+
+    monkeypatch.setattr(binder_build, "build_course", slow_build)
+    course = Course(name="binder-x", repo="https://public.test/x")
+
+    async def main() -> tuple[int, list]:
+        builds = [
+            asyncio.ensure_future(binder_build._build_streaming(course, Settings(), None, None))
+            for _ in range(12)
+        ]
+        await asyncio.sleep(0)
+        try:  # a login's argon2 check, a useradd: asyncio's default pool must still serve them
+            answer = await asyncio.wait_for(asyncio.to_thread(lambda: 42), 60)
+        finally:
+            release.set()
+        return answer, await asyncio.gather(*builds)
+
+    answer, results = asyncio.run(main())
+    assert answer == 42 and results == ["built"] * 12
+    assert most[0] <= binder_build.MAX_PARALLEL_BUILDS
+
+
+def test_the_fetch_sees_nothing_of_the_hubs_environment(build_root, monkeypatch):
+    from coursehub.courses import content
+    from coursehub.settings import Course
+
+    repo = course_repo(build_root, "fetched", {"notes.md": "hi\n"})
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    commit = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]
+    subprocess.run(commit, check=True)
+    trace = build_root / "outside" / "git-trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))  # a git that inherits the hub's environment writes here
+    staging = content.fetch(Course(name="fetched", repo=str(repo)), build_root / "state" / "courses")
+    assert (staging / "notes.md").read_text() == "hi\n"
+    assert staging.stat().st_uid == 0 and (staging / "notes.md").stat().st_uid == 0
+    assert not trace.exists(), "the fetch ran with the hub's environment"
