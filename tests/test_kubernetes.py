@@ -161,6 +161,11 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         )
     )
     monkeypatch.setenv("KUBECONFIG", str(path))
+    # kubernetes_asyncio reads $KUBECONFIG once, when first imported: another test module on the same
+    # worker may have imported it before this fixture ran.
+    import kubernetes_asyncio.config.kube_config as kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
 
 class Student:
