@@ -21,6 +21,10 @@ import yaml
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
+from coursehub.clients.loopback import browser_session, resolve_localhost_names
+
+# Hubs with subdomains serve <user>.localhost, which browsers resolve and glibc does not.
+resolve_localhost_names()
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
@@ -67,7 +71,9 @@ class Hub:
         self.prefix = "t" + secrets.token_hex(2) + "-"
         self.home_root = self.root / "homes"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        # With hub.subdomains the hub lives at localhost and each server at <user>.localhost.
+        self.subdomains = bool(self.overrides.get("hub", {}).get("subdomains"))
+        self.url = f"http://{'localhost' if self.subdomains else '127.0.0.1'}:{self.port}/"
         settings = {
             "hub": {
                 "port": self.port,
@@ -149,7 +155,7 @@ class Hub:
         return session
 
     def try_login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
-        session = requests.Session()
+        session = browser_session()
         session.get(self.url + "hub/login", timeout=30)
         response = session.post(
             self.url + "hub/login",
@@ -186,11 +192,16 @@ class Hub:
             timeout=300,
             what=f"{username}'s server",
         )
-        return self.url + f"user/{username}/" + (f"{server}/" if server else "")
+        return self.server_url(username, server)
+
+    def server_url(self, username: str, server: str = "") -> str:
+        """Where a user's server answers: under the hub's origin, or at <user>.localhost with subdomains."""
+        base = f"http://{username}.localhost:{self.port}/" if self.subdomains else self.url
+        return base + f"user/{username}/" + (f"{server}/" if server else "")
 
     def run(self, username: str, token: str, code: str, server: str = "") -> str:
         """Run `code` in a fresh kernel of the user's server; its stdout (errors fail the test)."""
-        url = self.url + f"user/{username}/" + (f"{server}/" if server else "")
+        url = self.server_url(username, server)
         with KernelSession(url, token) as kernel:
             result = kernel.execute(code)
         assert result.status == "ok", f"{result.status}: {result.error}\n{result.stderr}"

@@ -7,10 +7,19 @@ creates an API token for the visitor and sends it back to the student's server.
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
 import textwrap
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+from conftest import REPO, free_port, wait_for
+
+from coursehub.clients.kernel import KernelSession
+from coursehub.clients.loopback import browser_session
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -91,8 +100,6 @@ def plant_stealer(hub, student: str, token: str) -> str:
     hub.spawn(student, token)
     hub.run(student, token, code)
     hub.api().stop_server(student)
-    from tests.conftest import wait_for
-
     wait_for(lambda: not hub.api().json("GET", f"users/{student}")["servers"], what="the stop")
     url = hub.spawn(student, token)
     page = requests.get(url + "homework", timeout=30)
@@ -124,9 +131,172 @@ def answers_as(hub, token: str | None) -> str | None:
     return response.json()["name"] if response.status_code == 200 else None
 
 
-def test_a_students_page_cannot_take_a_visitors_token(fork_hub, browser):
-    hub = fork_hub
+TEXTBOOK = f"http://127.0.0.1:{free_port()}"  # the origin of a page that runs thebe
+
+
+@pytest.fixture(scope="module")
+def hub(make_hub_module):
+    """A hub with hub.subdomains on, an open course, and a git daemon serving a Binder course."""
+    hub = make_hub_module(hub={"subdomains": True}, binder={"allowed_origins": [TEXTBOOK]})
+    hub.cli("course", "add", str(REPO / "coursehub" / "demo"), "--name", "open1", "--access", "open")
+    repos = hub.root / "git"
+    book = repos / "book"
+    shutil.copytree(REPO / "coursehub" / "demo", book)
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "1"],
+    ):
+        subprocess.run(["git", "-C", str(book), *args], check=True, capture_output=True, timeout=60)
+    port = free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--export-all", "--reuseaddr", f"--port={port}", "--listen=127.0.0.1"]
+        + [f"--base-path={repos}", str(repos)]
+    )
+    hub.book_url = f"git://127.0.0.1:{port}/book"
+    try:
+        wait_for(
+            lambda: subprocess.run(["git", "ls-remote", hub.book_url], capture_output=True).returncode == 0,
+            timeout=30,
+            what="git daemon",
+        )
+        hub.cli("course", "add", hub.book_url, "--name", "book", "--access", "open")
+        yield hub
+    finally:
+        daemon.terminate()
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def test_a_students_page_cannot_take_a_visitors_token(hub, browser):
     student, visitor = hub.create_accounts("org", 2)
     url = plant_stealer(hub, student, hub.token_for(student))
+    assert host_of(url) == f"{student}.localhost:{hub.port}"
     loot = visit(hub, browser, visitor, url)
     assert answers_as(hub, loot.get("token")) != visitor, "the student's page took the visitor's token"
+
+
+def test_without_subdomains_a_students_page_takes_a_visitors_token(fork_hub, browser):
+    """What docs/security.md says a hub without subdomains allows (and `up` warns about)."""
+    student, visitor = fork_hub.create_accounts("shr", 2)
+    url = plant_stealer(fork_hub, student, fork_hub.token_for(student))
+    loot = visit(fork_hub, browser, visitor, url)
+    assert answers_as(fork_hub, loot.get("token")) == visitor
+
+
+def test_servers_answer_on_their_users_hosts_and_run_code(hub):
+    (name,) = hub.create_accounts("sub", 1)
+    token = hub.token_for(name)
+    url = hub.spawn(name, token)
+    model = hub.api().json("GET", f"users/{name}")
+    assert model["servers"][""]["url"] == url == f"http://{name}.localhost:{hub.port}/user/{name}/"
+    assert hub.run(name, token, "print(6 * 7)").strip() == "42"
+    # The old address under the hub's origin sends the browser on to the user's own host.
+    moved = requests.get(hub.url + f"user/{name}/lab", allow_redirects=False, timeout=30)
+    assert moved.status_code == 302 and moved.headers["Location"].startswith(url)
+    # Another user's host does not serve this server.
+    (other,) = hub.create_accounts("sbo", 1)
+    elsewhere = f"http://{other}.localhost:{hub.port}/user/{name}/api/status"
+    response = requests.get(elsewhere, headers={"Authorization": f"token {token}"}, allow_redirects=False)
+    assert response.status_code != 200
+
+
+def test_browser_login_opens_jupyterlab_on_the_users_host_and_runs_a_cell(hub, browser, output_dir):
+    (name,) = hub.create_accounts("sbw", 1)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", hub.passwords[name])
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"http://{name}.localhost:{hub.port}/user/{name}/lab**", timeout=180_000)
+    page.goto(hub.server_url(name) + "lab/tree/demo/welcome.ipynb")
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    cell.wait_for()
+    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
+    cell.click()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("print(6 * 7)")
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    try:
+        output.wait_for()
+        page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
+    finally:
+        page.screenshot(path=str(output_dir / "origins-jupyterlab-cell.png"))
+    page.close()
+
+
+def test_launch_link_tmplogin_and_gitpuller_link_reach_the_users_host(hub):
+    (name,) = hub.create_accounts("sbl", 1)
+    session = hub.login(name)
+    assert session.get(hub.url + "hub/launch/demo", timeout=120).status_code == 200
+    wait_for(
+        lambda: hub.api().json("GET", f"users/{name}")["servers"].get("demo", {}).get("ready"),
+        timeout=180,
+        what="the demo course server",
+    )
+    # Once the server runs, the link goes straight to the user's host (and logs in there by OAuth).
+    lab = session.get(hub.url + "hub/launch/demo?path=welcome.ipynb", timeout=120)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    assert lab.url.startswith(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
+    pull = session.get(
+        hub.url + "hub/user-redirect/git-pull", params={"repo": hub.book_url, "urlpath": "lab"}, timeout=120
+    )
+    assert pull.status_code == 200 and pull.url.startswith(f"http://{name}.localhost:{hub.port}/user/{name}/")
+    guest = browser_session()
+    response = guest.get(hub.url + "hub/tmplogin?course=open1", timeout=120)
+    assert response.status_code == 200
+    me = guest.get(
+        hub.url + "hub/api/user", headers={"X-XSRFToken": guest.cookies.get("_xsrf", path="/hub/")}
+    )
+    guest_name = me.json()["name"]
+    wait_for(
+        lambda: hub.api().json("GET", f"users/{guest_name}")["servers"].get("open1", {}).get("ready"),
+        timeout=180,
+        what="the guest's server",
+    )
+    lab = guest.get(hub.url + f"user/{guest_name}/open1/lab", timeout=120)
+    assert lab.status_code == 200 and lab.url.startswith(hub.server_url(guest_name, "open1"))
+
+
+def test_binder_ready_url_is_the_servers_own_origin(hub):
+    spec = f"git/{quote(hub.book_url, safe='')}/HEAD"
+    response = requests.get(
+        hub.url + "hub/binder/build/" + spec,
+        headers={"Accept": "text/event-stream", "Origin": TEXTBOOK},
+        stream=True,
+        timeout=300,
+    )
+    assert response.headers["Access-Control-Allow-Origin"] == TEXTBOOK
+    ready = None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("data:") and ('"phase": "ready"' in line or '"phase": "failed"' in line):
+            ready = json.loads(line[5:])
+            break
+    response.close()
+    assert ready and ready["phase"] == "ready", ready
+    user = urlsplit(ready["url"]).path.split("/")[2]
+    assert ready["url"] == f"http://{user}.localhost:{hub.port}/user/{user}/book/"
+    # thebe, on the textbook's origin, talks to the server's own origin with the token.
+    auth = {"Authorization": f"token {ready['token']}", "Origin": TEXTBOOK}
+    specs = requests.get(ready["url"] + "api/kernelspecs", headers=auth, timeout=30)
+    assert specs.status_code == 200 and specs.headers.get("Access-Control-Allow-Origin") == TEXTBOOK
+    with KernelSession(ready["url"], ready["token"]) as kernel:
+        assert kernel.execute("print(6 * 7)").stdout.strip() == "42"
+
+
+def test_status_page_and_the_cli_work_with_subdomains(hub):
+    (name,) = hub.create_accounts("sbs", 1)
+    hub.spawn(name, hub.token_for(name))
+    password = re.search(r"admin: (\S+)", hub.cli("accounts", "reset", "admin").stdout)
+    assert password is not None
+    hub.passwords["admin"] = password.group(1)
+    session = hub.login("admin")
+    report = session.get(hub.url + "hub/coursehub/status.json", timeout=30)
+    assert report.status_code == 200, report.text
+    assert name in session.get(hub.url + "hub/coursehub/status", timeout=30).text or report.json()
+    assert name in hub.cli("status").stdout

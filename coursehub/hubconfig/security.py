@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from traitlets.config import Config
 
 from ..settings import Settings
+from .origins import subdomain_host
 
 if TYPE_CHECKING:
     from coursehub.hubconfig.runtime import Runtime
@@ -65,3 +66,18 @@ def apply_security(settings: Settings, runtime: Runtime, c: Config) -> None:
     if settings.hub.public_url:
         # JupyterHub then trusts this scheme instead of guessing it from each request (Secure cookies).
         c.JupyterHub.public_url = settings.hub.public_url.rstrip("/") + "/"
+    apply_origins(settings, c)
+
+
+def apply_origins(settings: Settings, c: Config) -> None:
+    """Each user's server on its own host (JupyterHub's subdomain_host), when hub.subdomains is on."""
+    host = subdomain_host(settings)
+    if not host:
+        return
+    c.JupyterHub.subdomain_host = host
+    # JupyterHub's own default public_url is subdomain_host; said explicitly, so links and cookies agree.
+    c.JupyterHub.public_url = host + "/"
+    if is_https(settings):
+        # __Host- cookies cannot be set by a user's subdomain for the hub's host (no cookie tossing);
+        # browsers accept them only over HTTPS.
+        c.JupyterHub.cookie_host_prefix_enabled = True

@@ -62,6 +62,13 @@ class HubSettings(Model):
     api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
     public_url: str | None = Field(None, description="URL users reach (for cards and links).")
+    subdomains: bool = Field(
+        False,
+        description="Serve each user's server on its own origin, <user>.<hub host> (JupyterHub's "
+        "subdomain_host), so that a student's pages cannot act on the hub as a visitor. Needs a host "
+        "name, not an IP address: <user>.localhost:<port> locally, wildcard DNS for a domain "
+        "(docs/security.md).",
+    )
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] = Field(["admin"], description="Hub users with admin rights.")
     concurrent_spawn_limit: int = Field(
