@@ -194,8 +194,8 @@ def test_servers_answer_on_their_users_hosts_and_run_code(hub):
     assert model["servers"][""]["url"] == url == f"http://{name}.localhost:{hub.port}/user/{name}/"
     assert hub.run(name, token, "print(6 * 7)").strip() == "42"
     # The old address under the hub's origin sends the browser on to the user's own host.
-    moved = requests.get(hub.url + f"user/{name}/lab", allow_redirects=False, timeout=30)
-    assert moved.status_code == 302 and moved.headers["Location"].startswith(url)
+    moved = hub.login(name).get(hub.url + f"user/{name}/lab", timeout=60)
+    assert moved.status_code == 200 and moved.url.startswith(url + "lab"), moved.url
     # Another user's host does not serve this server.
     (other,) = hub.create_accounts("sbo", 1)
     elsewhere = f"http://{other}.localhost:{hub.port}/user/{name}/api/status"
