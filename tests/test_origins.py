@@ -300,3 +300,12 @@ def test_status_page_and_the_cli_work_with_subdomains(hub):
     assert report.status_code == 200, report.text
     assert name in session.get(hub.url + "hub/coursehub/status", timeout=30).text or report.json()
     assert name in hub.cli("status").stdout
+
+
+def test_loadtest_runs_against_a_hub_with_subdomains(hub, output_dir):
+    from test_ops_loadtest import assert_every_phase_succeeded, run_loadtest
+
+    hub.create_accounts("slt", 2)
+    (accounts,) = (hub.root / "cards-slt").glob("*.csv")
+    result, data = run_loadtest(hub.url, output_dir / "loadtest-subdomains", "--accounts", str(accounts))
+    assert_every_phase_succeeded(result, data, 2)
