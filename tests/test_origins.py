@@ -243,10 +243,19 @@ def test_launch_link_tmplogin_and_gitpuller_link_reach_the_users_host(hub):
     lab = session.get(hub.url + "hub/launch/demo?path=welcome.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
     assert lab.url.startswith(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
-    pull = session.get(
-        hub.url + "hub/user-redirect/git-pull", params={"repo": hub.book_url, "urlpath": "lab"}, timeout=120
-    )
-    assert pull.status_code == 200 and pull.url.startswith(f"http://{name}.localhost:{hub.port}/user/{name}/")
+    # nbgitpuller's link: the default server may still be starting (the hub's pending page), then the
+    # link lands on the user's host.
+    link = (hub.url + "hub/user-redirect/git-pull", {"repo": hub.book_url, "urlpath": "lab"})
+    pull = session.get(link[0], params=link[1], timeout=120)
+    assert pull.status_code == 200
+    if "/hub/spawn-pending/" in pull.url:
+        wait_for(
+            lambda: hub.api().json("GET", f"users/{name}")["servers"].get("", {}).get("ready"),
+            timeout=180,
+            what="the default server",
+        )
+        pull = session.get(link[0], params=link[1], timeout=120)
+    assert pull.status_code == 200 and pull.url.startswith(hub.server_url(name) + "git-pull"), pull.url
     guest = browser_session()
     response = guest.get(hub.url + "hub/tmplogin?course=open1", timeout=120)
     assert response.status_code == 200
