@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 from conftest import REPO, free_port, wait_for
+from test_courses import make_course_repo
 
 from coursehub.clients.kernel import KernelSession
 from coursehub.clients.loopback import browser_session
@@ -136,31 +137,34 @@ TEXTBOOK = f"http://127.0.0.1:{free_port()}"  # the origin of a page that runs t
 
 @pytest.fixture(scope="module")
 def hub(make_hub_module):
-    """A hub with hub.subdomains on, an open course, and a git daemon serving a Binder course."""
+    """A hub with hub.subdomains on, an open course, and a git daemon serving a Binder course ('book')."""
     hub = make_hub_module(hub={"subdomains": True}, binder={"allowed_origins": [TEXTBOOK]})
     hub.cli("course", "add", str(REPO / "coursehub" / "demo"), "--name", "open1", "--access", "open")
     repos = hub.root / "git"
-    book = repos / "book"
-    shutil.copytree(REPO / "coursehub" / "demo", book)
-    for args in (
-        ["init", "-q"],
-        ["add", "-A"],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "1"],
-    ):
-        subprocess.run(["git", "-C", str(book), *args], check=True, capture_output=True, timeout=60)
+    make_course_repo(repos)  # bio101: a notebook that imports the course's own package (tabulate)
     port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--export-all", "--reuseaddr", f"--port={port}", "--listen=127.0.0.1"]
         + [f"--base-path={repos}", str(repos)]
     )
-    hub.book_url = f"git://127.0.0.1:{port}/book"
+    hub.book_url = f"git://127.0.0.1:{port}/bio101"
     try:
         wait_for(
             lambda: subprocess.run(["git", "ls-remote", hub.book_url], capture_output=True).returncode == 0,
             timeout=30,
             what="git daemon",
         )
-        hub.cli("course", "add", hub.book_url, "--name", "book", "--access", "open")
+        hub.cli(
+            "course",
+            "add",
+            hub.book_url,
+            "--name",
+            "book",
+            "--access",
+            "open",
+            "--notebook",
+            "week1/intro.ipynb",
+        )
         yield hub
     finally:
         daemon.terminate()
@@ -176,6 +180,7 @@ def test_a_students_page_cannot_take_a_visitors_token(hub, browser):
     assert host_of(url) == f"{student}.localhost:{hub.port}"
     loot = visit(hub, browser, visitor, url)
     assert answers_as(hub, loot.get("token")) != visitor, "the student's page took the visitor's token"
+    assert "hub.subdomains is off" not in hub.log()
 
 
 def test_without_subdomains_a_students_page_takes_a_visitors_token(fork_hub, browser):
@@ -184,6 +189,7 @@ def test_without_subdomains_a_students_page_takes_a_visitors_token(fork_hub, bro
     url = plant_stealer(fork_hub, student, fork_hub.token_for(student))
     loot = visit(fork_hub, browser, visitor, url)
     assert answers_as(fork_hub, loot.get("token")) == visitor
+    assert "hub.subdomains is off" in fork_hub.log()  # `coursehub up` warned
 
 
 def test_servers_answer_on_their_users_hosts_and_run_code(hub):
@@ -318,3 +324,39 @@ def test_loadtest_runs_against_a_hub_with_subdomains(hub, output_dir):
     (accounts,) = (hub.root / "cards-slt").glob("*.csv")
     result, data = run_loadtest(hub.url, output_dir / "loadtest-subdomains", "--accounts", str(accounts))
     assert_every_phase_succeeded(result, data, 2)
+
+
+def test_thebe_page_runs_a_cell_on_the_servers_own_origin(hub, browser, tmp_path, output_dir):
+    """The shipped thebe example on another origin: it reads the server's URL from the ready event."""
+    import functools
+    import http.server
+    import threading
+
+    from test_binder import THEBE
+
+    shutil.copytree(THEBE / "lib", tmp_path / "thebe")
+    page_html = (REPO / "examples" / "thebe" / "index.html").read_text()
+    page_html = page_html.replace("https://hub.example.org/hub/binder", hub.url + "hub/binder")
+    page_html = page_html.replace("https://github.com/example/bio101", hub.book_url)
+    page_html = page_html.replace("https://unpkg.com/thebe@0.9.3/lib/", "thebe/")
+    (tmp_path / "index.html").write_text(page_html)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", urlsplit(TEXTBOOK).port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    page.set_default_timeout(120_000)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        page.goto(TEXTBOOK + "/index.html")
+        page.click(".thebe-activate-button")
+        page.locator(".thebe-status", has_text=re.compile("kernel connected", re.I)).wait_for()
+        page.click(".thebe-run-button")
+        page.locator(".thebe-output").filter(has_text="6    7").first.wait_for()
+    finally:
+        page.screenshot(path=str(output_dir / "origins-thebe.png"))
+        page.close()
+        server.shutdown()
+    assert any(re.match(rf"ws://bnd-[0-9a-f]+\.localhost:{hub.port}/user/bnd-", url) for url in sockets), (
+        sockets
+    )
