@@ -72,7 +72,9 @@ class Hub:
         self.home_root = self.root / "homes"
         self.port = free_port()
         # With hub.subdomains the hub lives at localhost and each server at <user>.localhost.
-        self.subdomains = bool(self.overrides.get("hub", {}).get("subdomains"))
+        # COURSEHUB_TEST_SUBDOMAINS=1 runs every hub of the suite with them (the way to a default on).
+        default = os.environ.get("COURSEHUB_TEST_SUBDOMAINS", "") not in ("", "0")
+        self.subdomains = bool(self.overrides.get("hub", {}).get("subdomains", default))
         self.url = f"http://{'localhost' if self.subdomains else '127.0.0.1'}:{self.port}/"
         settings = {
             "hub": {
@@ -81,6 +83,7 @@ class Hub:
                 "proxy_api_port": free_port(),
                 "state_dir": str(self.state_dir),
                 "admin_users": ["admin"],
+                "subdomains": self.subdomains,
             },
             "limits": {"memory": "384M", "cpu": 1, "pids": 128},
             "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},

@@ -136,7 +136,7 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
         timeout=120,
         what="the guest's server",
     )
-    lab = session.get(hub.url + f"user/{user}/open101/lab/tree/open101/week1/intro.ipynb", timeout=120)
+    lab = session.get(hub.server_url(user, "open101") + "lab/tree/open101/week1/intro.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
     home = hub.home_root / (hub.prefix + user)
     assert home.is_dir()
@@ -251,7 +251,7 @@ def test_nbgitpuller_links_keep_working(course_hub):
         assert link.status_code == 200 and f"/user/{name}/git-pull" in link.url
         # The page's script then reads this event stream while the server pulls.
         events = requests.get(
-            hub.url + f"user/{name}/git-pull/api",
+            hub.server_url(name) + "git-pull/api",
             timeout=300,
             params={"repo": url, "branch": branch, "targetpath": "bio101"},
             headers={"Authorization": f"token {token}"},
