@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -130,7 +131,8 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
     response = session.get(hub.url + "hub/tmplogin?course=open101&notebook=week1/intro.ipynb", timeout=120)
     # A fast start lands in JupyterLab at once; a slow one on the spawn-pending page first.
     assert response.status_code == 200 and "tmp-" in response.url
-    user = "tmp-" + response.url.split("tmp-", 1)[1].split("/")[0].split("?")[0]
+    # From the path: with subdomains the host also names the user (tmp-x.localhost).
+    user = "tmp-" + urlsplit(response.url).path.split("tmp-", 1)[1].split("/")[0]
     wait_for(
         lambda: hub.api().json("GET", f"users/{user}")["servers"].get("open101", {}).get("ready"),
         timeout=120,
