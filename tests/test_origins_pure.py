@@ -123,3 +123,15 @@ def test_cookies_for_domain_localhost_return_to_localhost():
     request = urllib.request.Request("http://localhost:8000/hub/api/user")
     jar.add_cookie_header(request)
     assert "jupyterhub-session-id=abc" in request.get_header("Cookie")
+
+
+def test_hub_pages_let_the_login_form_land_on_users_hosts_with_subdomains():
+    from coursehub.hubconfig.security import apply_security
+
+    c = Config()
+    apply_security(settings(subdomains=True, port=8123), None, c)
+    policy = c.JupyterHub.tornado_settings["headers"]["Content-Security-Policy"]
+    assert "form-action 'self' http://*.localhost:8123;" in policy
+    c = Config()
+    apply_security(settings(), None, c)
+    assert "form-action 'self';" in c.JupyterHub.tornado_settings["headers"]["Content-Security-Policy"]
