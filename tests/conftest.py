@@ -21,6 +21,10 @@ import yaml
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
+from coursehub.clients.loopback import browser_session, resolve_localhost_names
+
+# Hubs with subdomains serve <user>.localhost, which browsers resolve and glibc does not.
+resolve_localhost_names()
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
@@ -70,7 +74,11 @@ class Hub:
         self.prefix = "t" + secrets.token_hex(2) + "-"
         self.home_root = self.root / "homes"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        # With hub.subdomains the hub lives at localhost and each server at <user>.localhost.
+        # COURSEHUB_TEST_SUBDOMAINS=1 runs every hub of the suite with them (the way to a default on).
+        default = os.environ.get("COURSEHUB_TEST_SUBDOMAINS", "") not in ("", "0")
+        self.subdomains = bool(self.overrides.get("hub", {}).get("subdomains", default))
+        self.url = f"http://{'localhost' if self.subdomains else '127.0.0.1'}:{self.port}/"
         settings = {
             "hub": {
                 "port": self.port,
@@ -78,6 +86,7 @@ class Hub:
                 "proxy_api_port": free_port(),
                 "state_dir": str(self.state_dir),
                 "admin_users": ["admin"],
+                "subdomains": self.subdomains,
             },
             "limits": {"memory": "384M", "cpu": 1, "pids": 128},
             "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},
@@ -152,7 +161,7 @@ class Hub:
         return session
 
     def try_login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
-        session = requests.Session()
+        session = browser_session()
         session.get(self.url + "hub/login", timeout=30)
         response = session.post(
             self.url + "hub/login",
@@ -189,11 +198,16 @@ class Hub:
             timeout=300,
             what=f"{username}'s server",
         )
-        return self.url + f"user/{username}/" + (f"{server}/" if server else "")
+        return self.server_url(username, server)
+
+    def server_url(self, username: str, server: str = "") -> str:
+        """Where a user's server answers: under the hub's origin, or at <user>.localhost with subdomains."""
+        base = f"http://{username}.localhost:{self.port}/" if self.subdomains else self.url
+        return base + f"user/{username}/" + (f"{server}/" if server else "")
 
     def run(self, username: str, token: str, code: str, server: str = "") -> str:
         """Run `code` in a fresh kernel of the user's server; its stdout (errors fail the test)."""
-        url = self.url + f"user/{username}/" + (f"{server}/" if server else "")
+        url = self.server_url(username, server)
         with KernelSession(url, token) as kernel:
             result = kernel.execute(code)
         assert result.status == "ok", f"{result.status}: {result.error}\n{result.stderr}"

@@ -128,7 +128,7 @@ def answers(hub: Any, name: str, token: str) -> bool:
 
     try:
         response = requests.get(
-            hub.url + f"user/{name}/api/status", headers={"Authorization": f"token {token}"}, timeout=30
+            hub.server_url(name) + "api/status", headers={"Authorization": f"token {token}"}, timeout=30
         )
     except requests.RequestException:
         return False

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -131,13 +132,14 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
     response = session.get(hub.url + "hub/tmplogin?course=open101&notebook=week1/intro.ipynb", timeout=120)
     # A fast start lands in JupyterLab at once; a slow one on the spawn-pending page first.
     assert response.status_code == 200 and "tmp-" in response.url
-    user = "tmp-" + response.url.split("tmp-", 1)[1].split("/")[0].split("?")[0]
+    # From the path: with subdomains the host also names the user (tmp-x.localhost).
+    user = "tmp-" + urlsplit(response.url).path.split("tmp-", 1)[1].split("/")[0]
     wait_for(
         lambda: hub.api().json("GET", f"users/{user}")["servers"].get("open101", {}).get("ready"),
         timeout=120,
         what="the guest's server",
     )
-    lab = session.get(hub.url + f"user/{user}/open101/lab/tree/open101/week1/intro.ipynb", timeout=120)
+    lab = session.get(hub.server_url(user, "open101") + "lab/tree/open101/week1/intro.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
     home = hub.home_root / (hub.prefix + user)
     assert home.is_dir()
@@ -256,7 +258,7 @@ def test_nbgitpuller_links_keep_working(course_hub):
         assert link.status_code == 200 and f"/user/{name}/git-pull" in link.url
         # The page's script then reads this event stream while the server pulls.
         events = requests.get(
-            hub.url + f"user/{name}/git-pull/api",
+            hub.server_url(name) + "git-pull/api",
             timeout=300,
             params={"repo": url, "branch": branch, "targetpath": "bio101"},
             headers={"Authorization": f"token {token}"},

@@ -52,7 +52,7 @@ def test_launch_link_starts_the_course_server(pg_hub):
         timeout=180,
         what="the demo course server",
     )
-    lab = session.get(hub.url + f"user/{name}/demo/lab/tree/demo/welcome.ipynb", timeout=120)
+    lab = session.get(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
 
 

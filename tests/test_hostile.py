@@ -51,7 +51,7 @@ print(json.dumps({'home': os.environ['HOME'], 'url': os.environ['JUPYTERHUB_SERV
 """,
         secret=SECRET,
     )
-    terminal = LiveTerminal(hub.url + f"user/{alice}/", tokens[alice])
+    terminal = LiveTerminal(hub.server_url(alice), tokens[alice])
     yield hub, alice, bob, tokens, bob_info, terminal
     try:
         terminal.close()
@@ -429,7 +429,7 @@ def test_symlinks_in_the_home_reach_nothing_of_others(world):
     # The server (as alice) is asked for those paths as a browser would: contents API and /files.
     api = requests.Session()
     api.headers["Authorization"] = f"token {tokens[alice]}"
-    base = hub.url + f"user/{alice}/"
+    base = hub.server_url(alice)
     served = {}
     for name in links:
         for url in (f"api/contents/{name}?content=1", f"files/{name}", f"api/contents/{name}/secret.txt"):
@@ -582,7 +582,7 @@ print(json.dumps([made, error]))
 """
     from coursehub.clients.kernel import KernelSession
 
-    with KernelSession(hub.url + f"user/{alice}/", tokens[alice]) as kernel:
+    with KernelSession(hub.server_url(alice), tokens[alice]) as kernel:
         result = kernel.execute("import json\n" + code, timeout=600)
     # Fork mode caps the inodes: a clean error. Exec mode cannot (bwrap has no nr_inodes), so the
     # inodes, kernel memory charged to the server's cgroup, end at the memory limit in the OOM

@@ -125,13 +125,13 @@ print(json.dumps(sorted(os.listdir('/dev'))))
 def test_token_of_one_student_cannot_reach_other_server(students):
     hub, alice, bob, tokens = students
     response = requests.get(
-        hub.url + f"user/{bob}/api/contents",
+        hub.server_url(bob) + "api/contents",
         timeout=30,
         headers={"Authorization": f"token {tokens[alice]}"},
     )
     assert response.status_code in (403, 404), response.status_code
     with pytest.raises(CoursehubError, match="403"):
-        KernelSession(hub.url + f"user/{bob}/", tokens[alice])
+        KernelSession(hub.server_url(bob), tokens[alice])
     # alice's token cannot drive bob's server through the hub API either
     response = HubAPI(hub.url, tokens[alice]).request("DELETE", f"users/{bob}/server")
     assert response.status_code in (403, 404)
@@ -141,12 +141,12 @@ def test_cookie_of_one_student_cannot_reach_other_server(students):
     hub, alice, bob, tokens = students
     session = hub.login(alice)
     # Opening a page runs the OAuth dance that gives the browser a cookie for that server.
-    assert session.get(hub.url + f"user/{alice}/lab", timeout=60).status_code == 200
-    own = session.get(hub.url + f"user/{alice}/api/contents", timeout=60)
+    assert session.get(hub.server_url(alice) + "lab", timeout=60).status_code == 200
+    own = session.get(hub.server_url(alice) + "api/contents", timeout=60)
     assert own.status_code == 200, own.status_code
-    page = session.get(hub.url + f"user/{bob}/lab", timeout=60)
+    page = session.get(hub.server_url(bob) + "lab", timeout=60)
     assert page.status_code == 403, page.status_code
-    other = session.get(hub.url + f"user/{bob}/api/contents", timeout=60)
+    other = session.get(hub.server_url(bob) + "api/contents", timeout=60)
     assert other.status_code in (403, 404)
     assert "secret.txt" not in other.text
 

@@ -35,7 +35,7 @@ def oom_count(hub) -> float:
 def test_memory_bomb_kills_the_kernel_not_the_server(student):
     hub, name, token = student
     before = oom_count(hub)
-    server = hub.url + f"user/{name}/"
+    server = hub.server_url(name)
     with KernelSession(server, token) as kernel:
         result = kernel.execute("blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))")
     assert result.status == "died", result
@@ -71,7 +71,7 @@ for pid in children:
     started_at = hub.api().json("GET", f"users/{name}")["servers"][""]["started"]
     # The bomb may also starve the server of threads for a moment, so the kernel writes its
     # findings to a file instead of relying on this websocket.
-    with KernelSession(hub.url + f"user/{name}/", token) as kernel:
+    with KernelSession(hub.server_url(name), token) as kernel:
         kernel.execute(code, timeout=120)
     read = "import os; print(open('bomb.txt').read() if os.path.exists('bomb.txt') else '')"
     started, refused = wait_for(

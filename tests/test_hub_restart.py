@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pwd
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -85,11 +86,11 @@ def test_up_options_override_the_config_file():
     hub = Hub(hub_root())
     port = free_port()
     try:
-        hub.url = f"http://127.0.0.1:{port}/"
+        hub.url = f"http://{urlsplit(hub.url).hostname}:{port}/"  # localhost with subdomains
         hub.start("--port", str(port))
         assert requests.get(hub.url + "hub/api/", timeout=10).status_code == 200
         # status and down find the hub where it really runs, not where the file says.
-        assert f"at http://127.0.0.1:{port}/" in hub.cli("status").stdout
+        assert f"at {hub.url}" in hub.cli("status").stdout
         assert "Stopped 0 server(s)" in hub.cli("down").stdout
     finally:
         hub.teardown()

@@ -109,7 +109,7 @@ def cycle(hub: Hub, name: str, token: str) -> None:
 def _cycle(hub: Hub, name: str, token: str) -> None:
     api = HubAPI(hub.url, token)
     hub.spawn(name, token)
-    status = api.session.get(hub.url + f"user/{name}/api/status", timeout=60)
+    status = api.session.get(hub.server_url(name) + "api/status", timeout=60)
     assert status.status_code == 200, status.status_code
     api.stop_server(name)
     wait_for(lambda: not api.json("GET", f"users/{name}")["servers"], timeout=120, what=f"{name}'s stop")

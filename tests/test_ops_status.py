@@ -55,14 +55,14 @@ def activity(make_hub_module):
     token = hub.token_for(name)
     assert value(hub, "coursehub_running_servers", course="demo") in (None, 0.0)
     hub.spawn(name, token)
-    with KernelSession(hub.url + f"user/{name}/", token) as kernel:
+    with KernelSession(hub.server_url(name), token) as kernel:
         assert kernel.execute("print(1 + 1)").stdout.strip() == "2"
         wait_for(
             lambda: value(hub, "coursehub_spawn_to_first_kernel_seconds_count", course="demo"),
             timeout=60,
             what="the first kernel to be seen",
         )
-    with KernelSession(hub.url + f"user/{name}/", token) as kernel:
+    with KernelSession(hub.server_url(name), token) as kernel:
         assert kernel.execute(MEMORY_BOMB).status == "died"
     # A spawn that fails: the student is not on the roster of a course.
     folder = hub.root / "roster-course"

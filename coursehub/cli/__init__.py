@@ -48,6 +48,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     `coursehub down` stops them too. Needs root and bubblewrap.
     """
     from coursehub.host import hubprocess
+    from coursehub.hubconfig.origins import shared_origin_warning
 
     st = state(ctx)
     if ip is not None:
@@ -55,6 +56,8 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     if port is not None:
         st.settings.hub.port = port
     hubprocess.preflight(st.settings)
+    if warning := shared_origin_warning(st.settings):
+        click.secho(warning, fg="yellow", err=True)
     prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
     if prepared.admin is not None:
         click.secho(

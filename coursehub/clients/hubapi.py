@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from coursehub.clients.loopback import resolve_localhost_names
 from coursehub.errors import CoursehubError, HubNotRunning
 
 TIMEOUT = 30
@@ -21,6 +22,7 @@ class HubAPI:
     token: str
 
     def __post_init__(self) -> None:
+        resolve_localhost_names()  # users' servers of a local hub with subdomains: <user>.localhost
         self.url = self.url.rstrip("/") + "/"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"

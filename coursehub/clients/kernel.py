@@ -10,6 +10,7 @@ from typing import Any
 import requests
 from websockets.sync.client import connect
 
+from coursehub.clients.loopback import resolve_localhost_names
 from coursehub.errors import CoursehubError
 
 TIMEOUT = 60
@@ -30,6 +31,7 @@ class KernelSession:
     """One kernel on a server: create, execute code, delete."""
 
     def __init__(self, server_url: str, token: str, session: requests.Session | None = None):
+        resolve_localhost_names()  # a local hub with subdomains serves <user>.localhost
         self.server_url = server_url.rstrip("/") + "/"
         self.http = session or requests.Session()
         self.http.headers["Authorization"] = f"token {token}"

@@ -24,6 +24,7 @@ from coursehub.courses.environments import (
 )
 from coursehub.errors import CoursehubError, HubNotRunning
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
+from coursehub.hubconfig.origins import hub_origin, subdomain_host
 from coursehub.hubconfig.pipeline import hub_api_ip
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
@@ -49,8 +50,7 @@ def hub_url(settings: Settings) -> str:
     """The URL users open."""
     if settings.hub.public_url:
         return settings.hub.public_url.rstrip("/") + "/"
-    host = "127.0.0.1" if settings.hub.ip in ("", "0.0.0.0") else settings.hub.ip
-    return f"http://{host}:{settings.hub.port}/"
+    return hub_origin(settings) + "/"
 
 
 def preflight(settings: Settings) -> None:
@@ -68,10 +68,11 @@ def preflight(settings: Settings) -> None:
     userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if userns.exists() and userns.read_text().strip() == "0":
         problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
-    try:
-        find_proxy()
-    except CoursehubError as exc:
-        problems.append(str(exc))
+    for check in (find_proxy, lambda: subdomain_host(settings)):
+        try:
+            check()
+        except CoursehubError as exc:
+            problems.append(str(exc))
     if problems:
         raise CoursehubError("cannot start the hub:\n  - " + "\n  - ".join(problems))
 

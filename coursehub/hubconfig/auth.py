@@ -22,6 +22,7 @@ from coursehub.settings.auth import (
 )
 
 from ..settings import Settings
+from .origins import hub_origin
 
 if TYPE_CHECKING:
     from coursehub.hubconfig.runtime import Runtime
@@ -52,7 +53,7 @@ def authenticator_class(settings: Settings) -> str:
 def hub_url(settings: Settings, path: str) -> str:
     """An absolute URL of this hub (public_url, else the address it listens on)."""
     hub = settings.hub
-    base = hub.public_url or f"http://{hub.ip}:{hub.port}"
+    base = hub.public_url or (hub_origin(settings) if hub.subdomains else f"http://{hub.ip}:{hub.port}")
     return f"{base.rstrip('/')}/hub/{path}"
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from traitlets.config import Config
@@ -350,7 +352,44 @@ def build_values(settings: Settings, images: Mapping[str, str] | None = None) ->
         }
         # The Ingress reaches the proxy inside the cluster: no cloud load balancer needed.
         values["proxy"] = {"service": {"type": "ClusterIP"}}
+    apply_subdomains(settings, values)
     return values
+
+
+def kubernetes_origin(settings: Settings) -> str:
+    """scheme://host users open the hub at on a cluster: hub.public_url, else the Ingress host."""
+    if settings.hub.public_url:
+        parts = urlsplit(settings.hub.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    ingress = settings.kubernetes.ingress
+    if ingress is not None:
+        return f"{'https' if ingress.tls_secret else 'http'}://{ingress.host}"
+    raise ConfigError(
+        "hub.subdomains on Kubernetes needs the hub's host name: set hub.public_url or "
+        "kubernetes.ingress.host (with wildcard DNS *.<host> pointing at the cluster)"
+    )
+
+
+def apply_subdomains(settings: Settings, values: dict[str, Any]) -> None:
+    """Each user's server at <user>.<host>: the chart's subdomain_host (it adds CHP's --host-routing)."""
+    if not settings.hub.subdomains:
+        return
+    origin = kubernetes_origin(settings)
+    host = urlsplit(origin).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"hub.subdomains: {host} is an IP address, which has no subdomains: use a name")
+    hub_config = values["hub"]["config"]["JupyterHub"]
+    hub_config["subdomain_host"] = origin
+    if origin.startswith("https://"):
+        hub_config["cookie_host_prefix_enabled"] = True
+    if "ingress" in values:
+        values["ingress"]["hosts"].append(f"*.{host}")
+        for tls in values["ingress"]["tls"]:
+            tls["hosts"].append(f"*.{host}")
 
 
 class _ValuesDumper(yaml.SafeDumper):
@@ -553,6 +592,11 @@ def render_notices(settings: Settings) -> list[str]:
             f"workshop accounts are kept in {HUB_STATE}/accounts.sqlite: create them "
             f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
             "accounts create ...`"
+        )
+    if settings.hub.subdomains:
+        notices.append(
+            "hub.subdomains: users' servers are at <user>.<host>; point wildcard DNS *.<host> at the "
+            "cluster, and with TLS give the Ingress (or your proxy) a certificate that covers *.<host>"
         )
     if settings.culler.enabled and has_open_courses(settings):
         notices.append(

@@ -127,7 +127,10 @@ class LaunchHandler(CourseHandler):
             )
         path, note = self.path(record, self.raw_argument("path", record.default_notebook or ""))
         target = lab_path(user.name, record.name, path, self.base_url)
-        if not (record.name in user.orm_spawners and user.spawners[record.name].ready):
+        ready = record.name in user.orm_spawners and user.spawners[record.name].ready
+        if ready and self.subdomain_host:
+            target = user.host + target  # straight to the server's own origin, without the hub's hop
+        if not ready:
             spawn_url = f"{self.hub.base_url}spawn/{user.escaped_name}/{record.name}"
             target = f"{spawn_url}?{urlencode({'next': target})}"
         if note:

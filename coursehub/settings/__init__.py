@@ -52,6 +52,13 @@ class HubSettings(Model):
         "lockout take the right-most X-Forwarded-For entry not among them. The hub's own proxy is always "
         "trusted.",
     )
+    subdomains: bool = Field(
+        False,
+        description="Serve each user's server on its own origin, <user>.<hub host> (JupyterHub's "
+        "subdomain_host), so that a student's pages cannot act on the hub as a visitor. Needs a host "
+        "name, not an IP address: <user>.localhost:<port> locally, wildcard DNS for a domain "
+        "(docs/security.md).",
+    )
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] | None = Field(
         None,

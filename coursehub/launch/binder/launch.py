@@ -108,7 +108,9 @@ class Launch:
             expires_in=int(self.binder["max_age"]),
             scopes=[f"access:servers!server={user.name}/{self.course}"],
         )
-        return {"url": f"{handler.public_base()}{spawner.server.base_url}", "token": token}
+        # With subdomains the server has its own origin (user.host); thebe reads it from this event.
+        base = user.host if handler.subdomain_host else handler.public_base()
+        return {"url": f"{base}{spawner.server.base_url}", "token": token}
 
 
 def _new_spawner(handler: Any, user: Any, name: str) -> Any:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from urllib.parse import quote, urlencode
-
-import requests
+from urllib.parse import quote, urlencode, urljoin
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
+from coursehub.clients.loopback import browser_session
 from coursehub.tools.loadtest.failures import PhaseError, http_kind, spawn_failed_kind
 
 STOP_WAIT = 120  # seconds a stopping server may take before we give up on it
@@ -25,7 +24,7 @@ class StudentClient:
         self.name = username
         self.server = server  # a named server (on coursehub: the course), or '' for the default one
         self.timeout = timeout
-        self.browser = requests.Session()
+        self.browser = browser_session()
         self.api: HubAPI | None = None
         self.token = ""
 
@@ -121,7 +120,8 @@ class StudentClient:
                     continue  # keep-alive
                 event = json.loads(line[5:])
                 if event.get("ready"):
-                    return self.hub_url + event["url"].lstrip("/")
+                    # A path, or with subdomains the server's own absolute URL.
+                    return urljoin(self.hub_url, event["url"])
                 if event.get("failed"):
                     raise PhaseError(spawn_failed_kind(event.get("message", ""), self.name))
         raise PhaseError("progress-ended")

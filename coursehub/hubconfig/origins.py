@@ -1,0 +1,61 @@
+"""Where users reach the hub and their servers: one origin for the hub, and one per user with subdomains."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from coursehub.errors import CoursehubError
+from coursehub.settings import Settings
+
+# Browsers resolve every name under .localhost to loopback (RFC 6761), so a hub on this machine
+# gets subdomains without DNS.
+LOCAL_NAME = "localhost"
+LOOPBACK_IPS = ("", "0.0.0.0", "127.0.0.1", "::", "::1", "localhost")
+
+
+def hub_origin(settings: Settings) -> str:
+    """scheme://host[:port] users open the hub at (hub.public_url, else the address it listens on)."""
+    hub = settings.hub
+    if hub.public_url:
+        parts = urlsplit(hub.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    if hub.subdomains:
+        return f"http://{LOCAL_NAME}:{hub.port}"
+    host = "127.0.0.1" if hub.ip in ("", "0.0.0.0") else hub.ip
+    return f"http://{host}:{hub.port}"
+
+
+def subdomain_host(settings: Settings) -> str:
+    """JupyterHub.subdomain_host: '' unless hub.subdomains; CoursehubError when users' hosts cannot exist."""
+    hub = settings.hub
+    if not hub.subdomains:
+        return ""
+    if not hub.public_url and hub.ip not in LOOPBACK_IPS:
+        raise CoursehubError(
+            f"hub.subdomains: users reach this hub at {hub.ip}, and an IP address has no subdomains; "
+            "set hub.public_url to a host name with wildcard DNS (docs/security.md), or turn "
+            "hub.subdomains off"
+        )
+    origin = hub_origin(settings)
+    host = urlsplit(origin).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return origin
+    raise CoursehubError(
+        f"hub.subdomains: hub.public_url names the IP address {host}, which has no subdomains; "
+        "use a host name with wildcard DNS (*.<name> → this machine), see docs/security.md"
+    )
+
+
+def shared_origin_warning(settings: Settings) -> str:
+    """What `coursehub up` says when every server shares the hub's origin ('' with subdomains)."""
+    if settings.hub.subdomains:
+        return ""
+    return (
+        "Warning: hub.subdomains is off, so every user's server shares the hub's origin. A page a "
+        "student serves from their own server can then act on the hub as anyone who opens it "
+        "(create their API tokens, open their servers). Turn hub.subdomains on (see "
+        "docs/security.md, 'One origin per user')."
+    )
