@@ -317,17 +317,15 @@ class FakeHandler:
 def test_allow_any_repo_refuses_before_any_connection_with_a_clear_message(url, reason, monkeypatch):
     import asyncio
 
-    from coursehub.launch.binder import build as binder_build
     from coursehub.launch.binder.launch import LaunchRefused, resolve_launch
     from coursehub.launch.binder.spec import parse_build_path
 
     async def no_build(*_args):  # had the URL passed, the build (and its fetch) would start here
         raise LaunchRefused("would build", 500)
 
-    monkeypatch.setattr(binder_build, "build_repository", no_build)
     spec = parse_build_path("git", quote(url, safe="") + "/HEAD")
     with pytest.raises(LaunchRefused) as refused:
-        asyncio.run(resolve_launch(FakeHandler(), spec, None))
+        asyncio.run(resolve_launch(FakeHandler(), spec, None, no_build))
     assert reason in str(refused.value) and "does not build" in str(refused.value)
 
 
