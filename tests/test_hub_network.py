@@ -31,12 +31,17 @@ PROBE_PORT = 8765
 
 
 def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        pytest.fail(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
 
 @pytest.fixture(scope="module")
 def probe():
     """A namespace with a web server answering on every TARGETS address (ours, on this machine)."""
+    # A run that died before its teardown leaves these behind (the veth lives while its peer's
+    # namespace is held by a leftover process): remove both first.
+    subprocess.run(["ip", "link", "del", "chtprobe"], capture_output=True, timeout=30)
     subprocess.run(["ip", "netns", "del", PROBE_NS], capture_output=True, timeout=30)
     ip("netns", "add", PROBE_NS)
     ip("link", "add", "chtprobe", "type", "veth", "peer", "name", "eth0", "netns", PROBE_NS)
