@@ -225,3 +225,25 @@ def test_the_log_writer_keeps_the_newest_output_within_its_cap(tmp_path):
     assert sum(sizes.values()) <= cap
     assert (tmp_path / "server.log").read_bytes().endswith(b"the last line\n")
     assert b"line 01999" in (tmp_path / "server.log").read_bytes() + (tmp_path / "server.log.1").read_bytes()
+
+
+def test_the_fork_server_finds_its_environments_packages_without_the_site_module(tmp_path):
+    """Run with -S -E (so no .pth of a course runs as root), it must still pre-import the stack."""
+    import subprocess
+    import sys
+
+    from coursehub.spawner.forkclient import SCRIPT
+
+    probe = (
+        "import runpy, sys; ns = runpy.run_path(sys.argv[1]); ns['add_environment_path']();"
+        "import xdist; print(sys.prefix)"  # xdist: installed in this venv only, not in the base Python
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-E", "-c", probe, str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == sys.prefix

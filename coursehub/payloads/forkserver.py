@@ -324,10 +324,17 @@ def add_environment_path() -> None:
     """The environment's site-packages on sys.path, without running its .pth files (we are root)."""
     import sysconfig
 
+    # Without the site module nothing has made this interpreter the venv's: sys.prefix is still the
+    # base Python's, and sysconfig's default scheme names the base's site-packages (Debian's
+    # posix_local), so the pre-imports below found nothing and every server imported the whole stack
+    # itself (benchmark: 0.9 s -> 4.3 s to a first result). Do what site does for a venv, minus .pth.
+    env = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    sys.prefix = sys.exec_prefix = env
+    scheme = "venv" if "venv" in sysconfig.get_scheme_names() else "posix_prefix"
+    paths = sysconfig.get_paths(scheme=scheme, vars={"base": env, "platbase": env})
     for key in ("purelib", "platlib"):
-        path = sysconfig.get_paths()[key]
-        if path not in sys.path:
-            sys.path.append(path)
+        if paths[key] not in sys.path:
+            sys.path.append(paths[key])
 
 
 def reap(_signum: int, _frame: object) -> None:
