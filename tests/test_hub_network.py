@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
-from conftest import Hub, hub_root, needs_root_sandbox
+from conftest import Hub, hub_root, needs_root_sandbox, wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -74,7 +73,17 @@ def probe():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1)
+
+    def listening() -> bool:
+        out = subprocess.run(
+            ["ip", "netns", "exec", PROBE_NS, "ss", "-Hltn", f"sport = :{PROBE_PORT}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        return bool(out.strip())
+
+    wait_for(listening, timeout=60, what="the probe's web server")
     yield TARGETS
     server.kill()
     server.wait()
