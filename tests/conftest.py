@@ -332,11 +332,13 @@ def fork_hub(session_hubs):
     return session_hubs("fork")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Keep tests that share a session hub on one xdist worker, and each module's tests together.
 
     With `--dist loadgroup` (the test command's default), a module's module-scoped hub then starts once,
-    and the session hubs are not started again on every worker.
+    and the session hubs are not started again on every worker. tryfirst: xdist reads the marks in its
+    own hook of this name, which otherwise runs first and sees none of them.
     """
     for item in items:
         names = set(getattr(item, "fixturenames", ()))

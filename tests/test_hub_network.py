@@ -190,3 +190,35 @@ def test_egress_rules(net_hub):
     # What is allowed reaches the probe's listener, so the refusals above are the rules' doing.
     assert seen["public"] == "open", seen
     assert seen["private, allowed"] == "open", seen
+
+
+def test_two_hubs_never_share_a_subnet_and_servers_starting_together_get_their_own_address(tmp_path):
+    """On the real host: a second hub on a used subnet is refused; concurrent spawns never collide."""
+    needs_root_sandbox()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coursehub.errors import SandboxError
+    from coursehub.spawner import netns
+
+    subnet = "10.213.0.0/28"  # 13 server addresses
+    first, second = netns.hub_net(tmp_path / "one", subnet), netns.hub_net(tmp_path / "two", subnet)
+    servers: list = []
+    try:
+        netns.setup_hub(first, 8081)
+        netns.setup_hub(first, 8081)  # its own gateway again: a restart
+        with pytest.raises(SandboxError, match="already in use"):
+            netns.setup_hub(second, 8082)
+        # Six servers whose names all hash to the same first choice of address: each must get its own.
+        first_choice = {f"t-same-{i}": netns.server_net(first, f"t-same-{i}").address for i in range(200)}
+        wanted = max(set(first_choice.values()), key=list(first_choice.values()).count)
+        leaves = [leaf for leaf, address in first_choice.items() if address == wanted][:6]
+        assert len(leaves) == 6
+        with ThreadPoolExecutor(6) as pool:
+            servers = list(pool.map(lambda leaf: netns.allocate(first, leaf), leaves))
+        assert len({s.address for s in servers}) == len(servers), servers
+        assert sorted(netns.taken_addresses(first)) == sorted(s.address for s in servers)
+    finally:
+        for server in servers:
+            netns.remove(server)
+        netns.teardown_hub(first)
+        netns.teardown_hub(second)

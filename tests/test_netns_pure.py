@@ -63,3 +63,30 @@ def test_network_settings_are_validated():
         except ValueError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def _addresses(*entries: tuple[str, str, int, str]) -> list[dict]:
+    """`ip -j -4 addr show` for (interface, address, prefix, label) rows."""
+    return [
+        {"ifname": ifname, "addr_info": [{"family": "inet", "local": a, "prefixlen": n, "label": label}]}
+        for ifname, a, n, label in entries
+    ]
+
+
+def test_a_subnet_that_another_hub_or_a_network_uses_is_found():
+    other = netns.hub_net(Path("/srv/other-hub"), "10.217.0.0/16")
+    mine = ("lo", NET.gateway, 32, NET.label)
+    # Its own gateway and its own servers' routes (a restart, a crash) are no conflict.
+    own_route = {"dst": "10.217.0.9", "dev": f"{NET.veth_prefix}9"}
+    assert netns.subnet_conflicts(NET, _addresses(mine, ("eth0", "192.0.2.2", 24, "eth0")), [own_route]) == []
+    # Another hub on the same subnet: its gateway (its label) and its servers' routes.
+    theirs = _addresses(("lo", other.gateway, 32, other.label))
+    assert netns.subnet_conflicts(NET, theirs, []) == [f"address {other.gateway}/32 on lo"]
+    their_route = {"dst": "10.217.0.9", "dev": f"{other.veth_prefix}9"}
+    assert netns.subnet_conflicts(NET, [], [their_route]) == [f"route 10.217.0.9 via {other.veth_prefix}9"]
+    # The machine's own network inside or around the subnet.
+    assert netns.subnet_conflicts(NET, _addresses(("eth1", "10.217.3.4", 24, "eth1")), []) != []
+    assert netns.subnet_conflicts(NET, _addresses(("eth1", "10.0.0.5", 8, "eth1")), []) != []
+    # A default route or a wider route elsewhere is not the subnet's.
+    elsewhere = [{"dst": "default", "dev": "eth0"}, {"dst": "10.0.0.0/8", "dev": "eth0"}]
+    assert netns.subnet_conflicts(NET, [], elsewhere) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 # Built from pieces so that this file does not match itself.
 OUTSIDE = ("..", "/shared")
@@ -39,3 +41,10 @@ def test_no_symlink_points_outside_the_clone():
             if not target.is_relative_to(REPO) or path.readlink().is_absolute():
                 outside.append(str(path.relative_to(REPO)))
     assert outside == [], f"symlinks to outside the clone: {outside}"
+
+
+def test_the_suite_keeps_each_group_on_one_worker(request):
+    """conftest's xdist groups reach xdist (its own hook read the marks before ours had set them)."""
+    if not hasattr(request.config, "workerinput"):
+        pytest.skip("the groups matter under xdist only: ./run test runs it so")
+    assert request.node.nodeid.endswith("@tests/test_repository.py"), request.node.nodeid

@@ -18,9 +18,11 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import ipaddress
+import json
 import os
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,11 @@ class HubNet:
     @property
     def table(self) -> str:
         return f"coursehub_{self.tag}"
+
+    @property
+    def label(self) -> str:
+        """The label of the gateway address: marks it as this hub's among the host's addresses."""
+        return f"lo:ch{self.tag}"
 
 
 def hub_net(state_dir: Path, subnet: str) -> HubNet:
@@ -157,13 +164,53 @@ def _run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess
     return result
 
 
+def subnet_conflicts(net: HubNet, addresses: Sequence[dict], routes: Sequence[dict]) -> list[str]:
+    """What already uses the hub's subnet on this host, from `ip -j` addresses and routes (pure).
+
+    Another hub's gateway (another label) or servers (other veths), or a network of the machine:
+    two hubs on one subnet would route each other's servers away.
+    """
+    found = []
+    for link in addresses:
+        for info in link.get("addr_info", ()):
+            if info.get("family") != "inet":
+                continue
+            network = ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
+            if network.overlaps(net.subnet) and info.get("label") != net.label:
+                found.append(f"address {info['local']}/{info['prefixlen']} on {link.get('ifname', '?')}")
+    for route in routes:
+        destination = route.get("dst", "")
+        if destination in ("", "default") or route.get("dev", "").startswith(net.veth_prefix):
+            continue
+        cidr = destination if "/" in destination else f"{destination}/32"
+        network = ipaddress.IPv4Network(cidr, strict=False)
+        if network.subnet_of(net.subnet):
+            found.append(f"route {destination} via {route.get('dev', '?')}")
+    return found
+
+
+def check_subnet(net: HubNet) -> None:
+    """Refuse a subnet that another hub or a network of this machine already uses."""
+    addresses = json.loads(_run(IP, "-j", "-4", "addr", "show").stdout or "[]")
+    routes = json.loads(_run(IP, "-j", "-4", "route", "show", "root", str(net.subnet)).stdout or "[]")
+    found = subnet_conflicts(net, addresses, routes)
+    if found:
+        raise SandboxError(
+            f"network.subnet {net.subnet} is already in use on this machine ({'; '.join(found)}): "
+            "another coursehub hub or a network of the host has it. Give this hub its own "
+            "network.subnet in coursehub.yaml (e.g. 10.220.0.0/16); if it is this hub's own, left by "
+            "an older version, `coursehub down` removes it"
+        )
+
+
 def setup_hub(
     net: HubNet, api_port: int, allow: Iterable[str] = (), deny: Iterable[str] = (), dns: Iterable[str] = ()
 ) -> None:
     """The gateway address and the nftables table (idempotent; `up` runs it)."""
+    check_subnet(net)
     # On the loopback interface: every kernel has one (not every kernel has the dummy driver),
-    # and the host answers the servers' ARP for any of its own addresses.
-    _run(IP, "addr", "replace", f"{net.gateway}/32", "dev", "lo")
+    # and the host answers the servers' ARP for any of its own addresses. The label says whose it is.
+    _run(IP, "addr", "replace", f"{net.gateway}/32", "dev", "lo", "label", net.label)
     _run(NFT, "-f", "-", stdin=nft_ruleset(net, api_port, allow, deny, dns))
 
 
@@ -192,6 +239,19 @@ def taken_addresses(net: HubNet) -> list[str]:
     """Server addresses routed now (from the host's routes to the hub's veths)."""
     out = _run(IP, "-o", "route", "show", "root", str(net.subnet), check=False).stdout
     return [line.split()[0].split("/")[0] for line in out.splitlines() if net.veth_prefix in line]
+
+
+# Spawns run in threads: the free address and its route are claimed under one lock, or two
+# servers starting together get the same address and one route replaces the other.
+_ALLOCATION = threading.Lock()
+
+
+def allocate(net: HubNet, leaf: str) -> ServerNet:
+    """A free address and a namespace for the server whose cgroup is `leaf`, created."""
+    with _ALLOCATION:
+        server = server_net(net, leaf, taken_addresses(net))
+        create(net, server)
+    return server
 
 
 def create(net: HubNet, server: ServerNet) -> None:

@@ -352,9 +352,7 @@ class SandboxSpawner(LocalProcessSpawner):
     def _make_namespace(self, group: cgroups.Cgroup) -> netns.ServerNet:
         """A network namespace of this server's own, named after its cgroup."""
         net = netns.HubNet(self.network_tag, ipaddress.IPv4Network(self.network_subnet))
-        server = netns.server_net(net, group.dirs[0].name, netns.taken_addresses(net))
-        netns.create(net, server)
-        return server
+        return netns.allocate(net, group.dirs[0].name)
 
     def _reap_log_writer(self) -> None:
         """Collect exec mode's log writer, which ends when the sandbox's output closes."""
