@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +22,8 @@ def private_uv_cache():
     root = hub_root()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UV_CACHE_DIR", str(root / "uv-cache"))
+        # The store of stack environments too: this module's hostile builds never meet the machine's.
+        mp.setenv("COURSEHUB_CACHE_DIR", str(root / "coursehub-cache"))
         yield root / "uv-cache"
 
 
@@ -163,7 +166,13 @@ def test_no_build_step_runs_as_root_sees_secrets_or_outlives_the_build(build_roo
 
 
 def test_a_postbuild_changes_no_other_environment_and_no_cache(build_root, private_uv_cache):
-    from coursehub.courses.environments import EnvSpec, ensure_environment, find_user_python, server_stack
+    from coursehub.courses.environments import (
+        EnvSpec,
+        ensure_environment,
+        find_user_python,
+        server_stack,
+        stack_store,
+    )
 
     poison = "# coursehub-poisoned-" + secrets.token_hex(4)
     post_build = (
@@ -178,15 +187,41 @@ def test_a_postbuild_changes_no_other_environment_and_no_cache(build_root, priva
     assert other != hostile
     serverapp = next(site_packages(other).glob("jupyter_server/serverapp.py"))
     assert poison not in serverapp.read_text()
-    cached = subprocess.run(["grep", "-rl", poison, str(private_uv_cache)], capture_output=True, text=True)
-    assert not cached.stdout, f"the uv cache was changed: {cached.stdout}"
+    caches = [str(private_uv_cache), str(stack_store())]
+    cached = subprocess.run(["grep", "-rl", poison, *caches], capture_output=True, text=True)
+    assert not cached.stdout, f"a cache or the stack store was changed: {cached.stdout}"
     for env in (hostile, other):
         for path in env.rglob("*"):
             st = path.lstat()
             if path.is_symlink():
                 continue
             assert st.st_uid == 0 and not st.st_mode & 0o022, f"{path} is not root-owned read-only"
-            assert not path.is_file() or st.st_nlink == 1, f"{path} is a hard link"
+            # Only the stack's environment shares files, with the machine's store (all root's, read-only).
+            assert env == other or not path.is_file() or st.st_nlink == 1, f"{path} is a hard link"
+
+
+def test_the_stack_environment_is_built_once_per_machine_and_cloned_with_its_own_kernelspec(build_root):
+    from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec, stack_store
+
+    spec = stack_spec(str(find_user_python()))
+    first = ensure_environment(spec, build_root / "one" / "envs")
+    second = ensure_environment(spec, build_root / "two" / "envs")
+    stored = stack_store() / spec.digest
+    assert stored.is_dir() and stored.parent.stat().st_mode & 0o777 == 0o700  # root's alone
+    (serverapp,) = site_packages(second).glob("jupyter_server/serverapp.py")
+    (in_store,) = site_packages(stored).glob("jupyter_server/serverapp.py")
+    assert serverapp.stat().st_ino == in_store.stat().st_ino  # a clone, not a second build
+    assert not (second.parent / f"{spec.digest}.log").exists()  # nothing was built for it
+    for env in (first, second):
+        kernel = json.loads((env / "share/jupyter/kernels/python3/kernel.json").read_text())
+        assert str(env / "bin" / "python") in kernel["argv"], kernel["argv"]
+    result = subprocess.run(
+        [str(second / "bin" / "python"), "-c", "import jupyter_server, sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == str(second), result.stderr
 
 
 def test_a_build_step_over_its_time_limit_is_stopped(build_root, monkeypatch):

@@ -81,6 +81,19 @@ def server_stack() -> tuple[str, ...]:
     return (f"jupyterhub=={jupyterhub.__version__}", *SERVER_STACK)
 
 
+def stack_spec(python: str) -> EnvSpec:
+    """The environment of coursehub's own server stack for `python`: nothing of any course in it."""
+    return EnvSpec(python=python, packages=server_stack())
+
+
+def stack_store() -> Path:
+    """Where finished stack environments are kept for every hub of this machine (root's cache home)."""
+    explicit = os.environ.get("COURSEHUB_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "stacks"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coursehub" / "stacks"
+
+
 def world_runnable(path: Path) -> bool:
     """True when an unprivileged user can execute `path` (every parent searchable)."""
     try:
@@ -138,6 +151,11 @@ def ensure_environment(
     staging = envs_dir / f".{spec.digest}.{os.getpid()}.{threading.get_ident()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     log_path = envs_dir / f"{spec.digest}.log"
+    # The stack's environment is the same for every hub of this machine: built once, then cloned.
+    stored = stack_store() / spec.digest if spec == stack_spec(spec.python) else None
+    if stored is not None and (stored / READY).exists() and _clone(stored, staging):
+        install_kernelspec(staging, final=target)  # a new file: the clone's links stay the store's
+        return _swap_in(staging, target)
     started = time.monotonic()
     # The state folder (database, secrets, other environments) is out of the build's sight.
     box = BuildBox(staging, (envs_dir.parent, *hidden), spec.source, BUILD_TIMEOUT)
@@ -156,11 +174,53 @@ def ensure_environment(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the previous environment stays in service
         raise
-    if target.exists():  # a concurrent build finished first; keep theirs
+    if stored is not None:
+        _keep(staging, stored)
+    return _swap_in(staging, target)
+
+
+def _swap_in(staging: Path, target: Path) -> Path:
+    """Rename a finished environment into place, unless a concurrent build finished first."""
+    if target.exists():
         shutil.rmtree(staging, ignore_errors=True)
     else:
         os.rename(staging, target)
     return target
+
+
+def _hard_link_copy(source: Path, target: Path) -> bool:
+    """`target` as a tree of new folders whose files are hard links to `source`'s; False if impossible.
+
+    Safe for sealed stack environments only: every file is root's and writable by nobody else, so a
+    file shared by two trees can be changed through neither (unlike the cache links of issue 3).
+    """
+    result = subprocess.run(["cp", "-al", "--", str(source), str(target)], capture_output=True, timeout=600)
+    if result.returncode != 0:  # e.g. the store and the state folder on different file systems
+        shutil.rmtree(target, ignore_errors=True)
+        log.info("no hard-link copy of %s: %s", source, result.stderr.decode(errors="replace").strip())
+    return result.returncode == 0
+
+
+def _clone(stored: Path, staging: Path) -> bool:
+    """The stored stack environment as `staging` (hard links, a second or two instead of a build)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    return _hard_link_copy(stored, staging)
+
+
+def _keep(staging: Path, stored: Path) -> None:
+    """Add a freshly built stack environment to the machine's store (root only; first one wins)."""
+    if (stored / READY).exists():
+        return
+    stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(stored.parent, 0o700)
+    partial = stored.with_name(f".{stored.name}.{os.getpid()}.{threading.get_ident()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    if not _hard_link_copy(staging, partial):
+        return
+    try:
+        os.rename(partial, stored)  # atomic: a stored environment is always whole
+    except OSError:  # another hub stored it meanwhile
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str], dict]]:
