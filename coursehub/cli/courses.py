@@ -162,6 +162,29 @@ def course_link(ctx: click.Context, name: str, path: str) -> None:
     click.echo(_link(st, name, parse_path(path)))
 
 
+@course.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.pass_context
+def course_gc(ctx: click.Context, dry_run: bool) -> None:
+    """Remove environments that no course uses and no server runs from.
+
+    Each change of a course's requirements builds a new environment (~300 MiB) and keeps the old one
+    for the servers still running on it. `up` runs this too; running servers always keep theirs.
+    """
+    from coursehub.courses.environments import find_user_python, stack_spec
+    from coursehub.courses.gc import collect
+
+    st = state(ctx)
+    stack = stack_spec(str(find_user_python(st.settings.sandbox.python))).digest
+    removed = collect(st.paths, keep={stack}, dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    for unused, size in removed:
+        click.echo(f"{verb} {st.paths.envs / unused.name} ({size / 2**20:.0f} MiB): {unused.why}")
+    total = sum(size for _, size in removed) / 2**20
+    summary = f"{verb} {len(removed)} environment folder(s), {total:.0f} MiB."
+    click.echo(summary if removed else "Nothing to remove.")
+
+
 @course.command("remove")
 @click.argument("name")
 @click.pass_context

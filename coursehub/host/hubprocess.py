@@ -22,6 +22,7 @@ from coursehub.courses.environments import (
     find_user_python,
     server_stack,
 )
+from coursehub.courses.gc import collect as collect_environments
 from coursehub.errors import CoursehubError, HubNotRunning
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
 from coursehub.hubconfig.origins import hub_origin, subdomain_host
@@ -111,6 +112,10 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
         if settings.sandbox.spawn_mode == "fork":
             # Warm now, so that the first student does not wait for the imports.
             ensure_forkserver(Path(record.environment), paths.run, paths.logs)
+    removed = collect_environments(paths, keep={spec.digest})
+    if removed:
+        freed = sum(size for _, size in removed) / 2**20
+        echo(f"Removed {len(removed)} environment(s) no course uses any more ({freed:.0f} MiB).")
     admin = None
     if settings.auth.type == "workshop":
         store = AccountStore(paths.accounts)
