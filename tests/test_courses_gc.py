@@ -7,10 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from coursehub.courses import catalog
-from coursehub.courses.gc import Unused, collect, environments_in_use, unused_environments
+from coursehub.courses.gc import GRACE, Unused, collect, environments_in_use, unused_environments
 from coursehub.paths import StatePaths
 
 A, B, C, D = "a" * 16, "b" * 16, "c" * 16, "d" * 16
@@ -27,6 +28,7 @@ def test_only_what_nothing_refers_to_goes():
         f".{D}.999999999.1.tmp.work",
     ]
     found = unused_environments(names, referenced={A}, in_use={B}, alive={os.getpid()})
+    assert unused_environments([C], referenced=set(), in_use=set(), alive=set(), recent={C}) == []
     assert found == [
         Unused(f".{D}.999999999.1.tmp", "left by a build that did not finish"),
         Unused(f".{D}.999999999.1.tmp.work", "left by a build that did not finish"),
@@ -53,9 +55,12 @@ def _a_library() -> Path:
 
 def test_collect_keeps_what_a_course_or_a_process_uses(tmp_path):
     paths = StatePaths(tmp_path / "state")
+    old = time.time() - 2 * GRACE  # finished long ago: a young environment may be about to be used
     for name in (A, B, C, D):
         (paths.envs / name / "lib").mkdir(parents=True)
         (paths.envs / f"{name}.log").write_text("build log\n")
+    young = paths.envs / ("e" * 16)
+    young.mkdir()
     catalog.update_record(paths.courses, catalog.CourseRecord(name="demo", environment=str(paths.envs / A)))
     # A server still running on B since its course moved on: it has a library of B mapped.
     library = paths.envs / B / "lib" / "libcoursehub-test.so"
@@ -69,11 +74,21 @@ def test_collect_keeps_what_a_course_or_a_process_uses(tmp_path):
         assert B in environments_in_use(paths.envs)
         stale = paths.envs / f".{C}.999999999.1.tmp"
         stale.mkdir()
+        for folder in (A, B, C, D, stale.name):
+            os.utime(paths.envs / folder, (old, old))
         dry = collect(paths, keep={D}, dry_run=True)
         assert [u.name for u, _ in dry] == [stale.name, C] and (paths.envs / C).exists()
         removed = collect(paths, keep={D})
         assert [u.name for u, _ in removed] == [stale.name, C]
-        assert {p.name for p in paths.envs.iterdir()} == {A, B, D, f"{A}.log", f"{B}.log", f"{D}.log"}
+        assert {p.name for p in paths.envs.iterdir()} == {
+            A,
+            B,
+            D,
+            young.name,
+            f"{A}.log",
+            f"{B}.log",
+            f"{D}.log",
+        }
     finally:
         server.kill()
         server.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from . import catalog
 # A build in progress: `.<digest>.<pid>.<thread>.tmp` and its `.work` folder (courses/environments.py).
 STAGING = re.compile(r"^\.(?P<digest>[0-9a-f]{16})\.(?P<pid>\d+)\.\d+\.tmp(\.work)?$")
 DIGEST = re.compile(r"^[0-9a-f]{16}$")
+# A build finishes before its course's record names it: a young environment may be about to be used.
+GRACE = 3600.0
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,16 @@ class Unused:
 
 
 def unused_environments(
-    names: Iterable[str], referenced: set[str], in_use: set[str], alive: set[int]
+    names: Iterable[str],
+    referenced: set[str],
+    in_use: set[str],
+    alive: set[int],
+    recent: frozenset[str] | set[str] = frozenset(),
 ) -> list[Unused]:
     """Which entries of the environments' folder to remove (pure).
 
-    Kept: what the catalog or the stack refers to, what a process runs from, builds whose process lives.
+    Kept: what the catalog or the stack refers to, what a process runs from, builds whose process
+    lives, environments finished less than GRACE ago.
     """
     found = []
     for name in sorted(names):
@@ -43,7 +51,7 @@ def unused_environments(
         if staging:
             if int(staging["pid"]) not in alive:
                 found.append(Unused(name, "left by a build that did not finish"))
-        elif DIGEST.match(name) and name not in referenced and name not in in_use:
+        elif DIGEST.match(name) and not {name} & (referenced | in_use | recent):
             found.append(Unused(name, "no course uses it and nothing runs from it"))
     return found
 
@@ -100,10 +108,10 @@ def collect(paths: StatePaths, keep: Iterable[str], dry_run: bool = False) -> li
         if DIGEST.match(entry.name) and (pid := forkserver_pid(paths.run, entry.name)) is not None
     }
     in_use = environments_in_use(paths.envs, ignore=forkservers)
+    folders = [e for e in paths.envs.iterdir() if e.is_dir()]
+    recent = {e.name for e in folders if time.time() - e.stat().st_mtime < GRACE}
     removed = []
-    for unused in unused_environments(
-        (e.name for e in paths.envs.iterdir() if e.is_dir()), referenced, in_use, _alive_pids()
-    ):
+    for unused in unused_environments((e.name for e in folders), referenced, in_use, _alive_pids(), recent):
         folder = paths.envs / unused.name
         size = _size(folder)
         if not dry_run:
