@@ -343,7 +343,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"session_hubs", "shared_hub", "fork_hub"}:
-            group = "session-hubs"
+            # A worker per spawn mode: each starts only the session hub its tests use.
+            callspec = getattr(item, "callspec", None)
+            mode = callspec.params.get("shared_hub", "fork") if callspec else "fork"
+            group = f"session-hub-{mode}"
         elif "edge_hub" in names:
             group = "edge-hub"
         elif "postgres" in names:
