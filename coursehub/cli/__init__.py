@@ -68,7 +68,16 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     if hubprocess.read_pid(st.paths.hub_pid) is None:
         hubprocess.kill_orphans(st.settings, click.echo)
     hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
-    sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
+    try:
+        hubprocess.start_front_end(st.settings, st.paths, click.echo)
+        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo)
+    except BaseException:
+        hub.terminate()  # no hub without the front end the config asks for
+        hub.wait(60)
+        raise
+    finally:
+        hubprocess.stop_front_end(st.paths, click.echo)
+    sys.exit(code)
 
 
 @main.command()
