@@ -51,7 +51,10 @@ def test_off_by_default_and_the_local_default_needs_nothing():
         ({"tls": {"mode": "files"}}, "needs tls.cert_file and tls.key_file"),
         ({"tls": {"mode": "acme", "email": "admin"}}, "not an e-mail address"),
         ({"tls": {"mode": "acme", "acme_directory": "http://acme.test/dir"}}, "not an https:// URL"),
-        ({"tls": {"mode": "acme", "staging": True, "acme_directory": "https://a.test/d"}}, "remove tls.staging"),
+        (
+            {"tls": {"mode": "acme", "staging": True, "acme_directory": "https://a.test/d"}},
+            "remove tls.staging",
+        ),
         ({"tls": {"mode": "acme", "acme_ca_root": "/etc/ca.pem"}}, "set tls.acme_directory"),
         ({"tls": {"mode": "acme", "cert_file": "/etc/c.pem"}}, "tls.cert_file is for tls.mode files"),
         (
@@ -60,7 +63,10 @@ def test_off_by_default_and_the_local_default_needs_nothing():
         ),
         ({"tls": {"email": "a@b.org"}}, "tls.email is set but tls.mode is off"),
         ({"tls": {"mode": "files", "cert_file": "c.pem", "key_file": "/k.pem"}}, "must be an absolute path"),
-        ({"tls": {"mode": "files", "cert_file": "/my certs/c.pem", "key_file": "/k.pem"}}, "contains a space"),
+        (
+            {"tls": {"mode": "files", "cert_file": "/my certs/c.pem", "key_file": "/k.pem"}},
+            "contains a space",
+        ),
         ({"tls": {"mode": "acme", "email": "a{$HOME}@b.org"}}, "brace"),
     ],
 )
@@ -106,8 +112,11 @@ def test_caddyfile_acme_with_subdomains_asks_the_hub_for_users_hosts():
         assert "trusted_roots /srv/pebble/ca.pem" in block
         assert "email admin@example.org" in block
         assert 'Strict-Transport-Security "max-age=31536000; includeSubDomains"' in block
-        assert "reverse_proxy 127.0.0.1:8000" in block
-    assert "http://hub.example.org:80, http://*.hub.example.org:80 {\n\tredir https://{host}{uri} 308\n}" in text
+        assert "reverse_proxy 127.0.0.1:8000 {" in block
+        assert 'header_down Set-Cookie "^(.*?)(; *[Ss]ecure)?$" "$1; Secure"' in block
+    assert (
+        "http://hub.example.org:80, http://*.hub.example.org:80 {\n\tredir https://{host}{uri} 308\n}" in text
+    )
 
 
 def test_caddyfile_without_subdomains_has_one_site_and_no_on_demand():

@@ -10,6 +10,8 @@ from coursehub.settings import Settings
 from coursehub.settings.tls import https_port
 
 ASK_PATH = "/hub/coursehub/tls-ask"  # the hub's route (hub/tlsask.py) under its own API port
+# A Set-Cookie value, and whether it already ends with Secure (Go regular expressions, no lookahead).
+SECURE_FIND, SECURE_REPLACE = "^(.*?)(; *[Ss]ecure)?$", "$1; Secure"
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,14 @@ def site(settings: Settings, address: str, on_demand: bool) -> list[str]:
         lines.append(f'\theader Strict-Transport-Security "max-age={tls.hsts_max_age}{extra}"')
     # Caddy sets X-Forwarded-For to the client it saw (ignoring what an untrusted client sent) and
     # X-Forwarded-Proto: https; the proxy appends Caddy's own loopback address, which the hub trusts.
-    lines += [f"\treverse_proxy 127.0.0.1:{hub.port}", "}"]
+    lines += [
+        f"\treverse_proxy 127.0.0.1:{hub.port} {{",
+        # Every cookie Secure, whoever sets it: the hub marks its own, but users' servers (Jupyter
+        # Server's _xsrf) do not know they are behind HTTPS.
+        f'\t\theader_down Set-Cookie "{SECURE_FIND}" "{SECURE_REPLACE}"',
+        "\t}",
+        "}",
+    ]
     return lines
 
 
