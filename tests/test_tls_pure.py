@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from coursehub.host.caddyfile import FrontEnd, ask_url, render
+from coursehub.host.caddyfile import FrontEnd, ask_url, certificate_warning, render
 from coursehub.hub.tlsask import asked_user
 from coursehub.hubconfig.auth import trusted_proxies
 from coursehub.settings import Settings
@@ -189,3 +189,18 @@ def test_caddy_reads_the_rendered_caddyfile(tmp_path):
         assert config["admin"] == {"disabled": True}
         servers = config["apps"]["http"]["servers"].values()
         assert sorted(tuple(server["listen"]) for server in servers) == [(":443",), (":80",)]
+
+
+def test_up_warns_when_lets_encrypt_cannot_cover_the_users_hosts():
+    per_user = settings({"mode": "acme"}, subdomains=True)
+    assert "50 per registered domain per week" in certificate_warning(per_user)
+    assert "guest" not in certificate_warning(per_user).split(";")[0]
+    with_guests = Settings.model_validate(
+        {**per_user.model_dump(), "courses": [{"name": "intro", "repo": "/srv/c", "access": "open"}]}
+    )
+    assert "every guest of the open course(s) intro" in certificate_warning(with_guests)
+    assert certificate_warning(settings({"mode": "acme"})) == ""  # one certificate, whatever the class
+    wildcard = settings({"mode": "files", "cert_file": "/c.pem", "key_file": "/k.pem"}, subdomains=True)
+    assert certificate_warning(wildcard) == ""
+    own_ca = settings({"mode": "acme", "acme_directory": "https://ca.example.edu/dir"}, subdomains=True)
+    assert certificate_warning(own_ca) == ""

@@ -48,6 +48,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     `coursehub down` stops them too. Needs root and bubblewrap.
     """
     from coursehub.host import hubprocess
+    from coursehub.host.caddyfile import certificate_warning
     from coursehub.hubconfig.origins import shared_origin_warning
 
     st = state(ctx)
@@ -57,6 +58,8 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
         st.settings.hub.port = port
     hubprocess.preflight(st.settings)
     if warning := shared_origin_warning(st.settings):
+        click.secho(warning, fg="yellow", err=True)
+    if warning := certificate_warning(st.settings):
         click.secho(warning, fg="yellow", err=True)
     prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
     if prepared.admin is not None:

@@ -95,3 +95,17 @@ def render(settings: Settings, front: FrontEnd) -> str:
     http_sites = ", ".join(f"http://{name}:{tls.http_port}" for name in names)
     lines += ["", f"{http_sites} {{", f"\tredir {target} 308", "}", ""]
     return "\n".join(lines)
+
+
+def certificate_warning(settings: Settings) -> str:
+    """What `up` says when Let's Encrypt's on-demand certificates cannot cover the users ('' else)."""
+    tls = settings.tls
+    if tls.mode != "acme" or not settings.hub.subdomains or tls.acme_directory:
+        return ""
+    open_courses = [course.name for course in settings.courses if course.access == "open"]
+    guests = f" and every guest of the open course(s) {', '.join(open_courses)}" if open_courses else ""
+    return (
+        "Warning: tls.mode acme with hub.subdomains gets a Let's Encrypt certificate for each user's host"
+        f"{guests}; Let's Encrypt issues 50 per registered domain per week, so a larger class (or any hub "
+        "with guests) needs a wildcard certificate: tls.mode files (docs/https.md)."
+    )
