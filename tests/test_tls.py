@@ -206,7 +206,7 @@ def test_a_student_logs_in_over_https_and_runs_a_cell_on_their_own_host(
         try:
             page.goto(f"{user_host}user/{name}/lab/tree/demo/welcome.ipynb")
             cell = page.locator(".jp-Notebook .jp-CodeCell").first
-            cell.wait_for()
+            cell.wait_for(timeout=240_000)  # JupyterLab's first load is slow on a busy two-core machine
             page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
             cell.click()
             cell.locator(".cm-content").click()
