@@ -272,3 +272,90 @@ def test_the_ask_endpoint_answers_only_caddy_and_only_for_hub_names(tls_hub):
     assert status(f"{name}.hub.localhost", key="wrong") == 403
     # Through the public proxy, even with the key.
     assert status(f"{name}.hub.localhost", via=tls_hub.url + "hub/coursehub/tls-ask") == 403
+
+
+def make_wildcard_files(folder: Path, host: str) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for `host` and `*.host` signed by it: what an admin gives in mode files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "coursehub test campus CA")])
+
+    def build(subject, public_key, extensions):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = build(ca_name, ca_key.public_key(), [(x509.BasicConstraints(ca=True, path_length=0), True)])
+    names = x509.SubjectAlternativeName([x509.DNSName(host), x509.DNSName(f"*.{host}")])
+    cert = build(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), key.public_key(), [(names, False)]
+    )
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "fullchain.pem", folder / "privkey.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+def test_caddy_serves_the_admins_wildcard_certificate_for_every_users_host(tmp_path):
+    """Mode files, with Debian's caddy and the rendered Caddyfile (no hub needed: nothing is asked)."""
+    from coursehub.host.caddyfile import FrontEnd, render
+    from coursehub.settings import Settings
+
+    ca, cert, key = make_wildcard_files(tmp_path, "hub.localhost")
+    https_port, http_port, proxy_port = free_port(), free_port(), free_port()
+    settings = Settings(
+        hub={"public_url": f"https://hub.localhost:{https_port}/", "subdomains": True, "port": proxy_port},
+        tls={"mode": "files", "cert_file": str(cert), "key_file": str(key), "http_port": http_port},
+    )
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(
+        render(settings, FrontEnd(storage=tmp_path / "data", api_host="127.0.0.1", ask_key="-"))
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    with (tmp_path / "caddy.log").open("ab") as log:
+        caddy = subprocess.Popen(
+            ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+
+        def handshake_names(host: str):
+            try:
+                with tls_handshake(host, https_port, ca) as conn:
+                    return [value for kind, value in conn.getpeercert()["subjectAltName"]]
+            except OSError:
+                assert caddy.poll() is None, (tmp_path / "caddy.log").read_text()[-2000:]
+                return None
+
+        for host in ("hub.localhost", "alice.hub.localhost", "bob.hub.localhost"):
+            names = wait_for(lambda host=host: handshake_names(host), timeout=30, what=f"TLS for {host}")
+            assert names == ["hub.localhost", "*.hub.localhost"]
+        redirect = requests.get(
+            f"http://bob.hub.localhost:{http_port}/x?y=1", allow_redirects=False, timeout=30
+        )
+        assert redirect.status_code == 308
+        assert redirect.headers["Location"] == f"https://bob.hub.localhost:{https_port}/x?y=1"
+    finally:
+        caddy.terminate()
+        caddy.wait(30)
