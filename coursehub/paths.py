@@ -69,6 +69,24 @@ class StatePaths:
         return self.root / "accounts"
 
     @property
+    def caddy(self) -> Path:
+        """The TLS front end's folder (root only): its Caddyfile, certificates and ACME account."""
+        return self.root / "caddy"
+
+    @property
+    def caddyfile(self) -> Path:
+        return self.caddy / "Caddyfile"
+
+    @property
+    def caddy_pid(self) -> Path:
+        return self.root / "caddy.pid"
+
+    @property
+    def tls_ask_key(self) -> Path:
+        """The key Caddy's on-demand `ask` requests carry, so that only Caddy gets answers."""
+        return self.root / "tls-ask-key"
+
+    @property
     def secret_files(self) -> tuple[Path, ...]:
         """Files that must stay 0600 and hidden from users' sandboxes."""
-        return (self.db, self.cookie_secret, self.accounts, self.cli_token)
+        return (self.db, self.cookie_secret, self.accounts, self.cli_token, self.tls_ask_key)

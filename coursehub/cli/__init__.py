@@ -48,6 +48,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     `coursehub down` stops them too. Needs root and bubblewrap.
     """
     from coursehub.host import hubprocess
+    from coursehub.host.caddyfile import certificate_warning
     from coursehub.hubconfig.origins import shared_origin_warning
 
     st = state(ctx)
@@ -57,6 +58,8 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
         st.settings.hub.port = port
     hubprocess.preflight(st.settings)
     if warning := shared_origin_warning(st.settings):
+        click.secho(warning, fg="yellow", err=True)
+    if warning := certificate_warning(st.settings):
         click.secho(warning, fg="yellow", err=True)
     prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
     if prepared.admin is not None:
@@ -68,7 +71,16 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     if hubprocess.read_pid(st.paths.hub_pid) is None:
         hubprocess.kill_orphans(st.settings, click.echo)
     hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
-    sys.exit(hubprocess.supervise(hub, st.settings, st.paths, click.echo))
+    try:
+        hubprocess.start_front_end(st.settings, st.paths, click.echo)
+        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo)
+    except BaseException:
+        hub.terminate()  # no hub without the front end the config asks for
+        hub.wait(60)
+        raise
+    finally:
+        hubprocess.stop_front_end(st.paths, click.echo)
+    sys.exit(code)
 
 
 @main.command()

@@ -42,9 +42,9 @@ Echo = Callable[[str], None]
 def running_url(settings: Settings, paths: StatePaths) -> str:
     """The URL of the hub running from `paths` (it may have been started with --ip/--port)."""
     try:
-        return paths.hub_url.read_text().strip() or hub_url(settings)
+        return paths.hub_url.read_text().strip() or local_url(settings)
     except OSError:
-        return hub_url(settings)
+        return local_url(settings)
 
 
 def hub_url(settings: Settings) -> str:
@@ -52,6 +52,33 @@ def hub_url(settings: Settings) -> str:
     if settings.hub.public_url:
         return settings.hub.public_url.rstrip("/") + "/"
     return hub_origin(settings) + "/"
+
+
+def local_url(settings: Settings) -> str:
+    """Where this machine's CLI reaches the hub: the proxy itself when the TLS front end is in front."""
+    if settings.tls.mode == "off":
+        return hub_url(settings)
+    return f"http://127.0.0.1:{settings.hub.port}/"
+
+
+def start_front_end(settings: Settings, paths: StatePaths, echo: Echo) -> subprocess.Popen | None:
+    """Caddy in front of the proxy when tls is on (None otherwise); one a crashed `up` left is replaced."""
+    from coursehub.host import frontend
+
+    stop_front_end(paths, echo)
+    if settings.tls.mode == "off":
+        return None
+    proc = frontend.launch(settings, paths)
+    echo(f"TLS front end (caddy, pid {proc.pid}) serves {hub_url(settings)}; its log: {paths.logs}/caddy.log")
+    return proc
+
+
+def stop_front_end(paths: StatePaths, echo: Echo) -> None:
+    """Stop the TLS front end of this state folder, if one runs."""
+    pid = read_pid(paths.caddy_pid)
+    if pid is not None and b"caddy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        _terminate(pid, "TLS front end", echo)
+    paths.caddy_pid.unlink(missing_ok=True)
 
 
 def preflight(settings: Settings) -> None:
@@ -69,13 +96,27 @@ def preflight(settings: Settings) -> None:
     userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if userns.exists() and userns.read_text().strip() == "0":
         problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
-    for check in (find_proxy, lambda: subdomain_host(settings)):
+    for check in (find_proxy, lambda: subdomain_host(settings), lambda: tls_preflight(settings)):
         try:
             check()
         except CoursehubError as exc:
             problems.append(str(exc))
     if problems:
         raise CoursehubError("cannot start the hub:\n  - " + "\n  - ".join(problems))
+
+
+def tls_preflight(settings: Settings) -> None:
+    """The tls section against the address `up` was given, and caddy, when tls is on."""
+    if settings.tls.mode == "off":
+        return
+    from coursehub.host.frontend import find_caddy
+    from coursehub.settings import check_tls
+
+    try:
+        check_tls(settings)  # again: --ip and --port change the settings after they were read
+    except ValueError as exc:
+        raise CoursehubError(str(exc)) from None
+    find_caddy()
 
 
 def read_pid(path: Path) -> int | None:
@@ -219,8 +260,8 @@ def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    paths.hub_url.write_text(hub_url(settings))
-    api = HubAPI(hub_url(settings), paths.cli_token.read_text().strip())
+    paths.hub_url.write_text(local_url(settings))
+    api = HubAPI(local_url(settings), paths.cli_token.read_text().strip())
     try:
         api.wait_until_up(time.monotonic() + 120)
         echo(
@@ -250,6 +291,7 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     proxy_pid = read_pid(paths.proxy_pid)
     if proxy_pid is not None:
         _terminate(proxy_pid, "proxy", echo)
+    stop_front_end(paths, echo)
     kill_orphans(settings, echo)
     forkservers = stop_forkservers(paths.run)
     if forkservers:

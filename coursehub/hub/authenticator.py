@@ -24,17 +24,23 @@ class CoursehubAuthenticatorMixin(ClientAddressMixin):
     )
     tmp_per_client_per_minute = Integer(10, help="Temporary users per address per minute.").tag(config=True)
     binder = Dict(help="The binder: settings section; empty: no /hub/binder API.").tag(config=True)
+    tls_ask_key_file = Unicode("", help="Key file of Caddy's on-demand TLS asks; empty: no route.").tag(
+        config=True
+    )
+    tls_hub_host = Unicode("", help="The hub's public host name (certificates on demand).").tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
-        """The base authenticator's handlers plus /hub/launch, /hub/tmplogin and the revocation API."""
+        """The base handlers plus /hub/launch, /hub/tmplogin, the revocation API and the TLS ask."""
         from coursehub.hub.revoke import revoke_handlers
         from coursehub.hub.status_page import ops_handlers
+        from coursehub.hub.tlsask import tls_ask_handlers
         from coursehub.launch.handlers import launch_handlers
 
         base = [
             *super().get_handlers(app),  # type: ignore[misc]
             *ops_handlers(app, self.courses_root),
             *revoke_handlers(),
+            *tls_ask_handlers(self.tls_ask_key_file, self.tls_hub_host),
         ]
         if not (self.courses_root or self.static_courses):
             return base

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from traitlets.config import Config
 
@@ -57,13 +58,28 @@ def hub_url(settings: Settings, path: str) -> str:
     return f"{base.rstrip('/')}/hub/{path}"
 
 
+# Where the built-in TLS front end (Caddy) connects to the proxy from.
+FRONT_END_ADDRESS = "127.0.0.1/32"
+
+
+def trusted_proxies(settings: Settings) -> list[str]:
+    """hub.trusted_proxies, plus the built-in TLS front end's address when tls is on."""
+    proxies = list(settings.hub.trusted_proxies)
+    if settings.tls.mode != "off" and FRONT_END_ADDRESS not in proxies:
+        proxies.append(FRONT_END_ADDRESS)
+    return proxies
+
+
 def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets = resolve_secret) -> None:
     """Authenticator class and traits; `secrets` turns 'env:'/'file:' references into values."""
     auth = settings.auth
     c.JupyterHub.authenticator_class = authenticator_class(settings)
     c.Authenticator.courses_root = str(runtime.paths.courses)
     c.Authenticator.tmp_per_client_per_minute = settings.temporary.per_client_per_minute
-    c.Authenticator.trusted_proxies = list(settings.hub.trusted_proxies)
+    c.Authenticator.trusted_proxies = trusted_proxies(settings)
+    if settings.tls.mode != "off":
+        c.Authenticator.tls_ask_key_file = str(runtime.paths.tls_ask_key)
+        c.Authenticator.tls_hub_host = (urlsplit(settings.hub.public_url or "").hostname or "").lower()
     provider = auth.provider()
     if provider is not None and auth.type != "workshop":
         c.Authenticator.admin_users = provider_admins(settings)

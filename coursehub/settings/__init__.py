@@ -6,6 +6,7 @@ import ipaddress
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +15,7 @@ from coursehub.settings.base import COURSE_NAME, Model, Size, format_size, parse
 from coursehub.settings.binder import BinderSettings
 from coursehub.settings.database import DatabaseSettings
 from coursehub.settings.kubernetes import CourseKubernetes, KubernetesSettings
+from coursehub.settings.tls import TLSSettings, https_port
 
 __all__ = ["COURSE_NAME", "AuthSettings", "LockoutSettings", "Model", "format_size", "parse_size"]
 
@@ -205,6 +207,7 @@ class Settings(Model):
     temporary: TemporaryUsers = Field(default_factory=TemporaryUsers)
     binder: BinderSettings = Field(default_factory=BinderSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
     courses: list[Course] = Field(
         default_factory=lambda: [demo_course()], description="Courses offered on this hub."
     )
@@ -233,6 +236,11 @@ class Settings(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_needs_a_public_https_name(self) -> Settings:
+        check_tls(self)
+        return self
+
     def admin_users(self) -> list[str]:
         """hub.admin_users, or its default for the authenticator in use."""
         if self.hub.admin_users is not None:
@@ -257,3 +265,41 @@ def demo_course() -> Course:
         repo=str(DEMO_DIR),
         default_notebook="welcome.ipynb",
     )
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_tls(settings: Settings) -> None:
+    """ValueError saying what to change when tls is on but the hub's address or URL cannot carry it."""
+    tls, hub = settings.tls, settings.hub
+    if tls.mode == "off":
+        return
+    url = hub.public_url or ""
+    host = urlsplit(url).hostname or ""
+    if not url.lower().startswith("https://") or not host:
+        raise ValueError(
+            f"tls.mode {tls.mode} needs hub.public_url: https://<host name>/ (the name users type and "
+            "certificates are issued for), e.g. https://hub.example.org/"
+        )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"tls: hub.public_url names the IP address {host}; use a host name with DNS")
+    if hub.ip not in LOOPBACK:
+        raise ValueError(
+            f"tls: hub.ip is {hub.ip}, so the proxy would also serve plain HTTP to the network; keep "
+            "hub.ip: 127.0.0.1 (Caddy takes the public ports: hub.public_url's and tls.http_port)"
+        )
+    port = https_port(url)
+    taken = {
+        "hub.port": hub.port,
+        "hub.api_port": hub.api_port,
+        "hub.proxy_api_port": hub.proxy_api_port,
+        "tls.http_port": tls.http_port,
+    }
+    for key, value in taken.items():
+        if value == port:
+            raise ValueError(f"tls: hub.public_url's port {port} is also {key}; give them different ports")
