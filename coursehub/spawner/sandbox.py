@@ -141,6 +141,13 @@ class SandboxSpawner(LocalProcessSpawner):
         leaf = f"{unix_name(self.user.name, self.user_prefix)}--{self.name or 'default'}"
         return cgroups.group_for(leaf, self.cgroup_parent)
 
+    @property
+    def home_dir(self) -> str:
+        """The home of this server's Unix account (also for a server re-attached after a restart)."""
+        if self.account is not None:
+            return str(self.account.home)
+        return str(Path(self.home_root) / unix_name(self.user.name, self.user_prefix))
+
     def limits(self) -> dict[str, Any]:
         """Memory, cpu and pids for this server: the course's, else the global ones."""
         course = self.record.limits if self.record else {}
