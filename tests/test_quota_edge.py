@@ -11,7 +11,7 @@ import pytest
 from loopfs import loop_filesystem
 
 from coursehub.spawner import homequota
-from coursehub.spawner.diskquota import FS_XFLAG_PROJINHERIT, FIRST_PROJECT
+from coursehub.spawner.diskquota import FIRST_PROJECT, FS_XFLAG_PROJINHERIT
 
 
 def _attrs(path: Path):

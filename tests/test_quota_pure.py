@@ -124,7 +124,9 @@ def test_settings_hub_wide_and_per_course():
     assert settings.course_limits(plain).disk == 5 * 1024**3
     assert settings.disk_limited() and not Settings().disk_limited()
     assert Settings().limits.disk is None
-    only_course = Settings.model_validate({"courses": [{"name": "c", "repo": "/x", "limits": {"disk": "1G"}}]})
+    only_course = Settings.model_validate(
+        {"courses": [{"name": "c", "repo": "/x", "limits": {"disk": "1G"}}]}
+    )
     assert only_course.disk_limited()
     with pytest.raises(ValueError):
         Settings.model_validate({"limits": {"disk": "100K"}})  # below 1 MiB: a typo
