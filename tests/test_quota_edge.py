@@ -104,3 +104,26 @@ def write_as(uid: int, path: Path, size: int) -> int:
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_the_table_keeps_ids_per_name_across_processes_and_forgets_deleted_homes(loopfs, tmp_path):
+    home = loopfs.mount / "table-home"
+    home.mkdir()
+    path = tmp_path / "p.json"
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        table = homequota.ProjectTable(path)
+        if loopfs.enforced:  # a new id: the kernel says which ids are in use
+            alice, bob = table.project_for("ch-alice", fd), table.project_for("ch-bob", fd)
+        else:  # without quotas the kernel cannot answer: ids from an earlier table
+            alice, bob = FIRST_PROJECT, FIRST_PROJECT + 1
+            table._save({"ch-alice": alice, "ch-bob": bob})
+            assert table.project_for("ch-alice", fd) == alice
+        assert alice != bob
+        again = homequota.ProjectTable(path)  # another process, the same file
+        assert again.project_for("ch-alice", fd) == alice and again.lookup("ch-bob") == bob
+        assert path.stat().st_mode & 0o777 == 0o600
+        again.forget("ch-bob")
+        assert again.lookup("ch-bob") is None and homequota.ProjectTable(path).lookup("ch-alice") == alice
+    finally:
+        os.close(fd)

@@ -114,6 +114,16 @@ class ProjectTable:
             self.cache = table
         return projid
 
+    def forget(self, name: str) -> None:
+        """Drop a deleted home's entry. Its id is not handed out again while the file system still
+        counts a limit or files under it (`assign_project`'s `taken`)."""
+        with _LOCK, open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ids = self._load()
+            if ids.pop(name, None) is not None:
+                self._save(ids)
+            self.cache = ids
+
     def lookup(self, name: str) -> int | None:
         """The stored id of `name`'s home, if any."""
         return self.cache.get(name) or self._load().get(name)

@@ -579,6 +579,8 @@ class SandboxSpawner(LocalProcessSpawner):
             return  # real users' files outlive their hub record
         name = unix_name(self.user.name, self.user_prefix)
         await asyncio.to_thread(remove_account_and_home, name, Path(self.home_root))
+        if self.project_table and Path(self.project_table).exists():
+            await asyncio.to_thread(project_table(Path(self.project_table)).forget, name)
         self.log.info("deleted temporary user %s with their files", self.user.name)
 
 
