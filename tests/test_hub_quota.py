@@ -8,6 +8,7 @@ Either way a forked server cannot move its files out of the home's project.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -139,3 +140,18 @@ def test_up_says_once_whether_quotas_hold(students):
         lines = [line for line in log.splitlines() if OFF in line]
         assert len(lines) == 1, lines  # once, though several servers started
         assert "prjquota" in lines[0] and str(fs.mount) in lines[0]
+
+
+def test_the_status_page_has_the_disk_table(students):
+    hub, fs, alice, bob, carol, tokens = students
+    password = re.search(r"admin: (\S+)", hub.cli("accounts", "reset", "admin").stdout)
+    assert password is not None
+    hub.passwords["admin"] = password.group(1)
+    page = hub.login("admin").get(hub.url + "hub/coursehub/status", timeout=30)
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="disk"') :]
+    table = table[: table.index("</table>")]
+    if fs.enforced:
+        assert f'data-user="{alice}"' in table and f'data-user="{bob}"' in table
+    else:
+        assert "No running server&#39;s home has a quota" in table or "No running server's home" in table
