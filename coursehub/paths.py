@@ -65,6 +65,11 @@ class StatePaths:
         return self.root / "jupyterhub_config.d"
 
     @property
+    def disk_projects(self) -> Path:
+        """Project ids of the homes (disk quotas), by Unix name."""
+        return self.root / "disk-projects.json"
+
+    @property
     def cards(self) -> Path:
         return self.root / "accounts"
 

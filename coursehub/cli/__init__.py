@@ -96,7 +96,7 @@ def down(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Show whether the hub and proxy run, and every user server."""
+    """Show whether the hub and proxy run, and every user server (memory; home use against its quota)."""
     from coursehub.host import hubprocess
     from coursehub.settings import format_size
 
@@ -108,10 +108,17 @@ def status(ctx: click.Context) -> None:
     click.echo(f"servers: {len(rows)}")
     for row in rows:
         state_word = "ready" if row.ready else "starting"
+        disk = f"  home {disk_use(row.disk_used, row.disk_limit)}" if row.disk_limit else ""
         click.echo(
             f"  {row.user:<24} {row.server or '(default)':<16} {state_word:<9} "
-            f"{format_size(row.memory) if row.memory else '-'}"
+            f"{format_size(row.memory) if row.memory else '-'}{disk}"
         )
+
+
+def disk_use(used: int, limit: int) -> str:
+    """'1.2G of 5.0G (24 %)': a home's use against its quota."""
+    gib = 1024**3
+    return f"{used / gib:.2f}G of {limit / gib:.2f}G ({100 * used / limit:.0f} %)"
 
 
 @main.group(cls=Group)

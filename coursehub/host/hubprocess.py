@@ -164,6 +164,8 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
             admin = store.ensure_admin(name) or admin
     if settings.network.isolate:
         prepare_network(settings, paths, echo)
+    if settings.disk_limited():
+        check_disk_quotas(settings, echo)
     removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
@@ -189,6 +191,15 @@ def prepare_network(settings: Settings, paths: StatePaths, echo: Echo) -> None:
             "Servers reach the hub only, not the internet: the host does not forward "
             "(sysctl net.ipv4.ip_forward=1 allows it; see docs/security.md)."
         )
+
+
+def check_disk_quotas(settings: Settings, echo: Echo) -> None:
+    """Say once, with what to do, when limits.disk cannot be enforced on the homes' file system."""
+    from coursehub.spawner import diskquota, homequota
+
+    problem = homequota.quota_problem(settings.sandbox.home_root)
+    if problem:
+        echo(diskquota.off_message(problem))
 
 
 def install_sync_script(paths: StatePaths) -> None:
@@ -369,6 +380,22 @@ class ServerRow:
     server: str
     ready: bool
     memory: int
+    disk_used: int = 0
+    disk_limit: int = 0  # 0: the home has no quota
+
+
+def home_usage(settings: Settings, hub_user: str) -> tuple[int, int]:
+    """(bytes used, quota) of a hub user's home; (0, 0) when it has no quota."""
+    import pwd
+
+    from coursehub.spawner import homequota
+
+    try:
+        home = Path(pwd.getpwnam(unix_name(hub_user, settings.sandbox.user_prefix)).pw_dir)
+    except KeyError:
+        return (0, 0)
+    usage = homequota.home_usage(home)
+    return (usage.used, usage.limit) if usage else (0, 0)
 
 
 def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | None, list[ServerRow]]:
@@ -382,5 +409,6 @@ def status(settings: Settings, paths: StatePaths) -> tuple[int | None, int | Non
                 leaf = f"{unix_name(user['name'], settings.sandbox.user_prefix)}--{name or 'default'}"
                 group = cgroups.group_for(leaf)
                 memory = group.memory_bytes() if group.dirs[0].exists() else 0
-                rows.append(ServerRow(user["name"], name, bool(server.get("ready")), memory))
+                used, limit = home_usage(settings, user["name"])
+                rows.append(ServerRow(user["name"], name, bool(server.get("ready")), memory, used, limit))
     return hub_pid, proxy_pid, rows

@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coursehub.metrics import NO_COURSE
@@ -31,6 +32,9 @@ class ServerInfo:
     cgroup: Any = None  # coursehub.spawner.cgroups.Cgroup when the spawner has one
     memory: int = 0  # filled in by the monitor from the cgroup
     oom_kills: int = 0  # idem: the cgroup's count since the server started
+    home: str = ""  # the Unix home, when the spawner has one (SandboxSpawner)
+    disk_used: int = 0  # filled in by the monitor: the home's use and quota (0: no quota)
+    disk_limit: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -83,7 +87,17 @@ def server_info(user: Any, name: str, spawner: Any, temporary: bool) -> ServerIn
         temporary=temporary,
         memory_limit=memory_limit_of(spawner),
         cgroup=cgroup_of(spawner),
+        home=home_of(spawner),
     )
+
+
+def home_of(spawner: Any) -> str:
+    """The home folder of the spawner's Unix account (SandboxSpawner.home_dir), or '' (other spawners)."""
+    try:
+        return str(getattr(spawner, "home_dir", "") or "")
+    except Exception as exc:
+        log.debug("no home for %s: %s", spawner, exc)
+        return ""
 
 
 def active_servers(users: Iterable[Any], temporary_names: set[str]) -> list[ServerInfo]:
@@ -109,8 +123,14 @@ def count_by_course(servers: Iterable[ServerInfo]) -> tuple[Counter, Counter, Co
 
 
 def read_usage(servers: Iterable[ServerInfo]) -> None:
-    """Fill in `memory` and `oom_kills` of servers that have a cgroup (blocking reads)."""
+    """Fill in memory and OOM kills from the cgroups, and each home's use of its quota (blocking)."""
+    from coursehub.spawner.homequota import home_usage
+
     for server in servers:
+        if server.home:
+            usage = home_usage(Path(server.home))
+            if usage is not None:
+                server.disk_used, server.disk_limit = usage.used, usage.limit
         if server.cgroup is None:
             continue
         try:

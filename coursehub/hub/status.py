@@ -61,6 +61,19 @@ class MemoryRow:
 
 
 @dataclass
+class DiskRow:
+    """One home's use against its quota."""
+
+    user: str
+    used: int
+    limit: int
+
+    @property
+    def ratio(self) -> float:
+        return self.used / self.limit if self.limit else 0.0
+
+
+@dataclass
 class StatusReport:
     """Everything on the page, also served as JSON."""
 
@@ -71,6 +84,7 @@ class StatusReport:
     first_kernel_seconds: dict[str, Any]
     courses: list[CourseRow] = field(default_factory=list)
     memory: list[MemoryRow] = field(default_factory=list)
+    disk: list[DiskRow] = field(default_factory=list)  # homes with a quota, fullest first
     recent: list[Event] = field(default_factory=list)  # OOM kills and failures, newest first
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,9 +139,16 @@ def build_report(
         ),
         key=lambda row: (-row.ratio, -row.used, row.user),
     )
+    report.disk = disk_rows(servers)
     recent = history.events_since(now - 6 * HOUR, OOM, FAILURE)
     report.recent = sorted(recent, key=lambda e: -e.time)[:RECENT_ROWS]
     return report
+
+
+def disk_rows(servers: Sequence[ServerInfo]) -> list[DiskRow]:
+    """One row per home with a quota (a user's servers share it), fullest first."""
+    homes = {s.user: DiskRow(s.user, s.disk_used, s.disk_limit) for s in servers if s.disk_limit}
+    return sorted(homes.values(), key=lambda row: (-row.ratio, row.user))
 
 
 def course_rows(

@@ -29,6 +29,8 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids
+    s.disk_limit = limits.disk or 0
+    s.project_table = str(runtime.paths.disk_projects)
     s.log_dir = str(runtime.paths.logs)
     s.log_max = sandbox.server_log_max
     if settings.network.isolate:

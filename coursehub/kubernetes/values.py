@@ -581,6 +581,11 @@ def render_notices(settings: Settings) -> list[str]:
             "limits.pids is not applied per server: Kubernetes limits processes per "
             "pod for a whole node (the kubelet's podPidsLimit)"
         )
+    if settings.disk_limited():
+        notices.append(
+            "limits.disk is not applied on Kubernetes: each home is a volume of its own, of "
+            "kubernetes.storage.capacity"
+        )
     if database_env(settings):
         notices.append(
             f"database password: the hub pod reads PGPASSWORD from the Secret {DATABASE_SECRET} "

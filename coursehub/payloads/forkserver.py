@@ -20,6 +20,7 @@ import os
 import runpy
 import signal
 import socket
+import struct
 import sys
 import traceback
 
@@ -72,6 +73,59 @@ DEV_LINKS = {
     "core": "/proc/kcore",
     "ptmx": "pts/ptmx",
 }
+
+
+# seccomp: what a server with a disk quota may not do (see lock_project_changes).
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, EPERM = 0x7FFF0000, 0x00050000, 1
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+# machine: (AUDIT_ARCH_*, __NR_ioctl, __NR_file_setattr)
+ARCHES = {"x86_64": (0xC000003E, 16, 469), "aarch64": (0xC00000B7, 29, 469)}
+X32_SYSCALL_BIT = 0x40000000
+# The ioctls that change a file's project id or its inherit flag: FS_IOC_FSSETXATTR, FS_IOC_SETFLAGS
+# and its 32-bit twin.
+PROJECT_IOCTLS = (0x401C5820, 0x40086602, 0x40046602)
+
+
+def project_lock_filter(machine: str) -> bytes:
+    """A seccomp program refusing (EPERM) project id changes, for the machine `machine` (pure)."""
+    arch, nr_ioctl, nr_file_setattr = ARCHES[machine]
+    deny, allow = ("deny", "allow")
+    program: list[tuple[int, object, object, int]] = [
+        (BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (BPF_JEQ_K, "next", deny, arch),  # another ABI (32-bit code) gets nothing
+        (BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (BPF_JGE_K, deny, "next", X32_SYSCALL_BIT),  # x32 calls
+        (BPF_JEQ_K, deny, "next", nr_file_setattr),
+        (BPF_JEQ_K, "next", allow, nr_ioctl),
+        (BPF_LD_W_ABS, 0, 0, 24),  # the low half of args[1], all the kernel reads of an ioctl's cmd
+        *((BPF_JEQ_K, deny, "next", cmd) for cmd in PROJECT_IOCTLS),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | EPERM),
+    ]
+    where = {allow: len(program) - 2, deny: len(program) - 1}
+    code = b""
+    for index, (op, true, false, k) in enumerate(program):
+        jumps = [0 if j == "next" or j == 0 else where[j] - index - 1 for j in (true, false)]  # type: ignore[index]
+        code += struct.pack("=HBBI", op, jumps[0], jumps[1], k)
+    return code
+
+
+def lock_project_changes() -> None:
+    """Files in a home with a quota stay in its project: refuse the calls that would move them.
+
+    Inside a user namespace (bubblewrap's exec mode) the kernel refuses by itself; forked servers
+    run in the initial one, where a file's owner may change its project id or the inherit flag.
+    """
+    program = project_lock_filter(os.uname().machine)
+    count = len(program) // 8
+    buffer = ctypes.create_string_buffer(program, len(program))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = SockFprog(count, ctypes.addressof(buffer))
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
 def _check(result: int, what: str) -> None:
@@ -190,6 +244,8 @@ def become_user(req: dict) -> None:
     os.setgid(req["gid"])
     os.setuid(req["uid"])
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if req.get("lock_project"):
+        lock_project_changes()
     # setuid made the process non-dumpable (its /proc files root's); it is the user's own now.
     _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     os.closerange(3, 65536)

@@ -26,6 +26,12 @@ class Limits(Model):
     memory: Size = Field(2 * 1024**3, description="Memory limit per server, e.g. 512M or 2G.")
     cpu: float = Field(1.0, gt=0, le=1024, description="CPU limit per server, in cores.")
     pids: int = Field(512, ge=16, le=1_000_000, description="Maximum processes per server.")
+    disk: Size | None = Field(
+        None,
+        ge=1024**2,
+        description="Quota on each student's home, e.g. 5G (a project quota: the homes' file system must "
+        "be ext4 with the project and quota features, or XFS, mounted with prjquota). Unset: no quota.",
+    )
 
 
 class PartialLimits(Model):
@@ -34,6 +40,9 @@ class PartialLimits(Model):
     memory: Size | None = Field(None, description="Memory limit per server, e.g. 512M.")
     cpu: float | None = Field(None, gt=0, le=1024, description="CPU limit, in cores.")
     pids: int | None = Field(None, ge=16, le=1_000_000, description="Maximum processes.")
+    disk: Size | None = Field(
+        None, ge=1024**2, description="Quota on the home of each student who opens this course, e.g. 10G."
+    )
 
     def over(self, base: Limits) -> Limits:
         """These overrides applied on top of `base`."""
@@ -252,6 +261,10 @@ class Settings(Model):
     def course_limits(self, course: Course) -> Limits:
         """Effective limits of a course's servers."""
         return course.limits.over(self.limits)
+
+    def disk_limited(self) -> bool:
+        """Whether any home gets a quota (limits.disk hub-wide or for some course)."""
+        return self.limits.disk is not None or any(c.limits.disk is not None for c in self.courses)
 
 
 DEMO_DIR = Path(__file__).parent.parent / "demo"

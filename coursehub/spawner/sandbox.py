@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import pwd
 import random
@@ -26,7 +27,7 @@ from .. import metrics
 from ..courses.access import is_temporary, is_unregistered, may_open
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
-from . import cgroups, listeners, netns
+from . import cgroups, diskquota, homequota, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args, find_bwrap
 from .forkclient import SCRIPT as FORKSERVER
@@ -74,6 +75,10 @@ class SandboxSpawner(LocalProcessSpawner):
         config=True
     )
     network_tag = Unicode("", help="This hub's tag in interface and table names.").tag(config=True)
+    disk_limit = Integer(0, help="Quota on each home, in bytes (0: none unless the course sets one).").tag(
+        config=True
+    )
+    project_table = Unicode("", help="JSON file of the homes' project ids (root-only).").tag(config=True)
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
@@ -136,6 +141,13 @@ class SandboxSpawner(LocalProcessSpawner):
         leaf = f"{unix_name(self.user.name, self.user_prefix)}--{self.name or 'default'}"
         return cgroups.group_for(leaf, self.cgroup_parent)
 
+    @property
+    def home_dir(self) -> str:
+        """The home of this server's Unix account (also for a server re-attached after a restart)."""
+        if self.account is not None:
+            return str(self.account.home)
+        return str(Path(self.home_root) / unix_name(self.user.name, self.user_prefix))
+
     def limits(self) -> dict[str, Any]:
         """Memory, cpu and pids for this server: the course's, else the global ones."""
         course = self.record.limits if self.record else {}
@@ -143,6 +155,7 @@ class SandboxSpawner(LocalProcessSpawner):
             "memory": course.get("memory") or self.mem_limit,
             "cpu": course.get("cpu") or self.cpu_limit or 1.0,
             "pids": course.get("pids") or self.pids_limit,
+            "disk": course.get("disk") or self.disk_limit or None,
         }
         return {**limits, **self.limit_overrides}
 
@@ -214,7 +227,10 @@ class SandboxSpawner(LocalProcessSpawner):
             )
             group = self.cgroup
             limits = self.limits()
-            await asyncio.to_thread(cgroups.create, group, **limits)
+            await asyncio.to_thread(self._apply_disk_quota, limits["disk"])
+            await asyncio.to_thread(
+                cgroups.create, group, memory=limits["memory"], cpu=limits["cpu"], pids=limits["pids"]
+            )
         except CoursehubError as exc:
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
@@ -255,6 +271,9 @@ class SandboxSpawner(LocalProcessSpawner):
         )
         if self.server_net is not None:
             request["netns"] = netns.namespace_path(self.server_net)
+        if self.limits()["disk"]:
+            # Outside a user namespace, an owner may move their files out of the home's project.
+            request["lock_project"] = True
         run_dir = Path(self.run_dir)
         try:
             sock = await asyncio.to_thread(
@@ -348,6 +367,30 @@ class SandboxSpawner(LocalProcessSpawner):
                 )
             await asyncio.sleep(0.05)
         raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
+
+    def _apply_disk_quota(self, own: int | None) -> None:
+        """Give the home its project quota (the largest limit of the user's servers); once per home."""
+        others = [
+            spawner.limits().get("disk")
+            for spawner in list(getattr(self.user, "spawners", {}).values())
+            if spawner is not self and spawner.active and isinstance(spawner, SandboxSpawner)
+        ]
+        limit = diskquota.disk_limit(own, others)
+        if limit is None or self.account is None:
+            return
+        problem = quota_problem(Path(self.home_root))
+        if problem:
+            return  # `coursehub up` has said so, once
+        table = project_table(Path(self.project_table or Path(self.home_root) / ".coursehub-projects.json"))
+        started = time.perf_counter()
+        changed = homequota.ensure_home_quota(self.account.home, self.account.name, limit, table)
+        self.log.info(
+            "disk quota of %s's home: %s bytes (%s in %.1f ms)",
+            self.user.name,
+            limit,
+            "set" if changed else "already set",
+            (time.perf_counter() - started) * 1000,
+        )
 
     def _make_namespace(self, group: cgroups.Cgroup) -> netns.ServerNet:
         """A network namespace of this server's own, named after its cgroup."""
@@ -536,6 +579,8 @@ class SandboxSpawner(LocalProcessSpawner):
             return  # real users' files outlive their hub record
         name = unix_name(self.user.name, self.user_prefix)
         await asyncio.to_thread(remove_account_and_home, name, Path(self.home_root))
+        if self.project_table and Path(self.project_table).exists():
+            await asyncio.to_thread(project_table(Path(self.project_table)).forget, name)
         self.log.info("deleted temporary user %s with their files", self.user.name)
 
 
@@ -572,6 +617,22 @@ class StartQueue:
 
 
 START_QUEUE = StartQueue()
+_QUOTA_PROBLEMS: dict[Path, str | None] = {}
+_PROJECT_TABLES: dict[Path, homequota.ProjectTable] = {}
+
+
+def quota_problem(home_root: Path) -> str | None:
+    """Why the homes cannot get quotas (None: they can), asked of the kernel once per hub process."""
+    if home_root not in _QUOTA_PROBLEMS:
+        problem = _QUOTA_PROBLEMS[home_root] = homequota.quota_problem(home_root)
+        if problem:
+            logging.getLogger(__name__).info("homes get no disk quota: %s", problem)
+    return _QUOTA_PROBLEMS[home_root]
+
+
+def project_table(path: Path) -> homequota.ProjectTable:
+    """The hub's one table of project ids at `path`."""
+    return _PROJECT_TABLES.setdefault(path, homequota.ProjectTable(path))
 
 
 class ListenerWatch:
