@@ -96,6 +96,7 @@ def static_courses(settings: Settings) -> dict[str, dict[str, Any]]:
         course.name: {
             "name": course.name,
             "title": course.title or course.name,
+            "description": course.description,
             "access": course.access,
             "default_notebook": course.default_notebook or "",
             "environment": course_image(settings, course),

@@ -173,6 +173,9 @@ class Course(Model):
 
     name: str = Field(pattern=COURSE_NAME, description="Short name used in links and paths.")
     title: str = Field("", description="Human-readable title.")
+    description: str = Field(
+        "", description="One paragraph shown on the home page (default: the first paragraph of the README)."
+    )
     repo: str = Field(description="Git URL or local folder with the course content.")
     ref: str = Field("HEAD", description="Branch, tag or commit.")
     default_notebook: str | None = Field(None, description="Notebook opened by default.")
