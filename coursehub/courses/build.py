@@ -78,7 +78,7 @@ def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -
     record.description = course.description or (
         readme_summary(Path(record.content)) if record.content else ""
     )
-    record.access = course.access
+    record.access = course.roster()
     record.default_notebook = course.default_notebook or ""
     record.repo, record.ref = course.repo, course.ref
     record.limits = settings.course_limits(course).model_dump()
