@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import hub_root, wait_for
 
 from coursehub.clients.hubapi import HubAPI
@@ -17,7 +18,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 # Our own cgroup parent: `coursehub down` of another hub sweeps the default one (see test_ops_status).
 OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-home"}}
 # Workshop accounts are numbered: the rosters can name them before they exist.
-ONLY_SECOND, BOTH, NEITHER = "hm-01", "hm-02", "hm-03"
+ONLY_SECOND, BOTH, NEITHER, STAFF_FIRST, STAFF_SECOND = "hm-01", "hm-02", "hm-03", "hm-04", "hm-05"
 
 
 def notebook(code: str) -> str:
@@ -43,6 +44,7 @@ def home_hub(make_hub_module):
             "repo": str(course_folder(repos, "first", "# First\n\nThe first course.\n")),
             "default_notebook": "start.ipynb",
             "access": [BOTH],
+            "staff": [STAFF_FIRST],
         },
         {
             "name": "second",
@@ -51,10 +53,11 @@ def home_hub(make_hub_module):
             "repo": str(course_folder(repos, "second", "# Second\n\nThe README's words.\n")),
             "default_notebook": "start.ipynb",
             "access": [ONLY_SECOND, BOTH],
+            "staff": [STAFF_SECOND],
         },
     ]
     hub = make_hub_module(courses=courses, jupyterhub=OWN_CGROUPS)
-    assert hub.create_accounts("hm", 3) == [ONLY_SECOND, BOTH, NEITHER]
+    assert hub.create_accounts("hm", 5) == [ONLY_SECOND, BOTH, NEITHER, STAFF_FIRST, STAFF_SECOND]
     yield hub
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
@@ -166,3 +169,46 @@ def test_open_starts_the_course_and_stop_stops_it(home_hub, page_of, output_dir)
     second.locator(".ch-stop").click()
     second.locator(".ch-state", has_text="stopped").wait_for(timeout=120_000)
     assert "second" not in servers(home_hub, BOTH)
+
+
+def test_staff_reach_their_courses_students_and_nothing_else(home_hub):
+    hub = home_hub
+    for student in (ONLY_SECOND, BOTH):
+        hub.login(student)  # a hub user from the first login on (the earlier tests may not have run)
+    staff = HubAPI(hub.url, hub.token_for(STAFF_FIRST))
+    listed_users = {user["name"] for user in staff.json("GET", "users")}
+    assert BOTH in listed_users and ONLY_SECOND not in listed_users  # course 1's student, not course 2's
+    assert staff.request("GET", f"users/{ONLY_SECOND}").status_code in (403, 404)
+    # Not course 2's student, and not course 1's student's server of course 2 either.
+    assert staff.request("POST", f"users/{ONLY_SECOND}/servers/second").status_code in (403, 404)
+    assert staff.request("POST", f"users/{BOTH}/servers/second").status_code in (403, 404)
+    assert "second" not in servers(hub, BOTH)
+    # Their own student's server of their own course: start it, open it, stop it.
+    assert staff.request("POST", f"users/{BOTH}/servers/first").status_code in (201, 202)
+    wait_for(lambda: servers(hub, BOTH).get("first", {}).get("ready"), timeout=300, what="the staff's start")
+    headers = {"Authorization": f"token {staff.token}"}
+    status = requests.get(hub.server_url(BOTH, "first") + "api/status", headers=headers, timeout=30)
+    assert status.status_code == 200, status.text
+    # A server of course 2 (its student's own) does not open for course 1's staff.
+    own = hub.token_for(ONLY_SECOND)
+    if not servers(hub, ONLY_SECOND).get("second", {}).get("ready"):
+        hub.spawn(ONLY_SECOND, own, server="second")
+    other = requests.get(hub.server_url(ONLY_SECOND, "second") + "api/status", headers=headers, timeout=30)
+    assert other.status_code in (401, 403, 404), other.status_code
+    assert staff.request("DELETE", f"users/{BOTH}/servers/first").status_code in (202, 204)
+    wait_for(lambda: "first" not in servers(hub, BOTH), what="the staff's stop")
+    # No admin: not the admin page, not the status page, not other users' admin API.
+    session = hub.login(STAFF_FIRST)
+    for page in ("hub/admin", "hub/coursehub/status"):
+        assert session.get(hub.url + page, timeout=30, allow_redirects=False).status_code == 403, page
+    assert staff.request("DELETE", f"users/{BOTH}").status_code in (403, 404)
+    assert staff.request("POST", "users", json={"usernames": ["intruder"]}).status_code == 403
+
+
+def test_staff_of_course_two_see_both_of_its_students(home_hub):
+    for student in (ONLY_SECOND, BOTH, NEITHER):
+        home_hub.login(student)
+    staff = HubAPI(home_hub.url, home_hub.token_for(STAFF_SECOND))
+    names = {user["name"] for user in staff.json("GET", "users")}
+    assert {ONLY_SECOND, BOTH} <= names and NEITHER not in names and STAFF_FIRST not in names
+    assert staff.request("POST", f"users/{BOTH}/servers/first").status_code in (403, 404)
