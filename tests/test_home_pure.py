@@ -184,3 +184,25 @@ def test_config_sets_the_home_and_keeps_both_template_folders():
     assert isinstance(c.JupyterHub.default_url, FirstCourse)
     settings = parse_settings("courses: [{name: b, repo: /srv/b}, {name: a, repo: /srv/a}]")
     assert build(settings, RUNTIME).JupyterHub.default_url.shelf.order == ("b", "a")
+
+
+def test_the_default_server_keeps_the_course_it_started_with(tmp_path):
+    from coursehub.spawner.sandbox import SandboxSpawner
+
+    save_catalog(tmp_path, {"one": course("one", ["ann"]), "two": course("two", ["bob", "ann"])})
+    bob = user("bob")
+    spawner = SandboxSpawner(user=bob, courses_root=str(tmp_path), course_order=["one", "two"])
+    assert spawner.course == "two"  # the first course bob may open
+    spawner.pid, spawner.port = 4242, 5555
+    state = spawner.get_state()
+    assert state["course"] == "two"
+    # The roster changes while the server runs; re-attached after a hub restart it keeps its course.
+    save_catalog(tmp_path, {"one": course("one", ["ann", "bob"]), "two": course("two", ["bob"])})
+    again = SandboxSpawner(user=bob, courses_root=str(tmp_path), course_order=["one", "two"])
+    again.load_state(state)
+    assert again.course == "two"
+    fresh = SandboxSpawner(user=bob, courses_root=str(tmp_path), course_order=["one", "two"])
+    assert fresh.course == "one"  # a new start chooses again
+    orm = SimpleNamespace(name="nope", server=None, state=None)
+    named = SandboxSpawner(user=bob, orm_spawner=orm, courses_root=str(tmp_path), course_order=["one", "two"])
+    assert named.record is None  # no course of that name: refused at start, never another course
