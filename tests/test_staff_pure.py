@@ -56,6 +56,8 @@ def test_staff_may_open_their_course():
         ("{name: x, repo: /r, access: accounts, staff: [tess]}", "access 'accounts' is everyone's"),
         ("{name: x, repo: /r, access: open, staff: [tess]}", "access 'open' is everyone's"),
         ("{name: x, repo: /r, access: [ann], staff: ['group:ta']}", "staff are usernames"),
+        ("{name: x, repo: /r, access: ['ann!user=bob'], staff: [tess]}", "cannot be given to staff"),
+        ("{name: x, repo: /r, access: [ann], staff: ['tess/x']}", "cannot be given to staff"),
     ],
 )
 def test_staff_need_a_roster_and_are_usernames(course, message):

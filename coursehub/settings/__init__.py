@@ -212,6 +212,14 @@ class Course(Model):
         bad = [name for name in self.staff if name.startswith("group:") or not name.strip()]
         if bad:
             raise ValueError(f"course '{self.name}': staff are usernames; not {', '.join(bad)}")
+        # Roster names become JupyterHub scope filters (`servers!server=<name>/<course>`).
+        names = [*self.staff, *self.access] if self.staff else []
+        odd = [name for name in names if set(name) & set("!=/ \t")]
+        if odd:
+            raise ValueError(
+                f"course '{self.name}': names with '!', '=', '/' or spaces cannot be given to staff: "
+                f"{', '.join(repr(name) for name in odd)}"
+            )
         return self
 
 
