@@ -93,7 +93,10 @@ class Hub:
             "auth": {"lockout": {"max_failures": 3, "window": 120, "lockout": 120}},
         }
         for section, values in self.overrides.items():
-            settings.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                settings.setdefault(section, {}).update(values)
+            else:
+                settings[section] = values  # a list section, such as courses
         self.config = self.root / "coursehub.yaml"
         self.config.write_text(yaml.safe_dump(settings))
         self.log_path = self.root / "hub.log"

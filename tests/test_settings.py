@@ -45,7 +45,7 @@ def test_defaults_give_a_local_sandboxed_hub_on_sqlite():
     assert c.SandboxSpawner.courses_root == "/srv/state/courses"
     assert c.JupyterHub.allow_named_servers is True  # a named server per course
     assert "/srv/state" in c.SandboxSpawner.hidden_paths
-    assert c.SandboxSpawner.default_course == "demo"
+    assert c.SandboxSpawner.course_order == ["demo"]
     assert c.Authenticator.admin_users == {"admin"}
 
 
@@ -75,7 +75,7 @@ courses:
     assert record.limits["memory"] == 4 * 1024**3 and record.access == ["ana", "group:bio"]
     describe(record, chem, settings)
     assert record.limits["memory"] == 1024**3
-    assert build(settings, RUNTIME).SandboxSpawner.default_course == "bio101"
+    assert build(settings, RUNTIME).SandboxSpawner.course_order[0] == "bio101"
 
 
 def test_culler_is_a_service_with_least_privilege():

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from coursehub.names import TEMPORARY_GROUP
+
+if TYPE_CHECKING:
+    from coursehub.courses.catalog import CourseRecord
 
 
 def group_names(user: Any) -> set[str]:
@@ -35,3 +39,15 @@ UNREGISTERED_PREFIX = "binder-"  # the names launch.binder_spec.server_name_for 
 def is_unregistered(record: Any) -> bool:
     """True for a repository built on demand for anonymous readers (not a course of the config)."""
     return bool(record.name.startswith(UNREGISTERED_PREFIX))
+
+
+def openable(records: Mapping[str, CourseRecord], order: Sequence[str], user: Any) -> list[CourseRecord]:
+    """The courses `user` may open: ready, not built for anonymous readers, allowed by their access rule.
+
+    In `order` (coursehub.yaml's), then the catalog's other courses by name (added since the hub started).
+    """
+    if user is None:
+        return []
+    rank = {name: i for i, name in enumerate(order)}
+    ordered = sorted(records.values(), key=lambda r: (rank.get(r.name, len(rank)), r.name))
+    return [r for r in ordered if r.ready and not is_unregistered(r) and may_open(r.access, user)]

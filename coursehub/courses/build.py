@@ -16,6 +16,7 @@ from ..settings import Course, Settings
 from ..spawner.forkclient import stop_forkservers
 from . import catalog, content
 from .environments import EnvSpec, ensure_environment, find_user_python, server_stack
+from .readme import readme_summary
 from .spec import CourseEnvSpec, content_digest, read_spec
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,12 @@ def retire_environment(paths: StatePaths, environment: Path) -> None:
 
 
 def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -> None:
-    """Copy what coursehub.yaml says of a course (title, access, limits, folders) into its record."""
+    """Copy what coursehub.yaml says of a course (title, access, limits, folders) and its README's summary."""
     record.title = course.title or course.name
-    record.access = course.access
+    record.description = course.description or (
+        readme_summary(Path(record.content)) if record.content else ""
+    )
+    record.access = course.roster()
     record.default_notebook = course.default_notebook or ""
     record.repo, record.ref = course.repo, course.ref
     record.limits = settings.course_limits(course).model_dump()

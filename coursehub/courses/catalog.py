@@ -18,6 +18,7 @@ class CourseRecord:
 
     name: str
     title: str = ""
+    description: str = ""  # one paragraph for the home page (config, else the README: untrusted text)
     access: str | list[str] = "accounts"
     default_notebook: str = ""
     repo: str = ""  # where the content comes from (Binder requests are matched against it)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from traitlets.config import Config
 
+from ..launch.home import CourseShelf, FirstCourse, HomeCourses
 from ..settings import Settings
 from ..spawner.bwrap import find_bwrap
 from ..spawner.netns import hub_net
@@ -42,7 +43,15 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     s.readonly_paths = [str(p) for p in sandbox.readonly_paths]
     # Users must never see the hub's database, cookie secret or accounts.
     s.hidden_paths = [str(runtime.paths.root)] + [str(p) for p in sandbox.hidden_paths]
-    s.default_course = settings.courses[0].name if settings.courses else ""
+    s.course_order = [course.name for course in settings.courses]
     # One named server per course, so a student in two courses has two environments.
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = len(settings.courses) + 1
+    apply_home(settings, runtime, c)
+
+
+def apply_home(settings: Settings, runtime: Runtime, c: Config) -> None:
+    """The course home: home.html lists the user's courses; the hub root opens the first of them."""
+    shelf = CourseShelf(str(runtime.paths.courses), order=tuple(course.name for course in settings.courses))
+    c.JupyterHub.template_vars = {"coursehub_courses": HomeCourses(shelf)}
+    c.JupyterHub.default_url = FirstCourse(shelf)

@@ -12,6 +12,7 @@ from coursehub.hubconfig.database import apply_database
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.security import apply_security
 from coursehub.hubconfig.services import Backend, hub_services
+from coursehub.hubconfig.staff import staff_roles
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.settings.auth import resolve_secret
@@ -76,7 +77,8 @@ def hub_api_ip(settings: Settings, state_dir: Path) -> str:
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
     """Hub-managed services on one machine (hubconfig/services.py holds every one, for both backends)."""
     backend = Backend(python=runtime.python, cli_token=runtime.cli_token)
-    c.JupyterHub.services, c.JupyterHub.load_roles = hub_services(settings, backend)
+    services, roles = hub_services(settings, backend)
+    c.JupyterHub.services, c.JupyterHub.load_roles = services, [*roles, *staff_roles(settings)]
 
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

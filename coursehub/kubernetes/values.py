@@ -20,6 +20,7 @@ from coursehub.hubconfig.auth import authenticator_class, kubernetes_notice
 from coursehub.hubconfig.database import effective_url
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.services import Backend, has_open_courses, hub_services
+from coursehub.hubconfig.staff import staff_roles
 from coursehub.names import TEMP_CULLER, TEMPORARY_GROUP
 from coursehub.paths import StatePaths
 from coursehub.settings import Course, Limits, Settings, format_size
@@ -96,7 +97,8 @@ def static_courses(settings: Settings) -> dict[str, dict[str, Any]]:
         course.name: {
             "name": course.name,
             "title": course.title or course.name,
-            "access": course.access,
+            "description": course.description,
+            "access": course.roster(),
             "default_notebook": course.default_notebook or "",
             "environment": course_image(settings, course),
             "limits": settings.course_limits(course).model_dump(),
@@ -117,10 +119,13 @@ CHART_SERVICES = Backend(
 
 
 def apply_services(settings: Settings, c: Config) -> None:
-    """Hub-managed services (hubconfig/services.py) the chart lacks: the culler of temporary users."""
+    """Hub-managed services (hubconfig/services.py) the chart lacks, and course staff's roles."""
     services, roles = hub_services(settings, CHART_SERVICES)
     if services:
-        c.JupyterHub.services, c.JupyterHub.load_roles = services, roles
+        c.JupyterHub.services = services
+    roles = [*roles, *staff_roles(settings)]
+    if roles:
+        c.JupyterHub.load_roles = roles
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:

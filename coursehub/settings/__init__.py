@@ -184,6 +184,9 @@ class Course(Model):
 
     name: str = Field(pattern=COURSE_NAME, description="Short name used in links and paths.")
     title: str = Field("", description="Human-readable title.")
+    description: str = Field(
+        "", description="One paragraph shown on the home page (default: the first paragraph of the README)."
+    )
     repo: str = Field(description="Git URL or local folder with the course content.")
     ref: str = Field("HEAD", description="Branch, tag or commit.")
     default_notebook: str | None = Field(None, description="Notebook opened by default.")
@@ -198,6 +201,37 @@ class Course(Model):
         False,
         description="Install the repository's apt.txt system-wide, as root: only for repositories you trust.",
     )
+    staff: list[str] = Field(
+        [],
+        description="Usernames of the course's staff (not admins): they open the course, list its roster's "
+        "students and open, start and stop those students' servers of this course; needs a roster.",
+    )
+
+    def roster(self) -> str | list[str]:
+        """Who may open the course: its access rule, and its staff."""
+        if isinstance(self.access, list):
+            return [*self.access, *(name for name in self.staff if name not in self.access)]
+        return self.access
+
+    @model_validator(mode="after")
+    def _staff_need_a_roster(self) -> Course:
+        if self.staff and not isinstance(self.access, list):
+            raise ValueError(
+                f"course '{self.name}': staff are given the servers of the course's roster, and "
+                f"access '{self.access}' is everyone's; list the students (access: [names, group:<name>])"
+            )
+        bad = [name for name in self.staff if name.startswith("group:") or not name.strip()]
+        if bad:
+            raise ValueError(f"course '{self.name}': staff are usernames; not {', '.join(bad)}")
+        # Roster names become JupyterHub scope filters (`servers!server=<name>/<course>`).
+        names = [*self.staff, *self.access] if self.staff else []
+        odd = [name for name in names if set(name) & set("!=/ \t")]
+        if odd:
+            raise ValueError(
+                f"course '{self.name}': names with '!', '=', '/' or spaces cannot be given to staff: "
+                f"{', '.join(repr(name) for name in odd)}"
+            )
+        return self
 
 
 Passthrough = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], dict[str, Any]]

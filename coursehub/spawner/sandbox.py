@@ -24,7 +24,7 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
-from ..courses.access import is_temporary, is_unregistered, may_open
+from ..courses.access import is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
 from . import cgroups, diskquota, homequota, listeners, netns
@@ -59,7 +59,10 @@ class SandboxSpawner(LocalProcessSpawner):
     hidden_paths = List(Unicode(), help="Host paths replaced by an empty folder.").tag(config=True)
     courses_root = Unicode(help="Folder with the course catalog and checkouts.").tag(config=True)
     sync_script = Unicode("", help="Host path of coursehub's content sync script.").tag(config=True)
-    default_course = Unicode("", help="Course of a user's default server.").tag(config=True)
+    course_order = List(
+        Unicode(),
+        help="Courses in coursehub.yaml's order: the default server opens the first one the user may.",
+    ).tag(config=True)
     log_dir = Unicode("", help="Folder for servers' output logs (root-only).").tag(config=True)
     log_max = Integer(16 << 20, help="Bytes of a server's output kept (the newest).").tag(config=True)
     run_dir = Unicode("/run/coursehub", help="Folder for fork servers' sockets (root-only).").tag(config=True)
@@ -116,14 +119,26 @@ class SandboxSpawner(LocalProcessSpawner):
         return ["LANG", "LC_ALL"]
 
     _record: CourseRecord | None = None
+    _default_course = ""  # the course a running default server was started with (kept in its state)
 
     @property
     def record(self) -> CourseRecord | None:
-        """The catalog record of this server's course (its name, or the default course)."""
+        """The catalog record of this server's course: its name's, or the default server's choice."""
         if self._record is None and self.courses_root:
             records = load_catalog(Path(self.courses_root))
-            self._record = records.get(self.name) or records.get(self.default_course)
+            if self.name:
+                self._record = records.get(self.name)
+            elif self._default_course in records:
+                self._record = records[self._default_course]
+            else:
+                mine = openable(records, self.course_order, self.user)
+                self._record = mine[0] if mine else None
         return self._record
+
+    def _has_courses(self) -> bool:
+        """True when the catalog holds a course of the config (not only anonymous readers' builds)."""
+        records = load_catalog(Path(self.courses_root)) if self.courses_root else {}
+        return any(r.ready and not is_unregistered(r) for r in records.values())
 
     @property
     def course(self) -> str:
@@ -163,6 +178,7 @@ class SandboxSpawner(LocalProcessSpawner):
         """Restore the pid (to re-attach) and the OOM count already reported."""
         super().load_state(state)
         self.oom_seen = state.get("oom_seen", 0)
+        self._default_course = state.get("course", "") if not self.name else ""
         self.port = state.get("port", self.port)
         if state.get("netns"):
             self.server_net = netns.ServerNet(**state["netns"])
@@ -174,6 +190,8 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.pid:
             state["oom_seen"] = self.oom_seen
             state["port"] = self.port  # what poll checks the server still owns, after a restart
+            if not self.name and self.record is not None:
+                state["course"] = self.record.name  # re-attached with the course it started with
             if self.server_net is not None:
                 state["netns"] = vars(self.server_net)
         return state
@@ -212,9 +230,13 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def _start(self) -> tuple[str, int]:
         """Create account and cgroup, then run the server in its sandbox as the user."""
-        self._record = None  # re-read: the course may have been rebuilt since the last start
+        # Re-read: the course may have been rebuilt, the default server's choice may have changed.
+        self._record, self._default_course = None, ""
         if self.record is None and self.name:
             raise spawn_error(f"There is no course called '{self.name}'.", "unknown-course")
+        if self.record is None and self._has_courses():
+            message = "You are not enrolled in any course on this hub. Ask your instructor to add you."
+            raise spawn_error(message, "not-enrolled", 403)
         if self.record is not None and not may_open(self.record.access, self.user):
             raise spawn_error(f"You are not enrolled in '{self.course}'.", "not-enrolled", 403)
         if self.record is not None and is_unregistered(self.record) and not is_temporary(self.user):

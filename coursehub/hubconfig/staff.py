@@ -1,0 +1,41 @@
+"""Course staff who are not admins: one JupyterHub role per course, scoped to that course's roster."""
+
+from __future__ import annotations
+
+from coursehub.settings import Course, Settings
+
+STAFF_ROLE_PREFIX = "course-staff-"
+
+
+def staff_roles(settings: Settings) -> list[dict]:
+    """A role per course with staff: its roster's users and their servers of this course, nothing else."""
+    return [staff_role(course) for course in settings.courses if course.staff]
+
+
+def staff_role(course: Course) -> dict:
+    """List and read the roster's users; open, start and stop their server of this course.
+
+    A username gets its one server (`!server=<user>/<course>`). A `group:` entry gets list and read of
+    that group's users only: JupyterHub's filters cannot name one server of every member of a group,
+    and the group's members' other servers must stay out of reach.
+    """
+    assert isinstance(course.access, list)  # settings refuse staff without a roster
+    scopes: list[str] = []
+    for entry in course.access:
+        if entry.startswith("group:"):
+            group = entry.removeprefix("group:")
+            scopes += [f"list:users!group={group}", f"read:users!group={group}"]
+        else:
+            server = f"{entry}/{course.name}"
+            scopes += [
+                f"list:users!user={entry}",
+                f"read:users!user={entry}",
+                f"servers!server={server}",  # start, stop, read
+                f"access:servers!server={server}",  # open it in the browser
+            ]
+    return {
+        "name": f"{STAFF_ROLE_PREFIX}{course.name}",
+        "description": f"Staff of course {course.name}: its students and their servers of it",
+        "scopes": sorted(set(scopes)),
+        "users": list(course.staff),
+    }
