@@ -6,7 +6,9 @@ import asyncio
 import functools
 import http.server
 import json
+import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -23,6 +25,7 @@ from coursehub.clients.kernel import KernelSession
 from coursehub.courses.catalog import load_catalog
 from coursehub.launch.binder.build import build_repository
 from coursehub.launch.binder.spec import parse_build_path
+from coursehub.spawner.accounts import unix_name
 from coursehub.tools.bench.readers import binder_spec, measure_readers
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
@@ -378,19 +381,29 @@ def test_a_courses_pth_file_never_runs_as_root_in_fork_mode(book):
     course = hub.root / "pthcourse"
     course.mkdir()
     (course / "requirements.txt").write_text("tabulate==0.9.0\n")
+    # Outside the sandbox for root (the sandbox's /tmp is private), in the home for the user.
     code = (
-        f"import os\ntry:\n open('{markers}/pth-uid-%d' % os.getuid(), 'w').close()\nexcept OSError:\n pass\n"
+        f"import os\nfor d in ('{markers}', os.environ.get('HOME', '/nonexistent')):\n try:\n"
+        "  open(os.path.join(d, 'pth-uid-%d' % os.getuid()), 'w').close()\n except OSError:\n  pass\n"
     )
+    # And a file of the server stack changed in the course's environment (a hostile wheel can
+    # overwrite any file there): the root fork server must never import it.
+    stack_code = code.replace("pth-uid-", "stack-uid-")
     (course / "postBuild").write_text(
         "#!/bin/bash\nsite=$(python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
         f'echo {json.dumps("import os; exec(" + repr(code) + ")")} > "$site/zz_coursehub_marker.pth"\n'
+        f'printf "%s\\n" {shlex.quote(stack_code)} >> "$site/jupyter_server/serverapp.py"\n'
     )
     hub.cli("course", "add", str(course), "--name", "pthcourse")
     (name,) = hub.create_accounts("pth", 1)
     token = hub.token_for(name)
-    hub.spawn(name, token, server="pthcourse")  # a fork-mode hub: from the course's fork server
+    hub.spawn(name, token, server="pthcourse")  # a fork-mode hub: from the stack's fork server
     assert hub.run(name, token, "import tabulate; print('ok')", server="pthcourse").strip() == "ok"
     assert not (markers / "pth-uid-0").exists(), "a course's .pth file ran as root in the fork server"
+    assert not (markers / "stack-uid-0").exists(), "the fork server imported the course's copy of the stack"
+    # The course's environment is the server's, as its user: its .pth ran there.
+    account = pwd.getpwnam(unix_name(name, hub.prefix))
+    assert (Path(account.pw_dir) / f"pth-uid-{account.pw_uid}").exists(), "the course's .pth did not run"
     hub.api().stop_server(name, "pthcourse")
 
 

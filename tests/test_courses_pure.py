@@ -118,3 +118,24 @@ def test_merge_never_writes_through_a_symlink(tmp_path):
     counts = sync(up, home)
     assert counts.get("skip-symlink") == 1
     assert not (outside / "b.ipynb").exists()
+
+
+def test_a_course_gets_the_stack_environments_versions_and_one_that_adds_nothing_is_the_stack(tmp_path):
+    from coursehub.courses.build import environment_spec
+    from coursehub.courses.environments import stack_spec
+    from coursehub.settings import Settings
+
+    settings = Settings()
+    versions = "idna==3.20\ntornado==6.6.1\n"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "README.md").write_text("notes only\n")
+    spec = environment_spec(read_spec(bare), bare, settings, versions)
+    assert spec.digest == stack_spec(spec.python).digest  # served by the stack environment itself
+    with_packages = tmp_path / "with"
+    with_packages.mkdir()
+    (with_packages / "requirements.txt").write_text("tabulate==0.9.0\n")
+    spec = environment_spec(read_spec(with_packages), with_packages, settings, versions)
+    assert spec.constraints == versions
+    other = environment_spec(read_spec(with_packages), with_packages, settings, "idna==3.19\n")
+    assert other.digest != spec.digest  # another stack, another environment

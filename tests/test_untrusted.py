@@ -224,6 +224,16 @@ def test_the_stack_environment_is_built_once_per_machine_and_cloned_with_its_own
     assert result.stdout.strip() == str(second), result.stderr
 
 
+def test_a_course_that_needs_other_versions_of_the_stack_fails_naming_the_conflict(build_root):
+    from coursehub.errors import EnvironmentBuildError
+
+    # The stack's packages accept any idna from 2.8 to 4, the stack environment has a newer one than
+    # 3.7: a course may not move what the fork server pre-imports to other versions.
+    with pytest.raises(EnvironmentBuildError) as failed:
+        build(build_root, "oldidna", {"requirements.txt": "idna==3.7\n"})
+    assert "idna" in str(failed.value), failed.value
+
+
 def test_a_build_step_over_its_time_limit_is_stopped(build_root, monkeypatch):
     from coursehub.courses import environments
     from coursehub.errors import EnvironmentBuildError

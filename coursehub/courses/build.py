@@ -15,7 +15,14 @@ from ..paths import StatePaths
 from ..settings import Course, Settings
 from ..spawner.forkclient import stop_forkservers
 from . import catalog, content
-from .environments import EnvSpec, ensure_environment, find_user_python, server_stack
+from .environments import (
+    EnvSpec,
+    ensure_environment,
+    find_user_python,
+    server_stack,
+    stack_constraints,
+    stack_spec,
+)
 from .readme import readme_summary
 from .spec import CourseEnvSpec, content_digest, read_spec
 
@@ -36,7 +43,8 @@ def build_course(
         spec = read_spec(staging)
         if spec.apt_packages and not course.allow_apt:
             raise EnvironmentBuildError(apt_refusal(course.name, spec.apt_packages))
-        env_spec = environment_spec(spec, staging, settings)
+        stack = stack_environment(spec, settings, paths, on_line)
+        env_spec = environment_spec(spec, staging, settings, stack_constraints(stack))
         if spec.apt_packages:
             _apt_install(spec.apt_packages, on_line)
         hidden = tuple(settings.sandbox.hidden_paths)
@@ -50,6 +58,7 @@ def build_course(
         name=course.name,
         content=str(checkout),
         environment=str(environment),
+        stack=str(stack),
         built_at=time.time(),
         build_seconds=round(time.monotonic() - started, 1),
         notes=list(spec.notes),
@@ -67,7 +76,8 @@ def retire_environment(paths: StatePaths, environment: Path) -> None:
 
     Its next user, if any (a server without a course), gets a fresh fork server on demand.
     """
-    in_use = {Path(r.environment) for r in catalog.load_catalog(paths.courses).values()}
+    records = catalog.load_catalog(paths.courses).values()
+    in_use = {Path(r.environment) for r in records} | {Path(r.stack) for r in records if r.stack}
     if environment not in in_use:
         stop_forkservers(paths.run, environment.name)
 
@@ -90,8 +100,23 @@ def describe(record: catalog.CourseRecord, course: Course, settings: Settings) -
         os.chmod(course.scratch, 0o1777)
 
 
-def environment_spec(spec: CourseEnvSpec, checkout: Path, settings: Settings) -> EnvSpec:
-    """The uv environment a course's files call for, with coursehub's server stack."""
+def stack_environment(
+    spec: CourseEnvSpec, settings: Settings, paths: StatePaths, on_line: Callable[[str], None] | None = None
+) -> Path:
+    """The stack environment for the course's Python (the fork server's; cloned from the machine's store)."""
+    python = _python_for(spec.python_version, settings.sandbox.python)
+    return ensure_environment(stack_spec(str(python)), paths.envs, on_line)
+
+
+def environment_spec(
+    spec: CourseEnvSpec, checkout: Path, settings: Settings, constraints: str = ""
+) -> EnvSpec:
+    """The uv environment a course's files call for: coursehub's server stack at the stack's versions (pure).
+
+    `constraints`: the stack environment's exact versions. The root fork server imports the stack from
+    that environment, never from the course's; a course that needs other versions of it fails its
+    build, naming the conflict.
+    """
     python = _python_for(spec.python_version, settings.sandbox.python)
     packages = [*server_stack(), *spec.requirements]
     extra = ""
@@ -109,6 +134,8 @@ def environment_spec(spec: CourseEnvSpec, checkout: Path, settings: Settings) ->
         extra=extra,
         post_build=post_build if spec.post_build else None,
         source=checkout,
+        # A course that adds no package runs from the stack environment itself (same digest).
+        constraints=constraints if (spec.requirements or spec.install_self or spec.post_build) else "",
     )
 
 
@@ -170,23 +197,25 @@ def ensure_course(
 ) -> catalog.CourseRecord:
     """The course's record, building it only when it was never built (as `up` needs)."""
     record = catalog.load_catalog(paths.courses).get(course.name)
-    if record is not None and record.ready and _current(record, settings):
+    if record is not None and record.ready and _current(record, settings, paths):
         describe(record, course, settings)
         catalog.update_record(paths.courses, record)
         return record
     return build_course(course, settings, paths, on_line)
 
 
-def _current(record: catalog.CourseRecord, settings: Settings) -> bool:
+def _current(record: catalog.CourseRecord, settings: Settings, paths: StatePaths) -> bool:
     """True when the record's environment is still what its files and coursehub's pins ask for."""
     checkout, environment = Path(record.content), Path(record.environment)
-    if not (checkout.is_dir() and environment.is_dir()):
+    if not (checkout.is_dir() and environment.is_dir() and record.stack):
         return False
     try:
-        wanted = environment_spec(read_spec(checkout), checkout, settings)
-    except CoursehubError:
+        spec = read_spec(checkout)
+        stack = stack_environment(spec, settings, paths)
+        wanted = environment_spec(spec, checkout, settings, stack_constraints(stack))
+    except (CoursehubError, OSError):
         return False
-    return environment.name == wanted.digest
+    return environment.name == wanted.digest and Path(record.stack) == stack
 
 
 def sync_catalog(settings: Settings, paths: StatePaths, on_line=None) -> list[catalog.CourseRecord]:

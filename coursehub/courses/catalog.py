@@ -26,6 +26,7 @@ class CourseRecord:
     limits: dict[str, Any] = field(default_factory=dict)
     content: str = ""  # the checkout servers merge into homes
     environment: str = ""  # the uv environment servers run from
+    stack: str = ""  # the stack environment the fork server imports from (same versions, no course code)
     shared_data: str = ""  # host folder shown read-only
     scratch: str = ""  # host folder shared read-write
     built_at: float = 0.0

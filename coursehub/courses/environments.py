@@ -24,6 +24,7 @@ PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
 
 log = logging.getLogger(__name__)
 READY = ".coursehub-ready"
+STACK_VERSIONS = "coursehub-stack-versions.txt"  # in a stack environment: what its courses are built with
 # coursehub's own server stack, pinned so that every environment serves the same UI.
 # nbgitpuller keeps instructors' existing /hub/user-redirect/git-pull links working.
 SERVER_STACK = (
@@ -47,7 +48,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 9  # bump when the environment layout below changes
+LAYOUT_VERSION = 10  # bump when the environment layout below changes
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class EnvSpec:
     extra: str = ""  # hash of anything else that shapes the environment (course files)
     post_build: Path | None = None  # a course's postBuild script, run in the new environment
     source: Path | None = None  # the course checkout the build reads (shown as a private copy)
+    # The stack environment's exact versions: a course gets the very packages the fork server pre-imports.
+    constraints: str = ""
 
     @property
     def digest(self) -> str:
@@ -69,6 +72,7 @@ class EnvSpec:
                 "packages": sorted(self.packages),
                 "layout": LAYOUT_VERSION,
                 "extra": self.extra,
+                **({"constraints": self.constraints} if self.constraints else {}),
             }
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -84,6 +88,27 @@ def server_stack() -> tuple[str, ...]:
 def stack_spec(python: str) -> EnvSpec:
     """The environment of coursehub's own server stack for `python`: nothing of any course in it."""
     return EnvSpec(python=python, packages=server_stack())
+
+
+def installed_versions(env: Path) -> str:
+    """`name==version` lines of every distribution in an environment, read from its metadata (no code run)."""
+    lines = set()
+    for metadata in env.glob("lib/python3*/site-packages/*.dist-info/METADATA"):
+        fields: dict[str, str] = {}
+        with metadata.open(errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the headers end at the first blank line
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+        if fields.get("name") and fields.get("version") and fields["name"] != "coursehub-kernels":
+            lines.add(f"{fields['name']}=={fields['version']}")
+    return "".join(f"{line}\n" for line in sorted(lines, key=str.lower))
+
+
+def stack_constraints(stack_env: Path) -> str:
+    """The constraints every course environment of this stack environment is built with."""
+    return (stack_env / STACK_VERSIONS).read_text()
 
 
 def stack_store() -> Path:
@@ -161,11 +186,17 @@ def ensure_environment(
     box = BuildBox(staging, (envs_dir.parent, *hidden), spec.source, BUILD_TIMEOUT)
     try:
         with log_path.open("w") as log_file, box:
-            for name, cmd, kwargs in _build_steps(spec, staging):
+            constraints = None
+            if spec.constraints:
+                constraints = box.work / "stack-versions.txt"
+                safe_write(box.work, constraints, spec.constraints)
+            for name, cmd, kwargs in _build_steps(spec, staging, constraints):
                 _run_step(box, name, cmd, log_file, log_path, on_line, **kwargs)
         # No builder process is left: from here the tree is root's and nobody else can change it.
         seal(staging)
         install_kernelspec(staging, final=target)
+        if stored is not None:
+            safe_write(staging, staging / STACK_VERSIONS, installed_versions(staging))
         install_kernels_module(staging)
         install_lab_overrides(staging)
         seconds = round(time.monotonic() - started, 1)
@@ -223,17 +254,20 @@ def _keep(staging: Path, stored: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _build_steps(spec: EnvSpec, staging: Path) -> list[tuple[str, list[str], dict]]:
+def _build_steps(
+    spec: EnvSpec, staging: Path, constraints: Path | None = None
+) -> list[tuple[str, list[str], dict]]:
     """The commands that build an environment, each named for error messages, with how to run it."""
     python = str(staging / "bin" / "python")
     uv = uv_binary()
+    pinned = ["--constraint", str(constraints)] if constraints else []
     # System site packages on, so that user site packages (pip install --user) are seen too.
     venv = [uv, "venv", "--relocatable", "--system-site-packages", "--seed", "--link-mode", "copy"]
     steps: list[tuple[str, list[str], dict]] = [
         ("create venv", [*venv, "--python", spec.python, str(staging)], {}),
         (
             "install packages",
-            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *spec.packages],
+            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *pinned, *spec.packages],
             {},
         ),
     ]

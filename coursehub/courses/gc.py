@@ -99,7 +99,10 @@ def collect(paths: StatePaths, keep: Iterable[str], dry_run: bool = False) -> li
     """
     if not paths.envs.is_dir():
         return []
-    referenced = {Path(r.environment).name for r in catalog.load_catalog(paths.courses).values()}
+    records = catalog.load_catalog(paths.courses).values()
+    referenced = {Path(r.environment).name for r in records} | {
+        Path(r.stack).name for r in records if r.stack
+    }
     referenced |= set(keep)
     # A fork server of an environment nobody uses would keep it forever: its servers count, it does not.
     forkservers = {

@@ -148,11 +148,14 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
     if not (paths.envs / spec.digest / ".coursehub-ready").exists():
         echo(f"Building the user environment with uv (first start only; log in {paths.envs})…")
     user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))
+    stacks = {user_env}
     for record in sync_catalog(settings, paths, on_line=lambda line: log.debug(line)):
         echo(f"Course {record.name}: ready ({record.environment})")
-        if settings.sandbox.spawn_mode == "fork":
-            # Warm now, so that the first student does not wait for the imports.
-            ensure_forkserver(Path(record.environment), paths.run, paths.logs)
+        stacks.add(Path(record.stack or user_env))
+    if settings.sandbox.spawn_mode == "fork":
+        # Warm now, so that the first student does not wait for the imports: one per stack environment.
+        for stack in sorted(stacks):
+            ensure_forkserver(stack, paths.run, paths.logs)
     removed = collect_environments(paths, keep={spec.digest})
     if removed:
         freed = sum(size for _, size in removed) / 2**20

@@ -1,7 +1,7 @@
 """coursehub fork server: pre-imports the Jupyter server stack once, then forks sandboxed servers.
 
-Runs as root with an environment's own Python (stdlib and that environment's packages only):
-    python forkserver.py SOCKET
+Runs as root with the stack environment's Python (coursehub's pinned stack, nothing of any course):
+    python -I -S forkserver.py SOCKET
 One JSON request per connection on a root-only Unix socket; see `serve`. Each child, before it
 runs anything the user controls: joins the server's cgroup, enters new mount, PID, IPC and UTS
 namespaces, builds the same view of the filesystem as the bubblewrap sandbox (read-only root,
@@ -258,9 +258,33 @@ def become_user(req: dict) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p not in ("", here)]
     site.USER_BASE = site.USER_SITE = None
-    # Only now, as the user, what the site module does at a normal start: the environment's .pth
-    # files, system and user site-packages (the fork server runs with -S).
+    if req.get("environment"):
+        enter_environment(req["environment"])
+    # Only now, as the user, what the site module does at a normal start: the course environment's
+    # .pth files, system and user site-packages (the fork server runs with -S).
     site.main()
+
+
+def enter_environment(env: str) -> None:
+    """Become the course environment's interpreter (as the user): prefix, executable, Jupyter's paths.
+
+    The stack stays imported from the stack environment: the course's has the very same versions
+    (it is built with them as constraints), plus the course's own packages, which site adds next.
+    """
+    stack = sys.prefix
+    if os.path.realpath(env) == os.path.realpath(stack):
+        return
+    sys.prefix = sys.exec_prefix = env
+    sys.executable = os.path.join(env, "bin", "python")
+    sys.path[:] = [p for p in sys.path if not p.startswith(stack + os.sep)]
+    # jupyter_core computes its environment paths (kernelspecs, lab extensions, config) from
+    # sys.prefix at import, which happened in the fork server: point them at the course's.
+    paths = sys.modules.get("jupyter_core.paths")
+    for value in vars(paths).values() if paths else ():
+        if isinstance(value, list):
+            value[:] = [
+                env + v[len(stack) :] if isinstance(v, str) and v.startswith(stack) else v for v in value
+            ]
 
 
 def run_server(req: dict) -> None:

@@ -109,7 +109,7 @@ class SandboxSettings(Model):
     )
     spawn_mode: Literal["fork", "exec"] = Field(
         "fork",
-        description="'fork': servers forked from a warm fork server per environment "
+        description="'fork': servers forked from a warm fork server per stack environment "
         "(fast); 'exec': each server a fresh bubblewrap process.",
     )
     max_parallel_starts: int = Field(

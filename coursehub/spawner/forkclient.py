@@ -1,4 +1,4 @@
-"""The hub's side of the fork servers: one per environment, started on demand, asked over a socket."""
+"""The hub's side of the fork servers: one per stack environment, started on demand, asked over a socket."""
 
 from __future__ import annotations
 
@@ -90,10 +90,11 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
         python = environment / "bin" / "python"
         with open(log_dir / f"forkserver-{environment.name}.log", "ab") as out:
             # A bare environment: nothing of the hub's (children can read their initial environ).
-            # -S: no site module, so no .pth file or sitecustomize of the environment runs as root
-            # (the script adds the environment's site-packages itself); -E: no PYTHON* variables.
+            # The stack environment's: coursehub's pins, no course's code. -S: no site module, so no
+            # .pth file or sitecustomize runs as root (the script adds the site-packages itself);
+            # -I: no PYTHON* variables, no user site, not the script's folder on sys.path.
             subprocess.Popen(
-                [str(python), "-S", "-E", str(SCRIPT), str(sock)],
+                [str(python), "-I", "-S", str(SCRIPT), str(sock)],
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,

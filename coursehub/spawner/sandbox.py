@@ -151,6 +151,11 @@ class SandboxSpawner(LocalProcessSpawner):
         return self.record.environment if self.record else self.environment_path
 
     @property
+    def stack_dir(self) -> str:
+        """The stack environment whose fork server starts this server ('' when the course has none yet)."""
+        return self.record.stack if self.record else self.environment_path
+
+    @property
     def cgroup(self) -> cgroups.Cgroup:
         """This server's cgroup (derived from the Unix account and the server name)."""
         leaf = f"{unix_name(self.user.name, self.user_prefix)}--{self.name or 'default'}"
@@ -268,9 +273,10 @@ class SandboxSpawner(LocalProcessSpawner):
         self.oom_seen = group.oom_kills()
         log_path = Path(self.log_dir or "/tmp") / f"{group.dirs[0].name}.log"
         started = False
-        # The fork server runs as root and imports from the environment: never for a repository
-        # anyone could name (binder.allow_any_repo), whose build could have planted code there.
-        if self.spawn_mode == "fork" and not (self.record and is_unregistered(self.record)):
+        # The fork server runs as root: never for a repository anyone could name (binder.allow_any_repo),
+        # though it imports only from the stack environment; nor for a course built before it had one.
+        unregistered = self.record is not None and is_unregistered(self.record)
+        if self.spawn_mode == "fork" and self.stack_dir and not unregistered:
             started = await self._start_forked(group, log_path)
         if not started:
             await self._start_exec(group, log_path)
@@ -296,10 +302,13 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.limits()["disk"]:
             # Outside a user namespace, an owner may move their files out of the home's project.
             request["lock_project"] = True
+        # The fork server imports the stack from the stack environment; the child, once it is the
+        # user, takes on the course's environment (same versions of the stack, its own packages).
+        request["environment"] = self.env_dir
         run_dir = Path(self.run_dir)
         try:
             sock = await asyncio.to_thread(
-                ensure_forkserver, Path(self.env_dir), run_dir, Path(self.log_dir or "/tmp")
+                ensure_forkserver, Path(self.stack_dir), run_dir, Path(self.log_dir or "/tmp")
             )
             self.pid = await asyncio.to_thread(fork_spawn, sock, request)
         except (OSError, ValueError, CoursehubError) as exc:
@@ -493,7 +502,9 @@ class SandboxSpawner(LocalProcessSpawner):
             shared_data=_folder(record.shared_data) if record else None,
             scratch=_folder(record.scratch) if record else None,
             hidden=tuple(Path(p) for p in self.hidden_paths),
-            readonly=tuple(Path(p) for p in self.readonly_paths),
+            # The stack environment too: a forked server keeps importing the stack's modules from it.
+            readonly=tuple(Path(p) for p in self.readonly_paths)
+            + ((Path(self.stack_dir),) if self.stack_dir and self.stack_dir != self.env_dir else ()),
             hostname=self.course or "jupyter",
             # Files in /tmp count against the memory limit: a quarter of it leaves room for the
             # server and kernels, so a full /tmp is "No space left" rather than the OOM killer.
