@@ -15,9 +15,9 @@ def test_workshop_student_logs_in_and_runs_a_cell(fork_hub, browser, output_dir)
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", fork_hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
-    # The hub spawns the server and sends the browser on to JupyterLab.
-    page.wait_for_url(f"**/user/{name}/lab**", timeout=180_000)
-    page.goto(fork_hub.server_url(name) + "lab/tree/demo/welcome.ipynb")
+    # The hub starts the first course the student may open and sends the browser on to its notebook.
+    page.wait_for_url(f"**/user/{name}/demo/lab**", timeout=180_000)
+    page.goto(fork_hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
     cell = page.locator(".jp-Notebook .jp-CodeCell").first
     cell.wait_for()
     # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is connected.

@@ -220,11 +220,11 @@ def test_browser_login_opens_jupyterlab_on_the_users_host_and_runs_a_cell(hub, b
     page.fill("input[name=password]", hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
     try:
-        page.wait_for_url(f"http://{name}.localhost:{hub.port}/user/{name}/lab**", timeout=180_000)
+        page.wait_for_url(f"http://{name}.localhost:{hub.port}/user/{name}/demo/lab**", timeout=180_000)
     except Exception:
         page.screenshot(path=str(output_dir / "origins-login-FAILED.png"))
         raise AssertionError(f"the browser is at {page.url}, not JupyterLab on {name}'s host") from None
-    page.goto(hub.server_url(name) + "lab/tree/demo/welcome.ipynb")
+    page.goto(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
     cell = page.locator(".jp-Notebook .jp-CodeCell").first
     cell.wait_for()
     page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)

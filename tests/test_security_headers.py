@@ -104,7 +104,9 @@ def test_login_works_in_chromium_with_the_policy(hub, browser, output_dir):
     page.fill("input[name=password]", hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
     page.wait_for_url("**/hub/home")
-    page.wait_for_selector("#start")  # the home page's script ran and shows the start button
+    page.wait_for_selector("#courses .ch-course")  # the course home lists the student's course
+    # ...and its script ran under the policy: it loads JupyterHub's API module through require.
+    page.wait_for_function("() => window.require && window.require.defined('jhapi')")
     page.screenshot(path=str(output_dir / "security-csp-home.png"))
     page.close()
     assert violations == []

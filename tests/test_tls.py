@@ -199,12 +199,12 @@ def test_a_student_logs_in_over_https_and_runs_a_cell_on_their_own_host(
         page.fill("input[name=username]", name)
         page.fill("input[name=password]", tls_hub.passwords[name])
         page.click("input[type=submit], button[type=submit]")
-        # The hub spawns the server and sends the browser on to JupyterLab, on the user's own host:
+        # The hub starts the student's first course and sends the browser on to it, on the user's own host:
         # Caddy got that host's certificate on demand after the hub confirmed the name.
         user_host = f"https://{name}.hub.localhost:{tls_hub.https_port}/"
-        page.wait_for_url(f"{user_host}user/{name}/lab**", timeout=180_000)
+        page.wait_for_url(f"{user_host}user/{name}/demo/lab**", timeout=180_000)
         try:
-            page.goto(f"{user_host}user/{name}/lab/tree/demo/welcome.ipynb")
+            page.goto(f"{user_host}user/{name}/demo/lab/tree/demo/welcome.ipynb")
             cell = page.locator(".jp-Notebook .jp-CodeCell").first
             cell.wait_for(timeout=240_000)  # JupyterLab's first load is slow on a busy two-core machine
             page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
