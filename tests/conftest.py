@@ -497,3 +497,33 @@ def edge_hub():
         yield hub
     finally:
         hub.teardown()
+
+
+def run_first_cell(
+    page,
+    output_dir: Path,
+    shot: str,
+    code: str | None = None,
+    expect: str = "",
+    load_timeout: float = 120_000,
+) -> str:
+    """Wait for the open notebook's kernel, run its first cell (`code` typed in, if given) until the
+    output contains `expect`, screenshot `shot`; the output's text."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    cell.wait_for(timeout=load_timeout)
+    # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is connected.
+    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
+    cell.click()
+    if code is not None:
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    try:
+        output.wait_for()
+        shows = "([el, text]) => el.innerText.includes(text)"
+        page.wait_for_function(shows, arg=[output.element_handle(), expect])
+    finally:
+        page.screenshot(path=str(output_dir / shot))
+    return output.inner_text()

@@ -66,12 +66,13 @@ def loop_filesystem(base: Path, want_quota: bool = True) -> Iterator[LoopFS]:
         try:
             yield LoopFS(mount, fstype, enforced, device)
         finally:
-            for attempt in range(10):
-                if _run("umount", str(mount)).returncode == 0:
-                    break
-                time.sleep(1)  # a process of a stopping server may still hold a file
-                if attempt == 9:
+            # A process of a stopping server may still hold a file: retry until a deadline, then detach.
+            deadline = time.monotonic() + 10
+            while _run("umount", str(mount)).returncode != 0:
+                if time.monotonic() > deadline:
                     _run("umount", "-l", str(mount))
+                    break
+                time.sleep(0.2)
             _run("losetup", "-d", device)
             image.unlink(missing_ok=True)
         return

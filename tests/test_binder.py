@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from conftest import REPO, free_port, wait_for
-from test_courses import make_course_repo, run_first_cell
+from conftest import REPO, free_port, run_first_cell, wait_for
+from test_courses import make_course_repo
 
 from coursehub.clients.kernel import KernelSession
 from coursehub.courses.catalog import load_catalog

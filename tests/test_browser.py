@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_first_cell
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -18,24 +19,7 @@ def test_workshop_student_logs_in_and_runs_a_cell(fork_hub, browser, output_dir)
     # The hub starts the first course the student may open and sends the browser on to its notebook.
     page.wait_for_url(f"**/user/{name}/demo/lab**", timeout=180_000)
     page.goto(fork_hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
-    cell = page.locator(".jp-Notebook .jp-CodeCell").first
-    cell.wait_for()
-    # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is connected.
-    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
-    cell.click()
-    editor = cell.locator(".cm-content")
-    editor.click()
-    page.keyboard.press("Control+a")
-    page.keyboard.type("print(6 * 7, 'from', __import__('os').environ['USER'])")
-    page.keyboard.press("Shift+Enter")
-    output = cell.locator(".jp-OutputArea-output")
-    try:
-        output.wait_for()
-    except Exception:
-        page.screenshot(path=str(output_dir / "browser-jupyterlab-cell-FAILED.png"))
-        raise
-    page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
-    text = output.inner_text()
-    page.screenshot(path=str(output_dir / "browser-jupyterlab-cell.png"))
+    code = "print(6 * 7, 'from', __import__('os').environ['USER'])"
+    text = run_first_cell(page, output_dir, "browser-jupyterlab-cell.png", code=code, expect="42")
     assert "42 from " + fork_hub.prefix + name in text
     page.close()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
-from conftest import free_port, wait_for
+from conftest import free_port, run_first_cell, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -71,21 +71,6 @@ def login_in_browser(page, hub, name):
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
-
-
-def run_first_cell(page, output_dir: Path, shot: str) -> str:
-    """Wait for the notebook's kernel, run its first cell, return the output text."""
-    cell = page.locator(".jp-Notebook .jp-CodeCell").first
-    cell.wait_for()
-    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
-    cell.click()
-    page.keyboard.press("Shift+Enter")
-    output = cell.locator(".jp-OutputArea-output")
-    try:
-        output.wait_for()
-    finally:
-        page.screenshot(path=str(output_dir / shot))
-    return output.inner_text()
 
 
 def test_launch_link_opens_the_notebook_in_the_course_environment(course_hub, browser, output_dir):

@@ -93,8 +93,20 @@ def settled(hub: Hub) -> Snapshot:
         timeout=120,
         what="every server to be stopped",
     )
-    time.sleep(2)  # the hub's periodic tasks and the proxy's route deletes finish
-    return snapshot(hub)
+    # Then until two snapshots a second apart agree: the hub's periodic tasks and the proxy's route
+    # deletes have finished.
+    seen: list[Snapshot] = []
+
+    def steady() -> Snapshot | None:
+        now = snapshot(hub)
+        keys = (now.processes, now.hub_fds, now.proxy_fds, now.hub_to_proxy_api)
+        before = seen[-1] if seen else None
+        seen.append(now)
+        if before and keys == (before.processes, before.hub_fds, before.proxy_fds, before.hub_to_proxy_api):
+            return now
+        return None
+
+    return wait_for(steady, timeout=60, interval=1, what="the hub and proxy to settle")
 
 
 def cycle(hub: Hub, name: str, token: str) -> None:

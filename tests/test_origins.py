@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
-from conftest import REPO, free_port, wait_for
+from conftest import REPO, free_port, run_first_cell, wait_for
 from test_courses import make_course_repo
 
 from coursehub.clients.kernel import KernelSession
@@ -225,20 +225,7 @@ def test_browser_login_opens_jupyterlab_on_the_users_host_and_runs_a_cell(hub, b
         page.screenshot(path=str(output_dir / "origins-login-FAILED.png"))
         raise AssertionError(f"the browser is at {page.url}, not JupyterLab on {name}'s host") from None
     page.goto(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
-    cell = page.locator(".jp-Notebook .jp-CodeCell").first
-    cell.wait_for()
-    page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
-    cell.click()
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+a")
-    page.keyboard.type("print(6 * 7)")
-    page.keyboard.press("Shift+Enter")
-    output = cell.locator(".jp-OutputArea-output")
-    try:
-        output.wait_for()
-        page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
-    finally:
-        page.screenshot(path=str(output_dir / "origins-jupyterlab-cell.png"))
+    run_first_cell(page, output_dir, "origins-jupyterlab-cell.png", code="print(6 * 7)", expect="42")
     page.close()
 
 

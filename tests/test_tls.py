@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, run_first_cell, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -205,22 +205,14 @@ def test_a_student_logs_in_over_https_and_runs_a_cell_on_their_own_host(
         page.wait_for_url(f"{user_host}user/{name}/demo/lab**", timeout=180_000)
         try:
             page.goto(f"{user_host}user/{name}/demo/lab/tree/demo/welcome.ipynb")
-            cell = page.locator(".jp-Notebook .jp-CodeCell").first
-            cell.wait_for(timeout=240_000)  # JupyterLab's first load is slow on a busy two-core machine
-            page.wait_for_selector("text=/ipykernel\\)? \\| Idle/", timeout=120_000)
-            cell.click()
-            cell.locator(".cm-content").click()
-            page.keyboard.press("Control+a")
-            page.keyboard.type("print(6 * 7, 'over https')")
-            page.keyboard.press("Shift+Enter")
-            output = cell.locator(".jp-OutputArea-output")
-            output.wait_for()
-            page.wait_for_function("el => el.innerText.includes('42')", arg=output.element_handle())
+            # JupyterLab's first load is slow on a busy two-core machine.
+            code = "print(6 * 7, 'over https')"
+            text = run_first_cell(
+                page, output_dir, "tls-jupyterlab-cell.png", code=code, expect="42", load_timeout=240_000
+            )
         except Exception as exc:
-            page.screenshot(path=str(output_dir / "tls-jupyterlab-cell-FAILED.png"))
             raise AssertionError("JupyterLab over https:\n" + "\n".join(problems[-30:])) from exc
-        page.screenshot(path=str(output_dir / "tls-jupyterlab-cell.png"))
-        assert "42 over https" in output.inner_text()
+        assert "42 over https" in text
         cookies = context.cookies()
         browser.close()
     assert cookies, "the browser holds no cookies after logging in"

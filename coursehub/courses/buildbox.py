@@ -193,7 +193,7 @@ class BuildBox:
                 text=True,
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_become(group.procs_files if group else [], self.uid, self.gid),
+                preexec_fn=_become(group, self.uid, self.gid),
             )
             timer = threading.Timer(self.timeout, stop)
             timer.start()
@@ -215,15 +215,12 @@ class BuildBox:
             raise EnvironmentBuildError(f"environment build failed at step '{name}' (exit status {code})")
 
 
-def _become(procs_files: list[str], uid: int, gid: int) -> Callable[[], None]:
+def _become(group: cgroups.Cgroup | None, uid: int, gid: int) -> Callable[[], None]:
     """Between fork and exec: join the step's cgroup as root, then become the builder for good."""
 
     def preexec() -> None:
-        pid = str(os.getpid()).encode()
-        for path in procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            os.write(fd, pid)
-            os.close(fd)
+        if group is not None:
+            group.join(os.getpid())
         if os.geteuid() == 0:
             os.setgroups([])
             os.setgid(gid)

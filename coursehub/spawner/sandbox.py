@@ -515,15 +515,10 @@ class SandboxSpawner(LocalProcessSpawner):
     @staticmethod
     def _preexec(group: cgroups.Cgroup, account: UnixAccount, server_net: netns.ServerNet | None = None):
         """Between fork and exec: join the cgroup and the network namespace as root, then become the user."""
-        procs_files = group.procs_files
         namespace = netns.namespace_path(server_net) if server_net else None
 
         def preexec() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs_files:
-                fd = os.open(path, os.O_WRONLY)
-                os.write(fd, pid)
-                os.close(fd)
+            group.join(os.getpid())
             if namespace:
                 netns.join(namespace)
             os.setgroups([])
