@@ -200,6 +200,58 @@ def test_a_postbuild_changes_no_other_environment_and_no_cache(build_root, priva
             assert env == other or not path.is_file() or st.st_nlink == 1, f"{path} is a hard link"
 
 
+SEEDED_SETUP_PY = """
+import glob, os
+from setuptools import setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+found = glob.glob({pattern!r})
+result = []
+for path in found:  # the stack's files, linked into the environment being built
+    try:
+        with open(path, "a") as f:
+            f.write({poison!r})
+        result.append("written")
+    except OSError as exc:
+        result.append(type(exc).__name__)
+with open(os.path.join(here, "seedmark.py"), "w") as f:
+    f.write(f"RESULT = {{result!r}}\\n")
+setup(name="seedmark", version="1.0", py_modules=["seedmark"])
+"""
+
+
+def test_a_course_build_starts_from_its_stack_and_cannot_change_the_files_it_shares(build_root):
+    from coursehub.courses.catalog import load_catalog
+
+    poison = "# coursehub-seed-poisoned-" + secrets.token_hex(4)
+    envs = build_root / "state" / "envs"
+    pattern = str(envs / ".*.tmp" / "lib" / "python3*" / "site-packages" / "jupyter_server" / "serverapp.py")
+    files = {"setup.py": SEEDED_SETUP_PY.format(pattern=pattern, poison=poison)}
+    record = build(build_root, "seeded", files)
+    env, stack = Path(record.environment), Path(record.stack)
+    assert env != stack
+    mark = (site_packages(env) / "seedmark.py").read_text()
+    assert "PermissionError" in mark and "written" not in mark, mark  # it found the file, and could not
+    (ours,) = site_packages(env).glob("jupyter_server/serverapp.py")
+    (theirs,) = site_packages(stack).glob("jupyter_server/serverapp.py")
+    assert ours.stat().st_ino == theirs.stat().st_ino  # started from the stack, not installed again
+    assert poison not in theirs.read_text()
+    assert not (env / "coursehub-stack-versions.txt").exists()  # the stack's mark is not the course's
+    kernel = json.loads((env / "share/jupyter/kernels/python3/kernel.json").read_text())
+    assert str(env / "bin" / "python") in kernel["argv"], kernel["argv"]
+    for path in env.rglob("*"):
+        st = path.lstat()
+        assert path.is_symlink() or (st.st_uid == 0 and not st.st_mode & 0o022), path
+    result = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import seedmark, jupyter_server, sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == str(env), result.stderr
+    assert load_catalog(build_root / "state" / "courses")["seeded"].environment == str(env)
+
+
 def test_the_stack_environment_is_built_once_per_machine_and_cloned_with_its_own_kernelspec(build_root):
     from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec, stack_store
 

@@ -48,7 +48,9 @@ def build_course(
         if spec.apt_packages:
             _apt_install(spec.apt_packages, on_line)
         hidden = tuple(settings.sandbox.hidden_paths)
-        environment = ensure_environment(env_spec, paths.envs, on_line, hidden=hidden)
+        # A course that adds packages starts from its stack environment (see environments._seed).
+        seed = stack if env_spec.constraints else None
+        environment = ensure_environment(env_spec, paths.envs, on_line, hidden=hidden, seed=seed)
     except CoursehubError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         _record_failure(paths, course, str(exc))

@@ -242,6 +242,14 @@ def _tree(root: Path) -> list[Path]:
     return found
 
 
+def hand_over(root: Path, uid: int, gid: int, folders_only: bool = False) -> None:
+    """Give a tree to the builder before a build step; with `folders_only` its files stay root's."""
+    for path in _tree(root):
+        if folders_only and (path.is_symlink() or not path.is_dir()):
+            continue
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
 def seal(root: Path) -> None:
     """Make a finished build root's and read-only for everyone else (run once no builder process is left).
 
