@@ -292,7 +292,7 @@ def test_other_repositories_build_with_the_course_builder_and_stream_its_log(boo
     binder = {"python": "", "state_dir": str(hub.state_dir)}
     # In a thread: Playwright's sync API keeps an event loop running in this one.
     with ThreadPoolExecutor(1) as pool:
-        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, emit)).result()
+        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, emit, ())).result()
     assert record.ready and record.access == "open" and record.repo == spec.repo_url
     assert (Path(record.content) / "week1" / "intro.ipynb").exists()
     assert [e["phase"] for e in events][-1] == "built"
@@ -328,7 +328,7 @@ def test_a_v2_link_never_starts_an_unregistered_repository_in_a_users_account(bo
     spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
     binder = {"python": "", "state_dir": str(hub.state_dir)}
     with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would, for anonymous readers
-        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+        record = pool.submit(asyncio.run, build_repository(spec, binder, {}, None, ())).result()
     (name,) = hub.create_accounts("v2u", 1)
     session = hub.login(name)
     link = hub.url + "hub/binder/v2/" + spec_of(other) + "?urlpath=lab/tree/week1/intro.ipynb"
@@ -362,7 +362,7 @@ def test_an_unregistered_repositorys_pth_file_never_runs_as_root_in_fork_mode(bo
     spec = parse_build_path("git", binder_spec(other).removeprefix("git/"))
     binder = {"python": "", "state_dir": str(hub.state_dir)}
     with ThreadPoolExecutor(1) as pool:  # built as binder.allow_any_repo would
-        pool.submit(asyncio.run, build_repository(spec, binder, {}, None)).result()
+        pool.submit(asyncio.run, build_repository(spec, binder, {}, None, ())).result()
     ready = launch(hub, other)  # an anonymous reader's server, on a fork-mode hub
     try:
         with KernelSession(ready["url"], ready["token"]) as kernel:

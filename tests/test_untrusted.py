@@ -366,14 +366,15 @@ def fake_resolve(host, port, type=0):  # noqa: A002 - getaddrinfo's own keyword
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("http://public.test/org/repo", "only https:// and git://"),
+        ("http://public.test/org/repo", "only https://"),
+        ("git://public.test/repo", "only https://"),  # git's own protocol cannot be pinned
         ("https://home.test/org/repo", "loopback"),
-        ("git://v6-loop.test/repo", "loopback"),
+        ("https://v6-loop.test/repo", "loopback"),
         ("https://lan.test/org/repo", "private"),
         ("https://office.test/org/repo", "private"),
         ("https://mapped.test/org/repo", "private"),
         ("https://cloud-metadata.test/latest", "link-local"),
-        ("git://v6-local.test/repo", "link-local"),
+        ("https://v6-local.test/repo", "link-local"),
         ("https://cgnat.test/org/repo", "not a public address"),
         ("https://split.test/org/repo", "private"),
         ("https://nowhere.test/org/repo", "cannot be resolved"),
@@ -390,7 +391,82 @@ def test_unregistered_repositories_on_public_hosts_pass():
     from coursehub.launch.binder.spec import unregistered_repo_refusal
 
     assert unregistered_repo_refusal("https://public.test/org/repo", resolve=fake_resolve) is None
-    assert unregistered_repo_refusal("git://public.test/repo", resolve=fake_resolve) is None
+
+
+def test_an_unregistered_repository_is_fetched_only_from_the_addresses_checked():
+    from coursehub.launch.binder.spec import pinned_fetch_options
+
+    assert pinned_fetch_options("https://public.test:8443/org/repo", resolve=fake_resolve) == (
+        "-c",
+        "http.curloptResolve=public.test:8443:93.184.216.34",
+        "-c",
+        "http.followRedirects=false",
+    )
+    FAKE_DNS["v6-public.test"] = ["2606:2800:220:1:248:1893:25c8:1946"]
+    options = pinned_fetch_options("https://v6-public.test/org/repo", resolve=fake_resolve)
+    assert options[1] == "http.curloptResolve=v6-public.test:443:[2606:2800:220:1:248:1893:25c8:1946]"
+
+
+@pytest.fixture
+def git_http_servers(tmp_path):
+    """A bare repository served over git's dumb HTTP protocol on loopback, and a server redirecting to it."""
+    import http.server
+    import threading
+    from functools import partial
+
+    repo = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "notes.md").write_text("hello\n")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), *identity, "commit", "-qm", "one"], check=True)
+    bare = tmp_path / "www" / "book.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    serve = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    )
+    target = serve.server_address[1]
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target}{self.path}")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirect = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (serve, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield target, redirect.server_address[1]
+    for server in (serve, redirect):
+        server.shutdown()
+
+
+def test_git_connects_only_to_the_pinned_address_and_follows_no_redirect(git_http_servers, tmp_path):
+    from coursehub.launch.binder.spec import git_pin_options
+
+    target, redirect = git_http_servers
+
+    def clone(url: str, options: tuple[str, ...], dest: str) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_TERMINAL_PROMPT": "0"}
+        cmd = ["git", *options, "clone", "-q", "--", url, str(tmp_path / dest)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+    # A name no resolver knows reaches the repository only through the pin.
+    url = f"http://pinned.test:{target}/book.git"
+    assert clone(url, (), "unpinned").returncode != 0
+    pinned = clone(url, git_pin_options("pinned.test", target, ["127.0.0.1"]), "pinned")
+    assert pinned.returncode == 0, pinned.stderr
+    assert (tmp_path / "pinned" / "notes.md").read_text() == "hello\n"
+    # A redirect to another address: git follows it by default, and not with the pin's options.
+    moved = f"http://moved.test:{redirect}/book.git"
+    options = git_pin_options("moved.test", redirect, ["127.0.0.1"])
+    assert clone(moved, options[:2], "followed").returncode == 0  # the control: the redirect works
+    refused = clone(moved, options, "refused")
+    assert refused.returncode != 0 and not (tmp_path / "refused" / "notes.md").exists()
 
 
 class FakeHandler:
@@ -406,9 +482,10 @@ class FakeHandler:
     ("url", "reason"),
     [
         ("https://127.0.0.1:9/org/repo", "loopback"),
-        ("git://localhost:9/repo", "loopback"),
-        ("git://127.1.2.3:9/repo", "loopback"),
-        ("http://example.org/org/repo", "only https:// and git://"),
+        ("https://localhost:9/repo", "loopback"),
+        ("https://127.1.2.3:9/repo", "loopback"),
+        ("git://127.1.2.3:9/repo", "only https://"),
+        ("http://example.org/org/repo", "only https://"),
     ],
 )
 def test_allow_any_repo_refuses_before_any_connection_with_a_clear_message(url, reason, monkeypatch):
@@ -424,6 +501,30 @@ def test_allow_any_repo_refuses_before_any_connection_with_a_clear_message(url, 
     with pytest.raises(LaunchRefused) as refused:
         asyncio.run(resolve_launch(FakeHandler(), spec, None, no_build))
     assert reason in str(refused.value) and "does not build" in str(refused.value)
+
+
+def test_the_launch_hands_its_builder_the_addresses_it_checked(monkeypatch):
+    import asyncio
+    import socket
+
+    from coursehub.launch.binder.launch import LaunchRefused, resolve_launch
+    from coursehub.launch.binder.spec import parse_build_path
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_resolve)
+    seen = []
+
+    async def builder(*args):
+        seen.append(args[-1])
+        raise LaunchRefused("stop here", 500)
+
+    spec = parse_build_path("git", quote("https://public.test/org/repo", safe="") + "/HEAD")
+    with pytest.raises(LaunchRefused, match="stop here"):
+        asyncio.run(resolve_launch(FakeHandler(), spec, None, builder))
+    assert seen == [pinned("public.test", 443, "93.184.216.34")]
+
+
+def pinned(host: str, port: int, address: str) -> tuple[str, ...]:
+    return ("-c", f"http.curloptResolve={host}:{port}:{address}", "-c", "http.followRedirects=false")
 
 
 def test_binder_builds_wait_in_their_own_queue_not_in_the_shared_thread_pool(monkeypatch):

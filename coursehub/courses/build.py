@@ -35,10 +35,11 @@ def build_course(
     settings: Settings,
     paths: StatePaths,
     on_line: Callable[[str], None] | None = None,
+    git_options: tuple[str, ...] = (),
 ) -> catalog.CourseRecord:
     """Fetch, build and swap in `course`; on failure the previous build stays in service."""
     started = time.monotonic()
-    staging = content.fetch(course, paths.courses)
+    staging = content.fetch(course, paths.courses, git_options)
     try:
         spec = read_spec(staging)
         if spec.apt_packages and not course.allow_apt:

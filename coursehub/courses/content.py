@@ -28,8 +28,11 @@ def suggested_name(repo: str) -> str:
     return name if name[:1].isalpha() else f"c-{name}"[:30]
 
 
-def fetch(course: Course, courses_root: Path) -> Path:
-    """The course's content (copy or git checkout) in a staging folder, not yet in service."""
+def fetch(course: Course, courses_root: Path, git_options: tuple[str, ...] = ()) -> Path:
+    """The course's content (copy or git checkout) in a staging folder, not yet in service.
+
+    `git_options`: `-c` settings for every git command (e.g. launch.binder.spec.pinned_fetch_options).
+    """
     courses_root.mkdir(parents=True, exist_ok=True)
     os.chmod(courses_root, 0o755)
     staging = courses_root / f".{course.name}.{os.getpid()}.tmp"
@@ -38,7 +41,7 @@ def fetch(course: Course, courses_root: Path) -> Path:
         if is_local(course.repo) and not (Path(course.repo) / ".git").exists():
             shutil.copytree(course.repo, staging, symlinks=True)
         else:
-            _git_checkout(course.repo, course.ref, staging)
+            _git_checkout(course.repo, course.ref, staging, git_options)
     except (OSError, shutil.Error, CoursehubError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, CoursehubError):
@@ -77,7 +80,7 @@ def _drop_symlinks(root: Path) -> None:
                 path.unlink()
 
 
-def _git_checkout(repo: str, ref: str, dest: Path) -> None:
+def _git_checkout(repo: str, ref: str, dest: Path, git_options: tuple[str, ...] = ()) -> None:
     """Clone `repo` at `ref` into `dest` as the builder, in the build sandbox; raise saying what failed."""
     from .buildbox import BuildBox, seal
 
@@ -88,7 +91,7 @@ def _git_checkout(repo: str, ref: str, dest: Path) -> None:
     output: list[str] = []
     # The hub's state folder (where `dest` lives) is hidden; `dest` itself is shown writable.
     box = BuildBox(dest, (dest.parent.parent,), None, GIT_TIMEOUT, readable=readable)
-    git = ["git", "-c", "protocol.file.allow=always"]
+    git = ["git", "-c", "protocol.file.allow=always", *git_options]
     steps = [("clone", [*git, "clone", "--quiet", "--", repo, str(dest)])]
     if ref and ref != "HEAD":
         steps.append(("checkout", [*git, "-C", str(dest), "checkout", "--quiet", ref, "--"]))

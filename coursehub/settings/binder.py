@@ -18,7 +18,7 @@ class BinderSettings(Model):
     allow_any_repo: bool = Field(
         False,
         description="Also build and serve repositories that are not registered courses "
-        "(https:// or git:// URLs; built with the course environment builder).",
+        "(https:// URLs only; built with the course environment builder).",
     )
     allowed_origins: list[str] = Field(
         [],

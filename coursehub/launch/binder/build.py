@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,20 @@ BUILD_POOL = ThreadPoolExecutor(MAX_PARALLEL_BUILDS, thread_name_prefix="courseh
 
 
 async def build_repository(
-    spec: BinderSpec, binder: dict, records: dict[str, CourseRecord], emit: Emit
+    spec: BinderSpec,
+    binder: dict,
+    records: dict[str, CourseRecord],
+    emit: Emit,
+    git_options: tuple[str, ...],
 ) -> CourseRecord:
-    """The catalog record of `spec`'s repository, built (once at a time per repository) when needed."""
+    """The catalog record of `spec`'s repository, built (once at a time per repository) when needed.
+
+    `git_options`: from spec.pinned_fetch_options, which checked the repository's addresses.
+    """
     name = unregistered_name(spec)
     async with BUILD_LOCKS.setdefault(name, asyncio.Lock()):
         record = records.get(name)
-        if record is not None and record.ready and await refs_match(record, spec.ref):
+        if record is not None and record.ready and await refs_match(record, spec.ref, git_options):
             if emit:
                 await emit({"phase": "built", "imageName": f"coursehub/{name}", "message": "Found built.\n"})
             return record
@@ -44,13 +52,15 @@ async def build_repository(
         )
         settings = Settings(sandbox={"python": binder.get("python") or None}, courses=[course])
         paths = StatePaths(Path(binder["state_dir"]))
-        record = await _build_streaming(course, settings, paths, emit)
+        record = await _build_streaming(course, settings, paths, emit, git_options)
     if emit:
         await emit({"phase": "built", "imageName": f"coursehub/{name}", "message": "Built.\n"})
     return record
 
 
-async def _build_streaming(course: Course, settings: Settings, paths: StatePaths, emit: Emit) -> Any:
+async def _build_streaming(
+    course: Course, settings: Settings, paths: StatePaths, emit: Emit, git_options: tuple[str, ...]
+) -> Any:
     """Run the (blocking) course build in a thread, sending its log lines as `building` events."""
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -60,7 +70,8 @@ async def _build_streaming(course: Course, settings: Settings, paths: StatePaths
 
     async def build() -> CourseRecord:
         try:
-            return await loop.run_in_executor(BUILD_POOL, build_course, course, settings, paths, on_line)
+            job = functools.partial(build_course, git_options=git_options)
+            return await loop.run_in_executor(BUILD_POOL, job, course, settings, paths, on_line)
         finally:
             lines.put_nowait(None)
 

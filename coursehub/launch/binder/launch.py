@@ -15,13 +15,13 @@ from tornado import web
 
 from coursehub.courses.access import is_unregistered as is_unregistered
 from coursehub.courses.catalog import CourseRecord
-from coursehub.errors import LaunchRefused
+from coursehub.errors import BinderSpecError, LaunchRefused
 from coursehub.launch.binder.limits import quota_refusal, server_cors_args
 from coursehub.launch.binder.spec import (
     BinderSpec,
     course_repo_url,
+    pinned_fetch_options,
     server_name_for,
-    unregistered_repo_refusal,
 )
 from coursehub.launch.guests import create_anonymous_user
 from coursehub.names import BINDER_GROUP, TEMPORARY_GROUP
@@ -147,7 +147,9 @@ def running_counts(handler: Any) -> Counter[str]:
     return counts
 
 
-Builder = Callable[[BinderSpec, dict, dict[str, CourseRecord], Emit], Awaitable[CourseRecord]]
+Builder = Callable[
+    [BinderSpec, dict, dict[str, CourseRecord], Emit, tuple[str, ...]], Awaitable[CourseRecord]
+]
 
 
 async def resolve_launch(handler: Any, spec: BinderSpec, emit: Emit, build: Builder) -> Launch:
@@ -183,20 +185,23 @@ async def resolve_launch(handler: Any, spec: BinderSpec, emit: Emit, build: Buil
             404,
         )
     # Checked before any connection: an anonymous reader must not make the hub fetch from its own
-    # machine or network (the address is resolved here; see docs/security.md for what remains).
-    refusal = await asyncio.to_thread(unregistered_repo_refusal, spec.repo_url)
-    if refusal:
-        raise LaunchRefused(f"This hub does not build {spec.repo_url}: {refusal}.", 403)
-    record = await build(spec, binder, records, emit)
+    # machine or network. Resolved once here; every git command of the build connects only there.
+    try:
+        git_options = await asyncio.to_thread(pinned_fetch_options, spec.repo_url)
+    except BinderSpecError as exc:
+        raise LaunchRefused(f"This hub does not build {spec.repo_url}: {exc}.", 403) from None
+    record = await build(spec, binder, records, emit, git_options)
     return Launch(record=record, binder=binder)
 
 
-async def refs_match(record: CourseRecord, ref: str) -> bool:
+async def refs_match(record: CourseRecord, ref: str, git_options: tuple[str, ...] = ()) -> bool:
     """True when `ref` names the commit the course is served at (compared by `git ls-remote`)."""
     course_ref = record.ref or "HEAD"
     if ref == course_ref:
         return True
-    wanted, served = await asyncio.gather(resolve_ref(record.repo, ref), resolve_ref(record.repo, course_ref))
+    wanted, served = await asyncio.gather(
+        resolve_ref(record.repo, ref, git_options), resolve_ref(record.repo, course_ref, git_options)
+    )
     if served is None:
         return False
     if wanted is None:  # maybe a commit id: ls-remote lists refs only
@@ -204,10 +209,11 @@ async def refs_match(record: CourseRecord, ref: str) -> bool:
     return wanted == served
 
 
-async def resolve_ref(repo: str, ref: str) -> str | None:
+async def resolve_ref(repo: str, ref: str, git_options: tuple[str, ...] = ()) -> str | None:
     """The commit `ref` points to in `repo`, or None when git cannot say (within GIT_TIMEOUT)."""
     proc = await asyncio.create_subprocess_exec(
         "git",
+        *git_options,
         "ls-remote",
         "--",
         repo,

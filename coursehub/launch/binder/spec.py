@@ -22,8 +22,8 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 _URL_PATH = re.compile(r"^[A-Za-z0-9._~/+-]{1,500}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REPO_SCHEMES = ("https", "http", "git")
-# Repositories that are not courses (binder.allow_any_repo): never plain http, never file or ssh.
-ANY_REPO_SCHEMES = ("https", "git")
+# Repositories that are not courses (binder.allow_any_repo): https only (see pinned_fetch_options).
+ANY_REPO_SCHEMES = ("https",)
 DEFAULT_PORTS = {"https": 443, "git": 9418}
 Resolver = Callable[..., list]
 
@@ -161,24 +161,56 @@ def address_refusal(address: str) -> str | None:
     return None
 
 
-def unregistered_repo_refusal(repo_url: str, resolve: Resolver = socket.getaddrinfo) -> str | None:
+def unregistered_repo_refusal(repo_url: str, resolve: Resolver | None = None) -> str | None:
     """Why the hub may not fetch `repo_url` for an anonymous build, or None; checked before any connection.
 
     `resolve` is getaddrinfo (tests pass their own: a test never sends traffic to a real address).
     """
+    try:
+        pinned_fetch_options(repo_url, resolve)
+    except BinderSpecError as exc:
+        return str(exc)
+    return None
+
+
+def pinned_fetch_options(repo_url: str, resolve: Resolver | None = None) -> tuple[str, ...]:
+    """git options that fetch `repo_url` from the public addresses checked here, and only from them.
+
+    The host is resolved once: git connects to exactly these addresses (curl's resolve list), so a
+    name that answers with a public address for the check and a private one for git (DNS rebinding)
+    reaches nothing new, and no redirect leads elsewhere. Raises BinderSpecError saying why not.
+    """
     parts = urlsplit(repo_url)
     if parts.scheme not in ANY_REPO_SCHEMES:
-        return f"only {' and '.join(s + '://' for s in ANY_REPO_SCHEMES)} repositories are built here"
+        # git:// too is refused: git's daemon protocol resolves the host itself, with no way to pin it.
+        raise BinderSpecError("only https:// repositories are built here")
     host = parts.hostname or ""
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
     try:
-        infos = resolve(host, parts.port or DEFAULT_PORTS[parts.scheme], type=socket.SOCK_STREAM)
+        infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        return f"the host '{host[:80]}' cannot be resolved"
+        infos = []
     if not infos:
-        return f"the host '{host[:80]}' cannot be resolved"
+        raise BinderSpecError(f"the host '{host[:80]}' cannot be resolved")
+    addresses: list[str] = []  # as curl's resolve list writes them: IPv6 in brackets
     for info in infos:
         address = str(info[4][0])
         reason = address_refusal(address)
         if reason:
-            return f"'{host[:80]}' is {reason} ({address}): this hub builds only repositories on public hosts"
-    return None
+            raise BinderSpecError(
+                f"'{host[:80]}' is {reason} ({address}): this hub builds only repositories on public hosts"
+            )
+        listed = f"[{address}]" if ":" in address else address
+        if listed not in addresses:
+            addresses.append(listed)
+    return git_pin_options(host, port, addresses)
+
+
+def git_pin_options(host: str, port: int, addresses: list[str]) -> tuple[str, ...]:
+    """git's `-c` options: connect to `host:port` only at `addresses`, follow no redirect (pure)."""
+    return (
+        "-c",
+        f"http.curloptResolve={host}:{port}:{','.join(addresses)}",
+        "-c",
+        "http.followRedirects=false",
+    )
