@@ -13,7 +13,7 @@ from coursehub.auth.accounts import AccountStore, Credential
 from coursehub.auth.cards import write_credentials
 from coursehub.cli.base import CONFIG_HELP, Group, State, state
 from coursehub.settings import Settings
-from coursehub.settings.yamlfile import dump_settings, find_config, load_settings
+from coursehub.settings.yamlfile import CONFIG_HOME, dump_settings, find_config, load_settings
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +49,7 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     """
     from coursehub.host import hubprocess
     from coursehub.host.caddyfile import certificate_warning
-    from coursehub.hubconfig.origins import shared_origin_warning
+    from coursehub.hubconfig.origins import plain_http_warning, shared_origin_warning
 
     st = state(ctx)
     if ip is not None:
@@ -57,6 +57,8 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
     if port is not None:
         st.settings.hub.port = port
     hubprocess.preflight(st.settings)
+    if warning := plain_http_warning(st.settings):
+        click.secho(warning, fg="red", bold=True, err=True)
     if warning := shared_origin_warning(st.settings):
         click.secho(warning, fg="yellow", err=True)
     if warning := certificate_warning(st.settings):
@@ -133,7 +135,7 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
     """Validate FILE (or the config in use) and say what is wrong, with line numbers."""
     path = file or find_config(ctx.find_root().obj[0])
     if path is None:
-        click.echo("No config file: the built-in defaults are in use (they are valid).")
+        click.echo(f"No config  ({CONFIG_HOME} does not exist): the built-in defaults are in use.")
         return
     settings = load_settings(path)
     from coursehub.hubconfig.pipeline import check
@@ -147,6 +149,35 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
 def config_show(ctx: click.Context) -> None:
     """Print the effective settings (file merged over defaults) as YAML."""
     click.echo(dump_settings(state(ctx).settings), nl=False)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY (dotted: limits.memory, courses.<name>.title) to VALUE (read as YAML) in the config.
+
+    The new file is validated first: an invalid key or value is refused, naming the key, and nothing
+    changes. Comments and order are kept. `coursehub reload` applies it to a running hub.
+    """
+    from coursehub.settings.edit import parse_value, set_value
+
+    st = state(ctx, creating=True)
+    set_value(st.config_path, key, parse_value(value))
+    click.echo(f"{key} set in {st.config_path}; `coursehub reload` applies it to a running hub.")
+
+
+@config.command("unset")
+@click.argument("key")
+@click.pass_context
+def config_unset(ctx: click.Context, key: str) -> None:
+    """Remove KEY (dotted) from the config, so that its default applies again."""
+    from coursehub.settings.edit import unset_value
+
+    st = state(ctx, creating=True)
+    unset_value(st.config_path, key)
+    click.echo(f"{key} removed from {st.config_path}; `coursehub reload` applies it to a running hub.")
 
 
 @config.command("schema")
