@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from coursehub import __version__
 from coursehub.auth.accounts import AccountStore, Credential
 from coursehub.auth.cards import write_credentials
 from coursehub.cli.base import CONFIG_HELP, Group, State, state
+from coursehub.errors import CoursehubError
 from coursehub.settings import Settings
 from coursehub.settings.yamlfile import CONFIG_HOME, dump_settings, find_config, load_settings
 
@@ -37,25 +39,46 @@ def main(ctx: click.Context, config: Path | None, state_dir: Path | None) -> Non
     ctx.obj = (config, state_dir)
 
 
+def _print_admin(admin: Credential | None) -> None:
+    if admin is not None:
+        click.secho(
+            "First start: an admin account was created. Write this down, it is shown only once:",
+            fg="yellow",
+        )
+        click.echo(f"    username: {admin.username}\n    password: {admin.password}")
+
+
 @main.command()
 @click.option("--ip", help="Address to listen on (default: hub.ip, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
+@click.option(
+    "--front-end/--no-front-end",
+    default=True,
+    show_default=True,
+    help="Start the TLS front end when tls: is set (the systemd service runs it as a unit of its own).",
+)
 @click.pass_context
-def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
+def up(ctx: click.Context, ip: str | None, port: int | None, front_end: bool) -> None:
     """Start the hub, the proxy and the idle culler; Ctrl-C stops them.
 
     Users' servers keep running across a hub restart and are re-attached;
-    `coursehub down` stops them too. Needs root and bubblewrap.
+    `coursehub down` stops them too; `coursehub reload` applies a changed config.
+    Needs root and bubblewrap.
     """
     from coursehub.host import hubprocess
     from coursehub.host.caddyfile import certificate_warning
     from coursehub.hubconfig.origins import plain_http_warning, shared_origin_warning
 
+    def load() -> Settings:
+        settings = state(ctx).settings
+        if ip is not None:
+            settings.hub.ip = ip
+        if port is not None:
+            settings.hub.port = port
+        return settings
+
     st = state(ctx)
-    if ip is not None:
-        st.settings.hub.ip = ip
-    if port is not None:
-        st.settings.hub.port = port
+    st.settings = load()
     hubprocess.preflight(st.settings)
     if warning := plain_http_warning(st.settings):
         click.secho(warning, fg="red", bold=True, err=True)
@@ -63,26 +86,60 @@ def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
         click.secho(warning, fg="yellow", err=True)
     if warning := certificate_warning(st.settings):
         click.secho(warning, fg="yellow", err=True)
+    hubprocess.use_service_cgroups(st.paths, click.echo)
     prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
-    if prepared.admin is not None:
-        click.secho(
-            "First start: an admin account was created. Write this down, it is shown only once:",
-            fg="yellow",
-        )
-        click.echo(f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}")
+    _print_admin(prepared.admin)
     if hubprocess.read_pid(st.paths.hub_pid) is None:
         hubprocess.kill_orphans(st.settings, click.echo)
+
+    def reload() -> tuple[Settings, Path]:
+        """The new settings, checked and prepared while the old hub still serves."""
+        new = load()
+        if new.hub.state_dir.resolve() != st.settings.hub.state_dir.resolve():
+            raise CoursehubError("hub.state_dir changed: a reload keeps the state folder; restart instead")
+        hubprocess.preflight(new)
+        ready = hubprocess.prepare(new, st.paths, click.echo)
+        _print_admin(ready.admin)
+        if front_end and hubprocess.front_end_changed(new, st.paths):
+            hubprocess.start_front_end(new, st.paths, click.echo)  # replaces the running one
+        return new, ready.user_env
+
     hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
+    st.paths.up_pid.write_text(f"{os.getpid()}\n")
     try:
-        hubprocess.start_front_end(st.settings, st.paths, click.echo)
-        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo)
+        if front_end:
+            hubprocess.start_front_end(st.settings, st.paths, click.echo)
+        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo, reload)
     except BaseException:
         hub.terminate()  # no hub without the front end the config asks for
         hub.wait(60)
         raise
     finally:
-        hubprocess.stop_front_end(st.paths, click.echo)
+        st.paths.up_pid.unlink(missing_ok=True)
+        if front_end:
+            hubprocess.stop_front_end(st.paths, click.echo)
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--timeout", type=click.IntRange(10, 3600), default=900, show_default=True, help="Seconds to wait."
+)
+@click.pass_context
+def reload(ctx: click.Context, timeout: int) -> None:
+    """Apply the config to the running hub; users' servers and kernels keep running.
+
+    The config is checked first (nothing happens if it is invalid); then `coursehub up` prepares it
+    (new courses are built) while the old hub serves, and restarts only the hub process.
+    """
+    from coursehub.host import hubprocess
+    from coursehub.hubconfig.pipeline import check
+
+    st = state(ctx)
+    check(st.settings)
+    click.echo("Reloading (new courses are built first)…")
+    hubprocess.request_reload(st.settings, st.paths, timeout)
+    click.secho(f"Reloaded: the hub runs with {st.config_file or 'the built-in default'}.", fg="green")
 
 
 @main.command()
@@ -326,6 +383,7 @@ def _register_plugins() -> None:
     from coursehub.cli.kubernetes import image as course_image_command
     from coursehub.cli.kubernetes import render
     from coursehub.cli.ops import loadtest, plan
+    from coursehub.cli.service import front_end, install, uninstall
 
     main.add_command(loadtest)
     main.add_command(plan)
@@ -334,6 +392,9 @@ def _register_plugins() -> None:
     main.add_command(bench)
     main.add_command(backup)
     main.add_command(restore)
+    main.add_command(install)
+    main.add_command(uninstall)
+    main.add_command(front_end)
     course.add_command(course_image_command)
 
 

@@ -34,6 +34,9 @@ class State:
         if state_dir is not None:
             self.settings.hub.state_dir = state_dir.resolve()
         self.paths = StatePaths(self.settings.hub.state_dir)
+        from coursehub.spawner.cgroups import adopt_parent
+
+        adopt_parent(self.paths.cgroup_parent)  # servers' cgroups where a systemd service's `up` put them
 
 
 def fail(message: str) -> None:
