@@ -264,3 +264,47 @@ def test_install_writes_a_starter_config_where_none_is(tmp_path):
     assert "coursehub config set" in starter.read_text()
     assert not config.exists()  # only under the root
     verify([root / "etc/systemd/system" / HUB_UNIT])
+
+
+def test_the_tls_units_command_becomes_caddy_serving_the_configured_certificate(tmp_path):
+    """coursehub-tls.service's ExecStart, in the foreground: it writes the Caddyfile, then is caddy."""
+    import yaml
+    from conftest import free_port, wait_for
+    from test_tls import make_wildcard_files, tls_handshake
+
+    ca, cert, key = make_wildcard_files(tmp_path, "hub.localhost")
+    https_port, http_port = free_port(), free_port()
+    config = tmp_path / "hub.yaml"
+    settings = {
+        "hub": {"public_url": f"https://hub.localhost:{https_port}/", "subdomains": True},
+        "tls": {"mode": "files", "cert_file": str(cert), "key_file": str(key), "http_port": http_port},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    root = tmp_path / "root"
+    cli("install", "--root", str(root), cwd=tmp_path, config=config)
+    line = next(
+        line.removeprefix("ExecStart=")
+        for line in (root / "etc/systemd/system" / TLS_UNIT).read_text().splitlines()
+        if line.startswith("ExecStart=")
+    )
+    argv = [*exec_argv(line)[:-1], "--state-dir", str(tmp_path / "state"), "front-end"]
+    with (tmp_path / "front.log").open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd="/")
+    try:
+
+        def names():
+            try:
+                with tls_handshake("alice.hub.localhost", https_port, ca) as conn:
+                    return [value for _, value in conn.getpeercert()["subjectAltName"]]
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "front.log").read_text()[-2000:]
+                return None
+
+        served = wait_for(names, timeout=30, what="caddy of the TLS unit")
+        assert served == ["hub.localhost", "*.hub.localhost"]
+        assert Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[1] == b"run"  # exec'd: it is caddy
+        caddyfile = tmp_path / "state" / "caddy" / "Caddyfile"
+        assert oct(caddyfile.stat().st_mode & 0o777) == "0o600" and str(cert) in caddyfile.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -98,14 +97,13 @@ def up(ctx: click.Context, ip: str | None, port: int | None, front_end: bool) ->
         if new.hub.state_dir.resolve() != st.settings.hub.state_dir.resolve():
             raise CoursehubError("hub.state_dir changed: a reload keeps the state folder; restart instead")
         hubprocess.preflight(new)
-        ready = hubprocess.prepare(new, st.paths, click.echo)
+        ready = hubprocess.prepare(new, st.paths, click.echo, sweep_cgroups=False)
         _print_admin(ready.admin)
         if front_end and hubprocess.front_end_changed(new, st.paths):
             hubprocess.start_front_end(new, st.paths, click.echo)  # replaces the running one
         return new, ready.user_env
 
     hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
-    st.paths.up_pid.write_text(f"{os.getpid()}\n")
     try:
         if front_end:
             hubprocess.start_front_end(st.settings, st.paths, click.echo)

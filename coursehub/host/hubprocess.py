@@ -154,8 +154,11 @@ class Prepared:
     admin: Credential | None
 
 
-def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
-    """State folder, user environment, course content, admin account, stale cgroups."""
+def prepare(settings: Settings, paths: StatePaths, echo: Echo, sweep_cgroups: bool = True) -> Prepared:
+    """State folder, user environment, course content, admin account, stale cgroups.
+
+    A reload passes sweep_cgroups=False: the running hub may be starting a server whose group is still empty.
+    """
     ensure_state_dir(paths)
     ensure_secret(paths.cli_token)
     install_sync_script(paths)
@@ -185,7 +188,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
         prepare_network(settings, paths, echo)
     if settings.disk_limited():
         check_disk_quotas(settings, echo)
-    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
+    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix) if sweep_cgroups else 0
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
     return Prepared(user_env=user_env, admin=admin)
@@ -329,6 +332,7 @@ def supervise(
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(RELOAD_SIGNAL, reload_asked)
+    paths.up_pid.write_text(f"{os.getpid()}\n")  # only now: before, the reload signal would kill `up`
     if _wait_until_up(hub, settings, paths, echo):
         echo(
             f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
@@ -375,6 +379,11 @@ def _reload_answer(paths: StatePaths, answer: str) -> None:
 def request_reload(settings: Settings, paths: StatePaths, timeout: float = 900) -> str:
     """Ask the `coursehub up` of this state folder to reload; its answer, or CoursehubError."""
     pid = read_pid(paths.up_pid)
+    try:
+        if pid is not None and b"coursehub" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            pid = None  # a pid file left by a killed `up`, its number since reused by another program
+    except OSError:
+        pid = None
     if pid is None or read_pid(paths.hub_pid) is None:
         raise CoursehubError(
             "no hub of this config runs: start it (`systemctl start coursehub` or `coursehub up`)"
