@@ -49,6 +49,18 @@ def test_the_config_home_is_fixed_unless_named():
         assert find_config(None, {}) is None
 
 
+def test_a_coursehub_yaml_in_the_current_folder_is_never_the_config(tmp_path, monkeypatch):
+    """Before: `course add` run here with no config named used (and created) ./coursehub.yaml."""
+    monkeypatch.delenv("COURSEHUB_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coursehub.yaml").write_text("limits: {memory: 1G}\n")
+    assert find_config(None) in (None, Path("/etc/coursehub/coursehub.yaml"))
+    from coursehub.cli.base import State
+
+    st = State(None, tmp_path / "state", creating=True)  # what `course add` and `config set` write to
+    assert st.config_path == Path("/etc/coursehub/coursehub.yaml")
+
+
 def test_a_coursehub_yaml_in_the_current_folder_is_not_read_and_the_admin_is_told(tmp_path):
     (tmp_path / "coursehub.yaml").write_text("limits: {memory: 1G}\n")
     note = stray_config_note(tmp_path, Path("/etc/coursehub/coursehub.yaml"))

@@ -357,7 +357,11 @@ def supervise(
             continue
         echo("Reloading: restarting the hub process (users' servers keep running)…")
         current[0].terminate()
-        current[0].wait(120)
+        try:
+            current[0].wait(120)
+        except subprocess.TimeoutExpired:
+            current[0].kill()  # its servers are not its children: they keep running
+            current[0].wait(30)
         if stopping[0]:
             return current[0].returncode
         current[0] = start_hub(new_settings, paths, user_env)
