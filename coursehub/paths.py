@@ -37,6 +37,21 @@ class StatePaths:
         return self.root / "hub.url"
 
     @property
+    def up_pid(self) -> Path:
+        """The `coursehub up` process that supervises the hub (and reloads it on SIGHUP)."""
+        return self.root / "up.pid"
+
+    @property
+    def reload_status(self) -> Path:
+        """What `up` answers a reload: 'ok' or 'error: …' on its first line."""
+        return self.root / "reload.status"
+
+    @property
+    def cgroup_parent(self) -> Path:
+        """Servers' parent cgroup when `up` runs as a delegated systemd service (absent otherwise)."""
+        return self.root / "cgroup-parent"
+
+    @property
     def proxy_pid(self) -> Path:
         return self.root / "proxy.pid"
 

@@ -12,8 +12,9 @@ from coursehub import __version__
 from coursehub.auth.accounts import AccountStore, Credential
 from coursehub.auth.cards import write_credentials
 from coursehub.cli.base import CONFIG_HELP, Group, State, state
+from coursehub.errors import CoursehubError
 from coursehub.settings import Settings
-from coursehub.settings.yamlfile import dump_settings, find_config, load_settings
+from coursehub.settings.yamlfile import CONFIG_HOME, dump_settings, find_config, load_settings
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,50 +38,106 @@ def main(ctx: click.Context, config: Path | None, state_dir: Path | None) -> Non
     ctx.obj = (config, state_dir)
 
 
-@main.command()
-@click.option("--ip", help="Address to listen on (default: hub.ip, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
-@click.pass_context
-def up(ctx: click.Context, ip: str | None, port: int | None) -> None:
-    """Start the hub, the proxy and the idle culler; Ctrl-C stops them.
-
-    Users' servers keep running across a hub restart and are re-attached;
-    `coursehub down` stops them too. Needs root and bubblewrap.
-    """
-    from coursehub.host import hubprocess
-    from coursehub.host.caddyfile import certificate_warning
-    from coursehub.hubconfig.origins import shared_origin_warning
-
-    st = state(ctx)
-    if ip is not None:
-        st.settings.hub.ip = ip
-    if port is not None:
-        st.settings.hub.port = port
-    hubprocess.preflight(st.settings)
-    if warning := shared_origin_warning(st.settings):
-        click.secho(warning, fg="yellow", err=True)
-    if warning := certificate_warning(st.settings):
-        click.secho(warning, fg="yellow", err=True)
-    prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
-    if prepared.admin is not None:
+def _print_admin(admin: Credential | None) -> None:
+    if admin is not None:
         click.secho(
             "First start: an admin account was created. Write this down, it is shown only once:",
             fg="yellow",
         )
-        click.echo(f"    username: {prepared.admin.username}\n    password: {prepared.admin.password}")
+        click.echo(f"    username: {admin.username}\n    password: {admin.password}")
+
+
+@main.command()
+@click.option("--ip", help="Address to listen on (default: hub.ip, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
+@click.option(
+    "--front-end/--no-front-end",
+    default=True,
+    show_default=True,
+    help="Start the TLS front end when tls: is set (the systemd service runs it as a unit of its own).",
+)
+@click.pass_context
+def up(ctx: click.Context, ip: str | None, port: int | None, front_end: bool) -> None:
+    """Start the hub, the proxy and the idle culler; Ctrl-C stops them.
+
+    Users' servers keep running across a hub restart and are re-attached;
+    `coursehub down` stops them too; `coursehub reload` applies a changed config.
+    Needs root and bubblewrap.
+    """
+    from coursehub.host import hubprocess
+    from coursehub.host.caddyfile import certificate_warning
+    from coursehub.hubconfig.origins import plain_http_warning, shared_origin_warning
+
+    def load() -> Settings:
+        settings = state(ctx).settings
+        if ip is not None:
+            settings.hub.ip = ip
+        if port is not None:
+            settings.hub.port = port
+        return settings
+
+    st = state(ctx)
+    st.settings = load()
+    hubprocess.preflight(st.settings)
+    if warning := plain_http_warning(st.settings):
+        click.secho(warning, fg="red", bold=True, err=True)
+    if warning := shared_origin_warning(st.settings):
+        click.secho(warning, fg="yellow", err=True)
+    if warning := certificate_warning(st.settings):
+        click.secho(warning, fg="yellow", err=True)
+    hubprocess.use_service_cgroups(st.paths, click.echo)
+    prepared = hubprocess.prepare(st.settings, st.paths, click.echo)
+    _print_admin(prepared.admin)
     if hubprocess.read_pid(st.paths.hub_pid) is None:
         hubprocess.kill_orphans(st.settings, click.echo)
+
+    def reload() -> tuple[Settings, Path]:
+        """The new settings, checked and prepared while the old hub still serves."""
+        new = load()
+        if new.hub.state_dir.resolve() != st.settings.hub.state_dir.resolve():
+            raise CoursehubError("hub.state_dir changed: a reload keeps the state folder; restart instead")
+        hubprocess.preflight(new)
+        ready = hubprocess.prepare(new, st.paths, click.echo, sweep_cgroups=False)
+        _print_admin(ready.admin)
+        if front_end and hubprocess.front_end_changed(new, st.paths):
+            hubprocess.start_front_end(new, st.paths, click.echo)  # replaces the running one
+        return new, ready.user_env
+
     hub = hubprocess.start_hub(st.settings, st.paths, prepared.user_env)
     try:
-        hubprocess.start_front_end(st.settings, st.paths, click.echo)
-        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo)
+        if front_end:
+            hubprocess.start_front_end(st.settings, st.paths, click.echo)
+        code = hubprocess.supervise(hub, st.settings, st.paths, click.echo, reload)
     except BaseException:
         hub.terminate()  # no hub without the front end the config asks for
         hub.wait(60)
         raise
     finally:
-        hubprocess.stop_front_end(st.paths, click.echo)
+        st.paths.up_pid.unlink(missing_ok=True)
+        if front_end:
+            hubprocess.stop_front_end(st.paths, click.echo)
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--timeout", type=click.IntRange(10, 3600), default=900, show_default=True, help="Seconds to wait."
+)
+@click.pass_context
+def reload(ctx: click.Context, timeout: int) -> None:
+    """Apply the config to the running hub; users' servers and kernels keep running.
+
+    The config is checked first (nothing happens if it is invalid); then `coursehub up` prepares it
+    (new courses are built) while the old hub serves, and restarts only the hub process.
+    """
+    from coursehub.host import hubprocess
+    from coursehub.hubconfig.pipeline import check
+
+    st = state(ctx)
+    check(st.settings)
+    click.echo("Reloading (new courses are built first)…")
+    hubprocess.request_reload(st.settings, st.paths, timeout)
+    click.secho(f"Reloaded: the hub runs with {st.config_file or 'the built-in default'}.", fg="green")
 
 
 @main.command()
@@ -133,7 +190,7 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
     """Validate FILE (or the config in use) and say what is wrong, with line numbers."""
     path = file or find_config(ctx.find_root().obj[0])
     if path is None:
-        click.echo("No config file: the built-in defaults are in use (they are valid).")
+        click.echo(f"No config  ({CONFIG_HOME} does not exist): the built-in defaults are in use.")
         return
     settings = load_settings(path)
     from coursehub.hubconfig.pipeline import check
@@ -147,6 +204,35 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
 def config_show(ctx: click.Context) -> None:
     """Print the effective settings (file merged over defaults) as YAML."""
     click.echo(dump_settings(state(ctx).settings), nl=False)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def config_set(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY (dotted: limits.memory, courses.<name>.title) to VALUE (read as YAML) in the config.
+
+    The new file is validated first: an invalid key or value is refused, naming the key, and nothing
+    changes. Comments and order are kept. `coursehub reload` applies it to a running hub.
+    """
+    from coursehub.settings.edit import parse_value, set_value
+
+    st = state(ctx, creating=True)
+    set_value(st.config_path, key, parse_value(value))
+    click.echo(f"{key} set in {st.config_path}; `coursehub reload` applies it to a running hub.")
+
+
+@config.command("unset")
+@click.argument("key")
+@click.pass_context
+def config_unset(ctx: click.Context, key: str) -> None:
+    """Remove KEY (dotted) from the config, so that its default applies again."""
+    from coursehub.settings.edit import unset_value
+
+    st = state(ctx, creating=True)
+    unset_value(st.config_path, key)
+    click.echo(f"{key} removed from {st.config_path}; `coursehub reload` applies it to a running hub.")
 
 
 @config.command("schema")
@@ -295,6 +381,7 @@ def _register_plugins() -> None:
     from coursehub.cli.kubernetes import image as course_image_command
     from coursehub.cli.kubernetes import render
     from coursehub.cli.ops import loadtest, plan
+    from coursehub.cli.service import front_end, install, uninstall
 
     main.add_command(loadtest)
     main.add_command(plan)
@@ -303,6 +390,9 @@ def _register_plugins() -> None:
     main.add_command(bench)
     main.add_command(backup)
     main.add_command(restore)
+    main.add_command(install)
+    main.add_command(uninstall)
+    main.add_command(front_end)
     course.add_command(course_image_command)
 
 

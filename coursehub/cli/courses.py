@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -59,9 +58,8 @@ def course_add(
     from coursehub.courses.content import suggested_name
     from coursehub.settings import Course
     from coursehub.settings.edit import add_course
-    from coursehub.settings.yamlfile import DEFAULT_NAME
 
-    st = state(ctx)
+    st = state(ctx, creating=True)
     entry: dict[str, Any] = {"name": name or suggested_name(repo), "repo": repo}
     if ref != "HEAD":
         entry["ref"] = ref
@@ -76,9 +74,10 @@ def course_add(
         raise CoursehubError(f"there is already a course called '{entry['name']}'")
     st.settings.courses = [*(st.settings.courses if st.config_file else []), Course(**entry)]
     _build(st, entry["name"])
-    path = st.config_file or Path.cwd() / DEFAULT_NAME
-    add_course(path, entry)
-    click.echo(f"Added to {path}. Link: {_link(st, entry['name'], notebook or '')}")
+    created = not st.config_path.exists()
+    add_course(st.config_path, entry)
+    verb = "Created" if created else "Added to"
+    click.echo(f"{verb} {st.config_path}. Link: {_link(st, entry['name'], notebook or '')}")
 
 
 def _link(st: State, name: str, path: str) -> str:

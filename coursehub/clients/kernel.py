@@ -30,16 +30,25 @@ class ExecResult:
 class KernelSession:
     """One kernel on a server: create, execute code, delete."""
 
-    def __init__(self, server_url: str, token: str, session: requests.Session | None = None):
+    def __init__(
+        self,
+        server_url: str,
+        token: str,
+        session: requests.Session | None = None,
+        kernel_id: str | None = None,
+    ):
+        """A new kernel, or (kernel_id) a new connection to a running one."""
         resolve_localhost_names()  # a local hub with subdomains serves <user>.localhost
         self.server_url = server_url.rstrip("/") + "/"
         self.http = session or requests.Session()
         self.http.headers["Authorization"] = f"token {token}"
         self.token = token
-        response = self.http.post(f"{self.server_url}api/kernels", json={}, timeout=TIMEOUT)
-        if response.status_code != 201:
-            raise CoursehubError(f"kernel not created: {response.status_code} {response.text}")
-        self.kernel_id: str = response.json()["id"]
+        if kernel_id is None:
+            response = self.http.post(f"{self.server_url}api/kernels", json={}, timeout=TIMEOUT)
+            if response.status_code != 201:
+                raise CoursehubError(f"kernel not created: {response.status_code} {response.text}")
+            kernel_id = response.json()["id"]
+        self.kernel_id: str = kernel_id
         ws_url = "ws" + self.server_url[4:] + f"api/kernels/{self.kernel_id}/channels"
         self._connection = connect(
             ws_url,
@@ -69,10 +78,14 @@ class KernelSession:
             if _collect(msg, result):
                 return result
 
+    def disconnect(self) -> None:
+        """Close the websocket; the kernel keeps running."""
+        self._connection.__exit__(None, None, None)
+
     def close(self) -> None:
         """Close the websocket and delete the kernel."""
         try:
-            self._connection.__exit__(None, None, None)
+            self.disconnect()
         finally:
             self.http.delete(f"{self.server_url}api/kernels/{self.kernel_id}", timeout=TIMEOUT)
 

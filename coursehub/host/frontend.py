@@ -40,22 +40,48 @@ def check_files(settings: Settings) -> None:
             raise CoursehubError(f"{key}: {path} does not exist or cannot be read")
 
 
-def write_caddyfile(settings: Settings, paths: StatePaths) -> Path:
-    """The Caddyfile (0600) in the front end's root-only folder, with the hub's ask key."""
-    for folder in (paths.caddy, paths.caddy / "data", paths.caddy / "config"):
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
+def caddyfile_text(settings: Settings, paths: StatePaths) -> str:
+    """The Caddyfile `settings` need, with this state folder's storage and ask key."""
     front = FrontEnd(
         storage=paths.caddy / "data",
         api_host=hub_api_ip(settings, paths.root),
         ask_key=ensure_secret(paths.tls_ask_key),
     )
+    return render(settings, front)
+
+
+def write_caddyfile(settings: Settings, paths: StatePaths) -> Path:
+    """The Caddyfile (0600) in the front end's root-only folder, with the hub's ask key."""
+    for folder in (paths.caddy, paths.caddy / "data", paths.caddy / "config"):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
     tmp = paths.caddyfile.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(render(settings, front))
+        f.write(caddyfile_text(settings, paths))
     os.replace(tmp, paths.caddyfile)
     return paths.caddyfile
+
+
+def caddy_command(settings: Settings, paths: StatePaths) -> tuple[list[str], dict[str, str]]:
+    """caddy's command line and environment for `settings` (the Caddyfile is written first)."""
+    caddy = find_caddy()
+    check_files(settings)
+    caddyfile = write_caddyfile(settings, paths)
+    # Caddy's own files (autosave, account, locks) stay in its root-only folder, not root's home.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(paths.caddy),
+        "XDG_DATA_HOME": str(paths.caddy / "data"),
+        "XDG_CONFIG_HOME": str(paths.caddy / "config"),
+    }
+    return [caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"], env
+
+
+def exec_caddy(settings: Settings, paths: StatePaths) -> None:
+    """Become caddy for `settings` (the TLS front end's systemd unit runs this in the foreground)."""
+    command, env = caddy_command(settings, paths)
+    os.execve(command[0], command, env)
 
 
 def listening(port: int) -> bool:
@@ -69,19 +95,9 @@ def listening(port: int) -> bool:
 
 def launch(settings: Settings, paths: StatePaths) -> subprocess.Popen:
     """Start caddy for `settings` and wait until it listens; CoursehubError with its log otherwise."""
-    caddy = find_caddy()
-    check_files(settings)
-    caddyfile = write_caddyfile(settings, paths)
+    command, env = caddy_command(settings, paths)
     log_path = paths.logs / "caddy.log"
     log = open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115
-    # Caddy's own files (autosave, account, locks) stay in its root-only folder, not root's home.
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(paths.caddy),
-        "XDG_DATA_HOME": str(paths.caddy / "data"),
-        "XDG_CONFIG_HOME": str(paths.caddy / "config"),
-    }
-    command = [caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
     proc = subprocess.Popen(
         [*command, "--pidfile", str(paths.caddy_pid)],
         stdin=subprocess.DEVNULL,

@@ -25,6 +25,7 @@ from coursehub.courses.environments import (
 from coursehub.courses.gc import collect as collect_environments
 from coursehub.errors import CoursehubError, HubNotRunning
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
+from coursehub.host.units import DELEGATE_ENV
 from coursehub.hubconfig.origins import hub_origin, subdomain_host
 from coursehub.hubconfig.pipeline import hub_api_ip
 from coursehub.paths import StatePaths
@@ -36,6 +37,8 @@ from coursehub.spawner.forkclient import ensure_forkserver, stop_forkservers
 
 log = logging.getLogger(__name__)
 SHIM = Path(__file__).parent.parent / "hub" / "jupyterhub_config.py"
+# What `coursehub reload` sends `up`: not SIGHUP, which a closing terminal sends too.
+RELOAD_SIGNAL = signal.SIGUSR1
 Echo = Callable[[str], None]
 
 
@@ -71,6 +74,19 @@ def start_front_end(settings: Settings, paths: StatePaths, echo: Echo) -> subpro
     proc = frontend.launch(settings, paths)
     echo(f"TLS front end (caddy, pid {proc.pid}) serves {hub_url(settings)}; its log: {paths.logs}/caddy.log")
     return proc
+
+
+def front_end_changed(settings: Settings, paths: StatePaths) -> bool:
+    """True when `settings` need another front end than the running one (started, stopped or changed)."""
+    from coursehub.host import frontend
+
+    running = read_pid(paths.caddy_pid) is not None
+    if settings.tls.mode == "off":
+        return running
+    try:
+        return not running or paths.caddyfile.read_text() != frontend.caddyfile_text(settings, paths)
+    except OSError:
+        return True
 
 
 def stop_front_end(paths: StatePaths, echo: Echo) -> None:
@@ -138,8 +154,11 @@ class Prepared:
     admin: Credential | None
 
 
-def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
-    """State folder, user environment, course content, admin account, stale cgroups."""
+def prepare(settings: Settings, paths: StatePaths, echo: Echo, sweep_cgroups: bool = True) -> Prepared:
+    """State folder, user environment, course content, admin account, stale cgroups.
+
+    A reload passes sweep_cgroups=False: the running hub may be starting a server whose group is still empty.
+    """
     ensure_state_dir(paths)
     ensure_secret(paths.cli_token)
     install_sync_script(paths)
@@ -169,7 +188,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo) -> Prepared:
         prepare_network(settings, paths, echo)
     if settings.disk_limited():
         check_disk_quotas(settings, echo)
-    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix)
+    removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix) if sweep_cgroups else 0
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
     return Prepared(user_env=user_env, admin=admin)
@@ -265,33 +284,154 @@ def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subproce
     )
 
 
-def supervise(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo: Echo) -> int:
-    """Wait for the hub; forward Ctrl-C and SIGTERM to it so it stops cleanly."""
-
-    def forward(signum: int, _frame: object) -> None:
-        if hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+def _wait_until_up(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo: Echo) -> bool:
+    """Wait until the hub answers and end what changed accounts left behind; False if it did not come up."""
     paths.hub_url.write_text(local_url(settings))
     api = HubAPI(local_url(settings), paths.cli_token.read_text().strip())
     try:
         api.wait_until_up(time.monotonic() + 120)
-        echo(
-            f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
-            f"`coursehub down` also stops users' servers)"
-        )
-        if settings.auth.type == "workshop":
-            # Accounts deleted, disabled or reset while the hub was down: end what they left behind.
-            try:
-                revoke_pending(AccountStore(paths.accounts), api, echo)
-            except CoursehubError as exc:
-                echo(f"{exc} (kept for the next start)")
     except HubNotRunning as exc:
         if hub.poll() is None:
             echo(str(exc))
-    return hub.wait()
+        return False
+    if settings.auth.type == "workshop":
+        # Accounts deleted, disabled or reset while the hub was down: end what they left behind.
+        try:
+            revoke_pending(AccountStore(paths.accounts), api, echo)
+        except CoursehubError as exc:
+            echo(f"{exc} (kept for the next start)")
+    return True
+
+
+Reloader = Callable[[], tuple[Settings, Path]]
+
+
+def supervise(
+    hub: subprocess.Popen,
+    settings: Settings,
+    paths: StatePaths,
+    echo: Echo,
+    reload: Reloader | None = None,
+) -> int:
+    """Wait for the hub; forward Ctrl-C and SIGTERM to it so it stops cleanly; on RELOAD_SIGNAL, `reload`.
+
+    A reload reads and prepares the new settings first (the old hub keeps serving if they fail), then
+    restarts only the hub process: users' servers keep running and are re-attached (cleanup_servers off).
+    """
+    current = [hub]
+    stopping, reloading = [False], [False]
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping[0] = True
+        if current[0].poll() is None:
+            current[0].send_signal(signal.SIGTERM)
+
+    def reload_asked(signum: int, _frame: object) -> None:
+        reloading[0] = True
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(RELOAD_SIGNAL, reload_asked)
+    paths.up_pid.write_text(f"{os.getpid()}\n")  # only now: before, the reload signal would kill `up`
+    if _wait_until_up(hub, settings, paths, echo):
+        echo(
+            f"coursehub is running at {hub_url(settings)}  (Ctrl-C stops the hub; "
+            f"`coursehub down` also stops users' servers; `coursehub reload` applies the config)"
+        )
+    while True:
+        try:
+            return current[0].wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if not reloading[0] or stopping[0]:
+            continue
+        reloading[0] = False
+        if reload is None:
+            _reload_answer(paths, "error: this hub was not started by `coursehub up`")
+            continue
+        try:
+            new_settings, user_env = reload()
+        except CoursehubError as exc:
+            echo(f"Reload refused, the running hub is unchanged: {exc}")
+            _reload_answer(paths, f"error: {exc}")
+            continue
+        echo("Reloading: restarting the hub process (users' servers keep running)…")
+        current[0].terminate()
+        try:
+            current[0].wait(120)
+        except subprocess.TimeoutExpired:
+            current[0].kill()  # its servers are not its children: they keep running
+            current[0].wait(30)
+        if stopping[0]:
+            return current[0].returncode
+        current[0] = start_hub(new_settings, paths, user_env)
+        settings = new_settings
+        if _wait_until_up(current[0], settings, paths, echo):
+            echo(f"coursehub reloaded (hub pid {current[0].pid})")
+            _reload_answer(paths, "ok")
+        else:
+            _reload_answer(paths, f"error: the new hub did not come up; see the log in {paths.logs}")
+
+
+def _reload_answer(paths: StatePaths, answer: str) -> None:
+    """Tell a waiting `coursehub reload` how it went (written whole, then renamed)."""
+    tmp = paths.reload_status.with_suffix(".tmp")
+    tmp.write_text(answer + "\n")
+    os.replace(tmp, paths.reload_status)
+
+
+def request_reload(settings: Settings, paths: StatePaths, timeout: float = 900) -> str:
+    """Ask the `coursehub up` of this state folder to reload; its answer, or CoursehubError."""
+    pid = read_pid(paths.up_pid)
+    try:
+        if pid is not None and b"coursehub" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            pid = None  # a pid file left by a killed `up`, its number since reused by another program
+    except OSError:
+        pid = None
+    if pid is None or read_pid(paths.hub_pid) is None:
+        raise CoursehubError(
+            "no hub of this config runs: start it (`systemctl start coursehub` or `coursehub up`)"
+        )
+    paths.reload_status.unlink(missing_ok=True)
+    os.kill(pid, RELOAD_SIGNAL)
+    deadline = time.monotonic() + timeout  # a reload may build new courses' environments
+    while time.monotonic() < deadline:
+        try:
+            answer = paths.reload_status.read_text().strip()
+        except FileNotFoundError:
+            if read_pid(paths.up_pid) is None:
+                raise CoursehubError("`coursehub up` exited during the reload; see its log") from None
+            time.sleep(0.3)
+            continue
+        if answer != "ok":
+            raise CoursehubError(answer.removeprefix("error: "))
+        return answer
+    raise CoursehubError(f"no answer from `coursehub up` (pid {pid}) within {timeout:.0f} s; see its log")
+
+
+def use_service_cgroups(paths: StatePaths, echo: Echo) -> None:
+    """Under a systemd service with Delegate=yes, servers' cgroups go in its subtree; remember where."""
+    ensure_state_dir(paths)
+    paths.cgroup_parent.unlink(missing_ok=True)
+    os.environ.pop(cgroups.PARENT_ENV, None)
+    if not os.environ.get(DELEGATE_ENV):
+        return
+    try:
+        own = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        own = ""
+    parent = cgroups.delegated_parent(own, cgroups.cgroup_version())
+    if parent is None:
+        echo(
+            f"{DELEGATE_ENV} is set, but this is no systemd service on cgroup v2: servers' cgroups stay "
+            f"under {cgroups.CGROUP_ROOT / cgroups.DEFAULT_PARENT}"
+        )
+        return
+    cgroups.enter_delegated_subtree(parent)
+    os.environ[cgroups.PARENT_ENV] = parent  # inherited by the hub, and so its spawner
+    paths.cgroup_parent.write_text(parent + "\n")
+    echo(f"Servers' cgroups live under the service's delegated subtree {cgroups.CGROUP_ROOT / parent}")
+
 
 
 def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:

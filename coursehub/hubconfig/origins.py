@@ -59,3 +59,28 @@ def shared_origin_warning(settings: Settings) -> str:
         "(create their API tokens, open their servers). Turn hub.subdomains on (see "
         "docs/security.md, 'One origin per user')."
     )
+
+
+def listens_beyond_loopback(ip: str) -> bool:
+    """True when an address to listen on is reachable from elsewhere ('' and 0.0.0.0 mean every address)."""
+    if ip == LOCAL_NAME:
+        return False
+    try:
+        return not ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return True  # a host name or '': assume it is reachable
+
+
+def plain_http_warning(settings: Settings) -> str:
+    """What `up` says, loudly, when it serves plain HTTP beyond this machine ('' otherwise)."""
+    hub = settings.hub
+    if settings.tls.mode != "off" or not listens_beyond_loopback(hub.ip):
+        return ""
+    where = hub.ip or "every address"
+    return (
+        f"WARNING: coursehub serves plain HTTP on {where}:{hub.port}, reachable from other machines. "
+        "Passwords, session cookies and API tokens then cross the network readable by anyone on the path, "
+        "who can log in as your students and admins. Serve it over HTTPS: a tls: section makes `up` start "
+        "the built-in TLS front end (docs/https.md). Only if your own TLS proxy is in front, let nothing but "
+        f"that proxy reach port {hub.port} (docs/production.md)."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -14,17 +15,37 @@ from coursehub.errors import ConfigError
 from coursehub.settings import Settings
 
 DEFAULT_NAME = "coursehub.yaml"
+# The installed hub's config: a command run from any folder acts on that hub (never on ./coursehub.yaml).
+CONFIG_HOME = Path("/etc/coursehub") / DEFAULT_NAME
 Loc = tuple[str | int, ...]
 
 
-def find_config(explicit: Path | None) -> Path | None:
-    """The config file to use: the one given, $COURSEHUB_CONFIG, ./coursehub.yaml, or none."""
+def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the config lives (maybe not yet): the one given, else $COURSEHUB_CONFIG, else CONFIG_HOME."""
+    env = os.environ if environ is None else environ
     if explicit is not None:
         return explicit
-    if os.environ.get("COURSEHUB_CONFIG"):
-        return Path(os.environ["COURSEHUB_CONFIG"])
-    local = Path.cwd() / DEFAULT_NAME
-    return local if local.exists() else None
+    if env.get("COURSEHUB_CONFIG"):
+        return Path(env["COURSEHUB_CONFIG"])
+    return CONFIG_HOME
+
+
+def find_config(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to read: one named (--config, $COURSEHUB_CONFIG) even if missing, so that reading it
+    fails loudly; else CONFIG_HOME when it exists; else None (the built-in default)."""
+    env = os.environ if environ is None else environ
+    path = config_path(explicit, env)
+    named = explicit is not None or bool(env.get("COURSEHUB_CONFIG"))
+    return path if named or path.exists() else None
+
+
+def stray_config_note(cwd: Path, in_use: Path | None) -> str | None:
+    """A note when ./coursehub.yaml exists but another config (or the default) is in use."""
+    local = cwd / DEFAULT_NAME
+    if not local.is_file() or (in_use is not None and local.resolve() == in_use.resolve()):
+        return None
+    used = str(in_use) if in_use is not None else f"the built-in default ({CONFIG_HOME} does not exist)"
+    return f"note: {local} is not read; coursehub uses {used}. Pass --config {local} to use it."
 
 
 def load_settings(path: Path | None) -> Settings:

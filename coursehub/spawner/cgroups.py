@@ -15,6 +15,55 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD = 100_000
+DEFAULT_PARENT = "coursehub"
+# Set by `coursehub up` when it runs as a systemd service with Delegate=yes: servers' groups then live in the
+# service's own subtree (systemd owns the rest of the tree), inherited by the hub and every CLI command.
+PARENT_ENV = "COURSEHUB_CGROUP_PARENT"
+
+
+def parent_group() -> str:
+    """The parent of servers' groups, relative to the cgroup root: the service's subtree, or 'coursehub'."""
+    return os.environ.get(PARENT_ENV) or DEFAULT_PARENT
+
+
+def adopt_parent(record: Path) -> None:
+    """CLI commands run from a shell use the parent the service's `up` recorded in `record`, if any."""
+    if os.environ.get(PARENT_ENV):
+        return
+    try:
+        parent = record.read_text().strip()
+    except OSError:
+        return
+    if parent:
+        os.environ[PARENT_ENV] = parent
+
+
+def delegated_parent(proc_cgroup: str, version: int) -> str | None:
+    """Servers' parent inside a delegated service's subtree, from /proc/self/cgroup (pure).
+
+    Only on cgroup v2 and only inside a systemd service's group: elsewhere (a shell, a container at '/')
+    there is nothing delegated, and None keeps the shared 'coursehub' group.
+    """
+    if version != 2:
+        return None
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            path = line[3:].strip().strip("/")
+            if path.endswith(".service"):
+                return f"{path}/servers"
+    return None
+
+
+def enter_delegated_subtree(parent: str, root: Path = CGROUP_ROOT) -> None:
+    """Move this process into a `hub` leaf beside `parent`: a group with controllers for its children
+    may hold no processes itself (cgroup v2), and children started later inherit the leaf."""
+    service = (root / parent).parent
+    leaf = service / "hub"
+    try:
+        leaf.mkdir(exist_ok=True)
+        (leaf / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as exc:
+        raise SandboxError(f"cannot use the service's delegated cgroup {service}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -107,8 +156,9 @@ def cgroup_version(root: Path = CGROUP_ROOT) -> int:
     return 0
 
 
-def group_for(name: str, parent: str = "coursehub", root: Path = CGROUP_ROOT) -> Cgroup:
+def group_for(name: str, parent: str | None = None, root: Path = CGROUP_ROOT) -> Cgroup:
     """The (not yet created) cgroup called `name` under coursehub's parent group."""
+    parent = parent or parent_group()
     version = cgroup_version(root)
     if version == 2:
         return Cgroup(2, (root / parent / name,))
@@ -164,8 +214,9 @@ def _enable_v2_controllers(parent: Path) -> None:
                 control.write_text(f"+{controller}")
 
 
-def all_groups(parent: str = "coursehub", root: Path = CGROUP_ROOT) -> list[Cgroup]:
+def all_groups(parent: str | None = None, root: Path = CGROUP_ROOT) -> list[Cgroup]:
     """Every server cgroup coursehub has created (for status, cleanup and `down`)."""
+    parent = parent or parent_group()
     version = cgroup_version(root)
     if version == 0:
         return []
@@ -174,7 +225,7 @@ def all_groups(parent: str = "coursehub", root: Path = CGROUP_ROOT) -> list[Cgro
     return [group_for(name, parent, root) for name in names]
 
 
-def remove_empty_groups(prefix: str, parent: str = "coursehub", root: Path = CGROUP_ROOT) -> int:
+def remove_empty_groups(prefix: str, parent: str | None = None, root: Path = CGROUP_ROOT) -> int:
     """Delete this hub's leftover groups (names starting with `prefix`) with no process; how many.
 
     Other hubs on the machine share the parent group: an empty group of theirs may be a server

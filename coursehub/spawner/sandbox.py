@@ -73,7 +73,13 @@ class SandboxSpawner(LocalProcessSpawner):
         "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
     ).tag(config=True)
     bwrap_path = Unicode(help="The bubblewrap executable, by absolute path.").tag(config=True)
-    cgroup_parent = Unicode("coursehub", help="Parent cgroup of servers' cgroups.").tag(config=True)
+    cgroup_parent = Unicode(
+        help="Parent cgroup of servers' cgroups (default: the service's subtree, or coursehub)."
+    ).tag(config=True)
+
+    @default("cgroup_parent")
+    def _default_cgroup_parent(self) -> str:
+        return cgroups.parent_group()
     network_subnet = Unicode("", help="Servers' namespaces' range; empty: no network namespace.").tag(
         config=True
     )
