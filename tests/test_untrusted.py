@@ -297,6 +297,38 @@ def test_a_build_step_over_its_time_limit_is_stopped(build_root, monkeypatch):
     assert not processes_with("sleep 7002")
 
 
+def test_a_build_that_writes_more_than_its_disk_limit_is_stopped(build_root, monkeypatch):
+    from coursehub.courses import buildbox
+    from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec
+    from coursehub.errors import EnvironmentBuildError
+
+    # A course with postBuild starts from a copy of the stack environment, the builder's own files.
+    stack = ensure_environment(stack_spec(str(find_user_python())), build_root / "state" / "envs")
+    copied = sum(p.lstat().st_blocks * 512 for p in stack.rglob("*"))
+    monkeypatch.setattr(buildbox, "BUILD_DISK", copied + (64 << 20))
+    monkeypatch.setattr(buildbox, "DISK_POLL", 0.2)
+    # Writes without end, a MiB at a time, into its own environment (the builder may write there).
+    post_build = (
+        "#!/bin/bash\nprefix=$(python -c 'import sys; print(sys.prefix)')\n"
+        'while true; do head -c 1048576 /dev/urandom >> "$prefix/filler"; done\n'
+    )
+    with pytest.raises(EnvironmentBuildError, match="disk limit") as stopped:
+        build(build_root, "filler", {"postBuild": post_build})
+    assert "postBuild" in str(stopped.value)
+    envs = build_root / "state" / "envs"
+    assert not list(envs.glob(".*.tmp")) and not list(envs.glob(".*.work")), "the build's folders stayed"
+
+
+def test_disk_use_counts_the_builders_files_only(tmp_path):
+    from coursehub.courses.buildbox import builder_bytes
+
+    (tmp_path / "mine").write_bytes(b"x" * 100_000)
+    (tmp_path / "shared").write_bytes(b"y" * 100_000)
+    os.chown(tmp_path / "mine", 4242, 4242)
+    assert 100_000 <= builder_bytes([tmp_path], 4242) < 200_000
+    assert builder_bytes([tmp_path], 4243) == 0
+
+
 def test_apt_txt_without_the_admins_permission_is_refused_saying_how(build_root):
     from coursehub.errors import EnvironmentBuildError
 

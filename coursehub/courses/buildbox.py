@@ -25,6 +25,10 @@ BUILDER = "coursehub-builder"
 BUILD_MEMORY = 4 << 30
 BUILD_PIDS = 1024
 BUILD_CPU = 2.0
+# What one build may write (its environment, caches, the course copy): a hostile repository must not
+# fill the state folder's disk. Counted as the builder's own files, polled every DISK_POLL seconds.
+BUILD_DISK = 10 << 30
+DISK_POLL = 2.0
 # What a build may take from the admin's environment: how to reach the package index, nothing else.
 INDEX_VARIABLES = (
     "UV_INDEX_URL",
@@ -174,13 +178,19 @@ class BuildBox:
         group = cgroups.group_for(f"build-{self.staging.name.strip('.')}") if os.geteuid() == 0 else None
         if group is not None:
             cgroups.create(group, memory=BUILD_MEMORY, cpu=BUILD_CPU, pids=BUILD_PIDS)
-        expired = threading.Event()
+        expired, overfull, ended = threading.Event(), threading.Event(), threading.Event()
 
-        def stop() -> None:
-            expired.set()
+        def stop(reason: threading.Event = expired) -> None:
+            reason.set()
             proc.kill()
             if group is not None:
                 group.kill_and_remove()
+
+        def watch_disk() -> None:
+            while not ended.wait(DISK_POLL):
+                if builder_bytes((self.staging, self.work), self.uid) > BUILD_DISK:
+                    stop(overfull)
+                    return
 
         try:
             proc = subprocess.Popen(
@@ -197,6 +207,8 @@ class BuildBox:
             )
             timer = threading.Timer(self.timeout, stop)
             timer.start()
+            watcher = threading.Thread(target=watch_disk, name="coursehub-build-disk", daemon=True)
+            watcher.start()
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -204,15 +216,37 @@ class BuildBox:
                 code = proc.wait()
             finally:
                 timer.cancel()
+                ended.set()
+                watcher.join()
         finally:
             if group is not None:
                 group.kill_and_remove()  # the step's whole process tree ends with it
+        if overfull.is_set():
+            raise EnvironmentBuildError(
+                f"environment build stopped at step '{name}': it wrote more than its disk limit of "
+                f"{BUILD_DISK / (1 << 30):.1f} GiB"
+            )
         if expired.is_set():
             raise EnvironmentBuildError(
                 f"environment build stopped at step '{name}': over its time limit of {self.timeout:.0f} s"
             )
         if code != 0:
             raise EnvironmentBuildError(f"environment build failed at step '{name}' (exit status {code})")
+
+
+def builder_bytes(roots: Sequence[Path], uid: int) -> int:
+    """Disk used by `uid`'s files under `roots` (files linked from a stack environment are root's)."""
+    total = 0
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:  # removed while counted
+                    continue
+                if st.st_uid == uid:
+                    total += st.st_blocks * 512
+    return total
 
 
 def _become(group: cgroups.Cgroup | None, uid: int, gid: int) -> Callable[[], None]:

@@ -433,7 +433,6 @@ def use_service_cgroups(paths: StatePaths, echo: Echo) -> None:
     echo(f"Servers' cgroups live under the service's delegated subtree {cgroups.CGROUP_ROOT / parent}")
 
 
-
 def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
     """Stop every user server, the hub and the proxy; sweep leftover sandboxes."""
     hub_pid = read_pid(paths.hub_pid)

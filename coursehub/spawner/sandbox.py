@@ -80,6 +80,7 @@ class SandboxSpawner(LocalProcessSpawner):
     @default("cgroup_parent")
     def _default_cgroup_parent(self) -> str:
         return cgroups.parent_group()
+
     network_subnet = Unicode("", help="Servers' namespaces' range; empty: no network namespace.").tag(
         config=True
     )
