@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -327,6 +328,45 @@ def test_disk_use_counts_the_builders_files_only(tmp_path):
     os.chown(tmp_path / "mine", 4242, 4242)
     assert 100_000 <= builder_bytes([tmp_path], 4242) < 200_000
     assert builder_bytes([tmp_path], 4243) == 0
+
+
+def test_the_committed_lock_pins_the_stack_with_a_hash_for_every_distribution():
+    from coursehub.courses.environments import server_stack, stack_spec
+    from coursehub.courses.stacklock import LOCK, lock_pins
+
+    text = LOCK.read_text()
+    assert stack_spec("/usr/bin/python3").lock == text  # what the stack environment is built from
+    pins = lock_pins(text)
+    for pin in server_stack():
+        name, _, version = pin.partition("==")
+        assert pins[name.lower()] == version, f"{pin}: refresh the lock with ./run lock"
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1])  # one per distribution
+    # A distribution may be listed once per Python version range (its markers differ).
+    assert len(entries) >= len(pins) and all("--hash=sha256:" in entry for entry in entries)
+
+
+def test_a_lock_that_misses_a_stack_pin_is_refused_saying_how():
+    from coursehub.courses.stacklock import missing_from_lock
+
+    lock = "jupyter-server==2.21.1 \\\n    --hash=sha256:ab\nipykernel==7.4.0 \\\n    --hash=sha256:cd\n"
+    assert missing_from_lock(lock, ("jupyter_server==2.21.1", "ipykernel==7.4.0")) == []
+    assert missing_from_lock(lock, ("ipykernel==7.5.0", "jupyterlab==4.6.6")) == [
+        "ipykernel==7.5.0",
+        "jupyterlab==4.6.6",
+    ]
+
+
+def test_a_distribution_whose_hash_differs_from_the_lock_is_not_installed(build_root):
+    from coursehub.courses.environments import EnvSpec, ensure_environment, find_user_python
+    from coursehub.errors import EnvironmentBuildError
+
+    # six 1.16.0 exists on the index; this hash is not one of its files'.
+    lock = "six==1.16.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+    spec = EnvSpec(python=str(find_user_python()), packages=("six==1.16.0",), lock=lock)
+    with pytest.raises(EnvironmentBuildError, match="install packages") as failed:
+        ensure_environment(spec, build_root / "state" / "envs")
+    assert "hash" in str(failed.value).lower(), failed.value
+    assert not (build_root / "state" / "envs" / spec.digest).exists()
 
 
 def test_apt_txt_without_the_admins_permission_is_refused_saying_how(build_root):

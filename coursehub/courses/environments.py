@@ -62,6 +62,8 @@ class EnvSpec:
     source: Path | None = None  # the course checkout the build reads (shown as a private copy)
     # The stack environment's exact versions: a course gets the very packages the fork server pre-imports.
     constraints: str = ""
+    # A hash-pinned lock installed instead of `packages` (the stack environment's: stacklock.py).
+    lock: str = ""
 
     @property
     def digest(self) -> str:
@@ -73,6 +75,7 @@ class EnvSpec:
                 "layout": LAYOUT_VERSION,
                 "extra": self.extra,
                 **({"constraints": self.constraints} if self.constraints else {}),
+                **({"lock": hashlib.sha256(self.lock.encode()).hexdigest()} if self.lock else {}),
             }
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -87,7 +90,9 @@ def server_stack() -> tuple[str, ...]:
 
 def stack_spec(python: str) -> EnvSpec:
     """The environment of coursehub's own server stack for `python`: nothing of any course in it."""
-    return EnvSpec(python=python, packages=server_stack())
+    from .stacklock import lock_text
+
+    return EnvSpec(python=python, packages=server_stack(), lock=lock_text(server_stack()))
 
 
 def installed_versions(env: Path) -> str:
@@ -195,9 +200,13 @@ def ensure_environment(
             if spec.constraints:
                 constraints = box.work / "stack-versions.txt"
                 safe_write(box.work, constraints, spec.constraints)
+            lock = None
+            if spec.lock:
+                lock = box.work / "stack-lock.txt"
+                safe_write(box.work, lock, spec.lock)
             if seed is not None:
                 _seed(staging, seed, spec.post_build is None, box)
-            for name, cmd, kwargs in _build_steps(spec, staging, constraints, seeded=seed is not None):
+            for name, cmd, kwargs in _build_steps(spec, staging, constraints, seed is not None, lock):
                 _run_step(box, name, cmd, log_file, log_path, on_line, **kwargs)
         # No builder process is left: from here the tree is root's and nobody else can change it.
         seal(staging)
@@ -291,12 +300,17 @@ def _seed(staging: Path, seed: Path, linked: bool, box: BuildBox) -> None:
 
 
 def _build_steps(
-    spec: EnvSpec, staging: Path, constraints: Path | None = None, seeded: bool = False
+    spec: EnvSpec,
+    staging: Path,
+    constraints: Path | None = None,
+    seeded: bool = False,
+    lock: Path | None = None,
 ) -> list[tuple[str, list[str], dict]]:
     """The commands that build an environment, each named for error messages, with how to run it."""
     python = str(staging / "bin" / "python")
     uv = uv_binary()
     pinned = ["--constraint", str(constraints)] if constraints else []
+    wanted = ["--require-hashes", "-r", str(lock)] if lock else list(spec.packages)
     # System site packages on, so that user site packages (pip install --user) are seen too.
     venv = [uv, "venv", "--relocatable", "--system-site-packages", "--seed", "--link-mode", "copy"]
     steps: list[tuple[str, list[str], dict]] = (
@@ -309,7 +323,7 @@ def _build_steps(
     steps += [
         (
             "install packages",
-            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *pinned, *spec.packages],
+            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *pinned, *wanted],
             {},
         ),
     ]

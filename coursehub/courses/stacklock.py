@@ -1,0 +1,75 @@
+"""The server stack's lock: every distribution of the stack environment, pinned by version and hash.
+
+The root fork server imports this environment, so nothing in it may come from whatever the index
+serves that day: uv installs it with --require-hashes from `stack-lock.txt`, which is compiled from
+SERVER_STACK by `./run lock` (python -m coursehub.courses.stacklock) and committed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import EnvironmentBuildError
+
+LOCK = Path(__file__).with_name("stack-lock.txt")
+# The oldest Python the stack supports (ipykernel 7 needs 3.11); the lock holds every platform's hashes.
+LOCK_PYTHON = "3.11"
+HEADER = "# The server stack, pinned by hash: written by `./run lock` from SERVER_STACK; do not edit.\n"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """name -> version of every pinned line of a lock (pure; names normalised as PEP 503 says)."""
+    pins = {}
+    for line in text.splitlines():
+        match = _PIN.match(line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def missing_from_lock(text: str, stack: tuple[str, ...]) -> list[str]:
+    """The stack's `name==version` pins the lock does not hold at that version (pure)."""
+    pins = lock_pins(text)
+    return [pin for pin in stack if lock_pins(pin).items() - pins.items()]
+
+
+def lock_text(stack: tuple[str, ...]) -> str:
+    """The committed lock, refused when it was compiled for other versions than `stack` pins."""
+    text = LOCK.read_text()
+    stale = missing_from_lock(text, stack)
+    if stale:
+        raise EnvironmentBuildError(
+            f"{LOCK} does not pin {', '.join(stale)}: refresh it with `./run lock` "
+            "(a JupyterHub other than coursehub's pinned one changes the stack)"
+        )
+    return text
+
+
+def compile_command(uv: str, requirements: Path, output: Path) -> list[str]:
+    """uv's command that writes the lock for `requirements` (pure)."""
+    return [
+        uv, "pip", "compile", "--quiet", "--universal", "--generate-hashes",
+        "--python-version", LOCK_PYTHON, "--no-header", str(requirements), "-o", str(output),
+    ]  # fmt: skip
+
+
+def main() -> int:
+    """Compile the lock again from SERVER_STACK (needs the package index)."""
+    from .environments import server_stack, uv_binary
+
+    with tempfile.TemporaryDirectory() as folder:
+        requirements = Path(folder) / "stack.in"
+        requirements.write_text("".join(f"{pin}\n" for pin in server_stack()))
+        subprocess.run(compile_command(uv_binary(), requirements, LOCK), check=True, timeout=600)
+    LOCK.write_text(HEADER + LOCK.read_text())
+    print(f"{LOCK}: {len(lock_pins(LOCK.read_text()))} distributions pinned with their hashes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
