@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import EnvironmentBuildError
 from .buildbox import BuildBox, hand_over, inside, safe_write, seal
+from .stacklock import HEADER, LOCK, compile_command, lock_pins, lock_text
 
 # Files installed into environments (they import nothing of coursehub).
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
@@ -90,9 +91,20 @@ def server_stack() -> tuple[str, ...]:
 
 def stack_spec(python: str) -> EnvSpec:
     """The environment of coursehub's own server stack for `python`: nothing of any course in it."""
-    from .stacklock import lock_text
-
     return EnvSpec(python=python, packages=server_stack(), lock=lock_text(server_stack()))
+
+
+def refresh_lock() -> None:
+    """Compile the stack's hash-pinned lock again from SERVER_STACK (`./run lock`; needs the index)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        requirements = Path(folder) / "stack.in"
+        requirements.write_text("".join(f"{pin}\n" for pin in server_stack()))
+        command = compile_command(uv_binary(), Path(requirements.name), LOCK)  # "via -r stack.in": no temp path
+        subprocess.run(command, check=True, timeout=600, cwd=folder)
+    LOCK.write_text(HEADER + LOCK.read_text())
+    print(f"{LOCK}: {len(lock_pins(LOCK.read_text()))} distributions pinned with their hashes")
 
 
 def installed_versions(env: Path) -> str:

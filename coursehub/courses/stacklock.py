@@ -2,15 +2,12 @@
 
 The root fork server imports this environment, so nothing in it may come from whatever the index
 serves that day: uv installs it with --require-hashes from `stack-lock.txt`, which is compiled from
-SERVER_STACK by `./run lock` (python -m coursehub.courses.stacklock) and committed.
+SERVER_STACK by `./run lock` (environments.refresh_lock) and committed.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import EnvironmentBuildError
@@ -56,20 +53,3 @@ def compile_command(uv: str, requirements: Path, output: Path) -> list[str]:
         uv, "pip", "compile", "--quiet", "--universal", "--generate-hashes",
         "--python-version", LOCK_PYTHON, "--no-header", str(requirements), "-o", str(output),
     ]  # fmt: skip
-
-
-def main() -> int:
-    """Compile the lock again from SERVER_STACK (needs the package index)."""
-    from .environments import server_stack, uv_binary
-
-    with tempfile.TemporaryDirectory() as folder:
-        requirements = Path(folder) / "stack.in"
-        requirements.write_text("".join(f"{pin}\n" for pin in server_stack()))
-        subprocess.run(compile_command(uv_binary(), requirements, LOCK), check=True, timeout=600)
-    LOCK.write_text(HEADER + LOCK.read_text())
-    print(f"{LOCK}: {len(lock_pins(LOCK.read_text()))} distributions pinned with their hashes")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
