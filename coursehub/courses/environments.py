@@ -101,7 +101,8 @@ def refresh_lock() -> None:
     with tempfile.TemporaryDirectory() as folder:
         requirements = Path(folder) / "stack.in"
         requirements.write_text("".join(f"{pin}\n" for pin in server_stack()))
-        command = compile_command(uv_binary(), Path(requirements.name), LOCK)  # "via -r stack.in": no temp path
+        # Relative: the lock says "via -r stack.in", the same on every refresh.
+        command = compile_command(uv_binary(), Path(requirements.name), LOCK)
         subprocess.run(command, check=True, timeout=600, cwd=folder)
     LOCK.write_text(HEADER + LOCK.read_text())
     print(f"{LOCK}: {len(lock_pins(LOCK.read_text()))} distributions pinned with their hashes")
