@@ -121,6 +121,8 @@ def environment_spec(
     build, naming the conflict.
     """
     python = _python_for(spec.python_version, settings.sandbox.python)
+    if not (spec.requirements or spec.install_self or spec.post_build):
+        return stack_spec(str(python))  # a course that adds nothing runs from the stack environment
     packages = [*server_stack(), *spec.requirements]
     extra = ""
     if spec.install_self:
@@ -137,8 +139,7 @@ def environment_spec(
         extra=extra,
         post_build=post_build if spec.post_build else None,
         source=checkout,
-        # A course that adds no package runs from the stack environment itself (same digest).
-        constraints=constraints if (spec.requirements or spec.install_self or spec.post_build) else "",
+        constraints=constraints,
     )
 
 

@@ -16,12 +16,7 @@ from pathlib import Path
 from coursehub.auth.accounts import AccountStore, Credential
 from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.build import sync_catalog
-from coursehub.courses.environments import (
-    EnvSpec,
-    ensure_environment,
-    find_user_python,
-    server_stack,
-)
+from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec
 from coursehub.courses.gc import collect as collect_environments
 from coursehub.errors import CoursehubError, HubNotRunning
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
@@ -163,7 +158,7 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo, sweep_cgroups: bo
     ensure_secret(paths.cli_token)
     install_sync_script(paths)
     python = find_user_python(settings.sandbox.python)
-    spec = EnvSpec(python=str(python), packages=server_stack())
+    spec = stack_spec(str(python))
     if not (paths.envs / spec.digest / ".coursehub-ready").exists():
         echo(f"Building the user environment with uv (first start only; log in {paths.envs})…")
     user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))

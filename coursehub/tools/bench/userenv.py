@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from coursehub.courses.environments import EnvSpec, server_stack, uv_binary
+from coursehub.courses.environments import stack_spec, uv_binary
 from coursehub.errors import EnvironmentBuildError
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     Stock hubs get a plain `uv pip install` of those pins, without the kernelspec and
     JupyterLab settings coursehub adds, so that they run exactly what upstream ships.
     """
-    spec = EnvSpec(python=str(python), packages=server_stack())
+    spec = stack_spec(str(python))
     target = envs / f"stock-{spec.digest}"
     if (target / READY).exists():
         return target
@@ -36,7 +36,11 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     python_bin = str(target / "bin" / "python")
     # Copies, not hard links to uv's cache: a file changed in place in one environment
     # (coursehub rewrites kernel.json) would otherwise change it in the cache and every venv.
-    _run([uv, "pip", "install", "--link-mode=copy", "--python", python_bin, *spec.packages])
+    # The stack's lock, hashes checked: stock JupyterHub runs the very versions coursehub's users get.
+    lock = target / "stack-lock.txt"
+    lock.write_text(spec.lock)
+    install = [uv, "pip", "install", "--link-mode=copy", "--python", python_bin]
+    _run([*install, "--require-hashes", "-r", str(lock)])
     # The kernelspec exactly as ipykernel installs it, whatever the cache's copy says.
     _run([python_bin, "-m", "ipykernel", "install", "--prefix", str(target)])
     (target / READY).write_text("ok\n")
