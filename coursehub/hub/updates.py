@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from traitlets.log import get_logger
+
 from coursehub.courses.build import build_course
 from coursehub.courses.catalog import load_catalog
 from coursehub.errors import CoursehubError
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger | logging.LoggerAdapter:
+    """The hub's own log (JupyterHub's application logger once it runs), where admins look."""
+    return get_logger()
+
 
 # One update at a time, in a pool of its own: builds of several courses at once would share the
 # stack environment's build, and asyncio's default pool serves logins and spawns.
@@ -64,7 +70,7 @@ class CourseUpdater:
         course = next((c for c in self.settings.courses if c.name == name), None)
         if course is None:
             return
-        log.info("course %s: updating (%s)", name, why)
+        _log().info("course %s: updating (%s)", name, why)
         loop = asyncio.get_running_loop()
         try:
             record = await loop.run_in_executor(
@@ -73,11 +79,12 @@ class CourseUpdater:
         except CoursehubError as exc:
             # build_course recorded the error in the catalog (the status page shows it); the
             # previous content stays in service.
-            log.warning("course %s: update failed: %s", name, exc)
+            _log().warning("course %s: update failed: %s", name, exc)
         except Exception:
-            log.exception("course %s: update failed", name)
+            _log().exception("course %s: update failed", name)
         else:
-            log.info("course %s: updated to %s in %.0f s", name, record.commit or "-", record.build_seconds)
+            commit, seconds = record.commit or "-", record.build_seconds
+            _log().info("course %s: updated to %s in %.0f s", name, commit, seconds)
         self.runs[name] = self.runs.get(name, 0) + 1
 
     def auto_updates(self, name: str) -> bool:
@@ -139,7 +146,7 @@ def upstream_moved(served: str, upstream: str | None) -> bool:
 
 
 def _log_line(line: str) -> None:
-    log.debug("course update | %s", line.rstrip())
+    _log().debug("course update | %s", line.rstrip())
 
 
 _UPDATER: CourseUpdater | None = None
@@ -164,7 +171,7 @@ def auto_update_on_start(spawner: Any) -> None:
 def _checked(task: asyncio.Task) -> None:
     _CHECKS.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        log.error("auto_update check failed", exc_info=task.exception())
+        _log().error("auto_update check failed", exc_info=task.exception())
 
 
 def configure_updater(config: dict[str, Any]) -> CourseUpdater | None:
