@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from coursehub.courses.access import may_update
 from coursehub.courses.content import commit_id
 from coursehub.hub.updates import CourseUpdater, commit_for_ref, upstream_moved
 from coursehub.hub.webhook import event_name, push_is_signed
@@ -184,9 +186,37 @@ def test_config_hands_resolved_secrets_and_settings_to_the_hub(tmp_path):
     assert ("env:BIO_HOOK", "course 'bio' webhook_secret") in seen
 
 
-def test_no_webhook_and_no_auto_update_hand_nothing(tmp_path):
+def test_without_secrets_the_hub_still_builds_for_the_staff_button_but_has_no_webhook(tmp_path):
     settings = Settings(courses=[{"name": "art", "repo": "/r"}])
-    assert build(settings, runtime(tmp_path), secrets=lambda r, w: "-").Authenticator.course_updates == {}
+    updates = build(settings, runtime(tmp_path), secrets=lambda r, w: "-").Authenticator.course_updates
+    assert updates["webhook_secrets"] == {} and updates["state_dir"] == str(tmp_path)
+
+
+@dataclass
+class Role:
+    name: str
+
+
+@dataclass
+class User:
+    name: str
+    admin: bool = False
+    roles: list = field(default_factory=list)
+
+
+@pytest.mark.parametrize(
+    ("user", "course", "allowed"),
+    [
+        (User("tess", roles=[Role("user"), Role("course-staff-bio")]), "bio", True),
+        (User("tess", roles=[Role("user"), Role("course-staff-bio")]), "chem", False),
+        (User("tess", roles=[Role("course-staff-bio-2")]), "bio", False),
+        (User("ann", roles=[Role("user")]), "bio", False),
+        (User("root", admin=True), "bio", True),
+        (None, "bio", False),
+    ],
+)
+def test_who_may_update_a_course(user, course, allowed):
+    assert may_update(user, course) is allowed
 
 
 def test_a_secret_written_in_the_config_is_refused():

@@ -33,11 +33,11 @@ class CoursehubAuthenticatorMixin(ClientAddressMixin):
     ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
-        """The base handlers plus /hub/launch, /hub/tmplogin, the revocation API, the TLS ask and webhooks."""
+        """The base handlers plus /hub/launch, /hub/tmplogin, revocation, the TLS ask, course updates."""
         from coursehub.hub.revoke import revoke_handlers
         from coursehub.hub.status_page import ops_handlers
         from coursehub.hub.tlsask import tls_ask_handlers
-        from coursehub.hub.webhook import webhook_handlers
+        from coursehub.hub.updateroutes import course_update_handlers
         from coursehub.launch.handlers import launch_handlers
 
         base = [
@@ -45,7 +45,7 @@ class CoursehubAuthenticatorMixin(ClientAddressMixin):
             *ops_handlers(app, self.courses_root),
             *revoke_handlers(),
             *tls_ask_handlers(self.tls_ask_key_file, self.tls_hub_host),
-            *webhook_handlers(self.course_updates),
+            *course_update_handlers(self.course_updates),
         ]
         if not (self.courses_root or self.static_courses):
             return base

@@ -1,4 +1,4 @@
-"""Courses the hub updates itself (push webhooks, auto_update) -> the authenticator's `course_updates`."""
+"""Courses the hub updates itself (webhooks, auto_update, the staff's button) -> `course_updates`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from coursehub.settings import Settings
 
 
 def apply_course_updates(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets) -> None:
-    """Webhook secrets (resolved here, at the edge) and what the hub's builder needs; empty when unused."""
+    """Webhook secrets (resolved here, at the edge) and what the hub's builder needs.
+
+    Always handed on the local backend: staff and admins update courses from the home page.
+    """
     hooks = {
         course.name: secrets(course.webhook_secret, f"course '{course.name}' webhook_secret")
         for course in settings.courses
         if course.webhook_secret
     }
-    if not hooks and not any(course.auto_update for course in settings.courses):
-        c.Authenticator.course_updates = {}
-        return
     c.Authenticator.course_updates = {
         "webhook_secrets": hooks,
         "state_dir": str(runtime.paths.root),
