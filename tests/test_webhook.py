@@ -94,7 +94,8 @@ def test_signed_push_updates_the_course_and_keeps_student_edits(webhook_hub):
     hub.run(name, token, notes + "; p.write_text('my own notes')", server="web101")
     before = catalog(hub)["web101"]
     head = commit_file(repos["web101"], "week2.md", "week 2\n")
-    body = json.dumps({"ref": "refs/heads/main", "after": head}).encode()
+    branch = git(repos["web101"], "branch", "--show-current")
+    body = json.dumps({"ref": f"refs/heads/{branch}", "repository": {"default_branch": branch}}).encode()
 
     # Unsigned, wrongly signed, signed for another body, a wrong GitLab token: 403, nothing runs.
     for headers in (
@@ -104,6 +105,12 @@ def test_signed_push_updates_the_course_and_keeps_student_edits(webhook_hub):
         {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "not-the-secret"},
     ):
         assert push(hub, "web101", body, headers).status_code == 403
+    too_big = b" " * (25 * 2**20 + 1)
+    assert push(hub, "web101", too_big, signed(too_big)).status_code == 413
+    # A push to a branch the course does not follow (it follows the default branch): nothing.
+    other = json.dumps({"ref": "refs/heads/elsewhere", "repository": {"default_branch": "main"}}).encode()
+    answer = push(hub, "web101", other, signed(other))
+    assert answer.status_code == 200 and answer.json()["update"] == "none"
     # A course without a secret, and no course at all: 404.
     assert push(hub, "auto101", body, signed(body)).status_code == 404
     assert push(hub, "nosuch", body, signed(body)).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from coursehub.courses.access import may_update
 from coursehub.courses.content import commit_id
 from coursehub.hub.updates import CourseUpdater, commit_for_ref, upstream_moved
-from coursehub.hub.webhook import event_name, push_is_signed
+from coursehub.hub.webhook import event_name, push_concerns, push_is_signed
 from coursehub.hubconfig import build
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.paths import StatePaths
@@ -222,3 +223,29 @@ def test_who_may_update_a_course(user, course, allowed):
 def test_a_secret_written_in_the_config_is_refused():
     with pytest.raises(ValidationError, match="secrets are never written in coursehub.yaml"):
         Settings(courses=[{"name": "bio", "repo": "/r", "webhook_secret": "hunter2"}])
+
+
+def payload(ref, **extra) -> bytes:
+    return json.dumps({"ref": ref, **extra}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "course_ref", "concerns"),
+    [
+        (payload("refs/heads/main"), "main", True),
+        (payload("refs/heads/dev"), "main", False),
+        (payload("refs/tags/v1"), "v1", True),
+        (payload("refs/heads/main", repository={"default_branch": "main"}), "HEAD", True),
+        (payload("refs/heads/dev", repository={"default_branch": "main"}), "HEAD", False),
+        (payload("refs/heads/dev", project={"default_branch": "dev"}), "HEAD", True),  # GitLab
+        (payload("refs/heads/dev"), "HEAD", True),  # no default branch named: update
+        (payload("refs/heads/dev", repository="x"), "HEAD", True),
+        (payload(None), "main", True),
+        (b"not json", "main", True),
+        (b"[1, 2]", "main", True),
+        (b"", "main", True),
+        (b"\xff\xfe", "main", True),
+    ],
+)
+def test_push_concerns_the_course_ref(body, course_ref, concerns):
+    assert push_concerns(body, course_ref) is concerns

@@ -7,6 +7,7 @@ background (hub/updates.py: pushes during an update coalesce into one more run) 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,6 +20,8 @@ from coursehub.hub.updates import CourseUpdater
 WEBHOOK_ROUTE = r"/coursehub/webhook/([^/]+)"  # under /hub/
 GITHUB_HEADER = "X-Hub-Signature-256"
 GITLAB_HEADER = "X-Gitlab-Token"
+# GitHub caps payloads at 25 MB; nothing larger is hashed.
+MAX_BODY = 25 * 2**20
 # Events that carry no new commits: verified, answered, and nothing runs.
 QUIET_EVENTS = {"ping"}
 
@@ -49,6 +52,29 @@ def event_name(headers: Mapping[str, str]) -> str:
     return (headers.get("X-GitHub-Event") or headers.get("X-Gitlab-Event") or "").strip()
 
 
+def push_concerns(body: bytes, course_ref: str) -> bool:
+    """False only when a push payload names a ref the course does not follow (pure).
+
+    GitHub and GitLab name it `ref` (refs/heads/<branch>, refs/tags/<tag>); a course at HEAD follows
+    the repository's default branch (`repository.default_branch`, GitLab's `project.default_branch`).
+    Anything this cannot read updates: a wasted build is better than a missed push.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return True
+    pushed = payload.get("ref") if isinstance(payload, dict) else None
+    if not isinstance(pushed, str) or not pushed.startswith("refs/"):
+        return True
+    wanted = course_ref or "HEAD"
+    if wanted == "HEAD":
+        repository = payload.get("repository") or payload.get("project") or {}
+        wanted = repository.get("default_branch") if isinstance(repository, dict) else None
+        if not isinstance(wanted, str) or not wanted:
+            return True
+    return pushed in (wanted, f"refs/heads/{wanted}", f"refs/tags/{wanted}")
+
+
 class CourseWebhookHandler(BaseHandler):
     """202 and an update for a signed push; 403 when unsigned or wrongly signed; 404 without a secret."""
 
@@ -63,13 +89,22 @@ class CourseWebhookHandler(BaseHandler):
         if not secret:
             self._answer(404, {"message": f"no webhook for course '{name[:60]}'"})
             return
-        if not push_is_signed(self.request.headers, self.request.body, secret):
+        body = self.request.body
+        if len(body) > MAX_BODY:
+            self._answer(413, {"message": f"a push payload is at most {MAX_BODY // 2**20} MiB"})
+            return
+        # Off the event loop: the body can be megabytes, and anyone may send one.
+        if not await asyncio.to_thread(push_is_signed, self.request.headers, body, secret):
             self.log.warning("course %s: webhook refused (bad or missing signature)", name)
             self._answer(403, {"message": "signature missing or wrong"})
             return
         event = event_name(self.request.headers)
         if event.lower() in QUIET_EVENTS:
             self._answer(200, {"course": name, "event": event, "update": "none"})
+            return
+        course = next((c for c in self.updater.settings.courses if c.name == name), None)
+        if course is not None and not push_concerns(body, course.ref):
+            self._answer(200, {"course": name, "event": event, "update": "none", "ref": course.ref})
             return
         state = self.updater.request(name, f"webhook {event or 'push'}")
         self._answer(202, {"course": name, "event": event, "update": state})
