@@ -232,6 +232,9 @@ def test_staff_update_their_course_from_the_home_page_and_nobody_else_can(home_h
         assert ("Update content</button>" in page) is (name == STAFF_SECOND)  # their own course's
         xsrf = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")}
         assert session.post(url, headers=xsrf, timeout=30).status_code == 403, name
+    # The staff's own API token (their server holds one): refused, as on every JupyterHub page handler.
+    token = {"Authorization": f"token {hub.token_for(STAFF_FIRST)}"}
+    assert requests.post(url, headers=token, timeout=30).status_code == 403
     # The staff's own cookie without the XSRF token (another site's form): refused too.
     assert hub.login(STAFF_FIRST).post(url, timeout=30).status_code == 403
     assert not served(hub, "first", "added.md")

@@ -2,7 +2,8 @@
 
 POST /hub/coursehub/update/<course>: a logged-in admin, or a member of the course's staff role, starts
 the course update (hub/updates.py) from the home page. A cookie-authenticated POST needs JupyterHub's
-XSRF token, so another site cannot press the button for them; anyone else gets 403.
+XSRF token, so another site cannot press the button for them; like every JupyterHub page handler it
+accepts no API token (a server's token cannot act for its staff member); anyone else gets 403.
 """
 
 from __future__ import annotations
