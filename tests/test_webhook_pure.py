@@ -245,6 +245,8 @@ def payload(ref, **extra) -> bytes:
         (b"[1, 2]", "main", True),
         (b"", "main", True),
         (b"\xff\xfe", "main", True),
+        (b"[" * 100_000 + b"]" * 100_000, "main", True),  # too deep for the parser: updates, no crash
+        (payload("refs/heads/main"), "0123456789abcdef0123456789abcdef01234567", False),  # pinned commit
     ],
 )
 def test_push_concerns_the_course_ref(body, course_ref, concerns):

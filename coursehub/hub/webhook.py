@@ -61,7 +61,7 @@ def push_concerns(body: bytes, course_ref: str) -> bool:
     """
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return True
     pushed = payload.get("ref") if isinstance(payload, dict) else None
     if not isinstance(pushed, str) or not pushed.startswith("refs/"):
