@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# A course's staff get the JupyterHub role <prefix><course> (hubconfig/staff.py).
+STAFF_ROLE_PREFIX = "course-staff-"
+
 # Temporary users (tmplogin guests) belong here; only they are culled with their files.
 TEMPORARY_GROUP = "coursehub-temporary"
 TEMP_CULLER = "coursehub-temporary-culler"

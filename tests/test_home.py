@@ -11,6 +11,7 @@ import requests
 from conftest import hub_root, wait_for
 
 from coursehub.clients.hubapi import HubAPI
+from coursehub.courses.catalog import load_catalog
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -212,3 +213,38 @@ def test_staff_of_course_two_see_both_of_its_students(home_hub):
     names = {user["name"] for user in staff.json("GET", "users")}
     assert {ONLY_SECOND, BOTH} <= names and NEITHER not in names and STAFF_FIRST not in names
     assert staff.request("POST", f"users/{BOTH}/servers/first").status_code in (403, 404)
+
+
+def served(hub, course: str, name: str) -> bool:
+    """True when the content in service of `course` has the file `name`."""
+    return (Path(load_catalog(hub.state_dir / "courses")[course].content) / name).exists()
+
+
+def test_staff_update_their_course_from_the_home_page_and_nobody_else_can(home_hub, page_of, output_dir):
+    hub = home_hub
+    folder = Path(load_catalog(hub.state_dir / "courses")["first"].repo)
+    (folder / "added.md").write_text("added by the staff\n")
+    url = hub.url + "hub/coursehub/update/first"
+    # A student of the course and the other course's staff: 403 (the student has no button at all).
+    for name in (BOTH, STAFF_SECOND):
+        session = hub.login(name)
+        page = session.get(hub.url + "hub/home", timeout=30).text
+        assert ("Update content</button>" in page) is (name == STAFF_SECOND)  # their own course's
+        xsrf = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")}
+        assert session.post(url, headers=xsrf, timeout=30).status_code == 403, name
+    # The staff's own API token (their server holds one): refused, as on every JupyterHub page handler.
+    token = {"Authorization": f"token {hub.token_for(STAFF_FIRST)}"}
+    assert requests.post(url, headers=token, timeout=30).status_code == 403
+    # The staff's own cookie without the XSRF token (another site's form): refused too.
+    assert hub.login(STAFF_FIRST).post(url, timeout=30).status_code == 403
+    assert not served(hub, "first", "added.md")
+
+    page = page_of(STAFF_FIRST)
+    page.wait_for_url("**/user/**", timeout=180_000)  # the hub root opens their first course
+    page.goto(hub.url + "hub/home")
+    assert page.locator('tr.ch-course[data-server-name="second"] .ch-update').count() == 0
+    button = page.locator('tr.ch-course[data-server-name="first"] .ch-update')
+    button.click()
+    page.locator(".ch-update", has_text="Update started").wait_for(timeout=60_000)
+    page.screenshot(path=str(output_dir / "home-staff-update.png"))
+    wait_for(lambda: served(hub, "first", "added.md"), timeout=300, what="the staff's update")

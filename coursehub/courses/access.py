@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from coursehub.names import TEMPORARY_GROUP
+from coursehub.names import STAFF_ROLE_PREFIX, TEMPORARY_GROUP
 
 if TYPE_CHECKING:
     from coursehub.courses.catalog import CourseRecord
@@ -31,6 +31,16 @@ def may_open(access: str | list[str], user: Any) -> bool:
         return True
     groups = group_names(user)
     return any(entry == user.name or (entry.startswith("group:") and entry[6:] in groups) for entry in access)
+
+
+def may_update(user: Any, course: str) -> bool:
+    """Hub admins, and the course's staff (by their JupyterHub role), may update its content."""
+    if user is None:
+        return False
+    if getattr(user, "admin", False):
+        return True
+    roles = {getattr(role, "name", str(role)) for role in getattr(user, "roles", [])}
+    return f"{STAFF_ROLE_PREFIX}{course}" in roles
 
 
 UNREGISTERED_PREFIX = "binder-"  # the names launch.binder_spec.server_name_for gives

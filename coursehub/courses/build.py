@@ -39,7 +39,7 @@ def build_course(
 ) -> catalog.CourseRecord:
     """Fetch, build and swap in `course`; on failure the previous build stays in service."""
     started = time.monotonic()
-    staging = content.fetch(course, paths.courses, git_options)
+    staging, commit = content.fetch_content(course, paths.courses, git_options)
     try:
         spec = read_spec(staging)
         if spec.apt_packages and not course.allow_apt:
@@ -62,6 +62,7 @@ def build_course(
         content=str(checkout),
         environment=str(environment),
         stack=str(stack),
+        commit=commit,
         built_at=time.time(),
         build_seconds=round(time.monotonic() - started, 1),
         notes=list(spec.notes),

@@ -23,6 +23,7 @@ class CourseRecord:
     default_notebook: str = ""
     repo: str = ""  # where the content comes from (Binder requests are matched against it)
     ref: str = ""
+    commit: str = ""  # the commit the content was checked out at (empty: a folder, or unknown)
     limits: dict[str, Any] = field(default_factory=dict)
     content: str = ""  # the checkout servers merge into homes
     environment: str = ""  # the uv environment servers run from

@@ -29,10 +29,16 @@ def suggested_name(repo: str) -> str:
 
 
 def fetch(course: Course, courses_root: Path, git_options: tuple[str, ...] = ()) -> Path:
-    """The course's content (copy or git checkout) in a staging folder, not yet in service.
+    """The course's content (copy or git checkout) in a staging folder, not yet in service."""
+    return fetch_content(course, courses_root, git_options)[0]
+
+
+def fetch_content(course: Course, courses_root: Path, git_options: tuple[str, ...] = ()) -> tuple[Path, str]:
+    """The staging folder with the course's content, and the commit checked out ('' for a plain folder).
 
     `git_options`: `-c` settings for every git command (e.g. launch.binder.spec.pinned_fetch_options).
     """
+    commit = ""
     courses_root.mkdir(parents=True, exist_ok=True)
     os.chmod(courses_root, 0o755)
     staging = courses_root / f".{course.name}.{os.getpid()}.tmp"
@@ -41,7 +47,7 @@ def fetch(course: Course, courses_root: Path, git_options: tuple[str, ...] = ())
         if is_local(course.repo) and not (Path(course.repo) / ".git").exists():
             shutil.copytree(course.repo, staging, symlinks=True)
         else:
-            _git_checkout(course.repo, course.ref, staging, git_options)
+            commit = _git_checkout(course.repo, course.ref, staging, git_options)
     except (OSError, shutil.Error, CoursehubError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, CoursehubError):
@@ -50,7 +56,7 @@ def fetch(course: Course, courses_root: Path, git_options: tuple[str, ...] = ())
     shutil.rmtree(staging / ".git", ignore_errors=True)
     _drop_symlinks(staging)
     make_world_readable(staging)
-    return staging
+    return staging, commit
 
 
 def swap_in(staging: Path, courses_root: Path, name: str) -> Path:
@@ -80,8 +86,11 @@ def _drop_symlinks(root: Path) -> None:
                 path.unlink()
 
 
-def _git_checkout(repo: str, ref: str, dest: Path, git_options: tuple[str, ...] = ()) -> None:
-    """Clone `repo` at `ref` into `dest` as the builder, in the build sandbox; raise saying what failed."""
+def _git_checkout(repo: str, ref: str, dest: Path, git_options: tuple[str, ...] = ()) -> str:
+    """Clone `repo` at `ref` into `dest` as the builder, in the build sandbox; the commit checked out.
+
+    Raises saying what failed.
+    """
     from .buildbox import BuildBox, seal
 
     if ref.startswith("-"):
@@ -105,7 +114,23 @@ def _git_checkout(repo: str, ref: str, dest: Path, git_options: tuple[str, ...] 
             except CoursehubError as exc:
                 tail = "".join(output).strip()[-500:] or str(exc)
                 raise CoursehubError(f"git {name} of {repo} failed: {tail}") from None
+        # Asked of git as the builder, in the box: root never runs git in a checkout it did not make.
+        head: list[str] = []
+        try:
+            box.run("git rev-parse", [*git, "-C", str(dest), "rev-parse", "--verify", "HEAD"], head.append)
+        except CoursehubError:
+            head = []  # unknown: auto_update then waits for the next build
     seal(dest)  # no builder process is left: the checkout becomes root's
+    return commit_id("".join(head))
+
+
+def commit_id(output: str) -> str:
+    """The commit id git printed (a 40- or 64-digit hex line), or '' (pure)."""
+    for line in reversed(output.splitlines()):
+        word = line.strip().lower()
+        if len(word) in (40, 64) and all(ch in "0123456789abcdef" for ch in word):
+            return word
+    return ""
 
 
 def make_world_readable(root: Path) -> None:

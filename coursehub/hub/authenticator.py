@@ -28,12 +28,16 @@ class CoursehubAuthenticatorMixin(ClientAddressMixin):
         config=True
     )
     tls_hub_host = Unicode("", help="The hub's public host name (certificates on demand).").tag(config=True)
+    course_updates = Dict(
+        help="Courses the hub updates itself: webhook secrets, auto_update, the builder's settings."
+    ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list:
-        """The base handlers plus /hub/launch, /hub/tmplogin, the revocation API and the TLS ask."""
+        """The base handlers plus /hub/launch, /hub/tmplogin, revocation, the TLS ask, course updates."""
         from coursehub.hub.revoke import revoke_handlers
         from coursehub.hub.status_page import ops_handlers
         from coursehub.hub.tlsask import tls_ask_handlers
+        from coursehub.hub.updateroutes import course_update_handlers
         from coursehub.launch.handlers import launch_handlers
 
         base = [
@@ -41,6 +45,7 @@ class CoursehubAuthenticatorMixin(ClientAddressMixin):
             *ops_handlers(app, self.courses_root),
             *revoke_handlers(),
             *tls_ask_handlers(self.tls_ask_key_file, self.tls_hub_host),
+            *course_update_handlers(self.course_updates),
         ]
         if not (self.courses_root or self.static_courses):
             return base

@@ -13,6 +13,7 @@ from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.security import apply_security
 from coursehub.hubconfig.services import Backend, hub_services
 from coursehub.hubconfig.staff import staff_roles
+from coursehub.hubconfig.updates import apply_course_updates
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.settings.auth import resolve_secret
@@ -27,6 +28,7 @@ def build(settings: Settings, runtime: Runtime, secrets: Secrets = resolve_secre
     apply_auth(settings, runtime, c, secrets)
     apply_services(settings, runtime, c)
     binder.apply_binder(settings, runtime, c)
+    apply_course_updates(settings, runtime, c, secrets)
     local.apply_spawner(settings, runtime, c)
     apply_ops(c)
     apply_passthrough(settings, c)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from coursehub.names import STAFF_ROLE_PREFIX
 from coursehub.settings import Course, Settings
 
-STAFF_ROLE_PREFIX = "course-staff-"
+__all__ = ["STAFF_ROLE_PREFIX", "staff_role", "staff_roles"]
 
 
 def staff_roles(settings: Settings) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..courses.access import openable
+from ..courses.access import may_update, openable
 from ..courses.catalog import CourseRecord, load_catalog
 
 
@@ -24,6 +24,7 @@ class HomeCourse:
     ready: bool
     pending: str  # "spawn", "stop" or ""
     last_activity: str  # ISO 8601 in UTC, or "" when never used
+    may_update: bool = False  # the user is the course's staff (or an admin): an Update content button
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def home_course(record: CourseRecord, user: Any) -> HomeCourse:
         ready=bool(spawner and spawner.ready),
         pending=(spawner.pending or "") if spawner else "",
         last_activity=activity.isoformat() + "Z" if activity else "",
+        may_update=may_update(user, record.name),
     )
 
 

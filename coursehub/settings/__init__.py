@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from coursehub.settings.auth import AuthSettings, LockoutSettings
+from coursehub.settings.auth import AuthSettings, LockoutSettings, SecretRef
 from coursehub.settings.base import COURSE_NAME, Model, Size, format_size, parse_size
 from coursehub.settings.binder import BinderSettings
 from coursehub.settings.database import DatabaseSettings
@@ -205,6 +205,16 @@ class Course(Model):
         [],
         description="Usernames of the course's staff (not admins): they open the course, list its roster's "
         "students and open, start and stop those students' servers of this course; needs a roster.",
+    )
+    webhook_secret: SecretRef | None = Field(
+        None,
+        description="Secret of the push webhook POST /hub/coursehub/webhook/<name> (GitHub's signature or "
+        "GitLab's token) that updates the course: 'env:NAME' or 'file:/path'; unset: no webhook.",
+    )
+    auto_update: bool = Field(
+        False,
+        description="When a server of the course starts and the repo's ref moved since the last build, "
+        "update the course in the background (that start gets the content in service).",
     )
 
     def roster(self) -> str | list[str]:
