@@ -114,6 +114,12 @@ class SandboxSpawner(LocalProcessSpawner):
             "--KernelManager.transport=ipc",
         ]
 
+    @default("disable_user_config")
+    def _default_disable_user_config(self) -> bool:
+        # ~/.jupyter and the Jupyter paths in the home are the student's to write: the server (which
+        # holds the hub's token and decides who gets in) runs only the environment's config.
+        return True
+
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
         return ["LANG", "LC_ALL"]
@@ -322,7 +328,10 @@ class SandboxSpawner(LocalProcessSpawner):
     async def _start_exec(self, group: cgroups.Cgroup, log_path: Path) -> None:
         """Start the server as a fresh process under bubblewrap."""
         assert self.account is not None
-        server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        # -s: nothing of the user site (pip install --user) is imported or run by the server, so a
+        # student's packages cannot shadow its stack; kernels and terminals, fresh interpreters, see them.
+        python = f"{self.env_dir}/bin/python"
+        server = [python, "-s", f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
         if not os.path.isabs(self.bwrap_path):
             # A bare name would be looked up in the server's PATH, the course environment first.
             await asyncio.to_thread(group.kill_and_remove)
