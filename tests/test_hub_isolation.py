@@ -292,3 +292,15 @@ def test_user_config_and_user_site_never_reach_the_server(shared_hub):
     assert ran == [], "the server ran what the student put in their home"
     # Kernels still import what the student installed with pip install --user.
     assert "42" in hub.run(carol, token, "import coursehub_user_pkg; print(coursehub_user_pkg.ANSWER)")
+
+
+def test_jupyterlab_keeps_settings_and_workspaces_in_the_home(students):
+    hub, alice, _, tokens = students
+    url, headers = hub.server_url(alice), {"Authorization": f"token {tokens[alice]}"}
+    theme = url + "lab/api/settings/@jupyterlab/apputils-extension:themes"
+    saved = requests.put(theme, json={"raw": '{"theme": "JupyterLab Dark"}'}, headers=headers, timeout=30)
+    assert saved.status_code == 204, saved.text
+    workspace = requests.get(url + "lab/api/workspaces/default", headers=headers, timeout=30)
+    assert workspace.status_code == 200, workspace.text
+    listing = "import os; print(os.listdir(os.path.expanduser('~/.jupyter/lab')))"
+    assert "user-settings" in hub.run(alice, tokens[alice], listing)
