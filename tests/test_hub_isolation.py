@@ -7,6 +7,7 @@ import os
 
 import pytest
 import requests
+from conftest import wait_for
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
@@ -245,3 +246,61 @@ print(scanned, sorted(set(found)))
     scanned, found = hub.run(bob, tokens[bob], code).split(maxsplit=1)
     assert int(scanned) >= 1
     assert found.strip() == "[]"
+
+
+# Written by the student's kernel: each leaves a marker in the home if the server ever runs it.
+USER_SHADOWS = """
+import os, site, sys
+home = os.environ['HOME']
+def put(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, 'w').write(text)
+def marker(name):
+    return f"open(os.path.join(os.environ['HOME'], {name!r}), 'w').write(str(os.getpid()))"
+put(f'{home}/.jupyter/jupyter_server_config.py', 'import os\\n' + marker('server-config-ran') + '\\n')
+version = f'python{sys.version_info[0]}.{sys.version_info[1]}'
+# The user site of this course (PYTHONUSERBASE) and the default one under ~/.local.
+for folder in {site.getusersitepackages(), f'{home}/.local/lib/{version}/site-packages'}:
+    put(f'{folder}/coursehub-shadow.pth', 'import os; ' + marker('user-site-ran') + '\\n')
+    put(f'{folder}/usercustomize.py', 'import os\\n' + marker('usercustomize-ran') + '\\n')
+    # A shadow of the server's own package: in the server, it would replace Jupyter Server.
+    put(f'{folder}/jupyter_server/__init__.py', 'import os\\n' + marker('shadow-imported') + '\\n')
+put(f'{site.getusersitepackages()}/coursehub_user_pkg.py', 'ANSWER = 42\\n')
+print('written')
+"""
+MARKERS = ("server-config-ran", "user-site-ran", "usercustomize-ran", "shadow-imported")
+
+
+def test_user_config_and_user_site_never_reach_the_server(shared_hub):
+    hub = shared_hub
+    (carol,) = hub.create_accounts("ucf", 1)
+    token = hub.token_for(carol)
+    hub.spawn(carol, token)
+    assert "written" in hub.run(carol, token, USER_SHADOWS)
+    api = HubAPI(hub.url, token)
+    assert api.request("DELETE", f"users/{carol}/server").status_code in (202, 204)
+    stopped = lambda: "" not in api.json("GET", f"users/{carol}")["servers"]  # noqa: E731
+    wait_for(stopped, what=f"{carol}'s server to stop")
+    url = hub.spawn(carol, token)
+    # Before any kernel runs (kernels do read the user site): the server ran none of it.
+    headers = {"Authorization": f"token {token}"}
+    ran = [
+        name
+        for name in MARKERS
+        if requests.get(f"{url}api/contents/{name}", headers=headers, timeout=30).status_code != 404
+    ]
+    assert ran == [], "the server ran what the student put in their home"
+    # Kernels still import what the student installed with pip install --user.
+    assert "42" in hub.run(carol, token, "import coursehub_user_pkg; print(coursehub_user_pkg.ANSWER)")
+
+
+def test_jupyterlab_keeps_settings_and_workspaces_in_the_home(students):
+    hub, alice, _, tokens = students
+    url, headers = hub.server_url(alice), {"Authorization": f"token {tokens[alice]}"}
+    theme = url + "lab/api/settings/@jupyterlab/apputils-extension:themes"
+    saved = requests.put(theme, json={"raw": '{"theme": "JupyterLab Dark"}'}, headers=headers, timeout=30)
+    assert saved.status_code == 204, saved.text
+    workspace = requests.get(url + "lab/api/workspaces/default", headers=headers, timeout=30)
+    assert workspace.status_code == 200, workspace.text
+    listing = "import os; print(os.listdir(os.path.expanduser('~/.jupyter/lab')))"
+    assert "user-settings" in hub.run(alice, tokens[alice], listing)

@@ -39,6 +39,9 @@ def test_memory_bomb_kills_the_kernel_not_the_server(student):
     with KernelSession(server, token) as kernel:
         result = kernel.execute("blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 2**20))")
     assert result.status == "died", result
+    # The server said why, in the running cell (coursehub_oom), with the limit: 384M on the test hubs.
+    assert "MemoryError: Your kernel ran out of memory" in result.error, result
+    assert "may use 384 MiB, the limit of the course demo" in result.error, result
     # The server is still there and answers; the hub too.
     status = requests.get(server + "api/status", headers={"Authorization": f"token {token}"}, timeout=30)
     assert status.status_code == 200

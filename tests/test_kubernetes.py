@@ -244,6 +244,7 @@ def test_student_pod_of_each_course(example: Path, course_name: str, how: str) -
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["COURSEHUB_COURSE"] == course.name
     assert env["COURSEHUB_COURSE_REPO"] == course.repo
+    assert env["JUPYTERHUB_DISABLE_USER_CONFIG"] == "1"  # no server config from the home
     assert container["args"][: len(k8s.START_COMMAND)] == k8s.START_COMMAND
 
     security = container["securityContext"]

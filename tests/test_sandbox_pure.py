@@ -247,3 +247,21 @@ def test_the_fork_server_finds_its_environments_packages_without_the_site_module
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == sys.prefix
+
+
+def test_oom_notice_reads_the_cgroup_and_says_the_limit():
+    from coursehub.payloads import oomnotice
+
+    assert oomnotice.oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n") == 3  # v1
+    assert oomnotice.oom_kill_count("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n") == 2  # v2
+    assert oomnotice.oom_kill_count("") == 0
+    assert [oomnotice.size_text(n) for n in (2 << 30, 3 << 29, 256 << 20, 512)] == [
+        "2 GiB",
+        "1.5 GiB",
+        "256 MiB",
+        "512 bytes",
+    ]
+    text = oomnotice.notice(2 << 30, "bio101")
+    assert "ran out of memory" in text and "may use 2 GiB, the limit of the course bio101" in text
+    assert "the limit of your server" in oomnotice.notice(2 << 30, "")
+    assert "reached its memory limit" in oomnotice.notice(None, "")

@@ -118,7 +118,9 @@ def _kernel_gone(msg: dict[str, Any], result: ExecResult) -> bool:
     """True (and `result` marked) when a status message says the kernel died or restarts."""
     state = msg.get("content", {}).get("execution_state")
     if state in ("dead", "restarting", "autorestarting"):
-        result.status, result.error = "died", f"kernel {state}"
+        # Keep what the server said first (why the kernel died: its OOM notice).
+        said = f": {result.error}" if result.error else ""
+        result.status, result.error = "died", f"kernel {state}{said}"
         return True
     return False
 

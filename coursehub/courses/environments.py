@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,12 +28,14 @@ log = logging.getLogger(__name__)
 READY = ".coursehub-ready"
 STACK_VERSIONS = "coursehub-stack-versions.txt"  # in a stack environment: what its courses are built with
 # coursehub's own server stack, pinned so that every environment serves the same UI.
-# nbgitpuller keeps instructors' existing /hub/user-redirect/git-pull links working.
+# nbgitpuller keeps instructors' existing /hub/user-redirect/git-pull links working;
+# jupyter-resource-usage shows the server's memory against its limit in JupyterLab's status bar.
 SERVER_STACK = (
     "jupyterlab==4.6.6",
     "ipykernel==7.4.0",
     "jupyter-server==2.21.1",
     "nbgitpuller==1.3.0",
+    "jupyter-resource-usage==1.3.0",
 )
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 BUILD_TIMEOUT = 1800
@@ -49,7 +52,9 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 10  # bump when the environment layout below changes
+LAYOUT_VERSION = 11  # bump when the environment layout below changes
+# The files coursehub copies into every environment: a change to them is a new environment too.
+INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py")
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,20 @@ class EnvSpec:
                 "python": self.python,
                 "packages": sorted(self.packages),
                 "layout": LAYOUT_VERSION,
+                "payloads": payloads_digest(),
                 "extra": self.extra,
                 **({"constraints": self.constraints} if self.constraints else {}),
                 **({"lock": hashlib.sha256(self.lock.encode()).hexdigest()} if self.lock else {}),
             }
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def payloads_digest() -> str:
+    """A hash of the files coursehub copies into every environment."""
+    text = b"".join((PAYLOADS / name).read_bytes() for name in INSTALLED_PAYLOADS)
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def server_stack() -> tuple[str, ...]:
@@ -359,7 +372,7 @@ def install_kernelspec(env: Path, final: Path) -> None:
 
 
 def install_kernels_module(env: Path) -> None:
-    """coursehub_kernels (the kernel zygote and its provisioner) as a module of the environment."""
+    """coursehub_kernels (kernel zygote and provisioner) and coursehub_oom (OOM notice) in the environment."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
     safe_write(env, site / "coursehub_kernels.py", (PAYLOADS / "kernels.py").read_text())
@@ -371,6 +384,9 @@ def install_kernels_module(env: Path) -> None:
         "[jupyter_client.kernel_provisioners]\ncoursehub-fork = coursehub_kernels:ForkProvisioner\n",
     )
     safe_write(env, dist / "RECORD", "")
+    # coursehub_oom: the server's kernel connection, which tells a cell its kernel died of memory
+    # (SandboxSpawner's arguments name it).
+    safe_write(env, site / "coursehub_oom.py", (PAYLOADS / "oomnotice.py").read_text())
 
 
 def install_lab_overrides(env: Path) -> None:

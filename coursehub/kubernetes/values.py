@@ -134,6 +134,8 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     ks.cmd = START_COMMAND
     ks.default_url = "/lab"
+    # As SandboxSpawner: the server runs no config from the student's home (~/.jupyter).
+    ks.disable_user_config = True
     # On KubeSpawner, not Spawner: the chart sets KubeSpawner.start_timeout, which would win.
     ks.start_timeout = settings.hub.start_timeout
     ks.http_timeout = settings.hub.http_timeout

@@ -261,7 +261,10 @@ def become_user(req: dict) -> None:
     if req.get("environment"):
         enter_environment(req["environment"])
     # Only now, as the user, what the site module does at a normal start: the course environment's
-    # .pth files, system and user site-packages (the fork server runs with -S).
+    # .pth files and system site-packages (the fork server runs with -S). Never the user site
+    # (pip install --user): it would run the student's .pth files and shadow the server's imports;
+    # kernels add it themselves (coursehub_kernels).
+    site.ENABLE_USER_SITE = False
     site.main()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import grp
 import hashlib
 import logging
 import os
@@ -24,6 +25,11 @@ MAX_UNIX_NAME = 32
 _CLEAN = re.compile(r"^[a-z][a-z0-9-]*$")
 _LOCK = threading.Lock()
 LOCK_FILE = Path("/run/coursehub-useradd.lock")
+# Every student account is in this group (for sshd's DenyGroups, docs/security.md) and expired on day 1
+# for PAM: coursehub never logs anyone in through PAM, so an ssh key a student writes into their home
+# (or a cron job) gets nothing outside the sandbox.
+STUDENT_GROUP = "coursehub-students"
+EXPIRED = "1970-01-02"
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,12 @@ def ensure_unix_account(hub_name: str, prefix: str, home_root: Path) -> UnixAcco
             entry = pwd.getpwnam(name)
         except KeyError:
             entry = _useradd(name, home, owner_marker(hub_name))
-    if entry.pw_gecos != owner_marker(hub_name):
-        raise SandboxError(
-            f"Unix account {name} already exists and belongs to someone else; "
-            f"ask an admin to set sandbox.user_prefix or remove that account"
-        )
+        if entry.pw_gecos != owner_marker(hub_name):
+            raise SandboxError(
+                f"Unix account {name} already exists and belongs to someone else; "
+                f"ask an admin to set sandbox.user_prefix or remove that account"
+            )
+        _close_logins(name)
     _ensure_home(Path(entry.pw_dir), entry.pw_uid, entry.pw_gid, home_root)
     return UnixAccount(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
 
@@ -84,6 +91,10 @@ def _useradd(name: str, home: Path, marker: str) -> pwd.struct_passwd:
         "--comment",
         marker,
         "--user-group",
+        "--expiredate",
+        EXPIRED,
+        "--groups",
+        _student_group(),
         name,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -91,6 +102,52 @@ def _useradd(name: str, home: Path, marker: str) -> pwd.struct_passwd:
         raise SandboxError(f"could not create Unix account {name}: {result.stderr.strip()}")
     log.info("created Unix account %s", name)
     return pwd.getpwnam(name)
+
+
+def login_fixes(expiry: str, in_group: bool) -> list[str]:
+    """usermod options that close an account to PAM logins (pure): [] when it already is.
+
+    `expiry` is the account's expiry field of /etc/shadow (days since 1970, '' for never).
+    """
+    fixes = []
+    if not expiry.isdigit() or int(expiry) > 1:
+        fixes += ["--expiredate", EXPIRED]
+    if not in_group:
+        fixes += ["--append", "--groups", STUDENT_GROUP]
+    return fixes
+
+
+def _close_logins(name: str) -> None:
+    """Expire `name` for PAM and put it in the students' group, if an older coursehub made it without."""
+    fixes = login_fixes(_shadow_expiry(name), name in grp.getgrnam(_student_group()).gr_mem)
+    if fixes:
+        result = subprocess.run(["usermod", *fixes, name], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise SandboxError(f"could not close Unix account {name} to logins: {result.stderr.strip()}")
+        log.info("closed Unix account %s to PAM logins", name)
+
+
+def _shadow_expiry(name: str) -> str:
+    """The account expiry field of `name` in /etc/shadow ('' when it has none)."""
+    with open("/etc/shadow") as shadow:
+        for line in shadow:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] == name and len(fields) > 7:
+                return fields[7]
+    return ""
+
+
+def _student_group() -> str:
+    """The students' group, created (as a system group) the first time."""
+    try:
+        grp.getgrnam(STUDENT_GROUP)
+    except KeyError:
+        result = subprocess.run(
+            ["groupadd", "--system", STUDENT_GROUP], capture_output=True, text=True, timeout=60
+        )
+        if result.returncode not in (0, 9):  # 9: created meanwhile by another hub
+            raise SandboxError(f"could not create group {STUDENT_GROUP}: {result.stderr.strip()}") from None
+    return STUDENT_GROUP
 
 
 def _ensure_home(home: Path, uid: int, gid: int, home_root: Path) -> None:

@@ -29,9 +29,10 @@ __all__ = [
 # Merge the course into ~/<course>/ with nbgitpuller's rules, then become the server. This
 # runs as the user, inside the sandbox, so a symlink planted in the home cannot make a
 # privileged process write elsewhere. A failed merge is reported but does not stop the server.
+# -I: the merge (stdlib only) runs nothing of the user site (pip install --user), as the server.
 SYNC_AND_EXEC = (
     'if [ -n "$COURSEHUB_COURSE" ] && [ -f /run/coursehub/sync.py ]; then '
-    'python3 /run/coursehub/sync.py /run/coursehub/course "$HOME/$COURSEHUB_COURSE" '
+    'python3 -I /run/coursehub/sync.py /run/coursehub/course "$HOME/$COURSEHUB_COURSE" '
     '|| echo "coursehub: course sync failed" >&2; fi; '
     'exec "$@"'
 )

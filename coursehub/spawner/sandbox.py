@@ -119,6 +119,30 @@ class SandboxSpawner(LocalProcessSpawner):
             # folder, not TCP: in a burst, kernels picking random free TCP ports collided with
             # each other (a kernel dying at start, ~1 in 50), and no other user can reach them.
             "--KernelManager.transport=ipc",
+            # A kernel the OOM killer stopped: the running cell says so (coursehub_oom, installed in
+            # every environment), not only "the kernel died".
+            "--ServerApp.kernel_websocket_connection_class=coursehub_oom.OOMNoticeConnection",
+            # jupyter-resource-usage warns from the sum of the processes' RSS, which counts the pages
+            # a forked server shares with its zygote and kernels once per process: it warned at half
+            # the limit. The status bar shows PSS against the limit without that warning.
+            "--ResourceUseDisplay.mem_warning_threshold=0",
+        ]
+
+    @default("disable_user_config")
+    def _default_disable_user_config(self) -> bool:
+        # ~/.jupyter and the Jupyter paths in the home are the student's to write: the server (which
+        # holds the hub's token and decides who gets in) runs only the environment's config.
+        return True
+
+    def get_args(self) -> list[str]:
+        """The server's arguments, with JupyterLab's settings and workspaces in the user's home."""
+        # JupyterLab computes these two defaults when it is imported: in a forked server that was
+        # in the fork server, as root, so they named /root/.jupyter/lab and saving failed (500).
+        lab = f"{self.home_dir}/.jupyter/lab"
+        return [
+            *super().get_args(),
+            f"--LabApp.user_settings_dir={lab}/user-settings",
+            f"--LabApp.workspaces_dir={lab}/workspaces",
         ]
 
     @default("env_keep")
@@ -220,6 +244,10 @@ class SandboxSpawner(LocalProcessSpawner):
             PYTHONUSERBASE=f"{self.account.home}/.local/share/coursehub/{self.course or 'default'}",
             COURSEHUB_COURSE=self.course,
             COURSEHUB_KERNEL_NPROC=str(kernel_nproc(self.limits()["pids"])),
+            # What jupyter-resource-usage shows in JupyterLab's status bar: this server's own limits
+            # (the course's, not the hub-wide ones JupyterHub sets).
+            MEM_LIMIT=str(int(self.limits()["memory"] or 0)),
+            CPU_LIMIT=str(float(self.limits()["cpu"] or 0)),
             # The server's private runtime files (kernel sockets, connection files) in the
             # sandbox's own /tmp: a Unix socket path must fit in 107 bytes, a home may not.
             JUPYTER_RUNTIME_DIR="/tmp/.jupyter-runtime",
@@ -329,7 +357,10 @@ class SandboxSpawner(LocalProcessSpawner):
     async def _start_exec(self, group: cgroups.Cgroup, log_path: Path) -> None:
         """Start the server as a fresh process under bubblewrap."""
         assert self.account is not None
-        server = [f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        # -s: nothing of the user site (pip install --user) is imported or run by the server, so a
+        # student's packages cannot shadow its stack; kernels and terminals, fresh interpreters, see them.
+        python = f"{self.env_dir}/bin/python"
+        server = [python, "-s", f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
         if not os.path.isabs(self.bwrap_path):
             # A bare name would be looked up in the server's PATH, the course environment first.
             await asyncio.to_thread(group.kill_and_remove)
