@@ -321,6 +321,29 @@ def test_v2_links_keep_logged_in_users_and_refuse_embedding(book):
     assert embedded.status_code == 400 and "jupyterhub-session-id" not in embedded.cookies
 
 
+def test_an_anonymous_reader_runs_only_the_server_its_launch_started(book):
+    hub, url, _, _ = book
+    reader = requests.Session()
+    opened = reader.get(hub.url + "hub/binder/v2/" + spec_of(url), timeout=180)
+    user = re.search(r"/user/(bnd-[^/]+)/book/", opened.url)
+    assert opened.status_code == 200 and user, opened.url
+    user = user[1]
+    assert hub.api().json("GET", f"users/{user}")["servers"]["book"]["ready"]
+    # The reader's cookie could ask for its default server: the open course again, at the course's
+    # limits rather than Binder's, and outside the Binder quotas.
+    hub_xsrf = [c.value for c in reader.cookies if c.name == "_xsrf" and c.path.startswith("/hub")]
+    xsrf = {"X-XSRFToken": hub_xsrf[0]}
+    second = reader.post(hub.url + f"hub/api/users/{user}/server", headers=xsrf, timeout=120)
+    assert second.status_code in (400, 403), (second.status_code, second.text)
+    assert "launch" in second.json()["message"]
+    wait_for(
+        lambda: not hub.api().json("GET", f"users/{user}")["servers"].get("", {}).get("pending"),
+        timeout=60,
+        what="the refused start to end",
+    )
+    assert "" not in hub.api().json("GET", f"users/{user}")["servers"]
+
+
 def test_a_v2_link_never_starts_an_unregistered_repository_in_a_users_account(book):
     hub, url, _, _ = book
     subprocess.run(["git", "clone", "-q", "--bare", url, str(hub.root / "git" / "notacourse")], check=True)

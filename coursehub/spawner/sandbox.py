@@ -24,9 +24,10 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
-from ..courses.access import is_temporary, is_unregistered, may_open, openable
+from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
 from ..errors import CoursehubError
+from ..names import BINDER_GROUP
 from . import cgroups, diskquota, homequota, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args, find_bwrap
@@ -279,6 +280,13 @@ class SandboxSpawner(LocalProcessSpawner):
             raise spawn_error(message, "not-enrolled", 403)
         if self.record is not None and not may_open(self.record.access, self.user):
             raise spawn_error(f"You are not enrolled in '{self.course}'.", "not-enrolled", 403)
+        if BINDER_GROUP in group_names(self.user) and not self.limit_overrides:
+            # Only the launch gives a reader's server Binder's limits and counts it in Binder's quotas;
+            # any other server (the default one, through the reader's cookie) would escape both.
+            message = (
+                "An anonymous Binder reader runs only the server its launch started: open its link again."
+            )
+            raise spawn_error(message, "binder-one-server", 403)
         if self.record is not None and is_unregistered(self.record) and not is_temporary(self.user):
             # A repository anyone could name (binder.allow_any_repo) never runs with a real home.
             message = f"'{self.course}' is not a course: it opens only for anonymous Binder readers."

@@ -140,9 +140,9 @@ def running_counts(handler: Any) -> Counter[str]:
     for orm_user in group.users if group else []:
         user = handler.users[orm_user]
         active = [name for name in orm_user.orm_spawners if user.spawners[name].active]
-        if active:
-            counts[active[0]] += 1
-        elif orm_user.name in RESERVED:
+        for name in active:  # servers, not users
+            counts[name] += 1
+        if not active and orm_user.name in RESERVED:
             counts[RESERVED[orm_user.name][0]] += 1
     return counts
 
