@@ -34,6 +34,7 @@ def hub(platform):
             "contexts": {"BIO-101-2026": "bio101"},
             "param_courses": ["chem101"],
             "instructors_are_admins": True,
+            "instructor_roles": ["Instructor"],  # TAs are staff of their course, not instructors (admins)
         }
     }
     hub = start_hub(lambda root: auth, {"bio101": ["group:lti-bio101"], "chem101": ["group:lti-chem101"]})
@@ -94,7 +95,30 @@ def test_instructor_role_gives_instructor_rights(platform, hub):
     assert response.status_code == 302
     user = hub.api().json("GET", "users/prof")
     assert user["admin"] is True
-    assert {"instructors", "lti-bio101", "lti-bio101-instructors"} <= set(user["groups"])
+    assert {"instructors", "lti-bio101", "lti-bio101-instructors", "lti-bio101-staff"} <= set(user["groups"])
+
+
+def test_a_ta_of_the_course_is_its_staff_and_not_admin(platform, hub):
+    ta = "http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"
+    session, _ = launch(platform, hub, user="tara", context_id="BIO-101-2026", roles=ta)
+    student = "sam"
+    launch(platform, hub, user=student, context_id="BIO-101-2026", roles="Learner")
+    user = hub.api().json("GET", "users/tara")
+    assert user["admin"] is False and "lti-bio101-staff" in user["groups"]
+    assert "instructors" not in user["groups"]
+    # Her token: the course's students are listed (the staff role), and nothing of admin.
+    session.get(hub.url + "hub/home", timeout=60)  # sets the _xsrf cookie
+    xsrf = [c.value for c in session.cookies if c.name == "_xsrf" and c.path.startswith("/hub")][0]
+    made_token = session.post(
+        hub.url + "hub/api/users/tara/tokens", json={}, headers={"X-XSRFToken": xsrf}, timeout=60
+    )
+    assert made_token.status_code == 201, made_token.text
+    token = made_token.json()["token"]
+    auth = {"Authorization": f"token {token}"}
+    listed = requests.get(hub.url + "hub/api/users", headers=auth, timeout=30)
+    assert listed.status_code == 200 and student in {u["name"] for u in listed.json()}
+    made = requests.post(hub.url + "hub/api/users/someone-new", headers=auth, timeout=30)
+    assert made.status_code == 403  # no admin scope
 
 
 def test_institution_roles_are_not_course_instructors_and_admin_ends(platform, hub):

@@ -172,7 +172,11 @@ def test_lti_mapping():
     teacher = map_launch(
         contexts, "ctx-1", "", {}, ["urn:lti:role:ims/lis/Instructor"], instructor_roles=["Instructor"]
     )
-    assert teacher.groups() == ["lti-bio101", "instructors", "lti-bio101-instructors"]
+    assert teacher.groups() == ["lti-bio101", "instructors", "lti-bio101-instructors", "lti-bio101-staff"]
+    # A TA is the course's staff (its staff role), not an instructor (never admin).
+    ta = map_launch(contexts, "ctx-1", "", {}, [MEMBERSHIP.rstrip("#") + "/Instructor#TeachingAssistant"])
+    assert (ta.instructor, ta.staff) == (False, True)
+    assert ta.groups() == ["lti-bio101", "lti-bio101-staff"]
     assert "TeachingAssistant" in role_names(
         ["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"]
     )
@@ -196,9 +200,8 @@ MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 )
 def test_only_context_membership_roles_make_an_instructor(role):
     roles = ["Instructor", "Administrator", "TeachingAssistant"]
-    assert not map_launch(
-        {"c": "bio101"}, "c", "", {}, [role, MEMBERSHIP + "Learner"], instructor_roles=roles
-    ).instructor
+    target = map_launch({"c": "bio101"}, "c", "", {}, [role, MEMBERSHIP + "Learner"], instructor_roles=roles)
+    assert not target.instructor and not target.staff
     for context_role in [MEMBERSHIP + "Instructor", "urn:lti:role:ims/lis/Instructor", "Instructor"]:
         assert map_launch({"c": "bio101"}, "c", "", {}, [context_role], instructor_roles=roles).instructor
 

@@ -45,6 +45,18 @@ def test_each_course_with_staff_gets_a_role_over_its_roster_only():
         assert not any("admin" in scope or "!" not in scope for scope in role["scopes"])
 
 
+def test_under_lti_a_courses_instructors_and_tas_hold_its_staff_role_through_their_group():
+    settings = parse_settings(
+        CONFIG + "auth:\n  type: lti13\n  lti13: {issuer: https://lms.example, client_ids: [x],"
+        " authorize_url: https://lms.example/a, jwks_url: https://lms.example/j}\n"
+    )
+    roles = {role["name"]: role for role in staff_roles(settings)}
+    assert set(roles) == {"course-staff-bio", "course-staff-chem"}  # courses with a roster; not 'open'
+    assert roles["course-staff-bio"]["groups"] == ["lti-bio-staff"]
+    assert roles["course-staff-chem"]["users"] == ["tom", "tess"]
+    assert all(role["groups"] == [] for role in staff_roles(parse_settings(CONFIG)))
+
+
 def test_staff_may_open_their_course():
     bio = parse_settings(CONFIG).courses[0]
     assert bio.roster() == ["ann", "bob", "group:lab", "tess"]

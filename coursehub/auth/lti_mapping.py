@@ -20,6 +20,12 @@ class LaunchTarget:
     course: str | None
     notebook: str
     instructor: bool
+    staff: bool = False  # an Instructor or TeachingAssistant of this course's context
+
+    @staticmethod
+    def staff_group(course: str) -> str:
+        """The group whose members hold the course's staff role (hubconfig/staff.py)."""
+        return f"lti-{course}-staff"
 
     def groups(self) -> list[str]:
         """'lti-<course>' (a roster for `access: [group:lti-<course>]`), plus instructor groups."""
@@ -28,6 +34,8 @@ class LaunchTarget:
         names = [f"lti-{self.course}"]
         if self.instructor:
             names += [INSTRUCTORS_GROUP, f"lti-{self.course}-instructors"]
+        if self.staff:
+            names.append(self.staff_group(self.course))
         return names
 
     def url(self, hub_base_url: str) -> str:
@@ -46,6 +54,9 @@ CONTEXT_ROLE_PREFIXES = (
     "http://purl.imsglobal.org/vocab/lis/v2/membership/",
     "urn:lti:role:ims/lis/",
 )
+# Context roles that make someone staff of the course (never admin): LIS's Instructor and its
+# TeachingAssistant sub-role (`…/membership/Instructor#TeachingAssistant`), LTI 1.1's TA.
+STAFF_ROLES = ("Instructor", "TeachingAssistant", "TA")
 _URI_PUNCTUATION = re.compile(r"[#/:]")
 
 
@@ -89,5 +100,7 @@ def map_launch(
     if course is not None and not COURSE.match(course):
         course = None
     notebook = str(custom.get(notebook_param) or "")
-    instructor = bool(role_names(roles) & set(instructor_roles))
-    return LaunchTarget(course=course, notebook=notebook, instructor=instructor)
+    names = role_names(roles)
+    instructor = bool(names & set(instructor_roles))
+    staff = instructor or bool(names & set(STAFF_ROLES))
+    return LaunchTarget(course=course, notebook=notebook, instructor=instructor, staff=staff)
