@@ -64,11 +64,12 @@ class HubSettings(Model):
         "trusted.",
     )
     subdomains: bool = Field(
-        False,
+        True,
         description="Serve each user's server on its own origin, <user>.<hub host> (JupyterHub's "
         "subdomain_host), so that a student's pages cannot act on the hub as a visitor. Needs a host "
-        "name, not an IP address: <user>.localhost:<port> locally, wildcard DNS for a domain "
-        "(docs/security.md).",
+        "name: http://localhost:<port> and <user>.localhost:<port> on this machine; on a network "
+        "address, hub.public_url with a host name and wildcard DNS (docs/security.md). false: every "
+        "server on the hub's origin (up warns what students can then do to each other).",
     )
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] | None = Field(
