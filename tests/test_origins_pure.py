@@ -96,6 +96,21 @@ def test_config_check_refuses_a_network_address_without_a_host_name(tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_up_on_a_network_address_refuses_to_start_and_says_what_to_set(tmp_path):
+    from click.testing import CliRunner
+
+    from coursehub.cli import main
+
+    path = tmp_path / "coursehub.yaml"
+    path.write_text(f"hub: {{state_dir: {tmp_path / 'state'}}}\n")
+    # The refusal comes from up's preflight, before anything starts.
+    result = CliRunner().invoke(main, ["--config", str(path), "up", "--ip", "0.0.0.0"])
+    assert result.exit_code != 0
+    assert "cannot start the hub" in result.output and "hub.ip is 0.0.0.0" in result.output
+    assert "hub.public_url" in result.output and "hub.subdomains: false" in result.output
+    assert not (tmp_path / "state" / "hub.pid").exists()
+
+
 def test_oauth_callback_is_on_the_hubs_origin_with_subdomains():
     from coursehub.hubconfig.auth import hub_url
 
