@@ -52,7 +52,11 @@ class PartialLimits(Model):
 class HubSettings(Model):
     """Where the hub listens and how it treats spawns."""
 
-    ip: str = Field("127.0.0.1", description="Address the proxy listens on.")
+    ip: str = Field(
+        "127.0.0.1",
+        description="Address the proxy listens on: 127.0.0.1 serves this machine alone; an address the "
+        "network reaches (0.0.0.0) needs hub.public_url with a host name, or hub.subdomains: false.",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
     api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
