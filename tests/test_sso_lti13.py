@@ -135,7 +135,11 @@ def test_replayed_launch_is_refused_even_with_its_cookies(platform, hub):
 
 @pytest.mark.browser
 def test_chromium_launch_opens_the_notebook_in_the_course_server(platform, hub, browser, output_dir):
-    """The whole launch in a real browser: auto-submitted LTI forms, the course server, the notebook."""
+    """The whole launch in a real browser: auto-submitted LTI forms, the course server, the notebook.
+
+    The platform (127.0.0.1) is another site than the hub (localhost), as a hosted LMS is: the state
+    cookies must come back on its cross-site POST of the id_token.
+    """
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     query = "user=dora&context_id=BIO-101-2026&custom_notebook=welcome.ipynb"
     page.goto(f"{platform.url}/course/launch?{query}")
