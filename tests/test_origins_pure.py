@@ -8,7 +8,12 @@ import socket
 import pytest
 from traitlets.config import Config
 
-from coursehub.clients.loopback import is_localhost_name, resolve_localhost_names, share_localhost_cookies
+from coursehub.clients.loopback import (
+    is_localhost_name,
+    resolve_localhost_names,
+    send_secure_cookies_to_localhost,
+    share_localhost_cookies,
+)
 from coursehub.errors import ConfigError, CoursehubError
 from coursehub.hubconfig.origins import hub_origin, shared_origin_warning, subdomain_host
 from coursehub.hubconfig.security import apply_origins
@@ -200,3 +205,21 @@ def test_hub_pages_let_the_login_form_land_on_users_hosts_with_subdomains():
     c = Config()
     apply_security(settings(subdomains=False), None, c)
     assert "form-action 'self';" in c.JupyterHub.tornado_settings["headers"]["Content-Security-Policy"]
+
+
+def test_secure_cookies_of_localhost_go_back_over_http_as_in_browsers():
+    def cookie(domain: str) -> http.cookiejar.Cookie:
+        return http.cookiejar.Cookie(
+            0, "lti13-state", "s", None, False, domain, False, False, "/", True,
+            True, None, False, None, None, {},
+        )  # fmt: skip
+
+    jar = http.cookiejar.CookieJar()
+    for domain in ("localhost.local", "alice.localhost", "hub.example.org"):
+        jar.set_cookie(cookie(domain))
+    send_secure_cookies_to_localhost(jar)
+    assert {c.domain: c.secure for c in jar} == {
+        "localhost.local": False,
+        "alice.localhost": False,
+        "hub.example.org": True,  # elsewhere Secure still means https only
+    }
