@@ -22,8 +22,9 @@ import yaml
 from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
 from coursehub.clients.loopback import browser_session, resolve_localhost_names
+from coursehub.settings import HubSettings
 
-# Hubs with subdomains serve <user>.localhost, which browsers resolve and glibc does not.
+# Hubs with subdomains (the default) serve <user>.localhost, which browsers resolve and glibc does not.
 resolve_localhost_names()
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,9 +75,13 @@ class Hub:
         self.prefix = "t" + secrets.token_hex(2) + "-"
         self.home_root = self.root / "homes"
         self.port = free_port()
-        # With hub.subdomains the hub lives at localhost and each server at <user>.localhost.
-        # COURSEHUB_TEST_SUBDOMAINS=1 runs every hub of the suite with them (the way to a default on).
-        default = os.environ.get("COURSEHUB_TEST_SUBDOMAINS", "") not in ("", "0")
+        # Hubs follow the product's default (hub.subdomains on: the hub at localhost, each server at
+        # <user>.localhost) unless a test says otherwise; COURSEHUB_TEST_SUBDOMAINS=0 or 1 sets it for
+        # every hub that does not.
+        default = HubSettings.model_fields["subdomains"].default
+        forced = os.environ.get("COURSEHUB_TEST_SUBDOMAINS", "")
+        if forced:
+            default = forced != "0"
         self.subdomains = bool(self.overrides.get("hub", {}).get("subdomains", default))
         self.url = f"http://{'localhost' if self.subdomains else '127.0.0.1'}:{self.port}/"
         settings = {
@@ -86,12 +91,13 @@ class Hub:
                 "proxy_api_port": free_port(),
                 "state_dir": str(self.state_dir),
                 "admin_users": ["admin"],
-                "subdomains": self.subdomains,
             },
             "limits": {"memory": "384M", "cpu": 1, "pids": 128},
             "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},
             "auth": {"lockout": {"max_failures": 3, "window": 120, "lockout": 120}},
         }
+        if self.subdomains != HubSettings.model_fields["subdomains"].default:
+            settings["hub"]["subdomains"] = self.subdomains  # else the hub runs on the default, unsaid
         for section, values in self.overrides.items():
             if isinstance(values, dict):
                 settings.setdefault(section, {}).update(values)

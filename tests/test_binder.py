@@ -132,6 +132,9 @@ def test_build_stream_ends_ready_with_a_server_and_a_token_for_it_alone(book):
     auth = {"Authorization": f"token {ready['token']}"}
     root = requests.get(ready["url"] + "api/contents", headers=auth, timeout=30).json()
     assert {"week1", "data", "requirements.txt"} <= {item["name"] for item in root["content"]}
+    # thebe, on the textbook's origin, talks to the server's own origin (with subdomains) with the token.
+    specs = requests.get(ready["url"] + "api/kernelspecs", headers={**auth, "Origin": origin}, timeout=30)
+    assert specs.status_code == 200 and specs.headers.get("Access-Control-Allow-Origin") == origin
     # The token opens this one server and nothing of the hub.
     hub_api = requests.get(hub.url + "hub/api/users", headers={"Authorization": f"token {ready['token']}"})
     assert hub_api.status_code == 403
@@ -250,9 +253,14 @@ def textbook(book, tmp_path_factory):
     server.shutdown()
 
 
-def test_thebe_page_on_another_origin_runs_a_cell_with_the_course_package(textbook, browser, output_dir):
+def test_thebe_page_on_another_origin_runs_a_cell_with_the_course_package(
+    book, textbook, browser, output_dir
+):
+    hub = book[0]
     page = browser.new_page()
     page.set_default_timeout(120_000)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     try:
         page.goto(textbook)
         page.click(".thebe-activate-button")
@@ -264,6 +272,9 @@ def test_thebe_page_on_another_origin_runs_a_cell_with_the_course_package(textbo
     finally:
         page.screenshot(path=str(output_dir / "binder-thebe.png"))
         page.close()
+    # The kernel's websocket goes to the reader's server: on its own host with subdomains (the default).
+    host = rf"bnd-[0-9a-f]+\.localhost:{hub.port}" if hub.subdomains else rf"127\.0\.0\.1:{hub.port}"
+    assert any(re.match(rf"ws://{host}/user/bnd-", url) for url in sockets), sockets
 
 
 def test_v2_link_opens_jupyterlab_on_the_notebook(book, browser, output_dir):

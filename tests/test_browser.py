@@ -17,7 +17,8 @@ def test_workshop_student_logs_in_and_runs_a_cell(fork_hub, browser, output_dir)
     page.fill("input[name=password]", fork_hub.passwords[name])
     page.click("input[type=submit], button[type=submit]")
     # The hub starts the first course the student may open and sends the browser on to its notebook.
-    page.wait_for_url(f"**/user/{name}/demo/lab**", timeout=180_000)
+    # With subdomains (the default) on the student's own host, <name>.localhost.
+    page.wait_for_url(fork_hub.server_url(name, "demo") + "lab**", timeout=180_000)
     page.goto(fork_hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb")
     code = "print(6 * 7, 'from', __import__('os').environ['USER'])"
     text = run_first_cell(page, output_dir, "browser-jupyterlab-cell.png", code=code, expect="42")

@@ -124,8 +124,10 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
         timeout=120,
         what="the guest's server",
     )
-    lab = session.get(hub.server_url(user, "open101") + "lab/tree/open101/week1/intro.ipynb", timeout=120)
+    # The path under the hub's origin leads on to the guest's server (its own host with subdomains).
+    lab = session.get(hub.url + f"user/{user}/open101/lab/tree/open101/week1/intro.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
+    assert lab.url.startswith(hub.server_url(user, "open101") + "lab/tree/open101/week1/intro.ipynb"), lab.url
     home = hub.home_root / (hub.prefix + user)
     assert home.is_dir()
     # The temporary culler deletes the idle user, the account and the home (idle_timeout=60 s).
@@ -240,7 +242,8 @@ def test_nbgitpuller_links_keep_working(course_hub):
         )
         query = {"repo": url, "branch": branch, "urlpath": "lab/tree/bio101/week1/intro.ipynb"}
         link = session.get(hub.url + "hub/user-redirect/git-pull", params=query, timeout=120)
-        assert link.status_code == 200 and f"/user/{name}/git-pull" in link.url
+        # On the user's own host with subdomains (the default).
+        assert link.status_code == 200 and link.url.startswith(hub.server_url(name) + "git-pull"), link.url
         # The page's script then reads this event stream while the server pulls.
         events = requests.get(
             hub.server_url(name) + "git-pull/api",

@@ -130,7 +130,8 @@ def test_values_cover_the_chart_sections_coursehub_drives() -> None:
         "every": 600,
         "maxAge": 0,
     }
-    assert values["ingress"]["hosts"] == ["workshop.example.org"]
+    # Users' hosts under the Ingress host: hub.subdomains is on by default.
+    assert values["ingress"]["hosts"] == ["workshop.example.org", "*.workshop.example.org"]
 
 
 def test_hub_reads_back_the_settings_embedded_in_the_values() -> None:

@@ -21,7 +21,9 @@ def test_https_public_url_makes_cookies_secure():
     assert c.JupyterHub.public_url == "https://class.example.org/"
     plain = build(parse_settings(""), RUNTIME)
     assert plain.JupyterHub.tornado_settings["cookie_options"] == {"samesite": "Lax"}
-    assert "public_url" not in plain.JupyterHub
+    assert plain.JupyterHub.public_url == "http://localhost:8000/"  # the hub's host under users' hosts
+    shared = build(parse_settings("hub: {subdomains: false}"), RUNTIME)
+    assert "public_url" not in shared.JupyterHub
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from idp.hubs import start_hub
 from idp.lti13 import Platform, make_app, read_form
 from idp.server import serving
 
+from coursehub.clients.loopback import browser_session
+
 pytestmark = pytest.mark.hub
 
 
@@ -56,7 +58,7 @@ def to_tool_callback(platform, session: requests.Session, **launch) -> tuple[str
 
 
 def launch(platform, hub, **params) -> tuple[requests.Session, requests.Response]:
-    session = requests.Session()
+    session = browser_session()
     action, fields = to_tool_callback(platform, session, **params)
     return session, session.post(action, data=fields, allow_redirects=False, timeout=60)
 
@@ -134,7 +136,7 @@ def test_institution_roles_are_not_course_instructors_and_admin_ends(platform, h
 
 
 def test_forged_id_token_is_refused(platform, hub):
-    session = requests.Session()
+    session = browser_session()
     action, fields = to_tool_callback(platform, session, user="mallory", context_id="BIO-101-2026")
     header, payload, signature = fields["id_token"].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -146,7 +148,7 @@ def test_forged_id_token_is_refused(platform, hub):
 
 
 def test_replayed_launch_is_refused_even_with_its_cookies(platform, hub):
-    session = requests.Session()
+    session = browser_session()
     action, fields = to_tool_callback(platform, session, user="eve", context_id="BIO-101-2026")
     cookies = session.cookies.copy()
     assert session.post(action, data=fields, allow_redirects=False, timeout=60).status_code == 302
@@ -159,7 +161,11 @@ def test_replayed_launch_is_refused_even_with_its_cookies(platform, hub):
 
 @pytest.mark.browser
 def test_chromium_launch_opens_the_notebook_in_the_course_server(platform, hub, browser, output_dir):
-    """The whole launch in a real browser: auto-submitted LTI forms, the course server, the notebook."""
+    """The whole launch in a real browser: auto-submitted LTI forms, the course server, the notebook.
+
+    The platform (127.0.0.1) is another site than the hub (localhost), as a hosted LMS is: the state
+    cookies must come back on its cross-site POST of the id_token.
+    """
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     query = "user=dora&context_id=BIO-101-2026&custom_notebook=welcome.ipynb"
     page.goto(f"{platform.url}/course/launch?{query}")

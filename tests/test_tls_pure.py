@@ -120,7 +120,7 @@ def test_caddyfile_acme_with_subdomains_asks_the_hub_for_users_hosts():
 
 
 def test_caddyfile_without_subdomains_has_one_site_and_no_on_demand():
-    text = render(settings({"mode": "acme", "staging": True, "hsts_max_age": 0}), FRONT)
+    text = render(settings({"mode": "acme", "staging": True, "hsts_max_age": 0}, subdomains=False), FRONT)
     assert "on_demand" not in text and "*." not in text
     assert f"dir {LETS_ENCRYPT_STAGING}" in text
     assert "Strict-Transport-Security" not in text
@@ -199,7 +199,9 @@ def test_up_warns_when_lets_encrypt_cannot_cover_the_users_hosts():
         {**per_user.model_dump(), "courses": [{"name": "intro", "repo": "/srv/c", "access": "open"}]}
     )
     assert "every guest of the open course(s) intro" in certificate_warning(with_guests)
-    assert certificate_warning(settings({"mode": "acme"})) == ""  # one certificate, whatever the class
+    assert certificate_warning(settings({"mode": "acme"})) == certificate_warning(per_user)  # the default
+    one = settings({"mode": "acme"}, subdomains=False)
+    assert certificate_warning(one) == ""  # one certificate, whatever the class
     wildcard = settings({"mode": "files", "cert_file": "/c.pem", "key_file": "/k.pem"}, subdomains=True)
     assert certificate_warning(wildcard) == ""
     own_ca = settings({"mode": "acme", "acme_directory": "https://ca.example.edu/dir"}, subdomains=True)

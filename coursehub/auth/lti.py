@@ -13,7 +13,7 @@ from ltiauthenticator.lti11.handlers import LTI11AuthenticateHandler
 from ltiauthenticator.lti13.auth import LTI13Authenticator
 from ltiauthenticator.lti13.constants import LTI13_CUSTOM_CLAIM
 from ltiauthenticator.lti13.error import LoginError
-from ltiauthenticator.lti13.handlers import LTI13CallbackHandler
+from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInitHandler
 from tornado import web
 from traitlets import Bool, Dict, HasTraits, List, Unicode
 
@@ -82,6 +82,29 @@ def finish_launch(handler: Any, user: Any) -> str:
     return target.url(handler.hub.base_url)
 
 
+def keeps_secure_cookies(handler: Any) -> bool:
+    """Whether the browser keeps a Secure cookie from this request: over HTTPS, or on localhost."""
+    public_url = handler.settings.get("public_url")
+    if (public_url and public_url.scheme == "https") or handler.request.protocol == "https":
+        return True
+    host = (handler.request.host_name or "").lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost")  # secure contexts to browsers
+
+
+class LTI13LoginHandler(LTI13LoginInitHandler):
+    """ltiauthenticator's login initiation, with state cookies that come back on the LMS's own POST.
+
+    The platform returns the id_token by a form it auto-submits from its own site (form_post). The
+    SameSite=Lax coursehub gives every cookie keeps the state and nonce cookies from that cross-site
+    POST ("OAuth state missing from cookies") whenever the LMS is another site than the hub, as a
+    hosted LMS is. SameSite=None needs Secure, which browsers keep over HTTPS and on localhost only.
+    """
+
+    def _set_oauth_cookie(self, key: str, value: Any) -> None:
+        cross_site = {"samesite": "None", "secure": True} if keeps_secure_cookies(self) else {}
+        self._set_cookie(key, value, expires_days=1, httponly=True, encrypted=True, **cross_site)
+
+
 class LTI13LaunchHandler(LTI13CallbackHandler):
     """ltiauthenticator's callback, landing in the mapped course."""
 
@@ -92,6 +115,7 @@ class LTI13LaunchHandler(LTI13CallbackHandler):
 class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
     """LTI 1.3 with course mapping and single-use nonces."""
 
+    login_handler = LTI13LoginHandler
     callback_handler = LTI13LaunchHandler
     # nonce -> expiry; ltiauthenticator checks the nonce against a cookie, which a replay can carry too.
     _seen_nonces: dict[str, float] = {}

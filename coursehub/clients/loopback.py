@@ -52,6 +52,19 @@ def share_localhost_cookies(jar: http.cookiejar.CookieJar) -> None:
             jar.set_cookie(copy)
 
 
+def send_secure_cookies_to_localhost(jar: http.cookiejar.CookieJar) -> None:
+    """Let Secure cookies of localhost hosts go back over http, as browsers do.
+
+    Chromium and Firefox hold http://localhost and its subdomains to be secure contexts and send them
+    Secure cookies (such as the LTI 1.3 state cookies, SameSite=None; Secure); http.cookiejar sends
+    Secure cookies over https only.
+    """
+    for cookie in jar:
+        domain = cookie.domain.lstrip(".").lower()
+        if cookie.secure and (domain in ("localhost", "localhost.local") or domain.endswith(".localhost")):
+            cookie.secure = False
+
+
 def browser_session() -> requests.Session:
     """A requests session that keeps cookies as a browser does for a local hub with subdomains."""
     resolve_localhost_names()
@@ -63,6 +76,7 @@ def browser_session() -> requests.Session:
     def hook(response: requests.Response, **_: Any) -> None:
         extract_cookies_to_jar(session.cookies, response.request, response.raw)
         share_localhost_cookies(session.cookies)
+        send_secure_cookies_to_localhost(session.cookies)
 
     session.hooks["response"].append(hook)
     return session

@@ -11,7 +11,23 @@ from coursehub.settings import Settings
 # Browsers resolve every name under .localhost to loopback (RFC 6761), so a hub on this machine
 # gets subdomains without DNS.
 LOCAL_NAME = "localhost"
-LOOPBACK_IPS = ("", "0.0.0.0", "127.0.0.1", "::", "::1", "localhost")
+
+# What to do instead, in every refusal below.
+CHOICES = (
+    "set hub.public_url to the hub's host name with wildcard DNS (*.<name> pointing at this machine, "
+    "see docs/security.md), or set hub.subdomains: false to serve every server on the hub's origin "
+    "(a student's page can then act on the hub as whoever opens it)"
+)
+
+
+def is_loopback(ip: str) -> bool:
+    """True when hub.ip serves this machine alone (127.0.0.1, ::1, localhost); false for 0.0.0.0 and '::'."""
+    if ip == LOCAL_NAME:
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 def hub_origin(settings: Settings) -> str:
@@ -31,11 +47,12 @@ def subdomain_host(settings: Settings) -> str:
     hub = settings.hub
     if not hub.subdomains:
         return ""
-    if not hub.public_url and hub.ip not in LOOPBACK_IPS:
+    if not hub.public_url and not is_loopback(hub.ip):
+        # Without a name, users' hosts would be <user>.localhost: their own machines, not this one.
         raise CoursehubError(
-            f"hub.subdomains: users reach this hub at {hub.ip}, and an IP address has no subdomains; "
-            "set hub.public_url to a host name with wildcard DNS (docs/security.md), or turn "
-            "hub.subdomains off"
+            f"hub.ip is {hub.ip or 'every address'}, so users reach this hub over the network, and "
+            "hub.subdomains (on by default) gives each user's server a host name of its own, "
+            f"<user>.<hub host>, which an IP address cannot have: {CHOICES}"
         )
     origin = hub_origin(settings)
     host = urlsplit(origin).hostname or ""
@@ -44,8 +61,8 @@ def subdomain_host(settings: Settings) -> str:
     except ValueError:
         return origin
     raise CoursehubError(
-        f"hub.subdomains: hub.public_url names the IP address {host}, which has no subdomains; "
-        "use a host name with wildcard DNS (*.<name> → this machine), see docs/security.md"
+        f"hub.public_url names the IP address {host}, and hub.subdomains (on by default) gives each "
+        f"user's server a host name of its own, <user>.<hub host>, which an IP address cannot have: {CHOICES}"
     )
 
 
@@ -56,19 +73,14 @@ def shared_origin_warning(settings: Settings) -> str:
     return (
         "Warning: hub.subdomains is off, so every user's server shares the hub's origin. A page a "
         "student serves from their own server can then act on the hub as anyone who opens it "
-        "(create their API tokens, open their servers). Turn hub.subdomains on (see "
+        "(create their API tokens, open their servers). Remove hub.subdomains: false (see "
         "docs/security.md, 'One origin per user')."
     )
 
 
 def listens_beyond_loopback(ip: str) -> bool:
     """True when an address to listen on is reachable from elsewhere ('' and 0.0.0.0 mean every address)."""
-    if ip == LOCAL_NAME:
-        return False
-    try:
-        return not ipaddress.ip_address(ip).is_loopback
-    except ValueError:
-        return True  # a host name or '': assume it is reachable
+    return not is_loopback(ip)
 
 
 def plain_http_warning(settings: Settings) -> str:

@@ -364,22 +364,37 @@ def build_values(settings: Settings, images: Mapping[str, str] | None = None) ->
 
 
 def kubernetes_origin(settings: Settings) -> str:
-    """scheme://host users open the hub at on a cluster: hub.public_url, else the Ingress host."""
+    """scheme://host of the hub on a cluster: hub.public_url, else the Ingress host ('' if neither)."""
     if settings.hub.public_url:
         parts = urlsplit(settings.hub.public_url)
         return f"{parts.scheme}://{parts.netloc}"
     ingress = settings.kubernetes.ingress
     if ingress is not None:
         return f"{'https' if ingress.tls_secret else 'http'}://{ingress.host}"
-    raise ConfigError(
-        "hub.subdomains on Kubernetes needs the hub's host name: set hub.public_url or "
-        "kubernetes.ingress.host (with wildcard DNS *.<host> pointing at the cluster)"
-    )
+    return ""
+
+
+def chart_subdomains(settings: Settings) -> bool:
+    """Whether the chart gives each user a host: hub.subdomains, unless left at its default with no host name.
+
+    A chart behind a load balancer's address knows no name to put users under; the default then
+    renders the shared origin (with a notice) and an explicit `hub.subdomains: true` is an error.
+    """
+    if not settings.hub.subdomains:
+        return False
+    if kubernetes_origin(settings):
+        return True
+    if "subdomains" in settings.hub.model_fields_set:
+        raise ConfigError(
+            "hub.subdomains on Kubernetes needs the hub's host name: set hub.public_url or "
+            "kubernetes.ingress.host (with wildcard DNS *.<host> pointing at the cluster)"
+        )
+    return False
 
 
 def apply_subdomains(settings: Settings, values: dict[str, Any]) -> None:
     """Each user's server at <user>.<host>: the chart's subdomain_host (it adds CHP's --host-routing)."""
-    if not settings.hub.subdomains:
+    if not chart_subdomains(settings):
         return
     origin = kubernetes_origin(settings)
     host = urlsplit(origin).hostname or ""
@@ -388,7 +403,10 @@ def apply_subdomains(settings: Settings, values: dict[str, Any]) -> None:
     except ValueError:
         pass
     else:
-        raise ConfigError(f"hub.subdomains: {host} is an IP address, which has no subdomains: use a name")
+        raise ConfigError(
+            f"hub.subdomains (on by default): {host} is an IP address, which has no subdomains for "
+            "users' servers: set hub.public_url to a host name with wildcard DNS, or hub.subdomains: false"
+        )
     hub_config = values["hub"]["config"]["JupyterHub"]
     hub_config["subdomain_host"] = origin
     if origin.startswith("https://"):
@@ -605,10 +623,17 @@ def render_notices(settings: Settings) -> list[str]:
             f"with `kubectl exec deploy/hub -- coursehub --state-dir {HUB_STATE} "
             "accounts create ...`"
         )
-    if settings.hub.subdomains:
+    if chart_subdomains(settings):
         notices.append(
             "hub.subdomains: users' servers are at <user>.<host>; point wildcard DNS *.<host> at the "
             "cluster, and with TLS give the Ingress (or your proxy) a certificate that covers *.<host>"
+        )
+    elif settings.hub.subdomains:
+        notices.append(
+            "hub.subdomains is off in these values: they name no host for the hub (hub.public_url or "
+            "kubernetes.ingress.host), so every user's server shares the hub's origin and a student's "
+            "page can act on the hub as whoever opens it; set a host name with wildcard DNS *.<host> "
+            "(docs/security.md), or hub.subdomains: false to say this is meant"
         )
     if settings.culler.enabled and has_open_courses(settings):
         notices.append(

@@ -52,7 +52,11 @@ class PartialLimits(Model):
 class HubSettings(Model):
     """Where the hub listens and how it treats spawns."""
 
-    ip: str = Field("127.0.0.1", description="Address the proxy listens on.")
+    ip: str = Field(
+        "127.0.0.1",
+        description="Address the proxy listens on: 127.0.0.1 serves this machine alone; an address the "
+        "network reaches (0.0.0.0) needs hub.public_url with a host name, or hub.subdomains: false.",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
     api_port: int = Field(8081, ge=1, le=65535, description="Port of the hub's own API.")
     proxy_api_port: int = Field(8001, ge=1, le=65535, description="Port of the proxy's API.")
@@ -64,11 +68,12 @@ class HubSettings(Model):
         "trusted.",
     )
     subdomains: bool = Field(
-        False,
+        True,
         description="Serve each user's server on its own origin, <user>.<hub host> (JupyterHub's "
         "subdomain_host), so that a student's pages cannot act on the hub as a visitor. Needs a host "
-        "name, not an IP address: <user>.localhost:<port> locally, wildcard DNS for a domain "
-        "(docs/security.md).",
+        "name: http://localhost:<port> and <user>.localhost:<port> on this machine; on a network "
+        "address, hub.public_url with a host name and wildcard DNS (docs/security.md). false: every "
+        "server on the hub's origin (up warns what students can then do to each other).",
     )
     state_dir: Path = Field(Path("/var/lib/coursehub"), description="Database, secrets, envs.")
     admin_users: list[str] | None = Field(

@@ -247,6 +247,9 @@ class CoursehubHub(BenchHub):
         super().__init__(system, log_dir)
         self.prefix = "b" + secrets.token_hex(2) + "-"
         self.state_dir = self.workdir / "state"
+        # coursehub's default (hub.subdomains): the hub at localhost, each server at <user>.localhost;
+        # its login cookies and links are for that host, not 127.0.0.1.
+        self.url = f"http://localhost:{self.ports.public}/"
 
     def command(self) -> list[str]:
         config = self.workdir / "coursehub.yaml"
