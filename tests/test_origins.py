@@ -1,13 +1,14 @@
 """An origin per user: a student's own server pages cannot act as a visitor on the hub (issue 16, item 1).
 
-The exploit: a student adds a page to their own server through ~/.jupyter/jupyter_server_config.py,
-restarts it, and sends the link to a logged-in classmate; the page's script reads the hub's XSRF value,
-creates an API token for the visitor and sends it back to the student's server.
+The exploit: a student adds a page to their own server (here through ~/.jupyter/jupyter_server_config.py
+on hubs that load user config; see OWN_SERVER), restarts it, and sends the link to a logged-in
+classmate; the page's script reads the hub's XSRF value, creates an API token for the visitor and
+sends it back to the student's server.
 
 Every test hub has subdomains unless it says otherwise (the product's default), so logins, launch,
 tmplogin and nbgitpuller links, the Binder API and thebe, SSO and LTI, the status page and the load
 test are checked on users' own origins by their own modules; this one attacks the session's default
-hub, and starts one hub only for the shared origin an admin may still choose.
+hub's defaults, and starts one hub more for the shared origin an admin may still choose.
 """
 
 from __future__ import annotations
@@ -135,25 +136,38 @@ def needs_subdomains(hub) -> None:
         pytest.skip("COURSEHUB_TEST_SUBDOMAINS=0: the session hub has no subdomains")
 
 
+# The page needs the student's code in their server process. Servers ignore ~/.jupyter (user config
+# is off), but a student still controls their own server: their kernels run as the same user in the
+# same sandbox and can ptrace it. The test takes the short way there: these hubs load user config.
+OWN_SERVER = {"Spawner": {"disable_user_config": False}}
+
+
+@pytest.fixture(scope="module")
+def default_hub(make_hub_module):
+    """A hub on the default config (subdomains on), but for servers loading the student's own config."""
+    return make_hub_module(jupyterhub=OWN_SERVER)
+
+
 @pytest.fixture(scope="module")
 def shared_origin_hub(make_hub_module):
-    """The one hub this module starts: `hub.subdomains: false`, an admin's explicit choice."""
-    return make_hub_module(hub={"subdomains": False})
+    """`hub.subdomains: false`, an admin's explicit choice (servers load user config, as above)."""
+    return make_hub_module(hub={"subdomains": False}, jupyterhub=OWN_SERVER)
 
 
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
 
 
-def test_a_students_page_cannot_take_a_visitors_token(fork_hub, browser):
-    """The attack of issue 16 against the session's hub, which runs on the default config."""
-    needs_subdomains(fork_hub)
-    student, visitor = fork_hub.create_accounts("org", 2)
-    url = plant_stealer(fork_hub, student, fork_hub.token_for(student))
-    assert host_of(url) == f"{student}.localhost:{fork_hub.port}"
-    loot = visit(fork_hub, browser, visitor, url)
-    assert answers_as(fork_hub, loot.get("token")) != visitor, "the student's page took the visitor's token"
-    assert "hub.subdomains is off" not in fork_hub.log()
+def test_a_students_page_cannot_take_a_visitors_token(default_hub, browser):
+    """The attack of issue 16 against a hub on the default origins."""
+    hub = default_hub
+    needs_subdomains(hub)
+    student, visitor = hub.create_accounts("org", 2)
+    url = plant_stealer(hub, student, hub.token_for(student))
+    assert host_of(url) == f"{student}.localhost:{hub.port}"
+    loot = visit(hub, browser, visitor, url)
+    assert answers_as(hub, loot.get("token")) != visitor, "the student's page took the visitor's token"
+    assert "hub.subdomains is off" not in hub.log()
 
 
 def test_without_subdomains_a_students_page_takes_a_visitors_token(shared_origin_hub, browser):
