@@ -41,6 +41,7 @@ def test_defaults_give_a_local_sandboxed_hub_on_sqlite():
     assert c.SandboxSpawner.mem_limit == 2 * 1024**3
     assert c.SandboxSpawner.cpu_limit == 1.0
     assert c.SandboxSpawner.pids_limit == 512
+    assert c.SandboxSpawner.kernel_cull_timeout == 3600  # the culler's timeout, for idle kernels
     assert c.SandboxSpawner.environment_path == "/srv/state/envs/abc"
     assert c.SandboxSpawner.courses_root == "/srv/state/courses"
     assert c.JupyterHub.allow_named_servers is True  # a named server per course

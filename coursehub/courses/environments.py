@@ -54,7 +54,7 @@ KERNEL_ARGV = [
 ]
 LAYOUT_VERSION = 11  # bump when the environment layout below changes
 # The files coursehub copies into every environment: a change to them is a new environment too.
-INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py")
+INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py")
 
 
 @dataclass(frozen=True)
@@ -372,7 +372,7 @@ def install_kernelspec(env: Path, final: Path) -> None:
 
 
 def install_kernels_module(env: Path) -> None:
-    """coursehub_kernels (kernel zygote and provisioner) and coursehub_oom (OOM notice) in the environment."""
+    """coursehub_kernels (zygote, provisioner), coursehub_oom (OOM notice), coursehub_activity in the env."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
     safe_write(env, site / "coursehub_kernels.py", (PAYLOADS / "kernels.py").read_text())
@@ -387,6 +387,8 @@ def install_kernels_module(env: Path) -> None:
     # coursehub_oom: the server's kernel connection, which tells a cell its kernel died of memory
     # (SandboxSpawner's arguments name it).
     safe_write(env, site / "coursehub_oom.py", (PAYLOADS / "oomnotice.py").read_text())
+    # coursehub_activity: a server extension by which a busy kernel keeps its server from the culler.
+    safe_write(env, site / "coursehub_activity.py", (PAYLOADS / "activity.py").read_text())
 
 
 def install_lab_overrides(env: Path) -> None:

@@ -64,6 +64,7 @@ def apply_hub(settings: Settings, runtime: Runtime, c: Config) -> None:
     c.Spawner.start_timeout = hub.start_timeout
     c.Spawner.http_timeout = hub.http_timeout
     c.Spawner.default_url = "/lab"
+    c.SandboxSpawner.kernel_cull_timeout = settings.culler.kernel_seconds()
     c.Authenticator.admin_users = set(settings.admin_users())
 
 

@@ -171,6 +171,19 @@ class CullerSettings(Model):
     timeout: int = Field(3600, ge=60, description="Idle seconds before a server is stopped.")
     every: int = Field(600, ge=10, description="Seconds between culling rounds.")
     max_age: int = Field(0, ge=0, description="Stop servers older than this (0: never).")
+    kernel_timeout: int | None = Field(
+        None,
+        ge=0,
+        description="Idle seconds before a kernel is shut down inside its running server (default: "
+        "timeout while the culler is enabled; 0: never). A busy kernel is never shut down, and keeps its "
+        "server from the culler however long it computes.",
+    )
+
+    def kernel_seconds(self) -> int:
+        """Idle seconds before a kernel is shut down in its server (0: never)."""
+        if self.kernel_timeout is not None:
+            return self.kernel_timeout
+        return self.timeout if self.enabled else 0
 
 
 class TemporaryUsers(Model):

@@ -49,6 +49,19 @@ def spawn_error(message: str, reason: str, status: int = 500) -> web.HTTPError:
     return error
 
 
+def kernel_cull_args(timeout: int) -> list[str]:
+    """Jupyter Server's own culling of idle kernels, never of busy ones (pure; none for 0)."""
+    if timeout <= 0:
+        return []
+    return [
+        f"--MappingKernelManager.cull_idle_timeout={timeout}",
+        f"--MappingKernelManager.cull_interval={max(10, min(300, timeout // 4))}",
+        "--MappingKernelManager.cull_busy=False",
+        # Idle means no execution: an open notebook tab alone does not keep a kernel.
+        "--MappingKernelManager.cull_connected=True",
+    ]
+
+
 class SandboxSpawner(LocalProcessSpawner):
     """Runs each server as a per-user Unix account inside bubblewrap and a cgroup."""
 
@@ -93,6 +106,7 @@ class SandboxSpawner(LocalProcessSpawner):
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
+    kernel_cull_timeout = Integer(0, config=True, help="Idle seconds before a kernel is shut down; 0: never.")
     account: UnixAccount | None = None
     _log_writer: Popen | None = None
     server_net: netns.ServerNet | None = None
@@ -115,6 +129,9 @@ class SandboxSpawner(LocalProcessSpawner):
             # environments (jupyter_lsp probes for them, and for node), and the environment is
             # read-only, so the PyPI extension manager (an HTTP client, network calls) cannot act.
             "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+            # A busy kernel is activity (coursehub_activity, in every environment): the hub's idle
+            # culler never stops a server whose kernel computes, however quietly.
+            "--ServerApp.jpserver_extensions=coursehub_activity=True",
             "--LabApp.extension_manager=readonly",
             # Kernels talk to their server over Unix sockets in the user's private runtime
             # folder, not TCP: in a burst, kernels picking random free TCP ports collided with
@@ -144,6 +161,7 @@ class SandboxSpawner(LocalProcessSpawner):
             *super().get_args(),
             f"--LabApp.user_settings_dir={lab}/user-settings",
             f"--LabApp.workspaces_dir={lab}/workspaces",
+            *kernel_cull_args(self.kernel_cull_timeout),
         ]
 
     @default("env_keep")
