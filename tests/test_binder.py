@@ -22,6 +22,7 @@ from conftest import REPO, free_port, run_first_cell, wait_for
 from test_courses import make_course_repo
 
 from coursehub.clients.kernel import KernelSession
+from coursehub.clients.loopback import browser_session
 from coursehub.courses.catalog import load_catalog
 from coursehub.launch.binder.build import build_repository
 from coursehub.launch.binder.spec import parse_build_path
@@ -334,7 +335,7 @@ def test_v2_links_keep_logged_in_users_and_refuse_embedding(book):
 
 def test_an_anonymous_reader_runs_only_the_server_its_launch_started(book):
     hub, url, _, _ = book
-    reader = requests.Session()
+    reader = browser_session()  # cookies as Chromium keeps them for *.localhost
     opened = reader.get(hub.url + "hub/binder/v2/" + spec_of(url), timeout=180)
     user = re.search(r"/user/(bnd-[^/]+)/book/", opened.url)
     assert opened.status_code == 200 and user, opened.url
@@ -342,8 +343,7 @@ def test_an_anonymous_reader_runs_only_the_server_its_launch_started(book):
     assert hub.api().json("GET", f"users/{user}")["servers"]["book"]["ready"]
     # The reader's cookie could ask for its default server: the open course again, at the course's
     # limits rather than Binder's, and outside the Binder quotas.
-    hub_xsrf = [c.value for c in reader.cookies if c.name == "_xsrf" and c.path.startswith("/hub")]
-    xsrf = {"X-XSRFToken": hub_xsrf[0]}
+    xsrf = {"X-XSRFToken": reader.cookies.get("_xsrf", path="/hub/")}
     second = reader.post(hub.url + f"hub/api/users/{user}/server", headers=xsrf, timeout=120)
     assert second.status_code in (400, 403), (second.status_code, second.text)
     assert "launch" in second.json()["message"]
