@@ -558,3 +558,28 @@ def run_first_cell(
     finally:
         page.screenshot(path=str(output_dir / shot))
     return output.inner_text()
+
+
+def network_leftovers(hub: Hub) -> list[str]:
+    """The hub's servers' namespaces and veths, its gateway address and nftables table, still on the host."""
+    from coursehub.spawner import netns
+
+    subnet = yaml.safe_load(hub.config.read_text()).get("network", {}).get("subnet", "10.217.0.0/16")
+    net = netns.hub_net(hub.state_dir, subnet)
+    found = [f"namespace {p.name}" for p in netns.NETNS_DIR.glob(f"{net.table}-*")]
+
+    def ip_json(*args: str) -> list[dict]:
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=30).stdout
+        return json.loads(out or "[]")
+
+    links = [link["ifname"] for link in ip_json("link")]
+    found += [f"veth {name}" for name in links if name.startswith(net.veth_prefix)]
+    found += [
+        f"address {a['local']} ({a.get('label')})"
+        for link in ip_json("-4", "addr")
+        for a in link.get("addr_info", ())
+        if a.get("label") == net.label
+    ]
+    table = subprocess.run(["nft", "list", "table", "inet", net.table], capture_output=True, timeout=30)
+    found += [f"nftables table {net.table}"] if table.returncode == 0 else []
+    return found
