@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -209,6 +211,41 @@ def test_broken_repos_fail_clearly_and_change_nothing(course_hub):
     assert "bio101" in hub.cli("course", "list").stdout
 
 
+@contextlib.contextmanager
+def remote_host():
+    """A namespace of this test's own, at an address servers reach as they reach the internet.
+
+    Not the host's loopback: servers' network namespaces (network.isolate) refuse every service
+    of the host. A benchmark-range address (198.18/15), on a veth pair of this machine only.
+    """
+    tag = secrets.token_hex(2)
+    namespace, veth = f"coursehub-test-remote-{tag}", f"chtrem{tag}"
+    third, fourth = secrets.randbelow(250) + 1, 2 * secrets.randbelow(120) + 2
+    host, remote = f"198.18.{third}.{fourth}", f"198.18.{third}.{fourth + 1}"
+    inside = ["ip", "-n", namespace]
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+    try:
+        run("ip", "netns", "add", namespace)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        run("ip", "addr", "add", f"{host}/32", "dev", veth)
+        run("ip", "link", "set", veth, "up")
+        # Replies to servers come back in on this veth: forwarding for it only, as coursehub does for its own.
+        Path(f"/proc/sys/net/ipv4/conf/{veth}/forwarding").write_text("1")
+        run(*inside, "link", "set", "lo", "up")
+        run(*inside, "link", "set", "eth0", "up")
+        run(*inside, "addr", "add", f"{remote}/32", "dev", "eth0")
+        run("ip", "route", "add", f"{remote}/32", "dev", veth)
+        run(*inside, "route", "add", f"{host}/32", "dev", "eth0")
+        run(*inside, "route", "add", "default", "via", host)
+        yield remote, ["ip", "netns", "exec", namespace]
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
 def test_nbgitpuller_links_keep_working(course_hub):
     hub, repo = course_hub
     (name,) = hub.create_accounts("pull", 1)
@@ -217,21 +254,25 @@ def test_nbgitpuller_links_keep_working(course_hub):
     hub.spawn(name, token)
     show = ["git", "-C", str(repo), "branch", "--show-current"]
     branch = subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip()
-    # Served over git:// as a remote would be (students' git refuses repos owned by others).
+    # Served over git:// as a remote would be (students' git refuses repos owned by others), from
+    # an address of its own (servers reach no service of the host).
     port = free_port()
+    remote = contextlib.ExitStack()
+    address, exec_in = remote.enter_context(remote_host())
     daemon = subprocess.Popen(
         [
+            *exec_in,
             "git",
             "daemon",
             "--export-all",
             "--reuseaddr",
             f"--port={port}",
-            "--listen=127.0.0.1",
+            f"--listen={address}",
             f"--base-path={repo.parent}",
             str(repo.parent),
         ]
     )
-    url = f"git://127.0.0.1:{port}/{repo.name}"
+    url = f"git://{address}:{port}/{repo.name}"
     try:
         wait_for(
             lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
@@ -250,6 +291,8 @@ def test_nbgitpuller_links_keep_working(course_hub):
         ).text
     finally:
         daemon.terminate()
+        daemon.wait(30)
+        remote.close()
     assert '"phase": "finished"' in events, events[-500:]
     pulled = hub.run(name, token, "import os; print(os.path.exists('bio101/week1/intro.ipynb'))")
     assert pulled.strip() == "True"
