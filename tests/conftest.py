@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import fcntl
+import ipaddress
+import json
 import os
 import pwd
 import secrets
@@ -11,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Servers run in network namespaces (network.isolate, the default), and hubs run side by side (xdist
+# workers, other checkouts): each test hub gets a /24 of its own from a range nothing on this machine
+# uses (test_hub_network.py takes 10.219/16 and 10.213.0/28), counted under a lock shared by every
+# process, skipping a /24 whose gateway is on the host still (a running or crashed hub's).
+TEST_SUBNETS = list(ipaddress.IPv4Network("10.230.0.0/16").subnets(new_prefix=24))
+
+
+def hub_subnet() -> str:
+    """A /24 no other test hub on this machine uses now."""
+    addresses = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=30)
+    out = addresses.stdout
+    gateways = {a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", ())}
+    with open(Path(tempfile.gettempdir()) / "coursehub-test-subnets", "a+") as counter:
+        fcntl.flock(counter, fcntl.LOCK_EX)
+        counter.seek(0)
+        start = int(counter.read().strip() or 0)
+        for step in range(len(TEST_SUBNETS)):
+            subnet = TEST_SUBNETS[(start + step) % len(TEST_SUBNETS)]
+            if str(subnet.network_address + 1) not in gateways:
+                break
+        counter.seek(0)
+        counter.truncate()
+        counter.write(str(start + step + 1))
+    return str(subnet)
 
 
 def wait_for(condition, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
@@ -94,6 +124,7 @@ class Hub:
             },
             "limits": {"memory": "384M", "cpu": 1, "pids": 128},
             "sandbox": {"home_root": str(self.home_root), "user_prefix": self.prefix},
+            "network": {"subnet": hub_subnet()},
             "auth": {"lockout": {"max_failures": 3, "window": 120, "lockout": 120}},
         }
         if self.subdomains != HubSettings.model_fields["subdomains"].default:
@@ -533,3 +564,28 @@ def run_first_cell(
     finally:
         page.screenshot(path=str(output_dir / shot))
     return output.inner_text()
+
+
+def network_leftovers(hub: Hub) -> list[str]:
+    """The hub's servers' namespaces and veths, its gateway address and nftables table, still on the host."""
+    from coursehub.spawner import netns
+
+    subnet = yaml.safe_load(hub.config.read_text()).get("network", {}).get("subnet", "10.217.0.0/16")
+    net = netns.hub_net(hub.state_dir, subnet)
+    found = [f"namespace {p.name}" for p in netns.NETNS_DIR.glob(f"{net.table}-*")]
+
+    def ip_json(*args: str) -> list[dict]:
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=30).stdout
+        return json.loads(out or "[]")
+
+    links = [link["ifname"] for link in ip_json("link")]
+    found += [f"veth {name}" for name in links if name.startswith(net.veth_prefix)]
+    found += [
+        f"address {a['local']} ({a.get('label')})"
+        for link in ip_json("-4", "addr")
+        for a in link.get("addr_info", ())
+        if a.get("label") == net.label
+    ]
+    table = subprocess.run(["nft", "list", "table", "inet", net.table], capture_output=True, timeout=30)
+    found += [f"nftables table {net.table}"] if table.returncode == 0 else []
+    return found

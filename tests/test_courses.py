@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -211,6 +213,41 @@ def test_broken_repos_fail_clearly_and_change_nothing(course_hub):
     assert "bio101" in hub.cli("course", "list").stdout
 
 
+@contextlib.contextmanager
+def remote_host():
+    """A namespace of this test's own, at an address servers reach as they reach the internet.
+
+    Not the host's loopback: servers' network namespaces (network.isolate) refuse every service
+    of the host. A benchmark-range address (198.18/15), on a veth pair of this machine only.
+    """
+    tag = secrets.token_hex(2)
+    namespace, veth = f"coursehub-test-remote-{tag}", f"chtrem{tag}"
+    third, fourth = secrets.randbelow(250) + 1, 2 * secrets.randbelow(120) + 2
+    host, remote = f"198.18.{third}.{fourth}", f"198.18.{third}.{fourth + 1}"
+    inside = ["ip", "-n", namespace]
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+    try:
+        run("ip", "netns", "add", namespace)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        run("ip", "addr", "add", f"{host}/32", "dev", veth)
+        run("ip", "link", "set", veth, "up")
+        # Replies to servers come back in on this veth: forwarding for it only, as coursehub does for its own.
+        Path(f"/proc/sys/net/ipv4/conf/{veth}/forwarding").write_text("1")
+        run(*inside, "link", "set", "lo", "up")
+        run(*inside, "link", "set", "eth0", "up")
+        run(*inside, "addr", "add", f"{remote}/32", "dev", "eth0")
+        run("ip", "route", "add", f"{remote}/32", "dev", veth)
+        run(*inside, "route", "add", f"{host}/32", "dev", "eth0")
+        run(*inside, "route", "add", "default", "via", host)
+        yield remote, ["ip", "netns", "exec", namespace]
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
 def test_nbgitpuller_links_keep_working(course_hub):
     hub, repo = course_hub
     (name,) = hub.create_accounts("pull", 1)
@@ -219,21 +256,25 @@ def test_nbgitpuller_links_keep_working(course_hub):
     hub.spawn(name, token)
     show = ["git", "-C", str(repo), "branch", "--show-current"]
     branch = subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip()
-    # Served over git:// as a remote would be (students' git refuses repos owned by others).
+    # Served over git:// as a remote would be (students' git refuses repos owned by others), from
+    # an address of its own (servers reach no service of the host).
     port = free_port()
+    remote = contextlib.ExitStack()
+    address, exec_in = remote.enter_context(remote_host())
     daemon = subprocess.Popen(
         [
+            *exec_in,
             "git",
             "daemon",
             "--export-all",
             "--reuseaddr",
             f"--port={port}",
-            "--listen=127.0.0.1",
+            f"--listen={address}",
             f"--base-path={repo.parent}",
             str(repo.parent),
         ]
     )
-    url = f"git://127.0.0.1:{port}/{repo.name}"
+    url = f"git://{address}:{port}/{repo.name}"
     try:
         wait_for(
             lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
@@ -253,6 +294,8 @@ def test_nbgitpuller_links_keep_working(course_hub):
         ).text
     finally:
         daemon.terminate()
+        daemon.wait(30)
+        remote.close()
     assert '"phase": "finished"' in events, events[-500:]
     pulled = hub.run(name, token, "import os; print(os.path.exists('bio101/week1/intro.ipynb'))")
     assert pulled.strip() == "True"
@@ -263,18 +306,29 @@ def test_pip_install_user_persists_in_the_home_for_that_course(course_hub):
     (name,) = hub.create_accounts("pip", 1)
     token = hub.token_for(name)
     hub.spawn(name, token, server="bio101")
-    install = (
-        "import subprocess, sys; r = subprocess.run([sys.executable, '-m', 'pip', 'install', "
-        "'--user', '--quiet', 'pyjokes==0.8.3'], capture_output=True, text=True); "
-        "print(r.returncode, r.stderr[-300:])"
-    )
+    # A wheel made in the home, installed without an index: servers' namespaces reach the internet
+    # only where the host forwards, and a test sends nothing beyond this machine.
+    install = """
+import subprocess, sys, zipfile
+info = 'chjokes-1.0.dist-info'
+with zipfile.ZipFile('chjokes-1.0-py3-none-any.whl', 'w') as wheel:
+    wheel.writestr('chjokes.py', 'JOKE = 1\\n')
+    wheel.writestr(f'{info}/METADATA', 'Metadata-Version: 2.1\\nName: chjokes\\nVersion: 1.0\\n')
+    tags = 'Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'
+    wheel.writestr(f'{info}/WHEEL', tags)
+    files = ['chjokes.py', f'{info}/METADATA', f'{info}/WHEEL', f'{info}/RECORD']
+    wheel.writestr(f'{info}/RECORD', ''.join(f'{f},,\\n' for f in files))
+r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--user', '--quiet', '--no-index',
+                    'chjokes-1.0-py3-none-any.whl'], capture_output=True, text=True)
+print(r.returncode, r.stderr[-300:])
+"""
     assert hub.run(name, token, install, server="bio101").startswith("0")
     # A new kernel, and after a restart of the server, still sees it.
-    assert "ok" in hub.run(name, token, "import pyjokes; print('ok')", server="bio101")
+    assert "ok" in hub.run(name, token, "import chjokes; print('ok')", server="bio101")
     hub.api().stop_server(name, "bio101")
     wait_for(lambda: not hub.api().json("GET", f"users/{name}")["servers"], what="the stop")
     hub.spawn(name, token, server="bio101")
-    assert "ok" in hub.run(name, token, "import pyjokes; print('ok')", server="bio101")
+    assert "ok" in hub.run(name, token, "import chjokes; print('ok')", server="bio101")
 
 
 def edit_course(hub, name: str, **changes) -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Hub, wait_for
+from conftest import Hub, network_leftovers, wait_for
 from reliability import answers, forkserver_pids, processes_of_uids, record, scaled
 
 from coursehub.clients.hubapi import HubAPI
@@ -87,7 +87,7 @@ def recover(hub: Hub, name: str, token: str) -> tuple[str, list[str]]:
 
 
 def leftovers(hub: Hub) -> list[str]:
-    """Processes, cgroups, fork servers, proxy and mounts of this hub still there."""
+    """Processes, cgroups, fork servers, proxy, mounts and network namespaces of this hub still there."""
     uids = {e.pw_uid for e in pwd.getpwall() if e.pw_name.startswith(hub.prefix)}
     found = [f"process {pid} of a student" for pid in processes_of_uids(uids)]
     found += [f"cgroup {g.dirs[0]}" for g in cgroups.all_groups() if g.dirs[0].name.startswith(hub.prefix)]
@@ -98,7 +98,7 @@ def leftovers(hub: Hub) -> list[str]:
     found += [f"proxy {pid}" for pid in proxy.stdout.split()]
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line}" for line in mounts.splitlines() if str(hub.root) in line]
-    return found
+    return found + network_leftovers(hub)
 
 
 def burst(hub: Hub, tokens: dict[str, str], stop: threading.Event) -> None:

@@ -232,6 +232,8 @@ try:
     out['server token'] = [urllib.request.urlopen(req, timeout=10).status, '']
 except urllib.error.HTTPError as e:
     out['server token'] = [e.code, '']
+except OSError as e:
+    out['server token'] = [0, type(e).__name__]
 print(json.dumps(out))
 """,
         attempts=attempts,
@@ -242,7 +244,9 @@ print(json.dumps(out))
         f"{base}/api/contents/secret.txt"
     )
     reached = {k: v for k, v in kernel.items() if v[0] in range(200, 300) or SECRET in v[1]}
-    held = not reached and curl.strip() in ("403", "401", "302") and victim_works(hub, bob, tokens)
+    # Refused by bob's server (401, 403, a redirect to log in), or not connected at all ("000"):
+    # with network.isolate, alice's namespace has no route to bob's.
+    held = not reached and curl.strip() in ("403", "401", "302", "000") and victim_works(hub, bob, tokens)
     record(
         "hostile: connect to another student's server port directly",
         "bob's port from alice's kernel and terminal, without a token, with her token or server token",

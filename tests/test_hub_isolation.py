@@ -152,28 +152,43 @@ def test_cookie_of_one_student_cannot_reach_other_server(students):
     assert "secret.txt" not in other.text
 
 
-def test_server_port_directly_needs_auth(students):
-    hub, alice, bob, tokens = students
-    # From alice's kernel, try every listening local port for bob's files without bob's token.
-    code = f"""
-import urllib.request
+LISTENING = """
+import json, socket
 ports = set()
 for line in open('/proc/net/tcp').readlines()[1:] + open('/proc/net/tcp6').readlines()[1:]:
     fields = line.split()
     if fields[3] == '0A':  # LISTEN
         ports.add(int(fields[1].rsplit(':', 1)[1], 16))
+# The address other namespaces reach this one at: a UDP connect picks it and sends nothing.
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.connect(('192.0.2.1', 9))
+print(json.dumps({'address': probe.getsockname()[0], 'ports': sorted(ports)}))
+"""
+
+
+def test_server_port_directly_needs_auth(students):
+    hub, alice, bob, tokens = students
+    # Bob's listening ports and address, as his own kernel sees them (his namespace, or the host's).
+    bobs = json.loads(hub.run(bob, tokens[bob], LISTENING))
+    assert bobs["ports"], bobs  # his server at least
+    targets = [(host, port) for port in bobs["ports"] for host in (bobs["address"], "127.0.0.1")]
+    # From alice's kernel: every one of those, and every port listening where she is, without bob's token.
+    code = f"""
+import json, urllib.request
+exec({LISTENING!r}.replace('print(', 'mine = json.loads('))
+targets = {targets!r} + [('127.0.0.1', port) for port in mine['ports']]
 hits = []
-for port in sorted(ports):
+for host, port in targets:
     try:
-        url = f'http://127.0.0.1:{{port}}/user/{bob}/api/contents'
+        url = f'http://{{host}}:{{port}}/user/{bob}/api/contents'
         if b'secret.txt' in urllib.request.urlopen(url, timeout=0.3).read():
-            hits.append(port)
+            hits.append((host, port))
     except Exception:
         pass
-print(len(ports), hits)
+print(len(targets), hits)
 """
     count, hits = hub.run(alice, tokens[alice], code).split(maxsplit=1)
-    assert int(count) >= 3  # the proxy, the hub, bob's server at least were tried
+    assert int(count) >= 3  # bob's server at its address and on loopback, her own at least were tried
     assert hits.strip() == "[]"
 
 

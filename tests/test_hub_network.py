@@ -222,3 +222,22 @@ def test_two_hubs_never_share_a_subnet_and_servers_starting_together_get_their_o
             netns.remove(server)
         netns.teardown_hub(first)
         netns.teardown_hub(second)
+
+
+def test_up_without_cap_net_admin_refuses_saying_what_to_do(tmp_path):
+    """The default network.isolate on a machine that cannot: a clear error, nothing started or created."""
+    needs_root_sandbox()
+    state = tmp_path / "state"
+    config = tmp_path / "coursehub.yaml"
+    config.write_text(yaml.safe_dump({"hub": {"state_dir": str(state), "port": 1}}))
+    # As a container without --cap-add NET_ADMIN: root, but the capability out of the bounding set.
+    result = subprocess.run(
+        ["setpriv", "--bounding-set", "-net_admin", "--", sys.executable, "-m", "coursehub"]
+        + ["--config", str(config), "up"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "CAP_NET_ADMIN" in result.stderr and "isolate: false" in result.stderr, result.stderr
+    assert not state.exists()

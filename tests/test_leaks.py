@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import OUTPUT, Hub, wait_for
+from conftest import OUTPUT, Hub, network_leftovers, wait_for
 from reliability import (
     before_after,
     descendants,
@@ -54,6 +54,7 @@ class Snapshot:
     forkserver_pss: int
     forkserver_fds: int
     cgroups: int
+    namespaces: int  # servers' network namespaces and veths of this hub
     processes: int
     hub_to_proxy_api: int  # pooled keep-alive connections of the hub's HTTP client
 
@@ -75,6 +76,7 @@ def snapshot(hub: Hub) -> Snapshot:
         forkserver_pss=sum(memory_kib(p).get("pss", 0) for p in forks),
         forkserver_fds=sum(open_fds(p) for p in forks),
         cgroups=len([g for g in cgroups.all_groups(PARENT) if g.dirs[0].name.startswith(hub.prefix)]),
+        namespaces=len([x for x in network_leftovers(hub) if x.startswith(("namespace", "veth"))]),
         processes=len(procs),
         hub_to_proxy_api=socket_peers(hub.hub_pid).get(proxy_api_port(hub), 0),
     )
@@ -145,7 +147,7 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
     for name in ("hub_fds", "proxy_fds"):
         if getattr(after, name) > getattr(before, name) + 4 + pooled:
             problems.append(f"{name} {getattr(before, name)} -> {getattr(after, name)}")
-    for name in ("forkserver_fds", "cgroups", "processes"):
+    for name in ("forkserver_fds", "cgroups", "namespaces", "processes"):
         if getattr(after, name) != getattr(before, name):
             problems.append(f"{name} {getattr(before, name)} -> {getattr(after, name)}")
     return problems
@@ -183,7 +185,7 @@ def test_one_user_spawn_stop_cycles_leak_nothing(hub):
     problems = compare(before, after)
     record(
         "leaks: one user, spawn/stop",
-        "hub, proxy, fork server: PSS (KiB) and fds; cgroups and processes back to start",
+        "hub, proxy, fork server: PSS (KiB) and fds; cgroups, network namespaces and processes back to start",
         count,
         not problems,
         mode="fork",

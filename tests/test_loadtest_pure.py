@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench.configs import Ports, StockSpec, stock_config
+from coursehub.tools.bench.configs import LABELS, SYSTEMS, Ports, StockSpec, coursehub_settings, stock_config
 from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_stat
 from coursehub.tools.bench.report import END, START, render_markdown, replace_section, seconds
 from coursehub.tools.loadtest import (
@@ -197,6 +197,17 @@ def test_stock_config_is_valid_python_with_raised_timeouts_only_when_asked():
     assert "start_timeout" not in stock_config(spec)
     raised = stock_config(StockSpec(**{**spec.__dict__, "raised_timeouts": True}))
     assert "c.Spawner.start_timeout = 600" in raised and "c.Spawner.http_timeout = 600" in raised
+
+
+def test_the_bench_runs_coursehub_with_and_without_network_namespaces_as_valid_settings():
+    from coursehub.settings import Settings
+
+    assert {"coursehub", "coursehub-noisolate"} <= set(SYSTEMS) and set(LABELS) == set(SYSTEMS)
+    ports = Ports(8000, 8081, 8001)
+    on, off = (coursehub_settings(ports, Path("/tmp/x"), "b1-", isolate) for isolate in (True, False))
+    assert Settings.model_validate(on).network.isolate and not Settings.model_validate(off).network.isolate
+    # Its own range: a real hub on the default subnet must not stop the benchmark.
+    assert on["network"]["subnet"] != Settings().network.subnet
 
 
 def test_readme_section_is_replaced_between_markers_only():

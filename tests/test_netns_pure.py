@@ -56,13 +56,28 @@ def test_rules_refuse_the_host_other_servers_link_local_and_private_ranges():
 def test_network_settings_are_validated():
     settings = Settings.model_validate({"network": {"allow": ["10.1.2.3/8"], "subnet": "10.50.0.0/16"}})
     assert settings.network.allow == ["10.0.0.0/8"]
-    assert settings.network.isolate is False  # off unless asked for
+    assert settings.network.isolate is True  # on unless turned off
     for bad in ({"allow": ["nope"]}, {"subnet": "10.0.0.0/30"}, {"subnet": "fd00::/64"}):
         try:
             Settings.model_validate({"network": bad})
         except ValueError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_a_machine_that_cannot_isolate_is_told_what_to_install_or_to_turn_it_off():
+    root = "Name:\tpython\nCapEff:\t000001ffffffffff\n"
+    no_net_admin = "CapEff:\t00000000a80425fb\n"  # Docker's default set: no bit 12
+    assert netns.has_capability(root, netns.CAP_NET_ADMIN)
+    assert not netns.has_capability(no_net_admin, netns.CAP_NET_ADMIN)
+    assert not netns.has_capability("", netns.CAP_NET_ADMIN)
+    assert netns.preflight_problems("/usr/sbin/ip", "/usr/sbin/nft", root) == []
+    (missing,) = netns.preflight_problems(None, None, root)
+    assert "apt-get install iproute2 nftables" in missing and "isolate: false" in missing
+    (missing,) = netns.preflight_problems("/usr/sbin/ip", None, root)
+    assert "apt-get install nftables" in missing and "iproute2" not in missing
+    (capability,) = netns.preflight_problems("/usr/sbin/ip", "/usr/sbin/nft", no_net_admin)
+    assert "CAP_NET_ADMIN" in capability and "isolate: false" in capability
 
 
 def _addresses(*entries: tuple[str, str, int, str]) -> list[dict]:

@@ -107,6 +107,10 @@ def preflight(settings: Settings) -> None:
     userns = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if userns.exists() and userns.read_text().strip() == "0":
         problems.append("unprivileged user namespaces are off: sysctl kernel.unprivileged_userns_clone=1")
+    if settings.network.isolate:
+        from coursehub.spawner import netns
+
+        problems += netns.preflight()
     for check in (find_proxy, lambda: subdomain_host(settings), lambda: tls_preflight(settings)):
         try:
             check()

@@ -141,10 +141,12 @@ class NetworkSettings(Model):
     """A network namespace per server (local backend) and the chart's singleuser.networkPolicy."""
 
     isolate: bool = Field(
-        False,
-        description="Each server in its own network namespace: reaches the hub's API, DNS and (where the "
+        True,
+        description="Each server in its own network namespace (local backend; needs root with CAP_NET_ADMIN, "
+        "`ip` and `nft`, else `up` refuses to start): reaches the hub's API, DNS and (where the "
         "host forwards) the internet; never the host's other services, other servers or link-local "
-        "addresses. The hub's API then listens on the subnet's first address.",
+        "addresses. The hub's API then listens on the subnet's first address. false: servers share "
+        "the host's network (any service on its loopback is reachable from every kernel).",
     )
     subnet: str = Field("10.217.0.0/16", description="IPv4 range of servers' namespaces (local backend).")
     allow: list[str] = Field([], description="CIDRs servers may reach although private (a campus service).")

@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
@@ -157,7 +158,50 @@ def _split(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
     return [str(n) for n in nets if n.version == 4], [str(n) for n in nets if n.version == 6]
 
 
+# Where Debian puts iproute2 and nftables: a root shell's PATH may lack the sbin folders (sudo, cron).
+SBIN = "/usr/sbin:/sbin"
+CAP_NET_ADMIN = 12
+
+
+def find_tool(name: str) -> str | None:
+    """The path of `ip` or `nft`, on PATH or in the sbin folders."""
+    return shutil.which(name) or shutil.which(name, path=SBIN)
+
+
+def has_capability(status: str, capability: int) -> bool:
+    """Whether a /proc/<pid>/status text has `capability` in its effective set (pure)."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> capability & 1)
+    return False
+
+
+def preflight_problems(ip: str | None, nft: str | None, status: str) -> list[str]:
+    """Why this machine cannot give each server a network namespace, each with its remedy (pure)."""
+    off = "or set `network: {isolate: false}` in coursehub.yaml (servers then share the host's network)"
+    problems = []
+    missing = [package for tool, package in ((ip, "iproute2"), (nft, "nftables")) if tool is None]
+    if missing:
+        problems.append(
+            f"network.isolate needs {' and '.join(missing)}: apt-get install {' '.join(missing)}, {off}"
+        )
+    if not has_capability(status, CAP_NET_ADMIN):
+        problems.append(
+            "network.isolate needs CAP_NET_ADMIN (this container or service has dropped it: "
+            f"run with --cap-add NET_ADMIN or AmbientCapabilities=CAP_NET_ADMIN), {off}"
+        )
+    return problems
+
+
+def preflight() -> list[str]:
+    """What is missing on this machine for network namespaces, with what to do."""
+    return preflight_problems(find_tool(IP), find_tool(NFT), Path("/proc/self/status").read_text())
+
+
 def _run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+    tool = find_tool(args[0]) if args[0] in (IP, NFT) else None
+    if tool is not None:
+        args = (tool, *args[1:])
     result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
     if check and result.returncode != 0:
         raise SandboxError(f"{' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")

@@ -6,7 +6,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-COLORS = {"stock": "#d62728", "stock-600": "#ff7f0e", "coursehub": "#1f77b4"}
+COLORS = {
+    "stock": "#d62728",
+    "stock-600": "#ff7f0e",
+    "coursehub": "#1f77b4",
+    "coursehub-noisolate": "#17becf",
+}
 
 
 def ttfr_series(results: dict[str, Any]) -> list[tuple[str, str, list[float], int]]:

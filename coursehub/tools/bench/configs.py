@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSTEMS = ("stock", "stock-600", "coursehub")
+SYSTEMS = ("stock", "stock-600", "coursehub", "coursehub-noisolate")
 LABELS = {
     "stock": "stock JupyterHub, default timeouts",
     "stock-600": "stock JupyterHub, 600 s timeouts",
     "coursehub": "coursehub, defaults",
+    # The same hub with servers on the host's network: the difference is what a namespace costs.
+    "coursehub-noisolate": "coursehub, network.isolate off",
 }
+# Servers' namespaces of the benchmark's hubs: a range of their own, not the default one a real
+# hub on this machine may use (`up` refuses a subnet in use).
+BENCH_SUBNET = "10.216.0.0/16"
 RAISED_TIMEOUT = 600
 RAISED_SPAWN_LIMIT = 10_000
 # Scopes of the bench's own service token on stock hubs: enough to find and stop servers.
@@ -75,8 +80,8 @@ def stock_config(spec: StockSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str) -> dict:
-    """A coursehub.yaml with coursehub's defaults, except what a benchmark must isolate."""
+def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str, isolate: bool = True) -> dict:
+    """A coursehub.yaml with coursehub's defaults, except what a benchmark must isolate (and `isolate`)."""
     return {
         "hub": {
             "port": ports.public,
@@ -88,4 +93,5 @@ def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str) -> dict:
         "sandbox": {"home_root": str(workdir / "homes"), "user_prefix": user_prefix},
         # Every simulated reader comes from this machine's one address: room for the crowd.
         "binder": {"max_per_repo": 100, "per_client_per_minute": 200},
+        "network": {"isolate": isolate, "subnet": BENCH_SUBNET},
     }

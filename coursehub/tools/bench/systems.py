@@ -28,10 +28,17 @@ from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.environments import find_user_python
 from coursehub.errors import CoursehubError
 from coursehub.host.runtime import REPO_ROOT, find_proxy
-from coursehub.spawner import cgroups
+from coursehub.spawner import cgroups, netns
 from coursehub.spawner.accounts import unix_name
 from coursehub.tools.bench import procstats
-from coursehub.tools.bench.configs import Ports, StockSpec, coursehub_settings, stock_config
+from coursehub.tools.bench.configs import (
+    BENCH_SUBNET,
+    SYSTEMS,
+    Ports,
+    StockSpec,
+    coursehub_settings,
+    stock_config,
+)
 from coursehub.tools.bench.userenv import stock_environment
 
 log = logging.getLogger(__name__)
@@ -243,17 +250,18 @@ class StockHub(BenchHub):
 class CoursehubHub(BenchHub):
     """`coursehub up` with its defaults, in its own state folder and account prefix."""
 
-    def __init__(self, system: str, log_dir: Path) -> None:
+    def __init__(self, system: str, log_dir: Path, isolate: bool = True) -> None:
         super().__init__(system, log_dir)
         self.prefix = "b" + secrets.token_hex(2) + "-"
         self.state_dir = self.workdir / "state"
         # coursehub's default (hub.subdomains): the hub at localhost, each server at <user>.localhost;
         # its login cookies and links are for that host, not 127.0.0.1.
         self.url = f"http://localhost:{self.ports.public}/"
+        self.isolate = isolate
 
     def command(self) -> list[str]:
         config = self.workdir / "coursehub.yaml"
-        settings = coursehub_settings(self.ports, self.workdir, self.prefix)
+        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate)
         config.write_text(yaml.safe_dump(settings))
         return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
 
@@ -306,6 +314,10 @@ class CoursehubHub(BenchHub):
                 group.kill_and_remove()
         for entry in accounts:
             subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=60, check=False)
+        if self.isolate:  # what `coursehub down` removes: namespaces, the gateway, the nftables table
+            net = netns.hub_net(self.state_dir, BENCH_SUBNET)
+            netns.remove_all(net)
+            netns.teardown_hub(net)
 
 
 def _pid_from(path: Path) -> int | None:
@@ -323,4 +335,6 @@ def make_hub(system: str, log_dir: Path) -> BenchHub:
         return StockHub(system, log_dir, raised_timeouts=True)
     if system == "coursehub":
         return CoursehubHub(system, log_dir)
-    raise CoursehubError(f"unknown system {system!r}: choose from stock, stock-600, coursehub")
+    if system == "coursehub-noisolate":
+        return CoursehubHub(system, log_dir, isolate=False)
+    raise CoursehubError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
