@@ -90,10 +90,13 @@ def api_port(hub: Hub) -> int:
 
 # Run in a student's kernel: requests straight to the hub's port, claiming any address they like.
 FORGE = """
-import http.client, json, urllib.parse
+import http.client, json, os, urllib.parse
+
+# The hub's API address as the server knows it (loopback, or the namespace's gateway by default).
+HUB = urllib.parse.urlsplit(os.environ["JUPYTERHUB_API_URL"]).hostname
 
 def send(method, path, xff, cookies=(), body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+    conn = http.client.HTTPConnection(HUB, PORT, timeout=60)
     headers = {"X-Forwarded-For": xff, "X-Real-Ip": xff.split(",")[0], "Cookie": "; ".join(cookies)}
     if body is not None:
         headers["Content-Type"] = "application/x-www-form-urlencoded"

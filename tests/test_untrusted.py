@@ -609,7 +609,7 @@ def test_binder_builds_wait_in_their_own_queue_not_in_the_shared_thread_pool(mon
     release, running, most = threading.Event(), [0], [0]
     lock = threading.Lock()
 
-    def slow_build(*_args):
+    def slow_build(*_args, **_kwargs):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -623,7 +623,7 @@ def test_binder_builds_wait_in_their_own_queue_not_in_the_shared_thread_pool(mon
 
     async def main() -> tuple[int, list]:
         builds = [
-            asyncio.ensure_future(binder_build._build_streaming(course, Settings(), None, None))
+            asyncio.ensure_future(binder_build._build_streaming(course, Settings(), None, None, ()))
             for _ in range(12)
         ]
         await asyncio.sleep(0)
