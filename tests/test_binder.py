@@ -337,10 +337,15 @@ def test_an_anonymous_reader_runs_only_the_server_its_launch_started(book):
     hub, url, _, _ = book
     reader = browser_session()  # cookies as Chromium keeps them for *.localhost
     opened = reader.get(hub.url + "hub/binder/v2/" + spec_of(url), timeout=180)
-    user = re.search(r"/user/(bnd-[^/]+)/book/", opened.url)
+    # JupyterHub's spawn page, or already the server when it started in time.
+    user = re.search(r"/(?:user|spawn-pending)/(bnd-[^/]+)/book", opened.url)
     assert opened.status_code == 200 and user, opened.url
     user = user[1]
-    assert hub.api().json("GET", f"users/{user}")["servers"]["book"]["ready"]
+    wait_for(
+        lambda: hub.api().json("GET", f"users/{user}")["servers"].get("book", {}).get("ready"),
+        timeout=180,
+        what="the reader's server",
+    )
     # The reader's cookie could ask for its default server: the open course again, at the course's
     # limits rather than Binder's, and outside the Binder quotas.
     xsrf = {"X-XSRFToken": reader.cookies.get("_xsrf", path="/hub/")}

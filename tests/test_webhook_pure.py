@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from coursehub.courses.access import may_update
 from coursehub.courses.content import commit_id
-from coursehub.hub.updates import CourseUpdater, commit_for_ref, upstream_moved
+from coursehub.courses.remote import commit_for_ref
+from coursehub.hub.updates import CourseUpdater, upstream_moved
 from coursehub.hub.webhook import event_name, push_concerns, push_is_signed
 from coursehub.hubconfig import build
 from coursehub.hubconfig.runtime import Runtime

@@ -18,6 +18,7 @@ from traitlets.log import get_logger
 
 from coursehub.courses.build import build_course
 from coursehub.courses.catalog import load_catalog
+from coursehub.courses.remote import remote_commit
 from coursehub.errors import CoursehubError
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
@@ -33,7 +34,6 @@ def _log() -> logging.Logger | logging.LoggerAdapter:
 UPDATE_POOL = ThreadPoolExecutor(1, thread_name_prefix="coursehub-course-update")
 # auto_update asks git at most this often per course (a start storm asks once).
 CHECK_EVERY = 60.0
-LS_REMOTE_TIMEOUT = 20
 
 
 @dataclass
@@ -103,41 +103,6 @@ class CourseUpdater:
         upstream = await remote_commit(record.repo, record.ref or "HEAD")
         if upstream_moved(record.commit, upstream):
             self.request(name, f"upstream moved to {upstream}")
-
-
-async def remote_commit(repo: str, ref: str) -> str | None:
-    """The commit `ref` names in `repo` by `git ls-remote`, or None when git cannot say in time."""
-    if ref.startswith("-"):
-        return None
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "ls-remote",
-        "--",
-        repo,
-        ref,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"},
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), LS_REMOTE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return None
-    return commit_for_ref(out.decode(errors="replace"), ref)
-
-
-def commit_for_ref(listing: str, ref: str) -> str | None:
-    """The commit of `ref` in `git ls-remote` output: an annotated tag's peeled commit first (pure)."""
-    found: dict[str, str] = {}
-    for line in listing.splitlines():
-        sha, _, name = line.partition("\t")
-        found.setdefault(name.strip(), sha.strip())
-    for name in (f"refs/tags/{ref}^{{}}", ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
-        if name in found:
-            return found[name]
-    return None
 
 
 def upstream_moved(served: str, upstream: str | None) -> bool:

@@ -15,6 +15,7 @@ from tornado import web
 
 from coursehub.courses.access import is_unregistered as is_unregistered
 from coursehub.courses.catalog import CourseRecord
+from coursehub.courses.remote import remote_commit
 from coursehub.errors import BinderSpecError, LaunchRefused
 from coursehub.launch.binder.limits import quota_refusal, server_cors_args
 from coursehub.launch.binder.spec import (
@@ -211,27 +212,7 @@ async def refs_match(record: CourseRecord, ref: str, git_options: tuple[str, ...
 
 async def resolve_ref(repo: str, ref: str, git_options: tuple[str, ...] = ()) -> str | None:
     """The commit `ref` points to in `repo`, or None when git cannot say (within GIT_TIMEOUT)."""
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *git_options,
-        "ls-remote",
-        "--",
-        repo,
-        ref,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"},
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        return None
-    for line in out.decode(errors="replace").splitlines():
-        sha, _, name = line.partition("\t")
-        if name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"):
-            return sha
-    return None
+    return await remote_commit(repo, ref, git_options, GIT_TIMEOUT)
 
 
 def unregistered_name(spec: BinderSpec) -> str:
