@@ -52,7 +52,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
 ]
-LAYOUT_VERSION = 11  # bump when the environment layout below changes
+LAYOUT_VERSION = 12  # bump when the environment layout below changes
 # The files coursehub copies into every environment: a change to them is a new environment too.
 INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py")
 
@@ -349,7 +349,10 @@ def _build_steps(
     steps += [
         (
             "install packages",
-            [uv, "pip", "install", "--link-mode", "copy", "--python", python, *pinned, *wanted],
+            # Bytecode now: the environment is read-only once sealed, so without it every process
+            # (each server, zygote and kernel in exec mode) compiled what it imported, every time.
+            [uv, "pip", "install", "--link-mode", "copy", "--compile-bytecode", "--python", python]
+            + [*pinned, *wanted],
             {},
         ),
     ]

@@ -5,10 +5,17 @@ kernel answers in tens of milliseconds instead of a fresh interpreter's second. 
 inside the user's sandbox, as the user (the fork server starts it right after dropping
 privileges); `ForkProvisioner`, a jupyter_client kernel provisioner, asks it for kernels and
 falls back to starting them the usual way when there is no zygote (exec mode).
+
+The forked kernel itself answers the provisioner, once its sockets are bound: jupyter_server
+connects its activity monitor to the kernel's IOPub as soon as the provisioner returns, and a
+subscriber that connects before the kernel binds misses the first status messages (ZeroMQ
+reconnects after 100 ms), which left the kernel "starting" until the websocket's next
+kernel_info nudge, 0.5 s later, on every first cell.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -31,8 +38,8 @@ def _kernel_args(cmd: list[str]) -> list[str]:
     raise ValueError("not an ipykernel command")
 
 
-def _run_kernel(request: dict[str, Any]) -> None:
-    """In the forked child: become a fresh kernel process, then run ipykernel."""
+def _run_kernel(request: dict[str, Any], reply: socket.socket) -> None:
+    """In the forked child: become a fresh kernel process, bind its sockets, answer, run ipykernel."""
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     os.setsid()
@@ -41,15 +48,22 @@ def _run_kernel(request: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.closerange(3, 65536)
+    keep = reply.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request.get("cwd") or os.environ.get("HOME", "/"))
     _add_user_site()
     sys.argv = ["ipykernel_launcher", *request["args"]]
-    from ipykernel import kernelapp
+    from ipykernel.kernelapp import IPKernelApp
 
-    kernelapp.launch_new_instance()
+    # What kernelapp.launch_new_instance does, with the answer between binding and serving.
+    app = IPKernelApp.instance()
+    app.initialize()
+    reply.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    reply.close()
+    app.start()
 
 
 def _add_user_site() -> None:
@@ -76,9 +90,34 @@ def _reap(_signum: int, _frame: object) -> None:
         pass
 
 
+# What IPKernelApp.initialize imports on first use (traitlets' lazy class names, IPython's debugger,
+# the history's sqlite3): measured with sys.modules around initialize() in a forked child, where
+# they cost 0.25 s per kernel (debugpy alone 0.2 s). Names missing from other versions are skipped.
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "argcomplete",
+    "pdb",
+    "sqlite3",
+    "tornado.platform.asyncio",
+    "traitlets.config.argcomplete_config",
+)
+
+
 def zygote(path: str = SOCKET) -> None:
     """Pre-import ipykernel, then fork a kernel per request on a private Unix socket."""
-    import ipykernel.kernelapp  # noqa: F401 - the point: paid once, shared by every kernel
+    import importlib
+
+    for name in PRELOAD:  # the point: paid once, shared by every kernel
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
     gc.collect()
     gc.freeze()
@@ -98,8 +137,7 @@ def zygote(path: str = SOCKET) -> None:
                 code = 0
                 try:
                     server.close()
-                    conn.close()
-                    _run_kernel(request)
+                    _run_kernel(request, conn)
                 except SystemExit as exc:
                     code = exc.code if isinstance(exc.code, int) else 1
                 except BaseException:  # noqa: BLE001 - the kernel's last words go to the server's log
@@ -109,7 +147,7 @@ def zygote(path: str = SOCKET) -> None:
                     code = 1
                 finally:
                     os._exit(code)
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            # The child answers (see the module's docstring); this copy of the connection closes here.
 
 
 class ForkedKernel:
@@ -144,12 +182,29 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
-def _ask_zygote(request: dict[str, Any]) -> int:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(10)
-        conn.connect(SOCKET)
-        conn.sendall(json.dumps(request).encode() + b"\n")
-        return int(json.loads(conn.makefile("r").readline())["pid"])
+# A kernel binds its sockets in a fraction of a second; a whole class starting at once on a small
+# machine can stretch that to tens of seconds.
+ANSWER_TIMEOUT = 120
+
+
+class KernelDiedStarting(RuntimeError):
+    """The forked kernel exited before its sockets were bound (its traceback is in the server's log)."""
+
+
+async def _ask_zygote(request: dict[str, Any]) -> int:
+    """The pid of a kernel forked for `request`, once it is ready for connections."""
+    reader, writer = await asyncio.open_unix_connection(SOCKET)  # OSError: no zygote here
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+    except TimeoutError:  # an OSError too: it must not look like "no zygote here"
+        raise KernelDiedStarting(f"the kernel did not get ready in {ANSWER_TIMEOUT} s") from None
+    finally:
+        writer.close()
+    if not line:
+        raise KernelDiedStarting("the kernel exited while starting; the server's log says why")
+    return int(json.loads(line)["pid"])
 
 
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
@@ -162,8 +217,12 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
                 "env": dict(kwargs.get("env") or os.environ),
                 "cwd": str(kwargs.get("cwd") or ""),
             }
-            pid = _ask_zygote(request)
-        except (OSError, ValueError, KeyError) as exc:
+        except (ValueError, KeyError) as exc:
+            self.log.info("not a kernel the zygote can fork (%s); starting it normally", exc)
+            return await super().launch_kernel(cmd, **kwargs)
+        try:
+            pid = await _ask_zygote(request)
+        except OSError as exc:
             self.log.info("kernel zygote unavailable (%s); starting the kernel normally", exc)
             return await super().launch_kernel(cmd, **kwargs)
         self.process = ForkedKernel(pid)
