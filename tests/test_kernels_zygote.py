@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import hub_root, needs_root_sandbox
 
-
 # Runs in the environment's Python: starts a zygote on a private socket, asks it for a kernel the
 # way ForkProvisioner does, and reports what was true the moment the answer came.
 PROBE = textwrap.dedent(
