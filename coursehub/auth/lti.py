@@ -22,6 +22,7 @@ from tornado import web
 from traitlets import Bool, Dict, HasTraits, List, Unicode
 
 from .ags import ags_launch
+from .ags_page import grades_page_handlers
 from .ags_store import save_launch
 from .lti_mapping import LaunchTarget, map_launch
 from .tool_key import ensure_tool_key, public_jwks
@@ -146,7 +147,7 @@ class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
 
     def get_handlers(self, app: Any) -> list:
         jwks = (url_path_join("", "lti13", "jwks"), ToolJWKSHandler, {"key_file": self.tool_key_file})
-        return [*super().get_handlers(app), jwks]
+        return [*super().get_handlers(app), jwks, *grades_page_handlers(self.ags_store)]
 
     # nonce -> expiry; ltiauthenticator checks the nonce against a cookie, which a replay can carry too.
     _seen_nonces: dict[str, float] = {}

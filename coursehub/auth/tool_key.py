@@ -34,10 +34,10 @@ def ensure_tool_key(path: Path) -> rsa.RSAPrivateKey:
             pass
         finally:
             tmp.unlink()
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
         raise ValueError(f"{path} is not an RSA private key: delete it and a new one is made")
-    return key
+    return loaded
 
 
 def key_id(key: rsa.RSAPrivateKey) -> str:

@@ -66,5 +66,7 @@ def lti_grades(ctx: click.Context, course: str, csv_file: Path | None, assignmen
 
 def _print(post: Post) -> None:
     line = f"{MARK[post.status]:8} {post.user:20} {post.assignment:20} {post.score:g}/{post.max_score:g}"
+    if post.attempts > 1:
+        line += f" ({post.attempts} attempts)"
     color = {"failed": "red", "skipped": "yellow"}.get(post.status)
     click.secho(line + (f"  {post.detail}" if post.detail else ""), fg=color)
