@@ -93,7 +93,10 @@ def launches(path: Path, course: str) -> dict[str, AgsLaunch]:
             "FROM launches WHERE course = ?",
             (course,),
         ).fetchall()
-    return {r[0]: AgsLaunch(*r[:8], scopes=tuple(json.loads(r[8]))) for r in rows}
+    return {
+        user: AgsLaunch(user, course, iss, client, deployment, sub, items, item, tuple(json.loads(scopes)))
+        for user, course, iss, client, deployment, sub, items, item, scopes in rows
+    }
 
 
 def record_post(path: Path, post: Post) -> None:
