@@ -79,3 +79,33 @@ def test_bad_csv_rows_are_named(text, message):
 def test_a_good_csv_reads():
     grades = read_grades("username,assignment,score,max_score\nann,hw1,7,10\nbob,hw1,0,10\n")
     assert grades == [Grade("ann", "hw1", 7.0, 10.0), Grade("bob", "hw1", 0.0, 10.0)]
+
+
+def test_deep_linking_lists_only_the_courses_own_notebooks(tmp_path):
+    from coursehub.auth.deep_linking import list_notebooks
+
+    (tmp_path / "week1").mkdir()
+    (tmp_path / "week1" / "intro.ipynb").write_text("{}")
+    (tmp_path / "a.ipynb").write_text("{}")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.ipynb").write_text("{}")
+    (tmp_path / "notes.md").write_text("")
+    (tmp_path / "link.ipynb").symlink_to("/etc/passwd")
+    (tmp_path / "out").symlink_to("/etc", target_is_directory=True)
+    assert list_notebooks(tmp_path) == ["a.ipynb", "week1/intro.ipynb"]
+
+
+def test_a_deep_linking_request_needs_a_return_url_and_resource_links():
+    from coursehub.auth.deep_linking import DL, LTI, deep_link_request, response_claims
+
+    claims = {**CLAIMS, LTI + "message_type": "LtiDeepLinkingRequest"}
+    with pytest.raises(ValueError, match="deep_link_return_url"):
+        deep_link_request("ann", "bio101", claims)
+    settings = {"deep_link_return_url": "https://lms.example/dl", "accept_types": ["file"]}
+    with pytest.raises(ValueError, match="ltiResourceLink"):
+        deep_link_request("ann", "bio101", {**claims, DL + "deep_linking_settings": settings})
+    settings = {**settings, "accept_types": ["ltiResourceLink"], "data": "op-1"}
+    request = deep_link_request("ann", "bio101", {**claims, DL + "deep_linking_settings": settings})
+    answer = response_claims(request, [], 1000)
+    assert (answer["iss"], answer["aud"], answer[DL + "data"]) == ("tool-1", "https://lms.example", "op-1")
+    assert deep_link_request("ann", "bio101", CLAIMS) is None  # a resource link launch

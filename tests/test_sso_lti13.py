@@ -274,3 +274,62 @@ def test_the_platform_refuses_forged_token_requests(platform, hub):
     assert ask(unsigned).status_code == 401
     # The same request signed with the tool's key is accepted: the refusals are about the signature.
     assert ask(jwt.encode(claims, tool_key, algorithm="RS256", headers={"kid": kid})).status_code == 200
+
+
+def test_an_instructor_deep_links_a_notebook_that_students_then_open(platform, hub):
+    session, response = launch(
+        platform, hub, user="ines", context_id="BIO-101-2026", roles="Instructor", deep_link="1"
+    )
+    assert response.status_code == 302, response.text
+    assert "/hub/lti13/deeplink/" in response.headers["Location"]
+    picker = hub.url.rstrip("/") + response.headers["Location"]
+    page = session.get(picker, timeout=60)
+    assert page.status_code == 200 and 'value="welcome.ipynb"' in page.text
+    xsrf = [c.value for c in session.cookies if c.name == "_xsrf"][0]
+    # Only the course's notebooks: a path of the hub's own files is refused.
+    bad = session.post(picker, data={"_xsrf": xsrf, "notebook": "../../etc/passwd"}, timeout=60)
+    assert bad.status_code == 400
+    chosen = session.post(picker, data={"_xsrf": xsrf, "notebook": "welcome.ipynb"}, timeout=60)
+    assert chosen.status_code == 200
+    action, fields = read_form(chosen.text)
+    assert action == f"{platform.url}/deeplink/return"
+    answer = requests.post(action, data=fields, timeout=60)
+    assert answer.status_code == 200, answer.text  # the platform checked the tool's signature
+    item = platform.deep_links[-1]
+    assert item["type"] == "ltiResourceLink" and item["custom"] == {"notebook": "welcome.ipynb"}
+    # The link the LMS now holds: a student's launch of it lands on the notebook.
+    custom = {f"custom_{k}": v for k, v in item["custom"].items()}
+    _, landed = launch(platform, hub, user="stu", context_id="BIO-101-2026", **custom)
+    assert landed.headers["Location"] == "/hub/launch/bio101?path=welcome.ipynb"
+    # The request is used up; another user cannot use one either.
+    assert session.get(picker, timeout=60).status_code == 404
+
+
+def test_deep_linking_is_for_staff_and_forged_responses_are_refused(platform, hub):
+    _, response = launch(platform, hub, user="lena", context_id="BIO-101-2026", deep_link="1")
+    assert response.status_code == 400 and "instructors and TAs" in response.text
+    session, response = launch(
+        platform, hub, user="ines2", context_id="BIO-101-2026", roles="Instructor", deep_link="1"
+    )
+    other, _ = launch(platform, hub, user="otto", context_id="BIO-101-2026", roles="Instructor")
+    picker = hub.url.rstrip("/") + response.headers["Location"]
+    assert other.get(picker, timeout=60).status_code == 404  # bound to ines2
+    data = next(iter(platform.deep_link_data))
+    claims = {
+        "iss": platform.client_id,
+        "aud": platform.url,
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+        "https://purl.imsglobal.org/spec/lti/claim/message_type": "LtiDeepLinkingResponse",
+        "https://purl.imsglobal.org/spec/lti-dl/claim/data": data,
+        "https://purl.imsglobal.org/spec/lti-dl/claim/content_items": [{"type": "ltiResourceLink"}],
+    }
+    kid = requests.get(hub.url + "hub/lti13/jwks", timeout=30).json()["keys"][0]["kid"]
+    forged = jwt.encode(
+        claims, rsa.generate_private_key(65537, 2048), algorithm="RS256", headers={"kid": kid}
+    )
+    before = len(platform.deep_links)
+    assert (
+        requests.post(f"{platform.url}/deeplink/return", data={"JWT": forged}, timeout=30).status_code == 400
+    )
+    assert len(platform.deep_links) == before

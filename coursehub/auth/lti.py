@@ -24,12 +24,16 @@ from traitlets import Bool, Dict, HasTraits, List, Unicode
 from .ags import ags_launch
 from .ags_page import grades_page_handlers
 from .ags_store import save_launch
+from .deep_linking import REQUEST as DEEP_LINK_REQUEST
+from .deep_linking import STORE, LinkParams, deep_link_handlers, deep_link_request
 from .lti_mapping import LaunchTarget, map_launch
 from .tool_key import ensure_tool_key, public_jwks
 
 CONTEXT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/context"
 ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
+MESSAGE_TYPE_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/message_type"
 _ATTRIBUTE = "_coursehub_launch"
+_DEEP_LINK = "_coursehub_deep_link"
 
 
 def join_groups(db: Any, orm_user: Any, names: list[str]) -> None:
@@ -114,10 +118,12 @@ class LTI13LoginHandler(LTI13LoginInitHandler):
 
 
 class LTI13LaunchHandler(LTI13CallbackHandler):
-    """ltiauthenticator's callback, landing in the mapped course."""
+    """ltiauthenticator's callback, landing in the mapped course (or, to deep link, the notebook picker)."""
 
     async def redirect_to_next_url(self, user: Any) -> None:
-        self.redirect(finish_launch(self, user))
+        target = finish_launch(self, user)
+        ident = getattr(self, _DEEP_LINK, None)
+        self.redirect(url_path_join(self.hub.base_url, "lti13", "deeplink", ident) if ident else target)
 
 
 class ToolJWKSHandler(BaseHandler):
@@ -147,7 +153,12 @@ class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
 
     def get_handlers(self, app: Any) -> list:
         jwks = (url_path_join("", "lti13", "jwks"), ToolJWKSHandler, {"key_file": self.tool_key_file})
-        return [*super().get_handlers(app), jwks, *grades_page_handlers(self.ags_store)]
+        params = LinkParams(self.notebook_param, self.course_param, tuple(self.param_courses))
+        # courses_root is coursehub's mixin's (hub/authenticator.py), present on the class the hub runs.
+        courses_root = str(getattr(self, "courses_root", "") or "")
+        key = self.tool_key_file
+        deep_links = deep_link_handlers(key, courses_root, params) if key else []
+        return [*super().get_handlers(app), jwks, *grades_page_handlers(self.ags_store), *deep_links]
 
     # nonce -> expiry; ltiauthenticator checks the nonce against a cookie, which a replay can carry too.
     _seen_nonces: dict[str, float] = {}
@@ -161,8 +172,23 @@ class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
             claims.get(LTI13_CUSTOM_CLAIM) or {},
             claims.get(ROLES_CLAIM) or [],
         )
-        self._keep_ags(self.normalize_username(str(auth["name"])), target, claims)
+        user = self.normalize_username(str(auth["name"]))
+        self._keep_ags(user, target, claims)
+        self._deep_link(handler, user, target, claims)
         return self.remember(handler, auth, target)
+
+    def _deep_link(self, handler: Any, user: str, target: LaunchTarget, claims: dict) -> None:
+        """A deep linking request of the course's staff: keep it for the picker page; others are refused."""
+        if claims.get(MESSAGE_TYPE_CLAIM) != DEEP_LINK_REQUEST:
+            return
+        if not (target.course and target.staff and self.tool_key_file):
+            raise LoginError("only a mapped course's instructors and TAs choose its notebooks from the LMS")
+        try:
+            request = deep_link_request(user, target.course, claims)
+        except ValueError as exc:
+            raise LoginError(str(exc)) from None
+        assert request is not None
+        setattr(handler, _DEEP_LINK, STORE.add(request))
 
     def _keep_ags(self, user: str, target: LaunchTarget, claims: dict) -> None:
         """Keep the launch's AGS endpoints for this user and course (latest launch wins)."""

@@ -21,6 +21,7 @@ ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 AGS_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Launch:
     roles: list[str]
     custom: dict[str, str]
     ags: str = "full"  # full: lineitems + lineitem; lineitem: the link's line item only; none: no AGS claim
+    deep_link: bool = False  # an LtiDeepLinkingRequest (an instructor adds a link) instead of a launch
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Platform:
     lineitems: dict[str, list[dict]] = field(default_factory=dict)  # context id -> line items
     scores: dict[str, list[dict]] = field(default_factory=dict)  # line item id -> scores posted
     score_failures: list[int] = field(default_factory=list)  # statuses the next score posts get
+    deep_link_data: set[str] = field(default_factory=set)  # `data` of deep linking requests sent
+    deep_links: list[dict] = field(default_factory=list)  # content items deep linking responses returned
 
     def lineitem(self, context_id: str, resource_id: str) -> dict | None:
         """The context's line item of this resourceId."""
@@ -111,6 +115,7 @@ def make_app(platform: Platform) -> Flask:
             roles=[r if ":" in r else ROLE + r for r in request.args.get("roles", "Learner").split(",")],
             custom={k[7:]: v for k, v in request.args.items() if k.startswith("custom_")},
             ags=request.args.get("ags", "full"),
+            deep_link=request.args.get("deep_link") == "1",
         )
         return form_page(
             platform.tool_login_url,
@@ -154,7 +159,22 @@ def make_app(platform: Platform) -> Flask:
             LTI + "context": {"id": launch.context_id, "label": launch.context_label, "title": "A course"},
             LTI + "custom": launch.custom,
         }
-        if launch.ags != "none":
+        if launch.deep_link:
+            data = secrets.token_urlsafe(8)
+            platform.deep_link_data.add(data)
+            del claims[LTI + "resource_link"]
+            claims[LTI + "message_type"] = "LtiDeepLinkingRequest"
+            # ltiauthenticator 1.6 requires these of deep linking requests (Canvas and Moodle send them).
+            claims["azp"] = platform.client_id
+            claims[LTI + "tool_platform"] = {"guid": "test-platform", "name": "test LMS"}
+            claims[LTI + "launch_presentation"] = {"document_target": "window"}
+            claims[DL + "deep_linking_settings"] = {
+                "deep_link_return_url": f"{platform.url}/deeplink/return",
+                "accept_types": ["ltiResourceLink"],
+                "accept_presentation_document_targets": ["window"],
+                "data": data,
+            }
+        elif launch.ags != "none":
             base = f"{platform.url}/ags/{launch.context_id}/lineitems"
             link_item = f"{base}/link-1"
             endpoint: dict = {"scope": [AGS_SCOPE + "score", AGS_SCOPE + "result.readonly"]}
@@ -197,6 +217,33 @@ def make_app(platform: Platform) -> Flask:
         access = secrets.token_urlsafe(16)
         platform.tokens[access] = granted
         return jsonify(access_token=access, token_type="Bearer", expires_in=3600, scope=" ".join(granted))
+
+    def tool_claims(token: str, audience: str) -> dict:
+        """A JWT's claims once its signature checks against the key set the tool publishes."""
+        header = jwt.get_unverified_header(token)
+        keys = requests.get(platform.tool_jwks_url, timeout=10).json()["keys"]
+        jwk = next(k for k in keys if k.get("kid") == header.get("kid"))
+        return jwt.decode(
+            token, jwt.algorithms.RSAAlgorithm.from_jwk(jwk), algorithms=["RS256"], audience=audience
+        )
+
+    @app.post("/deeplink/return")
+    def deep_link_return():
+        """The tool's LtiDeepLinkingResponse: signed by the tool, for a request this platform sent."""
+        try:
+            claims = tool_claims(request.form.get("JWT", ""), platform.url)
+        except (jwt.PyJWTError, StopIteration, KeyError, ValueError, requests.RequestException) as exc:
+            platform.refused.append(f"deep link: {type(exc).__name__}: {exc}")
+            return f"bad deep linking response: {exc}", 400
+        data = claims.get(DL + "data")
+        if claims.get("iss") != platform.client_id or data not in platform.deep_link_data:
+            platform.refused.append("deep link: issuer or data")
+            return "unknown tool or request", 400
+        if claims.get(LTI + "message_type") != "LtiDeepLinkingResponse":
+            return "not a deep linking response", 400
+        platform.deep_link_data.discard(data)
+        platform.deep_links.extend(claims.get(DL + "content_items") or [])
+        return "link added"
 
     def bearer(scope: str) -> bool:
         """Whether the request carries an access token granted this scope."""
