@@ -286,6 +286,8 @@ def test_an_instructor_deep_links_a_notebook_that_students_then_open(platform, h
     page = session.get(picker, timeout=60)
     assert page.status_code == 200 and 'value="welcome.ipynb"' in page.text
     xsrf = [c.value for c in session.cookies if c.name == "_xsrf"][0]
+    # Another site cannot choose for her: the POST needs JupyterHub's XSRF token.
+    assert session.post(picker, data={"notebook": "welcome.ipynb"}, timeout=60).status_code == 403
     # Only the course's notebooks: a path of the hub's own files is refused.
     bad = session.post(picker, data={"_xsrf": xsrf, "notebook": "../../etc/passwd"}, timeout=60)
     assert bad.status_code == 400
