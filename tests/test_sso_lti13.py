@@ -335,3 +335,27 @@ def test_deep_linking_is_for_staff_and_forged_responses_are_refused(platform, hu
         requests.post(f"{platform.url}/deeplink/return", data={"JWT": forged}, timeout=30).status_code == 400
     )
     assert len(platform.deep_links) == before
+
+
+def test_a_refused_registration_fails_every_post_with_one_token_request(platform, hub, tmp_path):
+    """A key the platform does not know (not the one at the hub's JWKS): clear failures, no retry storm."""
+    from coursehub.auth.ags import AGS_CLAIM, ags_launch, read_grades
+    from coursehub.auth.ags_store import posts, save_launch
+    from coursehub.clients.ags import AgsClient, push_grades
+
+    store = tmp_path / "grades.sqlite"
+    scope = "https://purl.imsglobal.org/spec/lti-ags/scope/"
+    scopes = [scope + "score", scope + "lineitem"]
+    endpoint = {"lineitems": f"{platform.url}/ags/X/lineitems", "scope": scopes}
+    for user in ("amy", "ben"):
+        claims = {"iss": platform.url, "aud": platform.client_id, "sub": user, AGS_CLAIM: endpoint}
+        save_launch(store, ags_launch(user, "bio101", claims))
+    refused = len(platform.refused)
+    client = AgsClient(f"{platform.url}/token", rsa.generate_private_key(65537, 2048), sleep=lambda s: None)
+    grades = read_grades("username,assignment,score,max_score\namy,hw1,1,2\nben,hw1,2,2\n")
+    outcomes = push_grades(store, "bio101", grades, client)
+    assert [p.status for p in outcomes] == ["failed", "failed"]
+    assert "401" in outcomes[0].detail and "/hub/lti13/jwks" in outcomes[0].detail
+    assert outcomes[1].detail == outcomes[0].detail
+    assert len(platform.refused) == refused + 1  # one token request for the run, not one per student
+    assert {p.status for p in posts(store, "bio101")} == {"failed"}

@@ -74,6 +74,9 @@ class AgsClient:
     session: requests.Session = field(default_factory=requests.Session)
     _tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = field(default_factory=dict)
     _lineitems: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Failures kept for the run: a refused registration or a platform that is down fails every other
+    # student at once with the same message, instead of retrying (and waiting) once per student.
+    _failed: dict[tuple[str, ...], PlatformError] = field(default_factory=dict)
 
     def call(self, method: str, url: str, what: str, **kwargs: Any) -> tuple[requests.Response, int]:
         """One HTTP call, retried on 429, 5xx and network errors; the answer and the attempts made."""
@@ -101,6 +104,15 @@ class AgsClient:
         cached = self._tokens.get((launch.client_id, scopes))
         if cached and cached[1] > time.time() + 30:
             return cached[0]
+        if (failed := self._failed.get(("token", launch.client_id, *scopes))) is not None:
+            raise PlatformError(str(failed), 0)
+        try:
+            return self._new_token(launch, scopes)
+        except PlatformError as exc:
+            self._failed[("token", launch.client_id, *scopes)] = exc
+            raise
+
+    def _new_token(self, launch: AgsLaunch, scopes: tuple[str, ...]) -> str:
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
@@ -132,6 +144,16 @@ class AgsClient:
         cache = (launch.lineitems, grade.assignment)
         if cache in self._lineitems:
             return self._lineitems[cache]
+        if (failed := self._failed.get(("lineitem", *cache))) is not None:
+            raise PlatformError(str(failed), 0)
+        try:
+            self._lineitems[cache] = self._find_or_create(launch, course, grade)
+        except PlatformError as exc:
+            self._failed[("lineitem", *cache)] = exc
+            raise
+        return self._lineitems[cache]
+
+    def _find_or_create(self, launch: AgsLaunch, course: str, grade: Grade) -> str:
         headers = self._auth(launch, LINEITEMS_TYPE)
         params = {"resource_id": grade.assignment}
         response, _ = self.call("GET", launch.lineitems, "listing line items", headers=headers, params=params)
@@ -144,7 +166,6 @@ class AgsClient:
             found = str(_json(made, "creating a line item").get("id") or "")
             if not found:
                 raise PlatformError("creating a line item: the platform's answer has no id", 1)
-        self._lineitems[cache] = found
         return found
 
     def post_score(self, launch: AgsLaunch, lineitem: str, grade: Grade) -> int:
