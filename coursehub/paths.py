@@ -107,6 +107,24 @@ class StatePaths:
         return self.root / "tls-ask-key"
 
     @property
+    def lti_grades(self) -> Path:
+        """LTI 1.3 launches (what grade posts need per user and course) and score posts."""
+        return self.root / "lti-grades.sqlite"
+
+    @property
+    def lti_tool_key(self) -> Path:
+        """The tool's private key (PEM) that signs its LTI Advantage token requests."""
+        return self.root / "lti-tool-key.pem"
+
+    @property
     def secret_files(self) -> tuple[Path, ...]:
         """Files that must stay 0600 and hidden from users' sandboxes."""
-        return (self.db, self.cookie_secret, self.accounts, self.cli_token, self.tls_ask_key)
+        return (
+            self.db,
+            self.cookie_secret,
+            self.accounts,
+            self.cli_token,
+            self.tls_ask_key,
+            self.lti_grades,
+            self.lti_tool_key,
+        )

@@ -4,10 +4,14 @@ accepted once only."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from jupyterhub import orm
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
 from ltiauthenticator.lti11.auth import LTI11Authenticator
 from ltiauthenticator.lti11.handlers import LTI11AuthenticateHandler
 from ltiauthenticator.lti13.auth import LTI13Authenticator
@@ -17,11 +21,19 @@ from ltiauthenticator.lti13.handlers import LTI13CallbackHandler, LTI13LoginInit
 from tornado import web
 from traitlets import Bool, Dict, HasTraits, List, Unicode
 
+from .ags import ags_launch
+from .ags_page import grades_page_handlers
+from .ags_store import save_launch
+from .deep_linking import REQUEST as DEEP_LINK_REQUEST
+from .deep_linking import STORE, LinkParams, deep_link_handlers, deep_link_request
 from .lti_mapping import LaunchTarget, map_launch
+from .tool_key import ensure_tool_key, public_jwks
 
 CONTEXT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/context"
 ROLES_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/roles"
+MESSAGE_TYPE_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/message_type"
 _ATTRIBUTE = "_coursehub_launch"
+_DEEP_LINK = "_coursehub_deep_link"
 
 
 def join_groups(db: Any, orm_user: Any, names: list[str]) -> None:
@@ -106,17 +118,48 @@ class LTI13LoginHandler(LTI13LoginInitHandler):
 
 
 class LTI13LaunchHandler(LTI13CallbackHandler):
-    """ltiauthenticator's callback, landing in the mapped course."""
+    """ltiauthenticator's callback, landing in the mapped course (or, to deep link, the notebook picker)."""
 
     async def redirect_to_next_url(self, user: Any) -> None:
-        self.redirect(finish_launch(self, user))
+        target = finish_launch(self, user)
+        ident = getattr(self, _DEEP_LINK, None)
+        self.redirect(url_path_join(self.hub.base_url, "lti13", "deeplink", ident) if ident else target)
+
+
+class ToolJWKSHandler(BaseHandler):
+    """The tool's public key set, which the platform fetches to check its token requests (AGS)."""
+
+    def initialize(self, key_file: str) -> None:
+        self.key_file = key_file
+
+    def check_xsrf_cookie(self) -> None:
+        return  # GET only, public data
+
+    def get(self) -> None:
+        if not self.key_file:
+            raise web.HTTPError(404, "This hub has no LTI tool key.")
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "max-age=300")
+        self.finish(json.dumps(public_jwks(ensure_tool_key(Path(self.key_file)))))
 
 
 class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
-    """LTI 1.3 with course mapping and single-use nonces."""
+    """LTI 1.3 with course mapping and single-use nonces; AGS endpoints of launches are kept."""
 
     login_handler = LTI13LoginHandler
     callback_handler = LTI13LaunchHandler
+    ags_store = Unicode("", config=True, help="SQLite file keeping launches for grade posts; empty: none.")
+    tool_key_file = Unicode("", config=True, help="The tool's private key (PEM), published at lti13/jwks.")
+
+    def get_handlers(self, app: Any) -> list:
+        jwks = (url_path_join("", "lti13", "jwks"), ToolJWKSHandler, {"key_file": self.tool_key_file})
+        params = LinkParams(self.notebook_param, self.course_param, tuple(self.param_courses))
+        # courses_root is coursehub's mixin's (hub/authenticator.py), present on the class the hub runs.
+        courses_root = str(getattr(self, "courses_root", "") or "")
+        key = self.tool_key_file
+        deep_links = deep_link_handlers(key, courses_root, params) if key else []
+        return [*super().get_handlers(app), jwks, *grades_page_handlers(self.ags_store), *deep_links]
+
     # nonce -> expiry; ltiauthenticator checks the nonce against a cookie, which a replay can carry too.
     _seen_nonces: dict[str, float] = {}
 
@@ -129,7 +172,34 @@ class LTI13CourseAuthenticator(LaunchMappingMixin, LTI13Authenticator):
             claims.get(LTI13_CUSTOM_CLAIM) or {},
             claims.get(ROLES_CLAIM) or [],
         )
+        user = self.normalize_username(str(auth["name"]))
+        self._keep_ags(user, target, claims)
+        self._deep_link(handler, user, target, claims)
         return self.remember(handler, auth, target)
+
+    def _deep_link(self, handler: Any, user: str, target: LaunchTarget, claims: dict) -> None:
+        """A deep linking request of the course's staff: keep it for the picker page; others are refused."""
+        if claims.get(MESSAGE_TYPE_CLAIM) != DEEP_LINK_REQUEST:
+            return
+        if not (target.course and target.staff and self.tool_key_file):
+            raise LoginError("only a mapped course's instructors and TAs choose its notebooks from the LMS")
+        try:
+            request = deep_link_request(user, target.course, claims)
+        except ValueError as exc:
+            raise LoginError(str(exc)) from None
+        assert request is not None
+        setattr(handler, _DEEP_LINK, STORE.add(request))
+
+    def _keep_ags(self, user: str, target: LaunchTarget, claims: dict) -> None:
+        """Keep the launch's AGS endpoints for this user and course (latest launch wins)."""
+        launch = ags_launch(user, target.course, claims) if target.course and self.ags_store else None
+        if launch is None:
+            return
+        try:
+            save_launch(Path(self.ags_store), launch)
+        except Exception:
+            # The login itself must not fail for this; staff see the student as skipped at push time.
+            self.log.exception("coursehub: could not keep the AGS endpoints of %s's launch", user)
 
     def _use_nonce(self, nonce: str, expires: float) -> None:
         now = time.time()

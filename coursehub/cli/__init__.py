@@ -380,6 +380,7 @@ def _register_plugins() -> None:
     from coursehub.cli.courses import course
     from coursehub.cli.kubernetes import image as course_image_command
     from coursehub.cli.kubernetes import render
+    from coursehub.cli.lti_grades import lti_grades
     from coursehub.cli.ops import loadtest, plan
     from coursehub.cli.service import front_end, install, uninstall
 
@@ -394,6 +395,7 @@ def _register_plugins() -> None:
     main.add_command(uninstall)
     main.add_command(front_end)
     course.add_command(course_image_command)
+    course.add_command(lti_grades)
 
 
 _register_plugins()

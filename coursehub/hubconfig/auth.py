@@ -22,6 +22,7 @@ from coursehub.settings.auth import (
     resolve_secret,
 )
 
+from ..paths import StatePaths
 from ..settings import Settings
 from .origins import hub_origin
 
@@ -101,7 +102,7 @@ def apply_auth(settings: Settings, runtime: Runtime, c: Config, secrets: Secrets
     elif isinstance(provider, CASAuth):
         apply_cas(settings, provider, c.CASAuthenticator)
     elif isinstance(provider, LTI13Auth):
-        apply_lti13(provider, c.LTI13CourseAuthenticator)
+        apply_lti13(provider, c.LTI13CourseAuthenticator, runtime.paths)
     elif isinstance(provider, LTI11Auth):
         apply_lti11(provider, c.LTI11CourseAuthenticator, secrets)
 
@@ -234,14 +235,16 @@ def apply_lti_mapping(lti: LTI13Auth | LTI11Auth, section: Any) -> None:
     section.instructors_are_admins = lti.instructors_are_admins
 
 
-def apply_lti13(lti: LTI13Auth, section: Any) -> None:
-    """LTI 1.3: the platform's issuer, client IDs, endpoints and key set."""
+def apply_lti13(lti: LTI13Auth, section: Any, paths: StatePaths) -> None:
+    """LTI 1.3: the platform's issuer, client IDs, endpoints and key set; where launches are kept (AGS)."""
     apply_lti_mapping(lti, section)
     section.issuer = lti.issuer
     section.client_id = set(lti.client_ids)
     section.authorize_url = lti.authorize_url
     section.jwks_endpoint = lti.jwks_url
     section.username_key = lti.username_claim
+    section.ags_store = str(paths.lti_grades)
+    section.tool_key_file = str(paths.lti_tool_key)
 
 
 def apply_lti11(lti: LTI11Auth, section: Any, secrets: Secrets) -> None:

@@ -226,6 +226,14 @@ class LTI13Auth(LTIMapping):
     username_claim: str = Field(
         "sub", description="Claim for the username ('custom_<name>' for a custom parameter)."
     )
+    token_url: str = Field(
+        "",
+        description="The platform's OAuth 2 token endpoint, for posting grades (Assignment and Grade "
+        "Services); empty: no grades are posted.",
+    )
+    token_audience: str = Field(
+        "", description="The aud of the tool's token requests, when the platform wants other than token_url."
+    )
 
 
 class LTI11Auth(LTIMapping):

@@ -1,5 +1,7 @@
 """An LTI 1.3 platform (the LMS side): third-party-initiated login, an OIDC authorization endpoint
-answering with an id_token it signs with its own RSA key (form_post), and its public key set."""
+answering with an id_token it signs with its own RSA key (form_post), and its public key set; LTI
+Advantage's Assignment and Grade Services: a token endpoint that checks the tool's signed client
+assertion against the tool's published JWKS, line items and scores that record what they get."""
 
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
+AGS_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 
 
 @dataclass
@@ -26,6 +33,8 @@ class Launch:
     context_label: str
     roles: list[str]
     custom: dict[str, str]
+    ags: str = "full"  # full: lineitems + lineitem; lineitem: the link's line item only; none: no AGS claim
+    deep_link: bool = False  # an LtiDeepLinkingRequest (an instructor adds a link) instead of a launch
 
 
 @dataclass
@@ -39,6 +48,18 @@ class Platform:
     url: str = ""
     launches: dict[str, Launch] = field(default_factory=dict)
     key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    tool_jwks_url: str = ""  # where the tool publishes its key set (AGS token requests)
+    tokens: dict[str, set[str]] = field(default_factory=dict)  # access token -> scopes
+    refused: list[str] = field(default_factory=list)  # why token requests were refused
+    lineitems: dict[str, list[dict]] = field(default_factory=dict)  # context id -> line items
+    scores: dict[str, list[dict]] = field(default_factory=dict)  # line item id -> scores posted
+    score_failures: list[int] = field(default_factory=list)  # statuses the next score posts get
+    deep_link_data: set[str] = field(default_factory=set)  # `data` of deep linking requests sent
+    deep_links: list[dict] = field(default_factory=list)  # content items deep linking responses returned
+
+    def lineitem(self, context_id: str, resource_id: str) -> dict | None:
+        """The context's line item of this resourceId."""
+        return next((i for i in self.lineitems.get(context_id, []) if i["resourceId"] == resource_id), None)
 
 
 def form_page(action: str, fields: dict[str, str]) -> str:
@@ -93,6 +114,8 @@ def make_app(platform: Platform) -> Flask:
             context_label=request.args.get("context_label", request.args["context_id"]),
             roles=[r if ":" in r else ROLE + r for r in request.args.get("roles", "Learner").split(",")],
             custom={k[7:]: v for k, v in request.args.items() if k.startswith("custom_")},
+            ags=request.args.get("ags", "full"),
+            deep_link=request.args.get("deep_link") == "1",
         )
         return form_page(
             platform.tool_login_url,
@@ -136,7 +159,129 @@ def make_app(platform: Platform) -> Flask:
             LTI + "context": {"id": launch.context_id, "label": launch.context_label, "title": "A course"},
             LTI + "custom": launch.custom,
         }
+        if launch.deep_link:
+            data = secrets.token_urlsafe(8)
+            platform.deep_link_data.add(data)
+            del claims[LTI + "resource_link"]
+            claims[LTI + "message_type"] = "LtiDeepLinkingRequest"
+            # ltiauthenticator 1.6 requires these of deep linking requests (Canvas and Moodle send them).
+            claims["azp"] = platform.client_id
+            claims[LTI + "tool_platform"] = {"guid": "test-platform", "name": "test LMS"}
+            claims[LTI + "launch_presentation"] = {"document_target": "window"}
+            claims[DL + "deep_linking_settings"] = {
+                "deep_link_return_url": f"{platform.url}/deeplink/return",
+                "accept_types": ["ltiResourceLink"],
+                "accept_presentation_document_targets": ["window"],
+                "data": data,
+            }
+        elif launch.ags != "none":
+            base = f"{platform.url}/ags/{launch.context_id}/lineitems"
+            link_item = f"{base}/link-1"
+            endpoint: dict = {"scope": [AGS_SCOPE + "score", AGS_SCOPE + "result.readonly"]}
+            endpoint["lineitem"] = link_item
+            if launch.ags == "full":
+                endpoint["lineitems"] = base
+                endpoint["scope"] += [AGS_SCOPE + "lineitem", AGS_SCOPE + "lineitem.readonly"]
+            claims[AGS_CLAIM] = endpoint
         token = jwt.encode(claims, platform.key, algorithm="RS256", headers={"kid": kid})
         return form_page(args["redirect_uri"], {"id_token": token, "state": args.get("state", "")})
+
+    @app.post("/token")
+    def token():
+        """Client credentials with a JWT assertion the tool signed with the key its JWKS publishes."""
+        form = request.form
+        grant = form.get("grant_type"), form.get("client_assertion_type")
+        if grant != ("client_credentials", ASSERTION_TYPE):
+            platform.refused.append("grant")
+            return jsonify(error="unsupported_grant_type"), 400
+        assertion = form.get("client_assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            keys = requests.get(platform.tool_jwks_url, timeout=10).json()["keys"]
+            jwk = next(k for k in keys if k.get("kid") == header.get("kid"))
+            public = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
+            claims = jwt.decode(
+                assertion,
+                public,
+                algorithms=["RS256"],
+                audience=f"{platform.url}/token",
+                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+            )
+        except (jwt.PyJWTError, StopIteration, KeyError, ValueError, requests.RequestException) as exc:
+            platform.refused.append(f"assertion: {type(exc).__name__}: {exc}")
+            return jsonify(error="invalid_client", error_description=f"bad client assertion: {exc}"), 401
+        if claims["iss"] != platform.client_id or claims["sub"] != platform.client_id:
+            platform.refused.append("client id")
+            return jsonify(error="invalid_client", error_description="unknown client"), 401
+        granted = {s for s in form.get("scope", "").split() if s.startswith(AGS_SCOPE)}
+        access = secrets.token_urlsafe(16)
+        platform.tokens[access] = granted
+        return jsonify(access_token=access, token_type="Bearer", expires_in=3600, scope=" ".join(granted))
+
+    def tool_claims(token: str, audience: str) -> dict:
+        """A JWT's claims once its signature checks against the key set the tool publishes."""
+        header = jwt.get_unverified_header(token)
+        keys = requests.get(platform.tool_jwks_url, timeout=10).json()["keys"]
+        jwk = next(k for k in keys if k.get("kid") == header.get("kid"))
+        return jwt.decode(
+            token, jwt.algorithms.RSAAlgorithm.from_jwk(jwk), algorithms=["RS256"], audience=audience
+        )
+
+    @app.post("/deeplink/return")
+    def deep_link_return():
+        """The tool's LtiDeepLinkingResponse: signed by the tool, for a request this platform sent."""
+        try:
+            claims = tool_claims(request.form.get("JWT", ""), platform.url)
+        except (jwt.PyJWTError, StopIteration, KeyError, ValueError, requests.RequestException) as exc:
+            platform.refused.append(f"deep link: {type(exc).__name__}: {exc}")
+            return f"bad deep linking response: {exc}", 400
+        data = claims.get(DL + "data")
+        if claims.get("iss") != platform.client_id or data not in platform.deep_link_data:
+            platform.refused.append("deep link: issuer or data")
+            return "unknown tool or request", 400
+        if claims.get(LTI + "message_type") != "LtiDeepLinkingResponse":
+            return "not a deep linking response", 400
+        platform.deep_link_data.discard(data)
+        platform.deep_links.extend(claims.get(DL + "content_items") or [])
+        return "link added"
+
+    def bearer(scope: str) -> bool:
+        """Whether the request carries an access token granted this scope."""
+        auth = request.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and AGS_SCOPE + scope in platform.tokens.get(auth[7:], set())
+
+    @app.route("/ags/<context>/lineitems", methods=["GET", "POST"])
+    def lineitems(context):
+        items = platform.lineitems.setdefault(context, [])
+        if request.method == "GET":
+            if not (bearer("lineitem") or bearer("lineitem.readonly")):
+                return jsonify(error="unauthorized"), 401
+            wanted = request.args.get("resource_id")
+            return jsonify([i for i in items if wanted is None or i["resourceId"] == wanted])
+        if not bearer("lineitem"):
+            return jsonify(error="unauthorized"), 401
+        if request.content_type != "application/vnd.ims.lis.v2.lineitem+json":
+            return jsonify(error="bad content type"), 415
+        body = request.get_json(force=True)
+        if not body.get("label") or not float(body.get("scoreMaximum", 0)) > 0:
+            return jsonify(error="label and scoreMaximum > 0 are required"), 400
+        item = {**body, "id": f"{platform.url}/ags/{context}/lineitems/{len(items) + 1}"}
+        items.append(item)
+        return jsonify(item), 201
+
+    @app.post("/ags/<context>/lineitems/<item>/scores")
+    def scores(context, item):
+        if not bearer("score"):
+            return jsonify(error="unauthorized"), 401
+        if platform.score_failures:
+            return jsonify(error="unavailable"), platform.score_failures.pop(0)
+        if request.content_type != "application/vnd.ims.lis.v1.score+json":
+            return jsonify(error="bad content type"), 415
+        body = request.get_json(force=True)
+        needed = ("userId", "scoreGiven", "scoreMaximum", "activityProgress", "gradingProgress", "timestamp")
+        if any(k not in body for k in needed):
+            return jsonify(error=f"a score needs {needed}"), 400
+        platform.scores.setdefault(f"{platform.url}/ags/{context}/lineitems/{item}", []).append(body)
+        return "", 204
 
     return app
