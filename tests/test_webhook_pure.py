@@ -204,6 +204,13 @@ class User:
     name: str
     admin: bool = False
     roles: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    name: str
+    roles: list = field(default_factory=list)
 
 
 @pytest.mark.parametrize(
@@ -215,6 +222,13 @@ class User:
         (User("ann", roles=[Role("user")]), "bio", False),
         (User("root", admin=True), "bio", True),
         (None, "bio", False),
+        # An LTI TA: the staff role comes with the lti-<course>-staff group, not the user.
+        (
+            User("ta", roles=[Role("user")], groups=[Group("lti-bio-staff", [Role("course-staff-bio")])]),
+            "bio",
+            True,
+        ),
+        (User("ta", groups=[Group("lti-bio-staff", [Role("course-staff-bio")])]), "chem", False),
     ],
 )
 def test_who_may_update_a_course(user, course, allowed):

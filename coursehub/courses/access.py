@@ -34,13 +34,14 @@ def may_open(access: str | list[str], user: Any) -> bool:
 
 
 def may_update(user: Any, course: str) -> bool:
-    """Hub admins, and the course's staff (by their JupyterHub role), may update its content."""
+    """Hub admins, and the course's staff (by their JupyterHub role or their group's), may update it."""
     if user is None:
         return False
     if getattr(user, "admin", False):
         return True
-    roles = {getattr(role, "name", str(role)) for role in getattr(user, "roles", [])}
-    return f"{STAFF_ROLE_PREFIX}{course}" in roles
+    # LTI TAs hold the staff role through their lti-<course>-staff group, not as their own.
+    held = [*getattr(user, "roles", []), *(r for g in getattr(user, "groups", []) for r in g.roles)]
+    return f"{STAFF_ROLE_PREFIX}{course}" in {getattr(role, "name", str(role)) for role in held}
 
 
 UNREGISTERED_PREFIX = "binder-"  # the names launch.binder_spec.server_name_for gives
