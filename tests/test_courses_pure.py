@@ -139,3 +139,12 @@ def test_a_course_gets_the_stack_environments_versions_and_one_that_adds_nothing
     assert spec.constraints == versions
     other = environment_spec(read_spec(with_packages), with_packages, settings, "idna==3.19\n")
     assert other.digest != spec.digest  # another stack, another environment
+
+
+def test_the_lock_leaves_out_what_the_stack_overrides_name():
+    from coursehub.courses.stacklock import LOCK, OVERRIDES, lock_pins
+
+    left_out = [line.split(";")[0].strip() for line in OVERRIDES.read_text().splitlines() if ";" in line]
+    assert left_out == ["rfc3987-syntax"]
+    assert not set(left_out) & set(lock_pins(LOCK.read_text()))  # refreshed with the overrides
+    assert "lark" not in lock_pins(LOCK.read_text())  # only rfc3987-syntax needed it

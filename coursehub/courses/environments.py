@@ -336,7 +336,8 @@ def _build_steps(
     python = str(staging / "bin" / "python")
     uv = uv_binary()
     pinned = ["--constraint", str(constraints)] if constraints else []
-    wanted = ["--require-hashes", "-r", str(lock)] if lock else list(spec.packages)
+    # --no-deps: the lock is the whole environment, minus what stack-overrides.txt leaves out on purpose.
+    wanted = ["--require-hashes", "--no-deps", "-r", str(lock)] if lock else list(spec.packages)
     # System site packages on, so that user site packages (pip install --user) are seen too.
     venv = [uv, "venv", "--relocatable", "--system-site-packages", "--seed", "--link-mode", "copy"]
     steps: list[tuple[str, list[str], dict]] = (

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import EnvironmentBuildError
 
 LOCK = Path(__file__).with_name("stack-lock.txt")
+OVERRIDES = Path(__file__).with_name("stack-overrides.txt")  # what the stack leaves out, and why
 # The oldest Python the stack supports (ipykernel 7 needs 3.11); the lock holds every platform's hashes.
 LOCK_PYTHON = "3.11"
 HEADER = "# The server stack, pinned by hash: written by `./run lock` from SERVER_STACK; do not edit.\n"
@@ -48,8 +49,12 @@ def lock_text(stack: tuple[str, ...]) -> str:
 
 
 def compile_command(uv: str, requirements: Path, output: Path) -> list[str]:
-    """uv's command that writes the lock for `requirements` (pure)."""
+    """uv's command that writes the lock for `requirements` (pure).
+
+    uv keeps the versions an existing `output` pins, so a refresh changes only what it must.
+    """
     return [
         uv, "pip", "compile", "--quiet", "--universal", "--generate-hashes",
-        "--python-version", LOCK_PYTHON, "--no-header", str(requirements), "-o", str(output),
+        "--python-version", LOCK_PYTHON, "--no-header", "--override", str(OVERRIDES),
+        str(requirements), "-o", str(output),
     ]  # fmt: skip

@@ -39,8 +39,9 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     # The stack's lock, hashes checked: stock JupyterHub runs the very versions coursehub's users get.
     lock = target / "stack-lock.txt"
     lock.write_text(spec.lock)
-    install = [uv, "pip", "install", "--link-mode=copy", "--python", python_bin]
-    _run([*install, "--require-hashes", "-r", str(lock)])
+    # Bytecode compiled as pip does by default (uv does not): what a stock install has.
+    install = [uv, "pip", "install", "--link-mode=copy", "--compile-bytecode", "--python", python_bin]
+    _run([*install, "--require-hashes", "--no-deps", "-r", str(lock)])  # as environments._build_steps
     # The kernelspec exactly as ipykernel installs it, whatever the cache's copy says.
     _run([python_bin, "-m", "ipykernel", "install", "--prefix", str(target)])
     (target / READY).write_text("ok\n")
