@@ -653,3 +653,73 @@ def test_the_fetch_sees_nothing_of_the_hubs_environment(build_root, monkeypatch)
     assert (staging / "notes.md").read_text() == "hi\n"
     assert staging.stat().st_uid == 0 and (staging / "notes.md").stat().st_uid == 0
     assert not trace.exists(), "the fetch ran with the hub's environment"
+
+
+# --- the build's network: course code reaches the package index, nothing on this machine ---
+
+PROBE_SETUP_PY = """
+import os, socket
+from setuptools import setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+outcome = {{}}
+for host, port in {targets!r}:
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(b"probe")
+        outcome[host] = "connected"
+    except OSError as exc:
+        outcome[host] = "unreachable: " + type(exc).__name__
+with open(os.path.join(here, "netmark.py"), "w") as f:
+    f.write(f"OUTCOME = {{outcome!r}}\\n")
+setup(name="netmark", version="1.0", py_modules=["netmark"])
+"""
+
+
+@pytest.fixture
+def host_listeners():
+    """TCP listeners on 127.0.0.1 and on an address of this host's own (added to lo for the test)."""
+    import socket
+    import threading
+
+    from conftest import hub_subnet
+
+    address = str(next(__import__("ipaddress").IPv4Network(hub_subnet()).hosts()))
+    label = "lo:chtprobe"
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo", "label", label], check=True, timeout=30)
+    accepted: list[str] = []
+    listeners = []
+    for host in ("127.0.0.1", address):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(8)
+        listeners.append(sock)
+
+        def serve(sock=sock, host=host):
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                accepted.append(host)
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield [sock.getsockname() for sock in listeners], accepted
+    finally:
+        for sock in listeners:
+            sock.close()
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], timeout=30)
+
+
+def test_a_build_step_reaches_nothing_on_this_machine_and_still_installs_from_the_index(
+    build_root, host_listeners
+):
+    targets, accepted = host_listeners
+    # setuptools itself comes from the package index, into the step's build isolation: the index is reached.
+    record = build(build_root, "netprobe", {"setup.py": PROBE_SETUP_PY.format(targets=targets)})
+    mark = (site_packages(Path(record.environment)) / "netmark.py").read_text()
+    for host, _ in targets:
+        assert f"'{host}': 'unreachable" in mark, mark
+    assert accepted == [], f"a build step connected to {accepted}"

@@ -6,6 +6,7 @@ postBuild run here, never as root, never with the hub's environment or state fol
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import pwd
@@ -16,12 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import EnvironmentBuildError, SandboxError
-from ..spawner import cgroups
+from ..spawner import cgroups, netns
 from ..spawner.accounts import _file_lock
 from ..spawner.bwrap import find_bwrap
+from . import buildnet
 
 log = logging.getLogger(__name__)
 BUILDER = "coursehub-builder"
+# The group build steps that run course code run with: their sockets get the build's nftables table
+# (spawner/netns.py build_ruleset). Not the builder's own group: the git fetch, also the builder's,
+# connects where the admin's URL says (a campus git server on a private address, say).
+BUILD_NET_GROUP = "coursehub-buildnet"
 BUILD_MEMORY = 4 << 30
 BUILD_PIDS = 1024
 BUILD_CPU = 2.0
@@ -121,6 +127,20 @@ def builder_account() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def build_net_group() -> int:
+    """gid of BUILD_NET_GROUP (created once; root only)."""
+    with _file_lock():
+        try:
+            return grp.getgrnam(BUILD_NET_GROUP).gr_gid
+        except KeyError:
+            pass
+        cmd = ["groupadd", "--system", BUILD_NET_GROUP]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise SandboxError(f"could not create the group {BUILD_NET_GROUP}: {result.stderr.strip()}")
+        return grp.getgrnam(BUILD_NET_GROUP).gr_gid
+
+
 class BuildBox:
     """One build's sandbox: a private work folder (uv cache, home, course copy) and a cgroup per step."""
 
@@ -131,16 +151,37 @@ class BuildBox:
         source: Path | None,
         timeout: float,
         readable: Sequence[Path] = (),
+        network: buildnet.BuildNetwork | None = None,
     ) -> None:
+        # `network`: steps reach what servers reach and nothing of this host (buildnet.py). None: the
+        # host's network unfiltered, for the git fetch alone, which runs no course code and connects
+        # only where the admin's URL (or Binder's checked pin, with redirects off) says.
         self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
         self.readable = tuple(readable)
+        self.network = network
+        self.table: str | None = None
+        # Decided before anything is made: an unregistered repository that cannot be isolated is refused.
+        self.notes: list[str] = []
+        self.warning = buildnet.decide(network, buildnet.problems()) if network is not None else None
+        if self.warning:
+            self.notes.append(f"warning: {self.warning}")
         self.work = staging.with_name(staging.name + ".work")
         self.bwrap = find_bwrap()
         if self.bwrap is None:
             raise EnvironmentBuildError("bubblewrap is not installed: apt-get install bubblewrap")
         self.uid, self.gid = builder_account()
+        self.net_gid = build_net_group() if network is not None and self.warning is None else self.gid
 
     def __enter__(self) -> BuildBox:
+        if self.network is not None and self.warning is None:
+            services, warnings = buildnet.index_services(
+                buildnet.index_endpoints(os.environ), buildnet.resolve
+            )
+            self.notes += [f"warning: {w}" for w in warnings]
+            policy = self.network
+            self.table = netns.setup_build(
+                self.net_gid, policy.allow, policy.deny, buildnet.resolvers(), services
+            )
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(mode=0o700)
         for sub in ("home", "cache"):
@@ -155,6 +196,9 @@ class BuildBox:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.table is not None:  # every step's processes have ended with their cgroups
+            netns.teardown_build(self.table)
+            self.table = None
         remove_tree(self.work)
 
     def writable(self) -> list[tuple[Path, Path]]:
@@ -203,7 +247,7 @@ class BuildBox:
                 text=True,
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_become(group, self.uid, self.gid),
+                preexec_fn=_become(group, self.uid, self.net_gid if self.table else self.gid),
             )
             timer = threading.Timer(self.timeout, stop)
             timer.start()
@@ -250,7 +294,10 @@ def builder_bytes(roots: Sequence[Path], uid: int) -> int:
 
 
 def _become(group: cgroups.Cgroup | None, uid: int, gid: int) -> Callable[[], None]:
-    """Between fork and exec: join the step's cgroup as root, then become the builder for good."""
+    """Between fork and exec: join the step's cgroup as root, then become the builder for good.
+
+    `gid`: BUILD_NET_GROUP's for steps whose sockets the build's table filters (netns.build_ruleset).
+    """
 
     def preexec() -> None:
         if group is not None:

@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +106,6 @@ def nft_ruleset(
     dns: Iterable[str] = (),
 ) -> str:
     """The hub's nftables table, replacing any earlier one (pure)."""
-    dns4, dns6 = _split(dns)
-    allow4, allow6 = _split(allow)
-    deny4, deny6 = _split(deny)
-    private4, private6 = _split(PRIVATE)
     veths = f'iifname "{net.veth_prefix}*"'
     lines = [
         f"table inet {net.table}",
@@ -125,14 +121,7 @@ def nft_ruleset(
         "    type filter hook forward priority 0; policy accept;",
         f'    oifname "{net.veth_prefix}*" ct state established,related accept',
         f'    oifname "{net.veth_prefix}*" {REFUSE}',
-        f"    {veths} ip daddr {LINK_LOCAL[0]} {REFUSE}",
-        f"    {veths} ip6 daddr {LINK_LOCAL[1]} {REFUSE}",
-        *_rules(veths, dns4, dns6, "udp dport 53 accept"),
-        *_rules(veths, dns4, dns6, "tcp dport 53 accept"),
-        *_rules(veths, deny4, deny6, "drop"),
-        *_rules(veths, allow4, allow6, "accept"),
-        *_rules(veths, private4, private6, "drop"),
-        f"    {veths} accept",
+        *egress_rules(veths, allow, deny, dns),
         "  }",
         "  chain postrouting {",
         "    type nat hook postrouting priority 100; policy accept;",
@@ -141,6 +130,44 @@ def nft_ruleset(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def egress_rules(
+    match: str,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+    services: Iterable[tuple[str, int]] = (),
+) -> list[str]:
+    """Forward-chain lines for what `match` selects: the egress every server and build gets (pure).
+
+    Never link-local (cloud metadata), DNS to the host's resolvers, `deny` refused, the `services`
+    (address, TCP port) accepted, `allow` accepted, private ranges refused, the rest (public) accepted.
+    """
+    dns4, dns6 = _split(dns)
+    allow4, allow6 = _split(allow)
+    deny4, deny6 = _split(deny)
+    private4, private6 = _split(PRIVATE)
+    return [
+        f"    {match} ip daddr {LINK_LOCAL[0]} {REFUSE}",
+        f"    {match} ip6 daddr {LINK_LOCAL[1]} {REFUSE}",
+        *_rules(match, dns4, dns6, "udp dport 53 accept"),
+        *_rules(match, dns4, dns6, "tcp dport 53 accept"),
+        *_rules(match, deny4, deny6, "drop"),
+        *service_rules(match, services),
+        *_rules(match, allow4, allow6, "accept"),
+        *_rules(match, private4, private6, "drop"),
+        f"    {match} accept",
+    ]
+
+
+def service_rules(match: str, services: Iterable[tuple[str, int]]) -> list[str]:
+    """Lines accepting TCP to each (address, port) of `services` (pure)."""
+    lines = []
+    for address, port in services:
+        family = "ip" if ipaddress.ip_address(address).version == 4 else "ip6"
+        lines.append(f"    {match} {family} daddr {address} tcp dport {int(port)} accept")
+    return lines
 
 
 def _rules(match: str, v4: list[str], v6: list[str], verdict: str) -> list[str]:
@@ -264,8 +291,8 @@ def teardown_hub(net: HubNet) -> None:
     _run(NFT, "delete", "table", "inet", net.table, check=False)
 
 
-def nameservers(resolv_conf: str) -> list[str]:
-    """The resolvers of a resolv.conf that a namespace can reach (not the host's loopback) (pure)."""
+def nameservers(resolv_conf: str, loopback: bool = False) -> list[str]:
+    """The resolvers of a resolv.conf that a namespace can reach (`loopback`: those too) (pure)."""
     found = []
     for line in resolv_conf.splitlines():
         fields = line.split()
@@ -274,7 +301,7 @@ def nameservers(resolv_conf: str) -> list[str]:
                 address = ipaddress.ip_address(fields[1].split("%")[0])
             except ValueError:
                 continue
-            if not address.is_loopback:
+            if loopback or not address.is_loopback:
                 found.append(str(address))
     return found
 
@@ -355,3 +382,103 @@ def join(path: str) -> None:
 def namespace_path(server: ServerNet) -> str:
     """The file a process opens to join the server's namespace (setns)."""
     return str(NETNS_DIR / server.namespace)
+
+
+# --- Builds (courses/buildbox.py): course code reaches servers' egress, nothing of this host ---
+
+# Build steps stay in the host's network namespace, their sockets filtered by their group: a
+# namespace behind a veth pair reaches the internet only when the host forwards on its outward
+# interface (replies come in there; IPv4 decides forwarding by the input device), which many hosts
+# (and this project's test machine) do not, and which is the admin's decision, not a build's. A
+# socket's group is the creating process's: every build step that runs course code runs with the
+# group BUILD_GROUP, and nothing else on the machine does.
+BUILD_TABLE = "coursehub_build_"
+
+
+def build_table(owner: int, token: str) -> str:
+    """The table name of one build: its process id (a dead owner's table is swept) and a token (pure)."""
+    return f"{BUILD_TABLE}{owner}_{token}"
+
+
+def build_ruleset(
+    table: str,
+    gid: int,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+    services: Iterable[tuple[str, int]] = (),
+) -> str:
+    """A build's nftables table (pure): what sockets of group `gid` send gets servers' egress policy.
+
+    Nothing on this host (its loopback and every address of its own go out on `lo`) but DNS to the
+    resolvers of its resolv.conf (even a loopback one: a build must resolve the index's name) and the
+    `services`: (address, TCP port) of a package index or proxy the admin configured on a private or
+    host address, the only exception to servers' policy.
+    """
+    dns4, dns6 = _split(dns)
+    match = f"meta skgid {int(gid)}"
+    lines = [
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"table inet {table} {{",
+        "  chain output {",
+        "    type filter hook output priority 0; policy accept;",
+        *_rules(match, dns4, dns6, "udp dport 53 accept"),
+        *_rules(match, dns4, dns6, "tcp dport 53 accept"),
+        *service_rules(match, services),
+        f'    {match} oifname "lo" {REFUSE}',
+        f"    {match} fib daddr type local {REFUSE}",
+        *egress_rules(match, allow, deny, dns),
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def setup_build(
+    gid: int,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+    services: Iterable[tuple[str, int]] = (),
+) -> str:
+    """Load one build's table (before any of its steps runs); its name, for `teardown_build`."""
+    import secrets
+
+    sweep_builds()
+    table = build_table(os.getpid(), secrets.token_hex(4))
+    _run(NFT, "-f", "-", stdin=build_ruleset(table, gid, allow, deny, dns, services))
+    return table
+
+
+def teardown_build(table: str) -> None:
+    """Remove a build's table (idempotent; other builds' tables keep filtering their steps)."""
+    _run(NFT, "delete", "table", "inet", table, check=False)
+
+
+def stale_build_tables(tables: Iterable[str], alive: Callable[[int], bool]) -> list[str]:
+    """The build tables whose owner process is gone (pure)."""
+    stale = []
+    for table in tables:
+        owner = table[len(BUILD_TABLE) :].split("_")[0] if table.startswith(BUILD_TABLE) else ""
+        if owner.isdigit() and not alive(int(owner)):
+            stale.append(table)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_builds() -> None:
+    """Remove the tables of builds whose process died between setup and teardown."""
+    listed = _run(NFT, "list", "tables", "inet", check=False).stdout
+    tables = [line.split()[-1] for line in listed.splitlines() if line.startswith("table inet ")]
+    for table in stale_build_tables(tables, _alive):
+        teardown_build(table)
