@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from coursehub.settings import Settings
 from coursehub.spawner import netns
 
@@ -105,3 +107,120 @@ def test_a_subnet_that_another_hub_or_a_network_uses_is_found():
     # A default route or a wider route elsewhere is not the subnet's.
     elsewhere = [{"dst": "default", "dev": "eth0"}, {"dst": "10.0.0.0/8", "dev": "eth0"}]
     assert netns.subnet_conflicts(NET, [], elsewhere) == []
+
+
+# --- builds: course code's sockets get servers' egress and nothing of this host ---
+
+
+def test_a_builds_table_refuses_this_host_and_gives_the_servers_egress_rules():
+    rules = netns.build_ruleset(
+        "coursehub_build_7_ab",
+        990,
+        allow=["10.9.0.0/16"],
+        deny=["8.8.8.8"],
+        dns=["127.0.0.53", "10.255.255.53"],
+    )
+    lines = [line.strip() for line in rules.splitlines()]
+    match = "meta skgid 990"
+    assert "type filter hook output priority 0; policy accept;" in lines
+    every = [line for line in lines if line.startswith("meta ") or line.startswith("iifname")]
+    assert all(line.startswith(match) for line in every), every  # only the build steps' sockets
+    # DNS (even to a loopback resolver) first, then nothing that goes to this host.
+    dns = lines.index(f"{match} ip daddr {{ 127.0.0.53/32, 10.255.255.53/32 }} udp dport 53 accept")
+    loopback = lines.index(f'{match} oifname "lo" {netns.REFUSE}')
+    local = lines.index(f"{match} fib daddr type local {netns.REFUSE}")
+    assert dns < loopback < local
+    # The rest is exactly what servers' traffic gets, in the same order.
+    egress = netns.egress_rules(match, ["10.9.0.0/16"], ["8.8.8.8"])
+    assert [line.strip() for line in egress] == lines[local + 1 : local + 1 + len(egress)]
+    assert f"{match} ip daddr 169.254.0.0/16 {netns.REFUSE}" in lines
+    assert lines[local + len(egress)] == f"{match} accept"  # public addresses, last
+
+
+def test_a_configured_index_on_a_private_address_is_the_one_exception():
+    rules = netns.build_ruleset("coursehub_build_7_ab", 990, services=[("10.1.2.3", 3141)])
+    lines = [line.strip() for line in rules.splitlines()]
+    allow = lines.index("meta skgid 990 ip daddr 10.1.2.3 tcp dport 3141 accept")
+    assert allow < lines.index(f'meta skgid 990 oifname "lo" {netns.REFUSE}')
+    assert "3141" not in rules.replace("ip daddr 10.1.2.3 tcp dport 3141 accept", "")
+
+
+def test_the_servers_table_is_unchanged_by_the_shared_egress_rules():
+    rules = netns.nft_ruleset(NET, 8081, dns=["10.255.255.53"])
+    veths = f'iifname "{NET.veth_prefix}*"'
+    assert "\n".join(netns.egress_rules(veths, dns=["10.255.255.53"])) in rules
+    assert "tcp dport 3141" not in rules
+
+
+def test_only_the_tables_of_dead_builds_are_swept():
+    tables = ["coursehub_build_100_aa", "coursehub_build_200_bb", "coursehub_1a2b", "other_build_100_cc"]
+    assert netns.stale_build_tables(tables, alive=lambda pid: pid == 200) == ["coursehub_build_100_aa"]
+    assert netns.build_table(42, "ff").startswith(netns.BUILD_TABLE + "42_")
+
+
+def test_loopback_resolvers_are_kept_for_builds_only_when_asked():
+    conf = "nameserver 127.0.0.53\nnameserver 10.255.255.53\n"
+    assert netns.nameservers(conf) == ["10.255.255.53"]
+    assert netns.nameservers(conf, loopback=True) == ["127.0.0.53", "10.255.255.53"]
+
+
+def test_uvs_index_and_proxy_urls_are_found_in_the_environment():
+    from coursehub.courses.buildnet import index_endpoints
+
+    environ = {
+        "UV_INDEX_URL": "http://10.1.2.3:3141/root/pypi/+simple/",
+        "UV_INDEX": "mirror=https://mirror.example.org/simple other=https://[fd00::5]:8443/simple",
+        "HTTPS_PROXY": "http://proxy.campus:3128",
+        "UV_EXTRA_INDEX_URL": "not a url",
+        "PATH": "http://ignored:1",
+    }
+    assert index_endpoints(environ) == [
+        ("10.1.2.3", 3141),
+        ("mirror.example.org", 443),
+        ("fd00::5", 8443),
+        ("proxy.campus", 3128),
+    ]
+
+
+def test_only_private_and_host_addresses_of_an_index_become_exceptions():
+    from coursehub.courses.buildnet import index_services
+
+    addresses = {
+        "mirror.campus": ["10.1.2.3"],
+        "pypi.org": ["151.101.0.223"],
+        "local": ["127.0.0.1"],
+        "meta": ["169.254.169.254"],
+        "nowhere": [],
+    }
+    endpoints = [(host, 3141) for host in addresses]
+    services, warnings = index_services(endpoints, addresses.__getitem__)
+    assert services == [("10.1.2.3", 3141)]  # a public index needs no exception
+    assert len(warnings) == 2 and "loopback" in warnings[0] and "link-local" in warnings[1]
+
+
+@pytest.mark.parametrize(
+    ("isolate", "problems", "untrusted", "outcome"),
+    [
+        (True, [], False, None),
+        (True, [], True, None),
+        (False, [], False, "warning"),
+        (True, ["network.isolate needs nftables"], False, "warning"),
+        (False, [], True, "refused"),
+        (True, ["network.isolate needs nftables"], True, "refused"),
+    ],
+)
+def test_what_happens_to_a_build_when_its_steps_cannot_be_filtered(isolate, problems, untrusted, outcome):
+    from coursehub.courses.buildnet import BuildNetwork, decide
+    from coursehub.errors import EnvironmentBuildError
+
+    policy = BuildNetwork(isolate=isolate, untrusted=untrusted)
+    if outcome == "refused":  # anyone may name an unregistered repository
+        with pytest.raises(EnvironmentBuildError, match="register the repository as a course"):
+            decide(policy, problems)
+        return
+    warning = decide(policy, problems)
+    if outcome is None:
+        assert warning is None
+    else:  # an admin's course builds, saying what its steps can reach
+        assert "share this machine's network" in warning
+        assert (problems[0] if problems else "network.isolate is false") in warning

@@ -723,3 +723,19 @@ def test_a_build_step_reaches_nothing_on_this_machine_and_still_installs_from_th
     for host, _ in targets:
         assert f"'{host}': 'unreachable" in mark, mark
     assert accepted == [], f"a build step connected to {accepted}"
+
+
+def test_an_unregistered_repository_is_refused_before_its_fetch_when_builds_cannot_be_filtered(build_root):
+    from coursehub.courses.build import build_course
+    from coursehub.errors import EnvironmentBuildError
+    from coursehub.paths import StatePaths
+    from coursehub.settings import Settings
+
+    repo = course_repo(build_root, "anyrepo", {"notes.md": "hi\n"})
+    settings = Settings.model_validate(
+        {"network": {"isolate": False}, "courses": [{"name": "anyrepo", "repo": str(repo)}]}
+    )
+    paths = StatePaths(build_root / "state")
+    with pytest.raises(EnvironmentBuildError, match="register the repository as a course"):
+        build_course(settings.courses[0], settings, paths, untrusted=True)
+    assert not paths.courses.exists() or not any(paths.courses.iterdir()), "it was fetched"

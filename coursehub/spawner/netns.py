@@ -428,7 +428,7 @@ def build_ruleset(
         *service_rules(match, services),
         f'    {match} oifname "lo" {REFUSE}',
         f"    {match} fib daddr type local {REFUSE}",
-        *egress_rules(match, allow, deny, dns),
+        *egress_rules(match, allow, deny),  # its DNS lines are above
         "  }",
         "}",
     ]
