@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -684,9 +685,10 @@ def host_listeners():
 
     from conftest import hub_subnet
 
-    address = str(next(__import__("ipaddress").IPv4Network(hub_subnet()).hosts()))
-    label = "lo:chtprobe"
-    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo", "label", label], check=True, timeout=30)
+    # A /24 no test hub uses (conftest's shared counter); its first address, as a hub's gateway would be.
+    address = str(next(ipaddress.IPv4Network(hub_subnet()).hosts()))
+    add = ["ip", "addr", "add", f"{address}/32", "dev", "lo", "label", "lo:chtprobe"]
+    subprocess.run(add, check=True, timeout=30)
     accepted: list[str] = []
     listeners = []
     for host in ("127.0.0.1", address):
