@@ -661,16 +661,29 @@ def test_the_fetch_sees_nothing_of_the_hubs_environment(build_root, monkeypatch)
 PROBE_SETUP_PY = """
 import os, socket
 from setuptools import setup
+from urllib.parse import urlsplit
 
 here = os.path.dirname(os.path.abspath(__file__))
+proxy = urlsplit(os.environ.get("HTTPS_PROXY", "http://127.0.0.1:9"))
+# Every listener directly, and the one bound to every address at the host end of the build's link.
+targets = [*{targets!r}, (proxy.hostname, {any_port!r})]
 outcome = {{}}
-for host, port in {targets!r}:
+for host, port in targets:
     try:
         with socket.create_connection((host, port), timeout=5) as conn:
             conn.sendall(b"probe")
-        outcome[host] = "connected"
+        outcome[f"{{host}}:{{port}}"] = "connected"
     except OSError as exc:
-        outcome[host] = "unreachable: " + type(exc).__name__
+        outcome[f"{{host}}:{{port}}"] = "unreachable: " + type(exc).__name__
+    if "HTTPS_PROXY" in os.environ:  # and through the build's own way out
+        try:
+            with socket.create_connection((proxy.hostname, proxy.port), timeout=5) as conn:
+                crlf = chr(13) + chr(10)
+                conn.sendall(f"CONNECT {{host}}:{{port}} HTTP/1.1{{crlf}}{{crlf}}".encode())
+                answer = (conn.recv(200).decode(errors="replace").splitlines() or ["closed"])[0]
+        except OSError as exc:
+            answer = type(exc).__name__
+        outcome[f"proxy {{host}}:{{port}}"] = "connected" if " 200 " in answer else "unreachable: " + answer
 with open(os.path.join(here, "netmark.py"), "w") as f:
     f.write(f"OUTCOME = {{outcome!r}}\\n")
 setup(name="netmark", version="1.0", py_modules=["netmark"])
@@ -691,7 +704,7 @@ def host_listeners():
     subprocess.run(add, check=True, timeout=30)
     accepted: list[str] = []
     listeners = []
-    for host in ("127.0.0.1", address):
+    for host in ("127.0.0.1", address, "0.0.0.0"):
         sock = socket.socket()
         sock.bind((host, 0))
         sock.listen(8)
@@ -718,12 +731,13 @@ def host_listeners():
 def test_a_build_step_reaches_nothing_on_this_machine_and_still_installs_from_the_index(
     build_root, host_listeners
 ):
-    targets, accepted = host_listeners
+    (loopback, own, anywhere), accepted = host_listeners
+    setup_py = PROBE_SETUP_PY.format(targets=[loopback, own], any_port=anywhere[1])
     # setuptools itself comes from the package index, into the step's build isolation: the index is reached.
-    record = build(build_root, "netprobe", {"setup.py": PROBE_SETUP_PY.format(targets=targets)})
-    mark = (site_packages(Path(record.environment)) / "netmark.py").read_text()
-    for host, _ in targets:
-        assert f"'{host}': 'unreachable" in mark, mark
+    record = build(build_root, "netprobe", {"setup.py": setup_py})
+    outcome = (site_packages(Path(record.environment)) / "netmark.py").read_text()
+    assert "'connected'" not in outcome and outcome.count("'unreachable") == 6, outcome
+    assert outcome.count("502 Bad Gateway") == 3, outcome  # the build's proxy refused each of them
     assert accepted == [], f"a build step connected to {accepted}"
 
 

@@ -24,10 +24,12 @@ from . import buildnet
 
 log = logging.getLogger(__name__)
 BUILDER = "coursehub-builder"
-# The group build steps that run course code run with: their sockets get the build's nftables table
-# (spawner/netns.py build_ruleset). Not the builder's own group: the git fetch, also the builder's,
-# connects where the admin's URL says (a campus git server on a private address, say).
+# The group of each build's proxy, the one way out of the build's namespace: the build's nftables
+# table (spawner/netns.py build_ruleset) filters its sockets. Not the builder's own group: the git
+# fetch, also the builder's, connects where the admin's URL says (a campus git server, say).
 BUILD_NET_GROUP = "coursehub-buildnet"
+PROXY_SCRIPT = Path(__file__).resolve().parent.parent / "payloads" / "buildproxy.py"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 BUILD_MEMORY = 4 << 30
 BUILD_PIDS = 1024
 BUILD_CPU = 2.0
@@ -55,9 +57,18 @@ INDEX_VARIABLES = (
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def build_environ(work: Path, inherited: Mapping[str, str], path: str = SYSTEM_PATH) -> dict[str, str]:
-    """The whole environment of a build step (pure): a private home and uv cache, copies only."""
+def build_environ(
+    work: Path, inherited: Mapping[str, str], path: str = SYSTEM_PATH, proxy: str | None = None
+) -> dict[str, str]:
+    """The whole environment of a build step (pure): a private home and uv cache, copies only.
+
+    `proxy`: the build's own, the one way out of its namespace, for every URL (no NO_PROXY).
+    """
     env = {name: inherited[name] for name in INDEX_VARIABLES if name in inherited}
+    if proxy is not None:
+        for name in ("NO_PROXY", "no_proxy"):
+            env.pop(name, None)
+        env.update(dict.fromkeys(PROXY_VARIABLES, proxy))
     env.update(
         PATH=path,
         HOME=str(work / "home"),
@@ -159,7 +170,9 @@ class BuildBox:
         self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
         self.readable = tuple(readable)
         self.network = network
-        self.table: str | None = None
+        self.net: netns.BuildNet | None = None
+        self.proxy: subprocess.Popen | None = None
+        self.proxy_url: str | None = None
         # Decided before anything is made: an unregistered repository that cannot be isolated is refused.
         self.notes: list[str] = []
         self.warning = buildnet.decide(network, buildnet.problems()) if network is not None else None
@@ -178,10 +191,23 @@ class BuildBox:
                 buildnet.index_endpoints(os.environ), buildnet.resolve
             )
             self.notes += [f"warning: {w}" for w in warnings]
-            policy = self.network
-            self.table = netns.setup_build(
-                self.net_gid, policy.allow, policy.deny, buildnet.resolvers(), services
-            )
+            self.net = netns.create_build()
+            try:
+                port = self._start_proxy(self.net)
+                policy = self.network
+                netns.filter_build(
+                    self.net,
+                    self.net_gid,
+                    port,
+                    allow=policy.allow,
+                    deny=policy.deny,
+                    dns=buildnet.resolvers(),
+                    services=services,
+                )
+            except BaseException:
+                self._end_network()
+                raise
+            self.proxy_url = f"http://{self.net.gateway}:{port}"
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(mode=0o700)
         for sub in ("home", "cache"):
@@ -196,10 +222,46 @@ class BuildBox:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.table is not None:  # every step's processes have ended with their cgroups
-            netns.teardown_build(self.table)
-            self.table = None
+        self._end_network()  # every step's processes have ended with their cgroups
         remove_tree(self.work)
+
+    def _start_proxy(self, net: netns.BuildNet) -> int:
+        """Start the build's proxy on the pair's host end as the builder, in the filtered group; its port."""
+        python = shutil.which("python3", path=SYSTEM_PATH)
+        if python is None:
+            raise EnvironmentBuildError("no python3 on /usr/bin for the build's proxy")
+        upstream = buildnet.upstream_proxy(os.environ)
+        argv = [python, "-I", "-c", PROXY_SCRIPT.read_text(), net.gateway, *([upstream] if upstream else [])]
+        self.proxy = subprocess.Popen(
+            argv,
+            env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_become(None, self.uid, self.net_gid),
+        )
+        assert self.proxy.stdout is not None
+        ready = threading.Timer(30, self.proxy.kill)  # a proxy that never says its port
+        ready.start()
+        try:
+            line = self.proxy.stdout.readline().strip()
+        finally:
+            ready.cancel()
+        if not line.isdigit():
+            raise EnvironmentBuildError("the build's network proxy did not start")
+        return int(line)
+
+    def _end_network(self) -> None:
+        if self.proxy is not None:
+            self.proxy.kill()
+            self.proxy.wait(timeout=30)
+            self.proxy = None
+        if self.net is not None:
+            netns.remove_build(self.net)
+            self.net = None
 
     def writable(self) -> list[tuple[Path, Path]]:
         binds = [(self.staging, self.staging), (self.work, self.work)]
@@ -239,7 +301,7 @@ class BuildBox:
         try:
             proc = subprocess.Popen(
                 argv,
-                env=build_environ(self.work, os.environ, path),
+                env=build_environ(self.work, os.environ, path, self.proxy_url),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -247,7 +309,7 @@ class BuildBox:
                 text=True,
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_become(group, self.uid, self.net_gid if self.table else self.gid),
+                preexec_fn=_become(group, self.uid, self.gid, self.net),
             )
             timer = threading.Timer(self.timeout, stop)
             timer.start()
@@ -293,15 +355,17 @@ def builder_bytes(roots: Sequence[Path], uid: int) -> int:
     return total
 
 
-def _become(group: cgroups.Cgroup | None, uid: int, gid: int) -> Callable[[], None]:
-    """Between fork and exec: join the step's cgroup as root, then become the builder for good.
-
-    `gid`: BUILD_NET_GROUP's for steps whose sockets the build's table filters (netns.build_ruleset).
-    """
+def _become(
+    group: cgroups.Cgroup | None, uid: int, gid: int, net: netns.BuildNet | None = None
+) -> Callable[[], None]:
+    """Between fork and exec: join the step's cgroup and the build's namespace, then become the builder."""
+    namespace = netns.build_namespace_path(net) if net is not None else None
 
     def preexec() -> None:
         if group is not None:
             group.join(os.getpid())
+        if namespace is not None:
+            netns.join(namespace)
         if os.geteuid() == 0:
             os.setgroups([])
             os.setgid(gid)

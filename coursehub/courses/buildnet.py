@@ -130,6 +130,23 @@ def index_services(
     return services, warnings
 
 
+def upstream_proxy(environ: Mapping[str, str]) -> str | None:
+    """host:port of the admin's own proxy, which the build's proxy then relays to (pure)."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        url = environ.get(name, "").strip()
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
+        except ValueError:
+            continue
+        if parts.hostname:
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            return f"{host}:{port}"
+    return None
+
+
 def resolve(host: str) -> list[str]:
     """The addresses of `host` (none when it does not resolve: uv then fails, naming it)."""
     try:
