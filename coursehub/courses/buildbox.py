@@ -164,9 +164,9 @@ class BuildBox:
         readable: Sequence[Path] = (),
         network: buildnet.BuildNetwork | None = None,
     ) -> None:
-        # `network`: steps reach what servers reach and nothing of this host (buildnet.py). None: the
-        # host's network unfiltered, for the git fetch alone, which runs no course code and connects
-        # only where the admin's URL (or Binder's checked pin, with redirects off) says.
+        # `network`: steps run in the build's namespace, its proxy their one way out (buildnet.py). None:
+        # the host's network, for the git fetch alone, which runs no course code and connects only
+        # where the admin's URL (or Binder's checked pin, with redirects off) says.
         self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
         self.readable = tuple(readable)
         self.network = network
@@ -186,28 +186,16 @@ class BuildBox:
         self.net_gid = build_net_group() if network is not None and self.warning is None else self.gid
 
     def __enter__(self) -> BuildBox:
-        if self.network is not None and self.warning is None:
-            services, warnings = buildnet.index_services(
-                buildnet.index_endpoints(os.environ), buildnet.resolve
-            )
-            self.notes += [f"warning: {w}" for w in warnings]
-            self.net = netns.create_build()
-            try:
-                port = self._start_proxy(self.net)
-                policy = self.network
-                netns.filter_build(
-                    self.net,
-                    self.net_gid,
-                    port,
-                    allow=policy.allow,
-                    deny=policy.deny,
-                    dns=buildnet.resolvers(),
-                    services=services,
-                )
-            except BaseException:
-                self._end_network()
-                raise
-            self.proxy_url = f"http://{self.net.gateway}:{port}"
+        try:
+            self._make_work()
+            if self.network is not None and self.warning is None:
+                self._make_network(self.network)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _make_work(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(mode=0o700)
         for sub in ("home", "cache"):
@@ -219,7 +207,23 @@ class BuildBox:
         # Handing over folders before anything is installed: nothing is chowned to the builder later.
         for path in (self.staging, *_tree(self.work)):
             os.chown(path, self.uid, self.gid, follow_symlinks=False)
-        return self
+
+    def _make_network(self, policy: buildnet.BuildNetwork) -> None:
+        """The build's namespace, its proxy, then its table: all before the first step."""
+        services, warnings = buildnet.index_services(buildnet.index_endpoints(os.environ), buildnet.resolve)
+        self.notes += [f"warning: {w}" for w in warnings]
+        self.net = netns.create_build()
+        port = self._start_proxy(self.net)
+        netns.filter_build(
+            self.net,
+            self.net_gid,
+            port,
+            allow=policy.allow,
+            deny=policy.deny,
+            dns=buildnet.resolvers(),
+            services=services,
+        )
+        self.proxy_url = f"http://{self.net.gateway}:{port}"
 
     def __exit__(self, *exc: object) -> None:
         self._end_network()  # every step's processes have ended with their cgroups
@@ -258,6 +262,8 @@ class BuildBox:
         if self.proxy is not None:
             self.proxy.kill()
             self.proxy.wait(timeout=30)
+            if self.proxy.stdout is not None:
+                self.proxy.stdout.close()
             self.proxy = None
         if self.net is not None:
             netns.remove_build(self.net)

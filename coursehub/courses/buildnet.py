@@ -1,15 +1,17 @@
-"""What a build's steps may reach on the network: servers' egress and a configured index, never this host.
+"""What a build's steps may reach on the network: servers' egress through the build's proxy, never this host.
 
-The steps that run course code (uv's resolution and installs, which run sdists' and the course's own
-setup.py or build backend, and postBuild) run with the group buildbox.BUILD_NET_GROUP, whose sockets
-a table of the build's own (spawner/netns.py `build_ruleset`) gives the egress students' servers get:
-public addresses and DNS to the host's resolvers; never this host (its loopback and every address of
-its own: the hub and proxy APIs, the database), link-local (cloud metadata), private ranges or the
-servers' namespaces. "Only the package index" cannot be had without a proxy that understands the
-index: PyPI's files come from a CDN whose addresses change, and an sdist's build backend may come from
-any index the course names. So a build reaches every public address, and in addition exactly the
-(address, port) of an index or proxy the admin configured for uv (UV_INDEX_URL, UV_DEFAULT_INDEX,
-UV_INDEX, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, HTTP(S)_PROXY) when it is on a private or host address.
+The steps that run course code (`uv venv`, uv's resolution and installs, which run sdists' and the
+course's own setup.py or build backend, and postBuild) run in a network namespace of the build's own
+whose one way out is an HTTP proxy on the host end of its veth pair (spawner/netns.py, payloads/
+buildproxy.py). The proxy runs with the group buildbox.BUILD_NET_GROUP, whose sockets the build's table
+gives the egress students' servers get: public addresses and DNS to the host's resolvers; never this
+host (its loopback and every address of its own: the hub and proxy APIs, the database), link-local
+(cloud metadata), private ranges or servers' namespaces. "Only the package index" cannot be had
+without a proxy that understands the index: PyPI's files come from a CDN whose addresses change, and
+an sdist's build backend may come from any index the course names. So a build reaches every public
+address, and in addition exactly the (address, port) of an index or proxy the admin configured for uv
+(UV_INDEX_URL, UV_DEFAULT_INDEX, UV_INDEX, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, HTTP(S)_PROXY) when it is
+on a private or host address.
 """
 
 from __future__ import annotations
