@@ -8,6 +8,7 @@ bytes there unchanged: the client already speaks that proxy's protocol. Standard
 """
 
 import asyncio
+import os
 import sys
 from urllib.parse import urlsplit
 
@@ -82,8 +83,11 @@ async def main():
     upstream = sys.argv[2] if len(sys.argv) > 2 else ""
     server = await asyncio.start_server(lambda r, w: handle(r, w, upstream), listen, 0)
     print(server.sockets[0].getsockname()[1], flush=True)
+    parent = os.getppid()
     async with server:
-        await server.serve_forever()
+        # Its build ends it; a build process that dies (a killed hub) leaves no proxy behind.
+        while os.getppid() == parent:
+            await asyncio.sleep(2)
 
 
 if __name__ == "__main__":
