@@ -755,3 +755,30 @@ def test_an_unregistered_repository_is_refused_before_its_fetch_when_builds_cann
     with pytest.raises(EnvironmentBuildError, match="register the repository as a course"):
         build_course(settings.courses[0], settings, paths, untrusted=True)
     assert not paths.courses.exists() or not any(paths.courses.iterdir()), "it was fetched"
+
+
+def test_an_admins_course_builds_on_the_hosts_network_with_a_warning_when_isolation_is_off(
+    build_root, host_listeners
+):
+    from coursehub.courses.build import build_course
+    from coursehub.paths import StatePaths
+    from coursehub.settings import Settings
+
+    (loopback, own, anywhere), accepted = host_listeners
+    setup_py = PROBE_SETUP_PY.format(targets=[loopback], any_port=anywhere[1])
+    repo = course_repo(build_root, "offnet", {"setup.py": setup_py})
+    settings = Settings.model_validate(
+        {
+            "hub": {"state_dir": str(build_root / "state")},
+            "network": {"isolate": False},
+            "courses": [{"name": "offnet", "repo": str(repo)}],
+        }
+    )
+    lines: list[str] = []
+    record = build_course(settings.courses[0], settings, StatePaths(build_root / "state"), lines.append)
+    # What the admin chose, said in the build's log: its steps shared this machine's network.
+    warned = [line for line in lines if "build steps share this machine's network" in line]
+    assert warned and all(line.endswith("(network.isolate is false)") for line in warned), lines[:5]
+    outcome = (site_packages(Path(record.environment)) / "netmark.py").read_text()
+    assert f"'127.0.0.1:{loopback[1]}': 'connected'" in outcome, outcome
+    assert "127.0.0.1" in accepted
