@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+
+import pytest
 
 from coursehub.settings import Settings
 from coursehub.spawner import netns
@@ -105,3 +108,187 @@ def test_a_subnet_that_another_hub_or_a_network_uses_is_found():
     # A default route or a wider route elsewhere is not the subnet's.
     elsewhere = [{"dst": "default", "dev": "eth0"}, {"dst": "10.0.0.0/8", "dev": "eth0"}]
     assert netns.subnet_conflicts(NET, [], elsewhere) == []
+
+
+# --- builds: course code's sockets get servers' egress and nothing of this host ---
+
+
+BUILD = netns.BuildNet(slot=7, owner=4321, token="ab12cd34")
+
+
+def test_a_builds_names_and_addresses_fit_and_stay_off_the_metadata_address():
+    assert len(BUILD.veth) <= 15 and len(BUILD.peer) <= 15
+    last = netns.BuildNet(netns.BUILD_SLOTS - 1, 4321, "ab12cd34")
+    for build in (BUILD, last):
+        addresses = {ipaddress.ip_address(build.gateway), ipaddress.ip_address(build.address)}
+        assert all(a in netns.BUILD_LINKS for a in addresses) and len(addresses) == 2
+        assert ipaddress.ip_address("169.254.169.254") not in addresses
+    assert BUILD.table.startswith(netns.BUILD_TABLE + "4321_") and "4321" in BUILD.namespace
+
+
+def test_from_a_builds_namespace_only_its_proxy_port_on_the_host_and_nothing_forwarded():
+    rules = netns.build_ruleset(BUILD, 990, 41234)
+    lines = [line.strip() for line in rules.splitlines()]
+    veth = f'iifname "{BUILD.veth}"'
+    input_rules = lines[lines.index("chain input {") : lines.index("chain forward {")]
+    assert input_rules[2:] == [
+        f"{veth} ip daddr {BUILD.gateway} tcp dport 41234 accept",
+        f"{veth} {netns.REFUSE}",
+        "}",
+    ]
+    forward = lines[lines.index("chain forward {") : lines.index("chain output {")]
+    assert f"{veth} {netns.REFUSE}" in forward and f'oifname "{BUILD.veth}" {netns.REFUSE}' in forward
+
+
+def test_the_proxys_sockets_get_the_servers_egress_and_nothing_of_this_host():
+    dns = ["127.0.0.53", "10.255.255.53"]
+    rules = netns.build_ruleset(BUILD, 990, 41234, allow=["10.9.0.0/16"], deny=["8.8.8.8"], dns=dns)
+    lines = [line.strip() for line in rules.splitlines()]
+    output = lines[lines.index("chain output {") :]
+    match = "meta skgid 990"
+    assert all(line.startswith(match) for line in output[2:-2]), output  # only the proxies' sockets
+    assert output[2] == f'{match} oifname "{netns.BUILD_VETHS}" accept'  # answering their builds
+    # DNS (even to a loopback resolver: the proxy resolves names) first, then nothing to this host.
+    dns_line = output.index(f"{match} ip daddr {{ 127.0.0.53/32, 10.255.255.53/32 }} udp dport 53 accept")
+    loopback = output.index(f'{match} oifname "lo" {netns.REFUSE}')
+    local = output.index(f"{match} fib daddr type local {netns.REFUSE}")
+    assert dns_line < loopback < local
+    # The rest is exactly what servers' traffic gets, in the same order, public addresses last.
+    egress = [line.strip() for line in netns.egress_rules(match, ["10.9.0.0/16"], ["8.8.8.8"])]
+    assert output[local + 1 : local + 1 + len(egress)] == egress
+    assert f"{match} ip daddr 169.254.0.0/16 {netns.REFUSE}" in egress and egress[-1] == f"{match} accept"
+
+
+def test_a_configured_index_on_a_private_address_is_the_one_exception():
+    rules = netns.build_ruleset(BUILD, 990, 41234, services=[("10.1.2.3", 3141)])
+    lines = [line.strip() for line in rules.splitlines()]
+    allow = lines.index("meta skgid 990 ip daddr 10.1.2.3 tcp dport 3141 accept")
+    assert allow < lines.index(f'meta skgid 990 oifname "lo" {netns.REFUSE}')
+    assert "3141" not in rules.replace("ip daddr 10.1.2.3 tcp dport 3141 accept", "")
+
+
+def test_the_servers_table_is_unchanged_by_the_shared_egress_rules():
+    rules = netns.nft_ruleset(NET, 8081, dns=["10.255.255.53"])
+    veths = f'iifname "{NET.veth_prefix}*"'
+    assert "\n".join(netns.egress_rules(veths, dns=["10.255.255.53"])) in rules
+    assert "tcp dport 3141" not in rules
+
+
+def test_only_what_dead_builds_left_is_swept():
+    tables = ["coursehub_build_100_aa", "coursehub_build_200_bb", "coursehub_1a2b", "other_build_100_cc"]
+    namespaces = ["coursehub-build-100-aa", "coursehub-build-200-bb", "coursehub_1a2b-ch-x"]
+    stale = netns.stale_builds(tables, namespaces, alive=lambda pid: pid == 200)
+    assert stale == (["coursehub_build_100_aa"], ["coursehub-build-100-aa"])
+
+
+def test_loopback_resolvers_are_kept_for_builds_only_when_asked():
+    conf = "nameserver 127.0.0.53\nnameserver 10.255.255.53\n"
+    assert netns.nameservers(conf) == ["10.255.255.53"]
+    assert netns.nameservers(conf, loopback=True) == ["127.0.0.53", "10.255.255.53"]
+
+
+def test_uvs_index_and_proxy_urls_are_found_in_the_environment():
+    from coursehub.courses.buildnet import index_endpoints
+
+    environ = {
+        "UV_INDEX_URL": "http://10.1.2.3:3141/root/pypi/+simple/",
+        "UV_INDEX": "mirror=https://mirror.example.org/simple other=https://[fd00::5]:8443/simple",
+        "HTTPS_PROXY": "http://proxy.campus:3128",
+        "UV_EXTRA_INDEX_URL": "not a url",
+        "PATH": "http://ignored:1",
+    }
+    assert index_endpoints(environ) == [
+        ("10.1.2.3", 3141),
+        ("mirror.example.org", 443),
+        ("fd00::5", 8443),
+        ("proxy.campus", 3128),
+    ]
+
+
+def test_only_private_and_host_addresses_of_an_index_become_exceptions():
+    from coursehub.courses.buildnet import index_services
+
+    addresses = {
+        "mirror.campus": ["10.1.2.3"],
+        "pypi.org": ["151.101.0.223"],
+        "local": ["127.0.0.1"],
+        "meta": ["169.254.169.254"],
+        "nowhere": [],
+    }
+    endpoints = [(host, 3141) for host in addresses]
+    services, warnings = index_services(endpoints, addresses.__getitem__)
+    assert services == [("10.1.2.3", 3141)]  # a public index needs no exception
+    assert len(warnings) == 2 and "loopback" in warnings[0] and "link-local" in warnings[1]
+
+
+@pytest.mark.parametrize(
+    ("isolate", "problems", "untrusted", "outcome"),
+    [
+        (True, [], False, None),
+        (True, [], True, None),
+        (False, [], False, "warning"),
+        (True, ["network.isolate needs nftables"], False, "warning"),
+        (False, [], True, "refused"),
+        (True, ["network.isolate needs nftables"], True, "refused"),
+    ],
+)
+def test_what_happens_to_a_build_when_its_steps_cannot_be_filtered(isolate, problems, untrusted, outcome):
+    from coursehub.courses.buildnet import BuildNetwork, decide
+    from coursehub.errors import EnvironmentBuildError
+
+    policy = BuildNetwork(isolate=isolate, untrusted=untrusted)
+    if outcome == "refused":  # anyone may name an unregistered repository
+        with pytest.raises(EnvironmentBuildError, match="register the repository as a course"):
+            decide(policy, problems)
+        return
+    warning = decide(policy, problems)
+    if outcome is None:
+        assert warning is None
+    else:  # an admin's course builds, saying what its steps can reach
+        assert "share this machine's network" in warning
+        assert (problems[0] if problems else "network.isolate is false") in warning
+
+
+def test_a_build_steps_every_url_goes_through_the_builds_proxy():
+    from coursehub.courses.buildbox import build_environ
+
+    inherited = {
+        "HTTPS_PROXY": "http://corp:3128",
+        "NO_PROXY": "mirror.campus",
+        "UV_INDEX_URL": "https://m/simple",
+    }
+    env = build_environ(Path("/w"), inherited, proxy="http://169.254.224.14:4000")
+    assert {env[n] for n in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")} == {
+        "http://169.254.224.14:4000"
+    }
+    assert "NO_PROXY" not in env and env["UV_INDEX_URL"] == "https://m/simple"
+    assert build_environ(Path("/w"), inherited)["HTTPS_PROXY"] == "http://corp:3128"  # the fetch's
+
+
+@pytest.mark.parametrize(
+    ("environ", "upstream"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://corp.example:3128"}, "corp.example:3128"),
+        ({"http_proxy": "corp.example"}, "corp.example:80"),
+        ({"HTTPS_PROXY": "http://[fd00::1]:8080"}, "[fd00::1]:8080"),
+    ],
+)
+def test_the_admins_own_proxy_becomes_the_build_proxys_upstream(environ, upstream):
+    from coursehub.courses.buildnet import upstream_proxy
+
+    assert upstream_proxy(environ) == upstream
+
+
+def test_the_build_proxy_sends_plain_http_requests_in_origin_form_one_per_connection():
+    from coursehub.payloads.buildproxy import origin_request
+
+    head = b"Host: m.campus:3141\r\nProxy-Connection: keep-alive\r\nAccept: */*"
+    request, host, port = origin_request(b"GET http://m.campus:3141/root/+simple/x/?a=1 HTTP/1.1", head)
+    assert (host, port) == ("m.campus", 3141)
+    assert request == (
+        b"GET /root/+simple/x/?a=1 HTTP/1.1\r\n"
+        b"Host: m.campus:3141\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )
+    with pytest.raises(ValueError):
+        origin_request(b"GET https://m.campus/ HTTP/1.1", b"")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -653,3 +654,131 @@ def test_the_fetch_sees_nothing_of_the_hubs_environment(build_root, monkeypatch)
     assert (staging / "notes.md").read_text() == "hi\n"
     assert staging.stat().st_uid == 0 and (staging / "notes.md").stat().st_uid == 0
     assert not trace.exists(), "the fetch ran with the hub's environment"
+
+
+# --- the build's network: course code reaches the package index, nothing on this machine ---
+
+PROBE_SETUP_PY = """
+import os, socket
+from setuptools import setup
+from urllib.parse import urlsplit
+
+here = os.path.dirname(os.path.abspath(__file__))
+proxy = urlsplit(os.environ.get("HTTPS_PROXY", "http://127.0.0.1:9"))
+# Every listener directly, and the one bound to every address at the host end of the build's link.
+targets = [*{targets!r}, (proxy.hostname, {any_port!r})]
+outcome = {{}}
+for host, port in targets:
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(b"probe")
+        outcome[f"{{host}}:{{port}}"] = "connected"
+    except OSError as exc:
+        outcome[f"{{host}}:{{port}}"] = "unreachable: " + type(exc).__name__
+    if "HTTPS_PROXY" in os.environ:  # and through the build's own way out
+        try:
+            with socket.create_connection((proxy.hostname, proxy.port), timeout=5) as conn:
+                crlf = chr(13) + chr(10)
+                conn.sendall(f"CONNECT {{host}}:{{port}} HTTP/1.1{{crlf}}{{crlf}}".encode())
+                answer = (conn.recv(200).decode(errors="replace").splitlines() or ["closed"])[0]
+        except OSError as exc:
+            answer = type(exc).__name__
+        outcome[f"proxy {{host}}:{{port}}"] = "connected" if " 200 " in answer else "unreachable: " + answer
+with open(os.path.join(here, "netmark.py"), "w") as f:
+    f.write(f"OUTCOME = {{outcome!r}}\\n")
+setup(name="netmark", version="1.0", py_modules=["netmark"])
+"""
+
+
+@pytest.fixture
+def host_listeners():
+    """TCP listeners on 127.0.0.1 and on an address of this host's own (added to lo for the test)."""
+    import socket
+    import threading
+
+    from conftest import hub_subnet
+
+    # A /24 no test hub uses (conftest's shared counter); its first address, as a hub's gateway would be.
+    address = str(next(ipaddress.IPv4Network(hub_subnet()).hosts()))
+    add = ["ip", "addr", "add", f"{address}/32", "dev", "lo", "label", "lo:chtprobe"]
+    subprocess.run(add, check=True, timeout=30)
+    accepted: list[str] = []
+    listeners = []
+    for host in ("127.0.0.1", address, "0.0.0.0"):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(8)
+        listeners.append(sock)
+
+        def serve(sock=sock, host=host):
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                accepted.append(host)
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield [sock.getsockname() for sock in listeners], accepted
+    finally:
+        for sock in listeners:
+            sock.close()
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], timeout=30)
+
+
+def test_a_build_step_reaches_nothing_on_this_machine_and_still_installs_from_the_index(
+    build_root, host_listeners
+):
+    (loopback, own, anywhere), accepted = host_listeners
+    setup_py = PROBE_SETUP_PY.format(targets=[loopback, own], any_port=anywhere[1])
+    # setuptools itself comes from the package index, into the step's build isolation: the index is reached.
+    record = build(build_root, "netprobe", {"setup.py": setup_py})
+    outcome = (site_packages(Path(record.environment)) / "netmark.py").read_text()
+    assert "'connected'" not in outcome and outcome.count("'unreachable") == 6, outcome
+    assert outcome.count("502 Bad Gateway") == 3, outcome  # the build's proxy refused each of them
+    assert accepted == [], f"a build step connected to {accepted}"
+
+
+def test_an_unregistered_repository_is_refused_before_its_fetch_when_builds_cannot_be_filtered(build_root):
+    from coursehub.courses.build import build_course
+    from coursehub.errors import EnvironmentBuildError
+    from coursehub.paths import StatePaths
+    from coursehub.settings import Settings
+
+    repo = course_repo(build_root, "anyrepo", {"notes.md": "hi\n"})
+    settings = Settings.model_validate(
+        {"network": {"isolate": False}, "courses": [{"name": "anyrepo", "repo": str(repo)}]}
+    )
+    paths = StatePaths(build_root / "state")
+    with pytest.raises(EnvironmentBuildError, match="register the repository as a course"):
+        build_course(settings.courses[0], settings, paths, untrusted=True)
+    assert not paths.courses.exists() or not any(paths.courses.iterdir()), "it was fetched"
+
+
+def test_an_admins_course_builds_on_the_hosts_network_with_a_warning_when_isolation_is_off(
+    build_root, host_listeners
+):
+    from coursehub.courses.build import build_course
+    from coursehub.paths import StatePaths
+    from coursehub.settings import Settings
+
+    (loopback, own, anywhere), accepted = host_listeners
+    setup_py = PROBE_SETUP_PY.format(targets=[loopback], any_port=anywhere[1])
+    repo = course_repo(build_root, "offnet", {"setup.py": setup_py})
+    settings = Settings.model_validate(
+        {
+            "hub": {"state_dir": str(build_root / "state")},
+            "network": {"isolate": False},
+            "courses": [{"name": "offnet", "repo": str(repo)}],
+        }
+    )
+    lines: list[str] = []
+    record = build_course(settings.courses[0], settings, StatePaths(build_root / "state"), lines.append)
+    # What the admin chose, said in the build's log: its steps shared this machine's network.
+    warned = [line for line in lines if "build steps share this machine's network" in line]
+    assert warned and all(line.endswith("(network.isolate is false)") for line in warned), lines[:5]
+    outcome = (site_packages(Path(record.environment)) / "netmark.py").read_text()
+    assert f"'127.0.0.1:{loopback[1]}': 'connected'" in outcome, outcome
+    assert "127.0.0.1" in accepted

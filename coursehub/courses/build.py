@@ -14,7 +14,7 @@ from ..errors import CoursehubError, EnvironmentBuildError
 from ..paths import StatePaths
 from ..settings import Course, Settings
 from ..spawner.forkclient import stop_forkservers
-from . import catalog, content
+from . import buildnet, catalog, content
 from .environments import (
     EnvSpec,
     ensure_environment,
@@ -36,9 +36,17 @@ def build_course(
     paths: StatePaths,
     on_line: Callable[[str], None] | None = None,
     git_options: tuple[str, ...] = (),
+    untrusted: bool = False,
 ) -> catalog.CourseRecord:
-    """Fetch, build and swap in `course`; on failure the previous build stays in service."""
+    """Fetch, build and swap in `course`; on failure the previous build stays in service.
+
+    `untrusted`: a repository no admin registered (Binder): refused before the fetch when its build
+    cannot have a network namespace (buildnet.decide).
+    """
     started = time.monotonic()
+    network = buildnet.from_settings(settings.network, untrusted)
+    if untrusted:
+        buildnet.decide(network, buildnet.problems())
     staging, commit = content.fetch_content(course, paths.courses, git_options)
     try:
         spec = read_spec(staging)
@@ -51,7 +59,9 @@ def build_course(
         hidden = tuple(settings.sandbox.hidden_paths)
         # A course that adds packages starts from its stack environment (see environments._seed).
         seed = stack if env_spec.constraints else None
-        environment = ensure_environment(env_spec, paths.envs, on_line, hidden=hidden, seed=seed)
+        environment = ensure_environment(
+            env_spec, paths.envs, on_line, hidden=hidden, seed=seed, network=network
+        )
     except CoursehubError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         _record_failure(paths, course, str(exc))
@@ -109,7 +119,8 @@ def stack_environment(
 ) -> Path:
     """The stack environment for the course's Python (the fork server's; cloned from the machine's store)."""
     python = _python_for(spec.python_version, settings.sandbox.python)
-    return ensure_environment(stack_spec(str(python)), paths.envs, on_line)
+    network = buildnet.from_settings(settings.network)
+    return ensure_environment(stack_spec(str(python)), paths.envs, on_line, network=network)
 
 
 def environment_spec(

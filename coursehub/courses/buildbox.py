@@ -6,6 +6,7 @@ postBuild run here, never as root, never with the hub's environment or state fol
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import pwd
@@ -16,12 +17,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import EnvironmentBuildError, SandboxError
-from ..spawner import cgroups
+from ..spawner import cgroups, netns
 from ..spawner.accounts import _file_lock
 from ..spawner.bwrap import find_bwrap
+from . import buildnet
 
 log = logging.getLogger(__name__)
 BUILDER = "coursehub-builder"
+# The group of each build's proxy, the one way out of the build's namespace: the build's nftables
+# table (spawner/netns.py build_ruleset) filters its sockets. Not the builder's own group: the git
+# fetch, also the builder's, connects where the admin's URL says (a campus git server, say).
+BUILD_NET_GROUP = "coursehub-buildnet"
+PROXY_SCRIPT = Path(__file__).resolve().parent.parent / "payloads" / "buildproxy.py"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 BUILD_MEMORY = 4 << 30
 BUILD_PIDS = 1024
 BUILD_CPU = 2.0
@@ -49,9 +57,18 @@ INDEX_VARIABLES = (
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def build_environ(work: Path, inherited: Mapping[str, str], path: str = SYSTEM_PATH) -> dict[str, str]:
-    """The whole environment of a build step (pure): a private home and uv cache, copies only."""
+def build_environ(
+    work: Path, inherited: Mapping[str, str], path: str = SYSTEM_PATH, proxy: str | None = None
+) -> dict[str, str]:
+    """The whole environment of a build step (pure): a private home and uv cache, copies only.
+
+    `proxy`: the build's own, the one way out of its namespace, for every URL (no NO_PROXY).
+    """
     env = {name: inherited[name] for name in INDEX_VARIABLES if name in inherited}
+    if proxy is not None:
+        for name in ("NO_PROXY", "no_proxy"):
+            env.pop(name, None)
+        env.update(dict.fromkeys(PROXY_VARIABLES, proxy))
     env.update(
         PATH=path,
         HOME=str(work / "home"),
@@ -121,6 +138,20 @@ def builder_account() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def build_net_group() -> int:
+    """gid of BUILD_NET_GROUP (created once; root only)."""
+    with _file_lock():
+        try:
+            return grp.getgrnam(BUILD_NET_GROUP).gr_gid
+        except KeyError:
+            pass
+        cmd = ["groupadd", "--system", BUILD_NET_GROUP]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise SandboxError(f"could not create the group {BUILD_NET_GROUP}: {result.stderr.strip()}")
+        return grp.getgrnam(BUILD_NET_GROUP).gr_gid
+
+
 class BuildBox:
     """One build's sandbox: a private work folder (uv cache, home, course copy) and a cgroup per step."""
 
@@ -131,16 +162,40 @@ class BuildBox:
         source: Path | None,
         timeout: float,
         readable: Sequence[Path] = (),
+        network: buildnet.BuildNetwork | None = None,
     ) -> None:
+        # `network`: steps run in the build's namespace, its proxy their one way out (buildnet.py). None:
+        # the host's network, for the git fetch alone, which runs no course code and connects only
+        # where the admin's URL (or Binder's checked pin, with redirects off) says.
         self.staging, self.hidden, self.source, self.timeout = staging, tuple(hidden), source, timeout
         self.readable = tuple(readable)
+        self.network = network
+        self.net: netns.BuildNet | None = None
+        self.proxy: subprocess.Popen | None = None
+        self.proxy_url: str | None = None
+        # Decided before anything is made: an unregistered repository that cannot be isolated is refused.
+        self.notes: list[str] = []
+        self.warning = buildnet.decide(network, buildnet.problems()) if network is not None else None
+        if self.warning:
+            self.notes.append(f"warning: {self.warning}")
         self.work = staging.with_name(staging.name + ".work")
         self.bwrap = find_bwrap()
         if self.bwrap is None:
             raise EnvironmentBuildError("bubblewrap is not installed: apt-get install bubblewrap")
         self.uid, self.gid = builder_account()
+        self.net_gid = build_net_group() if network is not None and self.warning is None else self.gid
 
     def __enter__(self) -> BuildBox:
+        try:
+            self._make_work()
+            if self.network is not None and self.warning is None:
+                self._make_network(self.network)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _make_work(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(mode=0o700)
         for sub in ("home", "cache"):
@@ -152,10 +207,67 @@ class BuildBox:
         # Handing over folders before anything is installed: nothing is chowned to the builder later.
         for path in (self.staging, *_tree(self.work)):
             os.chown(path, self.uid, self.gid, follow_symlinks=False)
-        return self
+
+    def _make_network(self, policy: buildnet.BuildNetwork) -> None:
+        """The build's namespace, its proxy, then its table: all before the first step."""
+        services, warnings = buildnet.index_services(buildnet.index_endpoints(os.environ), buildnet.resolve)
+        self.notes += [f"warning: {w}" for w in warnings]
+        self.net = netns.create_build()
+        port = self._start_proxy(self.net)
+        netns.filter_build(
+            self.net,
+            self.net_gid,
+            port,
+            allow=policy.allow,
+            deny=policy.deny,
+            dns=buildnet.resolvers(),
+            services=services,
+        )
+        self.proxy_url = f"http://{self.net.gateway}:{port}"
 
     def __exit__(self, *exc: object) -> None:
+        self._end_network()  # every step's processes have ended with their cgroups
         remove_tree(self.work)
+
+    def _start_proxy(self, net: netns.BuildNet) -> int:
+        """Start the build's proxy on the pair's host end as the builder, in the filtered group; its port."""
+        python = shutil.which("python3", path=SYSTEM_PATH)
+        if python is None:
+            raise EnvironmentBuildError("no python3 on /usr/bin for the build's proxy")
+        upstream = buildnet.upstream_proxy(os.environ)
+        argv = [python, "-I", "-c", PROXY_SCRIPT.read_text(), net.gateway, *([upstream] if upstream else [])]
+        self.proxy = subprocess.Popen(
+            argv,
+            env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_become(None, self.uid, self.net_gid),
+        )
+        assert self.proxy.stdout is not None
+        ready = threading.Timer(30, self.proxy.kill)  # a proxy that never says its port
+        ready.start()
+        try:
+            line = self.proxy.stdout.readline().strip()
+        finally:
+            ready.cancel()
+        if not line.isdigit():
+            raise EnvironmentBuildError("the build's network proxy did not start")
+        return int(line)
+
+    def _end_network(self) -> None:
+        if self.proxy is not None:
+            self.proxy.kill()
+            self.proxy.wait(timeout=30)
+            if self.proxy.stdout is not None:
+                self.proxy.stdout.close()
+            self.proxy = None
+        if self.net is not None:
+            netns.remove_build(self.net)
+            self.net = None
 
     def writable(self) -> list[tuple[Path, Path]]:
         binds = [(self.staging, self.staging), (self.work, self.work)]
@@ -195,7 +307,7 @@ class BuildBox:
         try:
             proc = subprocess.Popen(
                 argv,
-                env=build_environ(self.work, os.environ, path),
+                env=build_environ(self.work, os.environ, path, self.proxy_url),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -203,7 +315,7 @@ class BuildBox:
                 text=True,
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_become(group, self.uid, self.gid),
+                preexec_fn=_become(group, self.uid, self.gid, self.net),
             )
             timer = threading.Timer(self.timeout, stop)
             timer.start()
@@ -249,12 +361,17 @@ def builder_bytes(roots: Sequence[Path], uid: int) -> int:
     return total
 
 
-def _become(group: cgroups.Cgroup | None, uid: int, gid: int) -> Callable[[], None]:
-    """Between fork and exec: join the step's cgroup as root, then become the builder for good."""
+def _become(
+    group: cgroups.Cgroup | None, uid: int, gid: int, net: netns.BuildNet | None = None
+) -> Callable[[], None]:
+    """Between fork and exec: join the step's cgroup and the build's namespace, then become the builder."""
+    namespace = netns.build_namespace_path(net) if net is not None else None
 
     def preexec() -> None:
         if group is not None:
             group.join(os.getpid())
+        if namespace is not None:
+            netns.join(namespace)
         if os.geteuid() == 0:
             os.setgroups([])
             os.setgid(gid)

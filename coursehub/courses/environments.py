@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import EnvironmentBuildError
 from .buildbox import BuildBox, hand_over, inside, safe_write, seal
+from .buildnet import ISOLATED, BuildNetwork
 from .stacklock import HEADER, LOCK, compile_command, lock_pins, lock_text
 
 # Files installed into environments (they import nothing of coursehub).
@@ -198,11 +199,12 @@ def ensure_environment(
     on_line: Callable[[str], None] | None = None,
     hidden: Sequence[Path] = (),
     seed: Path | None = None,
+    network: BuildNetwork = ISOLATED,
 ) -> Path:
     """The environment for `spec`, built (atomically, in the build sandbox) if it is not there yet.
 
     `seed`: a finished environment `spec` only adds to (the course's stack environment), which the
-    build starts from instead of installing every package again.
+    build starts from instead of installing every package again. `network`: what its steps may reach.
     """
     target = envs_dir / spec.digest
     if (target / READY).exists():
@@ -219,9 +221,14 @@ def ensure_environment(
         return _swap_in(staging, target)
     started = time.monotonic()
     # The state folder (database, secrets, other environments) is out of the build's sight.
-    box = BuildBox(staging, (envs_dir.parent, *hidden), spec.source, BUILD_TIMEOUT)
+    box = BuildBox(staging, (envs_dir.parent, *hidden), spec.source, BUILD_TIMEOUT, network=network)
     try:
         with log_path.open("w") as log_file, box:
+            for note in box.notes:
+                log.warning("building %s: %s", spec.digest, note)
+                log_file.write(note + "\n")
+                if on_line:
+                    on_line(note)
             constraints = None
             if spec.constraints:
                 constraints = box.work / "stack-versions.txt"

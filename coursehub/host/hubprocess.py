@@ -16,6 +16,7 @@ from pathlib import Path
 from coursehub.auth.accounts import AccountStore, Credential
 from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.build import sync_catalog
+from coursehub.courses.buildnet import from_settings
 from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec
 from coursehub.courses.gc import collect as collect_environments
 from coursehub.errors import CoursehubError, HubNotRunning
@@ -165,7 +166,8 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo, sweep_cgroups: bo
     spec = stack_spec(str(python))
     if not (paths.envs / spec.digest / ".coursehub-ready").exists():
         echo(f"Building the user environment with uv (first start only; log in {paths.envs})…")
-    user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line))
+    network = from_settings(settings.network)  # what its build steps reach, as every course build's
+    user_env = ensure_environment(spec, paths.envs, on_line=lambda line: log.debug(line), network=network)
     stacks = {user_env}
     for record in sync_catalog(settings, paths, on_line=lambda line: log.debug(line)):
         echo(f"Course {record.name}: ready ({record.environment})")

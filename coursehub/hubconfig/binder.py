@@ -23,5 +23,7 @@ def apply_binder(settings: Settings, runtime: Runtime, c: Config) -> None:
         "public_url": settings.hub.public_url or "",
         "python": str(settings.sandbox.python or ""),
         "state_dir": str(runtime.paths.root),
+        # Builds of unregistered repositories get the servers' egress policy (courses/buildnet.py).
+        "network": settings.network.model_dump(mode="json"),
     }
     # Its culler is with every other service, in hubconfig/services.py.

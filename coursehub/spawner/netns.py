@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +106,6 @@ def nft_ruleset(
     dns: Iterable[str] = (),
 ) -> str:
     """The hub's nftables table, replacing any earlier one (pure)."""
-    dns4, dns6 = _split(dns)
-    allow4, allow6 = _split(allow)
-    deny4, deny6 = _split(deny)
-    private4, private6 = _split(PRIVATE)
     veths = f'iifname "{net.veth_prefix}*"'
     lines = [
         f"table inet {net.table}",
@@ -125,14 +121,7 @@ def nft_ruleset(
         "    type filter hook forward priority 0; policy accept;",
         f'    oifname "{net.veth_prefix}*" ct state established,related accept',
         f'    oifname "{net.veth_prefix}*" {REFUSE}',
-        f"    {veths} ip daddr {LINK_LOCAL[0]} {REFUSE}",
-        f"    {veths} ip6 daddr {LINK_LOCAL[1]} {REFUSE}",
-        *_rules(veths, dns4, dns6, "udp dport 53 accept"),
-        *_rules(veths, dns4, dns6, "tcp dport 53 accept"),
-        *_rules(veths, deny4, deny6, "drop"),
-        *_rules(veths, allow4, allow6, "accept"),
-        *_rules(veths, private4, private6, "drop"),
-        f"    {veths} accept",
+        *egress_rules(veths, allow, deny, dns),
         "  }",
         "  chain postrouting {",
         "    type nat hook postrouting priority 100; policy accept;",
@@ -141,6 +130,44 @@ def nft_ruleset(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def egress_rules(
+    match: str,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+    services: Iterable[tuple[str, int]] = (),
+) -> list[str]:
+    """Forward-chain lines for what `match` selects: the egress every server and build gets (pure).
+
+    Never link-local (cloud metadata), DNS to the host's resolvers, `deny` refused, the `services`
+    (address, TCP port) accepted, `allow` accepted, private ranges refused, the rest (public) accepted.
+    """
+    dns4, dns6 = _split(dns)
+    allow4, allow6 = _split(allow)
+    deny4, deny6 = _split(deny)
+    private4, private6 = _split(PRIVATE)
+    return [
+        f"    {match} ip daddr {LINK_LOCAL[0]} {REFUSE}",
+        f"    {match} ip6 daddr {LINK_LOCAL[1]} {REFUSE}",
+        *_rules(match, dns4, dns6, "udp dport 53 accept"),
+        *_rules(match, dns4, dns6, "tcp dport 53 accept"),
+        *_rules(match, deny4, deny6, "drop"),
+        *service_rules(match, services),
+        *_rules(match, allow4, allow6, "accept"),
+        *_rules(match, private4, private6, "drop"),
+        f"    {match} accept",
+    ]
+
+
+def service_rules(match: str, services: Iterable[tuple[str, int]]) -> list[str]:
+    """Lines accepting TCP to each (address, port) of `services` (pure)."""
+    lines = []
+    for address, port in services:
+        family = "ip" if ipaddress.ip_address(address).version == 4 else "ip6"
+        lines.append(f"    {match} {family} daddr {address} tcp dport {int(port)} accept")
+    return lines
 
 
 def _rules(match: str, v4: list[str], v6: list[str], verdict: str) -> list[str]:
@@ -264,8 +291,8 @@ def teardown_hub(net: HubNet) -> None:
     _run(NFT, "delete", "table", "inet", net.table, check=False)
 
 
-def nameservers(resolv_conf: str) -> list[str]:
-    """The resolvers of a resolv.conf that a namespace can reach (not the host's loopback) (pure)."""
+def nameservers(resolv_conf: str, loopback: bool = False) -> list[str]:
+    """The resolvers of a resolv.conf that a namespace can reach (`loopback`: those too) (pure)."""
     found = []
     for line in resolv_conf.splitlines():
         fields = line.split()
@@ -274,7 +301,7 @@ def nameservers(resolv_conf: str) -> list[str]:
                 address = ipaddress.ip_address(fields[1].split("%")[0])
             except ValueError:
                 continue
-            if not address.is_loopback:
+            if loopback or not address.is_loopback:
                 found.append(str(address))
     return found
 
@@ -355,3 +382,191 @@ def join(path: str) -> None:
 def namespace_path(server: ServerNet) -> str:
     """The file a process opens to join the server's namespace (setns)."""
     return str(NETNS_DIR / server.namespace)
+
+
+# --- Builds (courses/buildbox.py): course code in a namespace whose one way out is a filtered proxy ---
+
+# A build's steps run in a network namespace of their own, with one veth pair to the host and no
+# route beyond it: the host need not forward (replies from the internet come in on its outward
+# interface, and IPv4 forwards by the input device: that is the admin's decision, off on many hosts).
+# Their one way out is an HTTP proxy (payloads/buildproxy.py) on the host end of the pair, running as
+# the builder with the group BUILD_GROUP: the build's table gives that group's sockets servers' egress.
+# The pair's addresses are link-local: they mean nothing beyond the pair, so they collide with no
+# network of the machine and no hub's subnet, and exist before any hub does (`course build`, `up`).
+BUILD_LINKS = ipaddress.IPv4Network("169.254.224.0/20")  # the metadata address, 169.254.169.254, is outside
+BUILD_SLOTS = BUILD_LINKS.num_addresses // 2
+BUILD_NAMESPACE = "coursehub-build-"
+BUILD_TABLE = "coursehub_build_"
+BUILD_VETHS = "chb*"
+
+
+@dataclass(frozen=True)
+class BuildNet:
+    """One build's namespace, veth pair, addresses and nftables table (pure)."""
+
+    slot: int  # claimed by creating the host end of the pair, named for it: one live build per slot
+    owner: int  # the pid that made it: what a dead owner left is swept
+    token: str  # names its table and namespace: a sweep or a teardown never takes another build's
+
+    @property
+    def veth(self) -> str:
+        return f"chb{self.slot}"
+
+    @property
+    def peer(self) -> str:
+        return f"chb{self.slot}p"
+
+    @property
+    def table(self) -> str:
+        return f"{BUILD_TABLE}{self.owner}_{self.token}"
+
+    @property
+    def namespace(self) -> str:
+        return f"{BUILD_NAMESPACE}{self.owner}-{self.token}"
+
+    @property
+    def gateway(self) -> str:
+        return str(BUILD_LINKS.network_address + 2 * self.slot)
+
+    @property
+    def address(self) -> str:
+        return str(BUILD_LINKS.network_address + 2 * self.slot + 1)
+
+
+def build_ruleset(
+    build: BuildNet,
+    gid: int,
+    proxy_port: int,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    dns: Iterable[str] = (),
+    services: Iterable[tuple[str, int]] = (),
+) -> str:
+    """A build's nftables table (pure).
+
+    From its namespace: only its proxy's port on the pair's host end (nothing forwarded, no other host
+    port). From sockets of group `gid` (its proxy): servers' egress, nothing on this host (its loopback
+    and every address of its own go out on `lo`), DNS to the host's resolvers (a loopback one too: the
+    proxy resolves names), and the `services`: (address, TCP port) of a package index or proxy the
+    admin configured on a private or host address, the only exception to servers' policy.
+    """
+    dns4, dns6 = _split(dns)
+    veth = f'iifname "{build.veth}"'
+    match = f"meta skgid {int(gid)}"
+    lines = [
+        f"table inet {build.table}",
+        f"delete table inet {build.table}",
+        f"table inet {build.table} {{",
+        "  chain input {",
+        "    type filter hook input priority 0; policy accept;",
+        f"    {veth} ip daddr {build.gateway} tcp dport {int(proxy_port)} accept",
+        f"    {veth} {REFUSE}",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+        f"    {veth} {REFUSE}",
+        f'    oifname "{build.veth}" {REFUSE}',
+        "  }",
+        "  chain output {",
+        "    type filter hook output priority 0; policy accept;",
+        f'    {match} oifname "{BUILD_VETHS}" accept',  # proxies answering their builds
+        *_rules(match, dns4, dns6, "udp dport 53 accept"),
+        *_rules(match, dns4, dns6, "tcp dport 53 accept"),
+        *service_rules(match, services),
+        f'    {match} oifname "lo" {REFUSE}',
+        f"    {match} fib daddr type local {REFUSE}",
+        *egress_rules(match, allow, deny),  # its DNS lines are above
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def create_build() -> BuildNet:
+    """A namespace for one build: a veth pair to the host, addresses, no route beyond the pair."""
+    import secrets
+
+    sweep_builds()
+    token = secrets.token_hex(4)
+    for _ in range(64):
+        build = BuildNet(1 + secrets.randbelow(BUILD_SLOTS - 2), os.getpid(), token)
+        # Creating the host end is the claim: the kernel refuses a second interface of that name.
+        claim = (IP, "link", "add", build.veth, "type", "veth", "peer", "name", build.peer)
+        if _run(*claim, check=False).returncode == 0:
+            break
+    else:
+        raise SandboxError("no free network slot for another build (too many builds at once)")
+    inside = (IP, "-n", build.namespace)
+    try:
+        _run(IP, "netns", "add", build.namespace)
+        _run(IP, "link", "set", build.peer, "netns", build.namespace)
+        _run(IP, "addr", "add", f"{build.gateway}/32", "dev", build.veth)
+        _run(IP, "link", "set", build.veth, "up")
+        _run(*inside, "link", "set", "lo", "up")
+        _run(*inside, "addr", "add", f"{build.address}/32", "dev", build.peer)
+        _run(*inside, "link", "set", build.peer, "up")
+        _run(*inside, "route", "add", f"{build.gateway}/32", "dev", build.peer)
+        _run(IP, "route", "replace", f"{build.address}/32", "dev", build.veth, "src", build.gateway)
+    except SandboxError:
+        remove_build(build)
+        raise
+    return build
+
+
+def filter_build(build: BuildNet, gid: int, proxy_port: int, **policy: Iterable) -> None:
+    """Load the build's table (before any step runs)."""
+    _run(NFT, "-f", "-", stdin=build_ruleset(build, gid, proxy_port, **policy))
+
+
+def remove_build(build: BuildNet, own: bool = True) -> None:
+    """Delete a build's pair, namespace and then its table (idempotent).
+
+    `own`: the caller holds the build's slot. A sweep does not (a new build may have claimed the slot
+    of a half-removed one): deleting the namespace takes the pair with it.
+    """
+    if own:
+        _run(IP, "link", "del", build.veth, check=False)
+    _run(IP, "netns", "del", build.namespace, check=False)
+    _run(NFT, "delete", "table", "inet", build.table, check=False)
+
+
+def stale_builds(
+    tables: Iterable[str], namespaces: Iterable[str], alive: Callable[[int], bool]
+) -> tuple[list[str], list[str]]:
+    """The build tables and namespaces whose owner process is gone (pure)."""
+
+    def dead(name: str, prefix: str, separator: str) -> bool:
+        owner = name[len(prefix) :].split(separator)[0] if name.startswith(prefix) else ""
+        return owner.isdigit() and not alive(int(owner))
+
+    return (
+        [t for t in tables if dead(t, BUILD_TABLE, "_")],
+        [n for n in namespaces if dead(n, BUILD_NAMESPACE, "-")],
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_builds() -> None:
+    """Remove what builds whose process died between setup and teardown left."""
+    listed = _run(NFT, "list", "tables", "inet", check=False).stdout
+    tables = [line.split()[-1] for line in listed.splitlines() if line.startswith("table inet ")]
+    names = [p.name for p in NETNS_DIR.glob(f"{BUILD_NAMESPACE}*")] if NETNS_DIR.is_dir() else []
+    stale_tables, stale_namespaces = stale_builds(tables, names, _alive)
+    for name in stale_namespaces:  # its pair goes with it
+        _run(IP, "netns", "del", name, check=False)
+    for table in stale_tables:
+        _run(NFT, "delete", "table", "inet", table, check=False)
+
+
+def build_namespace_path(build: BuildNet) -> str:
+    """The file a build step opens to join the build's namespace (setns)."""
+    return str(NETNS_DIR / build.namespace)

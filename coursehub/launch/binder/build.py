@@ -50,7 +50,11 @@ async def build_repository(
         course = Course(
             name=name, title=spec.repo_url, repo=spec.repo_url, ref=spec.ref, access="open", allow_apt=False
         )
-        settings = Settings(sandbox={"python": binder.get("python") or None}, courses=[course])
+        settings = Settings(
+            sandbox={"python": binder.get("python") or None},
+            network=binder.get("network") or {},
+            courses=[course],
+        )
         paths = StatePaths(Path(binder["state_dir"]))
         record = await _build_streaming(course, settings, paths, emit, git_options)
     if emit:
@@ -70,7 +74,8 @@ async def _build_streaming(
 
     async def build() -> CourseRecord:
         try:
-            job = functools.partial(build_course, git_options=git_options)
+            # Untrusted: refused when the build cannot have a network namespace of its own.
+            job = functools.partial(build_course, git_options=git_options, untrusted=True)
             return await loop.run_in_executor(BUILD_POOL, job, course, settings, paths, on_line)
         finally:
             lines.put_nowait(None)
