@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..courses.grading import CONFIG_MOUNT, EXCHANGE_MOUNT, GRADING_MOUNT
+
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -19,6 +21,10 @@ class SandboxSpec:
     sync_script: Path | None = None
     shared_data: Path | None = None
     scratch: Path | None = None
+    # nbgrader (courses/grading.py): the generated config, the course's exchange, the staff-only folder.
+    nbgrader_config: Path | None = None
+    exchange: Path | None = None
+    grading_source: Path | None = None
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
     hostname: str = "jupyter"
@@ -73,6 +79,9 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
             (spec.sync_script, SYNC_MOUNT, True),
             (spec.shared_data, MOUNTS / "data", True),
             (spec.scratch, MOUNTS / "scratch", False),
+            (spec.nbgrader_config, CONFIG_MOUNT, True),
+            (spec.exchange, EXCHANGE_MOUNT, False),
+            (spec.grading_source, GRADING_MOUNT, False),
         )
         if source is not None
     ]

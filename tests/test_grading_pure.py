@@ -1,0 +1,127 @@
+"""nbgrader without a hub: the setting, the exchange's layout, each role's extensions and config, the view."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from coursehub.courses.grading import (
+    CONFIG_MOUNT,
+    EXCHANGE_MOUNT,
+    GRADING_MOUNT,
+    GradingPaths,
+    config_files,
+    exchange_dirs,
+    nbgrader_config,
+    page_config,
+    server_extension_args,
+    staff_group,
+)
+from coursehub.errors import ConfigError
+from coursehub.settings.yamlfile import parse_settings
+from coursehub.spawner.accounts import unix_name
+from coursehub.spawner.view import SandboxSpec, sandbox_view
+
+GRADED = """
+courses:
+  - {name: bio, repo: /srv/bio, access: [ann, bob], staff: [tess], grading: nbgrader}
+  - {name: chem, repo: /srv/chem, access: accounts}
+"""
+
+
+def test_a_course_may_grade_with_nbgrader_and_others_do_not():
+    settings = parse_settings(GRADED)
+    assert [c.grading for c in settings.courses] == ["nbgrader", "none"]
+
+
+@pytest.mark.parametrize(
+    "course",
+    [
+        "{name: bio, repo: /srv/bio, access: [ann], grading: nbgrader}",  # nobody grades
+        "{name: bio, repo: /srv/bio, access: accounts, grading: nbgrader}",
+        "{name: bio, repo: /srv/bio, access: [ann], staff: [tess], grading: nbgrader-ish}",
+    ],
+)
+def test_grading_without_staff_or_with_an_unknown_grader_is_refused(course):
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(f"courses:\n  - {course}\n")
+    assert "grading" in str(caught.value)
+
+
+def test_under_lti_a_roster_is_enough_staff_come_from_launches():
+    settings = parse_settings(
+        "auth: {type: lti13, lti13: {issuer: https://lms.example, client_ids: [c], "
+        "authorize_url: https://lms.example/a, jwks_url: https://lms.example/j}}\n"
+        "courses:\n  - {name: bio, repo: /srv/bio, access: [ann], grading: nbgrader}\n"
+    )
+    assert settings.courses[0].grading == "nbgrader"
+
+
+def test_the_exchange_lets_students_add_but_not_list_and_read_feedback_only_by_name():
+    modes = dict(exchange_dirs("bio"))
+    assert modes[""] & 0o777 == 0o777  # nbgrader's release insists on this, or chmods the root
+    assert modes[""] & stat.S_ISVTX  # nobody renames or removes the course folder
+    inbound = modes["bio/inbound"]
+    assert inbound & 0o007 == 0o003  # others (students): write and enter, never list
+    assert inbound & stat.S_ISVTX and inbound & stat.S_ISGID  # own entries only; staff group on them
+    assert modes["bio/feedback"] & 0o007 == 0o001  # by name only
+    assert modes["bio/outbound"] & 0o007 == 0o005  # released assignments: read
+    assert [path for path, _ in exchange_dirs("bio")][0] == ""  # parents first
+
+
+def test_staff_groups_never_take_a_users_name_and_fit_unix_limits():
+    for course in ("bio", "a" * 30):
+        for prefix in ("ch-", "t1a2b-"):
+            name = staff_group(course, prefix)
+            assert len(name) <= 32 and "_" in name
+            assert name != unix_name(name.removeprefix(prefix), prefix)
+    assert staff_group("bio", "ch-") != staff_group("bio", "t1a2b-")  # hubs on one machine stay apart
+    assert staff_group("a" * 30) != staff_group("a" * 29 + "b")
+
+
+def test_each_role_gets_its_own_extensions():
+    def enabled(role):
+        return {a.split(".")[-1].split("=")[0] for a in server_extension_args(role) if a.endswith("=True")}
+
+    assert enabled("off") == set()
+    assert enabled("student") == {"assignment_list", "validate_assignment"}
+    assert enabled("staff") == {"formgrader", "assignment_list", "course_list", "validate_assignment"}
+    assert page_config("off") == {"disabledExtensions": {"@jupyter/nbgrader": True}}
+    student = page_config("student")["disabledExtensions"]
+    assert "@jupyter/nbgrader:formgrader" in student and "@jupyter/nbgrader:create-assignment" in student
+    assert "@jupyter/nbgrader:assignment-list" not in student
+    assert page_config("staff") == {"disabledExtensions": {}}
+
+
+def test_generated_config_names_the_course_and_its_exchange_and_compiles():
+    for role in ("student", "staff"):
+        text = nbgrader_config("bio", role)
+        compile(text, "nbgrader_config.py", "exec")
+        assert "c.CourseDirectory.course_id = 'bio'" in text
+        assert f"c.Exchange.root = '{EXCHANGE_MOUNT}'" in text
+        assert "PrivateSubmit" in text  # submissions readable by the staff group only
+    staff, student = nbgrader_config("bio", "staff"), nbgrader_config("bio", "student")
+    assert "OwnerCheckedCollect" in staff and "CourseDirectory.root" in staff
+    assert "OwnerCheckedCollect" not in student and "CourseDirectory.root" not in student
+    assert set(config_files("bio", "off")) == {"nbgrader_config.py", "labconfig/page_config.json"}
+
+
+def test_only_a_grading_courses_servers_see_its_exchange_and_only_staff_its_folder():
+    paths = GradingPaths(Path("/var/lib/coursehub"), "bio")
+    base = dict(home=Path("/home/u/ch-ann"), home_root=Path("/home/u"), environment=Path("/env"))
+
+    def binds(**grading):
+        view = sandbox_view(SandboxSpec(**base, **grading))
+        return {m.target: (m.source, m.readonly) for m in view if m.kind == "bind"}
+
+    off = binds(nbgrader_config=paths.config("off"))
+    assert str(EXCHANGE_MOUNT) not in off and str(GRADING_MOUNT) not in off
+    assert off[str(CONFIG_MOUNT)] == (str(paths.config("off")), True)
+    student = binds(nbgrader_config=paths.config("student"), exchange=paths.exchange)
+    assert student[str(EXCHANGE_MOUNT)] == (str(paths.exchange), False)
+    assert str(GRADING_MOUNT) not in student
+    staff = binds(nbgrader_config=paths.config("staff"), exchange=paths.exchange, grading_source=paths.source)
+    assert staff[str(GRADING_MOUNT)] == (str(paths.source), False)
+    assert staff[str(CONFIG_MOUNT)] == (str(paths.config("staff")), True)
