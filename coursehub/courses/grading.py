@@ -132,13 +132,14 @@ class OwnerCheckedCollect(_Collect):
 
     def _sort_by_timestamp(self, records):
         # The newest genuine submission first: a forged one is never picked over it.
+        for record in records:
+            if not _genuine(record, self.inbound_path):
+                skipped = (record["filename"], record["username"])
+                self.log.warning("coursehub: skipped %s: not owned by %s", *skipped)
         return sorted(records, key=lambda r: (_genuine(r, self.inbound_path), r["timestamp"]), reverse=True)
 
     def copy_files(self):
-        forged = [r for r in self.src_records if not _genuine(r, self.inbound_path)]
-        for record in forged:
-            self.log.warning("coursehub: skipped %s: not owned by %s", record["filename"], record["username"])
-        self.src_records = [r for r in self.src_records if r not in forged]
+        self.src_records = [r for r in self.src_records if _genuine(r, self.inbound_path)]
         super().copy_files()
 
 
@@ -146,10 +147,22 @@ c.ExchangeFactory.collect = OwnerCheckedCollect
 '''
 
 
-# A submission readable by the course's staff group only (the inbound folder gives it that group): nbgrader
-# leaves it world-readable (0777, 0644), hidden only by its random name.
+# A submission readable by its student and the course's staff group only: nbgrader leaves it world-readable
+# (0777, 0644), hidden only by its random name. The student owns it, so may give the staff group (of which
+# they are not a member) read access through a POSIX ACL (linux/posix_acl_xattr.h's binary form).
 PRIVATE_SUBMIT = '''
+import struct as _struct
 from nbgrader.exchange.default.submit import ExchangeSubmit as _Submit
+
+_NONE = 0xFFFFFFFF
+
+
+def _private(path, staff_gid, folder):
+    own, staff = (7, 5) if folder else (6, 4)
+    # user::own, group::---, group:<staff>:r(x), mask::r(x), other::---
+    entries = [(1, own, _NONE), (4, 0, _NONE), (8, staff, staff_gid), (0x10, staff, _NONE), (0x20, 0, _NONE)]
+    acl = _struct.pack("<I", 2) + b"".join(_struct.pack("<HHI", *entry) for entry in entries)
+    os.setxattr(path, "system.posix_acl_access", acl, follow_symlinks=False)
 
 
 class PrivateSubmit(_Submit):
@@ -157,7 +170,14 @@ class PrivateSubmit(_Submit):
 
     def copy_files(self):
         super().copy_files()
-        self.set_perms(os.path.join(self.inbound_path, self.assignment_filename), 0o640, 0o750)
+        staff_gid = os.stat(self.inbound_path).st_gid
+        try:
+            for folder, _, files in os.walk(os.path.join(self.inbound_path, self.assignment_filename), False):
+                for name in files:
+                    _private(os.path.join(folder, name), staff_gid, False)
+                _private(folder, staff_gid, True)
+        except OSError as exc:
+            self.log.warning("coursehub: this submission stays readable by its name only: %s", exc)
 
 
 c.ExchangeFactory.submit = PrivateSubmit
