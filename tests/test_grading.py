@@ -152,6 +152,13 @@ with Gradebook("sqlite:///" + os.path.expanduser("{grading}/gradebook.db")) as g
     unix = {name: hub.prefix + name for name in (ANN, BOB)}
     assert sorted(scores.split("\n")[:-1]) == sorted([f"{unix[ANN]} 2.0 2.0", f"{unix[BOB]} 0.0 2.0"])
 
+    # The gradebook, exported on the host with hub usernames (the format the LTI grade push reads).
+    export = hub.root / "grades.csv"
+    hub.cli("course", "grades", COURSE, "--csv", str(export))
+    assert export.read_text() == f"username,assignment,score,max_score\n{ANN},ps1,2,2\n{BOB},ps1,0,2\n"
+    assert export.stat().st_mode & 0o777 == 0o600
+    assert "does not grade" in hub.cli("course", "grades", OTHER, check=False).stderr
+
     # Each student fetches their own feedback, and only theirs.
     for student, other in ((ANN, BOB), (BOB, ANN)):
         mine, theirs = f"by {student.replace('-', '')}", f"by {other.replace('-', '')}"
