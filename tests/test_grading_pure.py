@@ -125,3 +125,59 @@ def test_only_a_grading_courses_servers_see_its_exchange_and_only_staff_its_fold
     staff = binds(nbgrader_config=paths.config("staff"), exchange=paths.exchange, grading_source=paths.source)
     assert staff[str(GRADING_MOUNT)] == (str(paths.source), False)
     assert staff[str(CONFIG_MOUNT)] == (str(paths.config("staff")), True)
+
+
+K8S_GRADED = """
+courses:
+  - {name: bio, repo: /srv/bio, access: [ann, bob], staff: [tess], grading: nbgrader,
+     kubernetes: {image: 'i:1'}}
+  - {name: chem, repo: /srv/chem, kubernetes: {image: 'i:2'}}
+"""
+
+
+class _User:
+    def __init__(self, name, groups=()):
+        self.name, self.groups = name, [type("Group", (), {"name": g})() for g in groups]
+
+
+class _Spawner:
+    def __init__(self, user, name):
+        self.user, self.name = user, name
+
+
+def test_kubernetes_renders_the_ngshare_exchange_service_and_each_roles_extensions():
+    from test_kubernetes import schema_errors
+
+    from coursehub.kubernetes import grading as k8s_grading
+    from coursehub.kubernetes.values import CourseProfiles, build_values, course_profiles, render_notices
+
+    settings = parse_settings(K8S_GRADED)
+    values = build_values(settings)
+    assert schema_errors(values) == []
+    assert values["hub"]["services"]["ngshare"]["url"] == k8s_grading.NGSHARE_URL
+    files = values["singleuser"]["extraFiles"]
+    staff_page = files["nbgrader-labconfig-staff"]
+    assert staff_page["mountPath"] == "/etc/coursehub/nbgrader/staff/labconfig/page_config.json"
+    assert "formgrader" in files["nbgrader-labconfig-student"]["stringData"]
+    compile(files["nbgrader-config-staff"]["stringData"], "nbgrader_config.py", "exec")
+    assert any("ngshare" in notice for notice in render_notices(settings))
+
+    profiles = CourseProfiles(tuple(course_profiles(settings)), tuple(k8s_grading.graders(settings).items()))
+
+    def override(user, course):
+        (profile,) = profiles(_Spawner(user, course))
+        return profile["kubespawner_override"]
+
+    staff, student = override(_User("tess"), "bio"), override(_User("ann"), "bio")
+    assert "--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=True" in staff["args"]
+    assert "--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False" in student["args"]
+    assert student["environment"]["JUPYTER_CONFIG_PATH"] == "/etc/coursehub/nbgrader/student"
+    assert student["environment"]["COURSEHUB_COURSE"] == "bio"  # the course's own environment kept
+    lti_staff = override(_User("lee", groups=["lti-bio-staff"]), "bio")
+    assert lti_staff["environment"]["JUPYTER_CONFIG_PATH"] == "/etc/coursehub/nbgrader/staff"
+    assert "args" not in override(_User("ann"), "chem")  # a course without grading: nothing of nbgrader
+    again = override(_User("ann"), "bio")
+    assert again == student  # the profiles themselves are not changed by a call
+
+    plain = build_values(parse_settings("courses: [{name: chem, repo: r, kubernetes: {image: 'i:2'}}]"))
+    assert "services" not in plain["hub"] and "extraFiles" not in plain["singleuser"]
