@@ -55,8 +55,9 @@ def course_folder(root: Path, name: str) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def grading_hub(make_hub_module):
+# Both spawn modes: each gives the staff group to staff servers its own way (the fork server, or preexec).
+@pytest.fixture(scope="module", params=["fork", "exec"])
+def grading_hub(request, make_hub_module):
     repos = hub_root()
     courses = [
         {
@@ -68,7 +69,7 @@ def grading_hub(make_hub_module):
         },
         {"name": OTHER, "repo": str(course_folder(repos, OTHER)), "access": [OUTSIDER, ANN]},
     ]
-    hub = make_hub_module(courses=courses, jupyterhub=OWN_CGROUPS)
+    hub = make_hub_module(courses=courses, jupyterhub=OWN_CGROUPS, sandbox={"spawn_mode": request.param})
     assert hub.create_accounts("ng", 4) == [STAFF, ANN, BOB, OUTSIDER]
     hub.tokens = {name: hub.token_for(name) for name in (STAFF, ANN, BOB, OUTSIDER)}
     for name in (STAFF, ANN, BOB):
