@@ -181,3 +181,29 @@ def test_kubernetes_renders_the_ngshare_exchange_service_and_each_roles_extensio
 
     plain = build_values(parse_settings("courses: [{name: chem, repo: r, kubernetes: {image: 'i:2'}}]"))
     assert "services" not in plain["hub"] and "extraFiles" not in plain["singleuser"]
+
+
+def test_the_host_folders_get_their_modes_and_parallel_starts_write_whole_configs(tmp_path):
+    """As root (the hub): the exchange's modes, no folder through a symlink, configs written in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coursehub.errors import SandboxError
+    from coursehub.spawner.exchange import prepare_grading, write_config
+
+    paths = GradingPaths(tmp_path, "bio")
+    prepare_grading(paths, 4242)
+    for relative, mode in exchange_dirs("bio"):
+        info = (paths.exchange / relative).lstat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, 0, 4242)
+    assert stat.S_IMODE(paths.source.lstat().st_mode) == 0o2770
+    with ThreadPoolExecutor(8) as pool:
+        folders = set(pool.map(lambda _: write_config(paths, "staff"), range(32)))
+    assert folders == {paths.config("staff")}
+    assert (paths.config("staff") / "nbgrader_config.py").read_text() == nbgrader_config("bio", "staff")
+    assert sorted(p.name for p in paths.config("staff").iterdir()) == ["labconfig", "nbgrader_config.py"]
+
+    other = GradingPaths(tmp_path, "chem")
+    other.root.mkdir(parents=True)
+    (other.root / "exchange").symlink_to("/etc")
+    with pytest.raises(SandboxError, match="not a folder owned by root"):
+        prepare_grading(other, 4242)

@@ -7,6 +7,7 @@ import os
 import pwd
 import stat
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -70,10 +71,10 @@ def write_config(paths: GradingPaths, role: Role) -> Path:
         target = folder / relative
         if target.parent != folder:
             _folder(target.parent, 0o755)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        # A file of its own per writer: servers of a course start in parallel threads.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     return folder
