@@ -66,6 +66,8 @@ def grading_hub(request, make_hub_module):
             "access": [ANN, BOB],
             "staff": [STAFF],
             "grading": "nbgrader",
+            # nbgrader's commands run beside server and kernel: in exec mode nothing is shared with a zygote.
+            "limits": {"memory": "1G"},
         },
         {"name": OTHER, "repo": str(course_folder(repos, OTHER)), "access": [OUTSIDER, ANN]},
     ]
@@ -176,51 +178,69 @@ print(len(files)); print(open(files[0]).read())
         count, _, text = html.partition("\n")
         assert count == "1" and mine in text and theirs not in text
 
-    # Neither student can list the submissions, nor read the other's by its exact name.
-    names = run(
-        hub, STAFF, f"import os; print('\\n'.join(os.listdir('/run/coursehub/exchange/{COURSE}/inbound')))"
-    )
-    bobs = [name for name in names.splitlines() if name.startswith(unix[BOB] + "+ps1+")]
+    # Each student's inbound is their own folder: neither sees, lists or reads the other's submissions,
+    # even by the exact name; feedback cannot be listed.
+    inbound = f"/run/coursehub/exchange/{COURSE}/inbound"
+    names = run(hub, STAFF, f"import glob; print('\\n'.join(glob.glob('{inbound}/*/*')))")
+    bobs = [name for name in names.splitlines() if f"/{unix[BOB]}/{unix[BOB]}+ps1+" in name]
     assert len(bobs) == 1
+    flat = bobs[0].replace(f"/{unix[BOB]}/", "/")  # where nbgrader alone would have put it
     probe = f"""
 import os
-inbound = "/run/coursehub/exchange/{COURSE}/inbound"
-bobs = inbound + "/{bobs[0]}"
-for what in (lambda: os.listdir(inbound), lambda: open(bobs + "/ps1.ipynb").read(), lambda: os.listdir(bobs),
-             lambda: os.listdir("/run/coursehub/exchange/{COURSE}/feedback")):
+inbound = "{inbound}"
+mine = os.listdir(inbound)
+print(all(name.startswith("{unix[ANN]}+ps1+") for name in mine) and len(mine))
+for path in ("{bobs[0]}/ps1.ipynb", "{flat}/ps1.ipynb", inbound + "/{unix[BOB]}"):
     try:
-        what()
+        open(path).read()
         print("read")
-    except PermissionError:
-        print("denied")
+    except (FileNotFoundError, NotADirectoryError):
+        print("missing")
+try:
+    os.listdir("/run/coursehub/exchange/{COURSE}/feedback")
+    print("listed")
+except PermissionError:
+    print("denied")
 """
-    assert run(hub, ANN, probe).split() == ["denied"] * 4
+    assert run(hub, ANN, probe).split() == ["1", "missing", "missing", "missing", "denied"]
 
 
-def test_a_forged_submission_in_anothers_name_is_not_collected(grading_hub):
+def test_submissions_in_anothers_name_or_with_symlinks_are_not_collected(grading_hub):
     hub = grading_hub
     grading = f"~/{COURSE}/grading"
-    # Ann names a newer submission after Bob: nbgrader alone would collect it as Bob's.
+    # In her own folder, Ann hands in a newer submission named after Bob (nbgrader alone would collect it as
+    # Bob's), and one of her own whose notebook is a link to the staff's solution (nbgrader alone would copy
+    # the solution into her feedback).
     forge = f"""
-import os, json
-d = "/run/coursehub/exchange/{COURSE}/inbound/{hub.prefix + BOB}+ps1+2099-01-01 00:00:00.000000 UTC+forged"
-os.mkdir(d)
-open(d + "/ps1.ipynb", "w").write("forged")
-open(d + "/timestamp.txt", "w").write("2099-01-01 00:00:00.000000 UTC")
+import os
+inbound = "/run/coursehub/exchange/{COURSE}/inbound"
+when = "2099-01-01 00:00:00.000000 UTC"
+for name, notebook in (("{hub.prefix + BOB}", "forged"), ("{hub.prefix + ANN}", None)):
+    d = f"{{inbound}}/{{name}}+ps1+{{when}}+x"
+    os.mkdir(d)
+    open(d + "/timestamp.txt", "w").write(when)
+    if notebook:
+        open(d + "/ps1.ipynb", "w").write(notebook)
+    else:
+        os.symlink("/run/coursehub/grading/source/ps1/ps1.ipynb", d + "/ps1.ipynb")
 print("ok")
 """
     assert run(hub, ANN, forge).strip() == "ok"
     out = ok(hub, STAFF, "collect", "ps1", "--update", cwd=grading)
-    assert "not owned by" in out
+    assert f"skipped {hub.prefix + BOB}+ps1+" in out and "left out the symlink" in out
     kept = run(
         hub,
         STAFF,
         f"""
 import os
-print(open(os.path.expanduser("{grading}/submitted/{hub.prefix + BOB}/ps1/timestamp.txt")).read())
+submitted = os.path.expanduser("{grading}/submitted")
+print(open(f"{{submitted}}/{hub.prefix + BOB}/ps1/timestamp.txt").read())
+print(sorted(os.listdir(f"{{submitted}}/{hub.prefix + ANN}/ps1")))
 """,
     )
-    assert "2099" not in kept
+    bob_when, ann_files = kept.splitlines()
+    assert "2099" not in bob_when
+    assert ann_files == "['timestamp.txt']"  # her newest, without the link to the solution
 
 
 def test_a_malformed_assignment_name_is_refused_and_changes_nothing(grading_hub):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from coursehub.courses.grading import (
     CONFIG_MOUNT,
     EXCHANGE_MOUNT,
     GRADING_MOUNT,
+    OWN_INBOUND_MODE,
     GradingPaths,
     config_files,
     exchange_dirs,
+    grading_binds,
     nbgrader_config,
     page_config,
     server_extension_args,
@@ -59,13 +62,12 @@ def test_under_lti_a_roster_is_enough_staff_come_from_launches():
     assert settings.courses[0].grading == "nbgrader"
 
 
-def test_the_exchange_lets_students_add_but_not_list_and_read_feedback_only_by_name():
+def test_the_exchange_gives_students_their_own_inbound_and_feedback_only_by_name():
     modes = dict(exchange_dirs("bio"))
     assert modes[""] & 0o777 == 0o777  # nbgrader's release insists on this, or chmods the root
     assert modes[""] & stat.S_ISVTX  # nobody renames or removes the course folder
-    inbound = modes["bio/inbound"]
-    assert inbound & 0o007 == 0o003  # others (students): write and enter, never list
-    assert inbound & stat.S_ISVTX and inbound & stat.S_ISGID  # own entries only; staff group on them
+    assert modes["bio/inbound"] & 0o777 == 0o751  # root writes it; staff list it; students only pass
+    assert OWN_INBOUND_MODE & 0o777 == 0o770  # a student's folder: theirs and the staff group's
     assert modes["bio/feedback"] & 0o007 == 0o001  # by name only
     assert modes["bio/outbound"] & 0o007 == 0o005  # released assignments: read
     assert [path for path, _ in exchange_dirs("bio")][0] == ""  # parents first
@@ -101,30 +103,35 @@ def test_generated_config_names_the_course_and_its_exchange_and_compiles():
         compile(text, "nbgrader_config.py", "exec")
         assert "c.CourseDirectory.course_id = 'bio'" in text
         assert f"c.Exchange.root = '{EXCHANGE_MOUNT}'" in text
-        assert "PrivateSubmit" in text  # submissions readable by the staff group only
     staff, student = nbgrader_config("bio", "staff"), nbgrader_config("bio", "student")
-    assert "OwnerCheckedCollect" in staff and "CourseDirectory.root" in staff
-    assert "OwnerCheckedCollect" not in student and "CourseDirectory.root" not in student
+    assert "LocatedCollect" in staff and "CourseDirectory.root" in staff
+    assert "LocatedCollect" not in student and "CourseDirectory.root" not in student
     assert set(config_files("bio", "off")) == {"nbgrader_config.py", "labconfig/page_config.json"}
 
 
-def test_only_a_grading_courses_servers_see_its_exchange_and_only_staff_its_folder():
+def test_only_a_grading_courses_servers_see_its_exchange_students_their_inbound_and_staff_its_folder():
     paths = GradingPaths(Path("/var/lib/coursehub"), "bio")
     base = dict(home=Path("/home/u/ch-ann"), home_root=Path("/home/u"), environment=Path("/env"))
 
-    def binds(**grading):
-        view = sandbox_view(SandboxSpec(**base, **grading))
-        return {m.target: (m.source, m.readonly) for m in view if m.kind == "bind"}
+    def binds(role):
+        spec = SandboxSpec(**base, grading=tuple(grading_binds(paths, role, "ch-ann")))
+        view = sandbox_view(spec)
+        return {m.target: (m.source, m.readonly) for m in view if m.kind == "bind"}, view
 
-    off = binds(nbgrader_config=paths.config("off"))
+    off, _ = binds("off")
     assert str(EXCHANGE_MOUNT) not in off and str(GRADING_MOUNT) not in off
     assert off[str(CONFIG_MOUNT)] == (str(paths.config("off")), True)
-    student = binds(nbgrader_config=paths.config("student"), exchange=paths.exchange)
+    student, view = binds("student")
+    inbound = str(EXCHANGE_MOUNT / "bio" / "inbound")
     assert student[str(EXCHANGE_MOUNT)] == (str(paths.exchange), False)
+    assert student[inbound] == (str(paths.exchange / "bio" / "inbound" / "ch-ann"), False)
+    targets = [m.target for m in view if m.kind == "bind"]
+    assert targets.index(inbound) > targets.index(str(EXCHANGE_MOUNT))  # over the course's inbound
     assert str(GRADING_MOUNT) not in student
-    staff = binds(nbgrader_config=paths.config("staff"), exchange=paths.exchange, grading_source=paths.source)
+    staff, _ = binds("staff")
     assert staff[str(GRADING_MOUNT)] == (str(paths.source), False)
     assert staff[str(CONFIG_MOUNT)] == (str(paths.config("staff")), True)
+    assert inbound not in staff  # staff see every student's folder
 
 
 K8S_GRADED = """
@@ -188,7 +195,7 @@ def test_the_host_folders_get_their_modes_and_parallel_starts_write_whole_config
     from concurrent.futures import ThreadPoolExecutor
 
     from coursehub.errors import SandboxError
-    from coursehub.spawner.exchange import prepare_grading, write_config
+    from coursehub.spawner.exchange import prepare_grading, prepare_own_inbound, write_config
 
     paths = GradingPaths(tmp_path, "bio")
     prepare_grading(paths, 4242)
@@ -196,6 +203,15 @@ def test_the_host_folders_get_their_modes_and_parallel_starts_write_whole_config
         info = (paths.exchange / relative).lstat()
         assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, 0, 4242)
     assert stat.S_IMODE(paths.source.lstat().st_mode) == 0o2770
+    prepare_own_inbound(paths, "ch-ann", 5151, 4242)
+    info = paths.own_inbound("ch-ann").lstat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (OWN_INBOUND_MODE, 5151, 4242)
+    (paths.own_inbound("ch-bob")).symlink_to("/etc")
+    with pytest.raises(SandboxError, match="not a folder of ch-bob"):
+        prepare_own_inbound(paths, "ch-bob", 5152, 4242)
+    os.chown(paths.own_inbound("ch-ann"), 5153, 4242)  # someone else's folder by now
+    with pytest.raises(SandboxError, match="not a folder of ch-ann"):
+        prepare_own_inbound(paths, "ch-ann", 5151, 4242)
     with ThreadPoolExecutor(8) as pool:
         folders = set(pool.map(lambda _: write_config(paths, "staff"), range(32)))
     assert folders == {paths.config("staff")}

@@ -37,17 +37,19 @@ LAB_PLUGINS = {
 LAB_EXTENSION = "@jupyter/nbgrader"
 
 # The exchange, as nbgrader's groupshared layout, with the course's staff group as the group. Students are
-# "others": they read released assignments, add entries to inbound without listing it, and open feedback
-# only by its name (a hash of their submission's 128-hex-digit secret). Sticky bits: nobody renames or
-# removes an entry of someone else (nbgrader's own root must show 0777, or its release tries to chmod it).
+# "others": they read released assignments and open feedback only by its name (a hash of their submission's
+# 128-hex-digit secret). inbound holds one folder per student, made by the hub, which only that student's
+# sandbox shows (as inbound itself) and only the student and staff may enter; only root writes inbound. The
+# root's sticky bit: nobody renames the course folder (nbgrader's release wants the root 0777, or chmods it).
 EXCHANGE_DIRS = (
     ("", 0o1777),
     ("{course}", 0o2775),
     ("{course}/outbound", 0o2775),
-    ("{course}/inbound", 0o3773),
+    ("{course}/inbound", 0o2751),
     ("{course}/feedback", 0o2771),
 )
 SOURCE_MODE = 0o2770  # the staff's course folder: the staff group only
+OWN_INBOUND_MODE = 0o2770  # inbound/<student>: its student (the owner) and the staff group
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,10 @@ class GradingPaths:
         """The staff's nbgrader course folder: source, release, submitted, autograded, feedback, gradebook."""
         return self.root / "course"
 
+    def own_inbound(self, account: str) -> Path:
+        """A student's inbound folder: where their submissions go, and only theirs."""
+        return self.exchange / self.course / "inbound" / account
+
     @property
     def gradebook(self) -> Path:
         return self.source / "gradebook.db"
@@ -78,6 +84,19 @@ class GradingPaths:
     def config(self, role: Role) -> Path:
         """The generated Jupyter config folder a server of this role gets."""
         return self.state / "grading" / "_config" / (self.course if role != "off" else "_off") / role
+
+
+def grading_binds(paths: GradingPaths, role: Role, account: str) -> list[tuple[Path, Path, bool]]:
+    """(host folder, its place in the sandbox, read-only) for a `role` server run as Unix user `account`."""
+    binds = [(paths.config(role), CONFIG_MOUNT, True)]
+    if role == "off":
+        return binds
+    binds.append((paths.exchange, EXCHANGE_MOUNT, False))
+    if role == "student":  # their own folder in place of inbound: no one else's submissions in view
+        binds.append((paths.own_inbound(account), EXCHANGE_MOUNT / paths.course / "inbound", False))
+    else:
+        binds.append((paths.source, GRADING_MOUNT, False))
+    return binds
 
 
 def staff_group(course: str, prefix: str = "ch-") -> str:
@@ -112,75 +131,82 @@ def page_config(role: Role) -> dict:
     }
 
 
-# Staff's collect takes only submissions whose folder belongs to the student it is named for: nbgrader
-# itself only warns, and a student could name a newer folder after someone else to replace their work.
-OWNER_CHECKED_COLLECT = '''
-import pwd as _pwd
+# Staff's collect, over the per-student inbound folders: a submission counts only in the folder of the student
+# it is named for (nbgrader's own trusts the name: a student could hand in a newer one named after another),
+# and is copied without following a symlink (one in a submission would copy the staff's files, say the
+# assignment's solutions, into a feedback the student then fetches).
+LOCATED_COLLECT = '''
+import glob as _glob
+import shutil as _shutil
+import stat as _stat
+from nbgrader.api import Gradebook as _Gradebook, MissingEntry as _MissingEntry
 from nbgrader.exchange.default.collect import ExchangeCollect as _Collect
 
 
-def _genuine(record, inbound):
-    try:
-        owner = _pwd.getpwuid(os.lstat(os.path.join(inbound, record["filename"])).st_uid).pw_name
-    except (KeyError, OSError):
-        return False
-    return owner == record["username"]
+def _copy_no_links(src, dest, ignore, log):
+    """src's files and folders into dest, never through a symlink (those are left out and logged)."""
+    os.makedirs(dest, exist_ok=True)
+    for folder, folders, files in os.walk(src):
+        target = os.path.join(dest, os.path.relpath(folder, src))
+        skip = ignore(folder, [*folders, *files])
+        for name in [*folders, *files]:
+            if os.path.islink(os.path.join(folder, name)):
+                log.warning("coursehub: left out the symlink %s", os.path.join(folder, name))
+                skip.add(name)
+        folders[:] = [d for d in folders if d not in skip]
+        files = [f for f in files if f not in skip]
+        for name in folders:
+            os.makedirs(os.path.join(target, name), exist_ok=True)
+        for name in files:
+            try:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                log.warning("coursehub: left out %s: %s", os.path.join(folder, name), exc)
+                continue
+            with os.fdopen(fd, "rb") as source, open(os.path.join(target, name), "wb") as copy:
+                if _stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                    _shutil.copyfileobj(source, copy)
 
 
-class OwnerCheckedCollect(_Collect):
-    """nbgrader's collect, skipping submissions not owned by the student they are named for."""
+class LocatedCollect(_Collect):
+    """nbgrader's collect over inbound/<student>/: only a student's own folder speaks for them."""
 
-    def _sort_by_timestamp(self, records):
-        # The newest genuine submission first: a forged one is never picked over it.
-        for record in records:
-            if not _genuine(record, self.inbound_path):
-                skipped = (record["filename"], record["username"])
-                self.log.warning("coursehub: skipped %s: not owned by %s", *skipped)
-        return sorted(records, key=lambda r: (_genuine(r, self.inbound_path), r["timestamp"]), reverse=True)
+    def init_src(self):
+        if self.coursedir.course_id == "":
+            self.fail("No course id specified. Re-run with --course flag.")
+        self.course_path = os.path.join(self.root, self.coursedir.course_id)
+        self.inbound_path = os.path.join(self.course_path, "inbound")
+        if not os.access(self.inbound_path, os.R_OK | os.X_OK):
+            self.fail("You don't have read permissions for the directory: {}".format(self.inbound_path))
+        student = self.coursedir.student_id or "*"
+        wanted = "{}+{}+*".format(student, self.coursedir.assignment_id)
+        pattern = os.path.join(self.inbound_path, "*", wanted)
+        groups = {}
+        for path in _glob.glob(pattern):
+            owner, name = os.path.split(os.path.relpath(path, self.inbound_path))
+            record = self._path_to_record(name)
+            if record["username"] != owner or os.path.islink(path):
+                self.log.warning("coursehub: skipped %s in %s's folder", name, owner)
+                continue
+            record["filename"] = os.path.join(owner, name)
+            groups.setdefault(owner, []).append(record)
+        with _Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                self.duedate = gb.find_assignment(self.coursedir.assignment_id).duedate
+            except _MissingEntry:
+                self.duedate = None
+        self.src_records = []
+        for records in groups.values():
+            records = self._sort_by_timestamp(records)
+            on_time = [r for r in records if self.duedate is None or r["timestamp"] <= self.duedate]
+            self.src_records.append(on_time[0] if self.before_duedate and on_time else records[0])
 
-    def copy_files(self):
-        self.src_records = [r for r in self.src_records if _genuine(r, self.inbound_path)]
-        super().copy_files()
-
-
-c.ExchangeFactory.collect = OwnerCheckedCollect
-'''
-
-
-# A submission readable by its student and the course's staff group only: nbgrader leaves it world-readable
-# (0777, 0644), hidden only by its random name. The student owns it, so may give the staff group (of which
-# they are not a member) read access through a POSIX ACL (linux/posix_acl_xattr.h's binary form).
-PRIVATE_SUBMIT = '''
-import struct as _struct
-from nbgrader.exchange.default.submit import ExchangeSubmit as _Submit
-
-_NONE = 0xFFFFFFFF
-
-
-def _private(path, staff_gid, folder):
-    own, staff = (7, 5) if folder else (6, 4)
-    # user::own, group::---, group:<staff>:r(x), mask::r(x), other::---
-    entries = [(1, own, _NONE), (4, 0, _NONE), (8, staff, staff_gid), (0x10, staff, _NONE), (0x20, 0, _NONE)]
-    acl = _struct.pack("<I", 2) + b"".join(_struct.pack("<HHI", *entry) for entry in entries)
-    os.setxattr(path, "system.posix_acl_access", acl, follow_symlinks=False)
-
-
-class PrivateSubmit(_Submit):
-    """nbgrader's submit, then the submission made readable by its owner and the staff group only."""
-
-    def copy_files(self):
-        super().copy_files()
-        staff_gid = os.stat(self.inbound_path).st_gid
-        try:
-            for folder, _, files in os.walk(os.path.join(self.inbound_path, self.assignment_filename), False):
-                for name in files:
-                    _private(os.path.join(folder, name), staff_gid, False)
-                _private(folder, staff_gid, True)
-        except OSError as exc:
-            self.log.warning("coursehub: this submission stays readable by its name only: %s", exc)
+    def do_copy(self, src, dest, log=None):
+        _copy_no_links(src, dest, _shutil.ignore_patterns(*self.coursedir.ignore), log or self.log)
 
 
-c.ExchangeFactory.submit = PrivateSubmit
+c.ExchangeFactory.collect = LocatedCollect
+c.ExchangeCollect.check_owner = False  # the folder says who; owners are not visible in every spawn mode
 '''
 
 
@@ -201,8 +227,8 @@ def nbgrader_config(course: str, role: Role) -> str:
             f"c.CourseDirectory.root = os.path.join(os.environ['HOME'], {course!r}, {GRADING_LINK!r})",
             "c.CourseDirectory.groupshared = True",
         ]
-        return "\n".join(lines) + "\n" + PRIVATE_SUBMIT + OWNER_CHECKED_COLLECT
-    return "\n".join(lines) + "\n" + PRIVATE_SUBMIT
+        return "\n".join(lines) + "\n" + LOCATED_COLLECT
+    return "\n".join(lines) + "\n"
 
 
 def config_files(course: str, role: Role) -> dict[str, str]:

@@ -11,7 +11,15 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..courses.grading import SOURCE_MODE, GradingPaths, Role, config_files, exchange_dirs, staff_group
+from ..courses.grading import (
+    OWN_INBOUND_MODE,
+    SOURCE_MODE,
+    GradingPaths,
+    Role,
+    config_files,
+    exchange_dirs,
+    staff_group,
+)
 from ..errors import SandboxError
 
 _LOCK = threading.Lock()
@@ -58,6 +66,20 @@ def prepare_grading(paths: GradingPaths, gid: int) -> None:
     for relative, mode in exchange_dirs(paths.course):
         _folder(paths.exchange / relative if relative else paths.exchange, mode, gid)
     _folder(paths.source, SOURCE_MODE, gid)
+
+
+def prepare_own_inbound(paths: GradingPaths, account: str, uid: int, gid: int) -> None:
+    """A student's inbound folder: theirs, readable by the staff group, no one else's; no symlink."""
+    folder = paths.own_inbound(account)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, uid):
+        raise SandboxError(f"{folder} is not a folder of {account}; refusing to use it")
+    os.chown(folder, uid, gid, follow_symlinks=False)
+    os.chmod(folder, OWN_INBOUND_MODE)
 
 
 def write_config(paths: GradingPaths, role: Role) -> Path:

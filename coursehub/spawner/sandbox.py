@@ -27,13 +27,13 @@ from .. import metrics
 from ..auth.lti_mapping import LaunchTarget
 from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
-from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, server_extension_args
+from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, server_extension_args
 from ..errors import CoursehubError
 from ..names import BINDER_GROUP
 from . import cgroups, diskquota, homequota, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args, find_bwrap
-from .exchange import ensure_staff_group, prepare_grading, write_config
+from .exchange import ensure_staff_group, prepare_grading, prepare_own_inbound, write_config
 from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
@@ -121,7 +121,7 @@ class SandboxSpawner(LocalProcessSpawner):
     server_net: netns.ServerNet | None = None
     _pidfd = -1
     # nbgrader for this start: the role, its generated config folder, the staff group's gid (staff only).
-    _grading: tuple[Role, Path | None, int | None] = ("off", None, None)
+    _grading: tuple[Role, tuple[tuple[Path, Path, bool], ...], int | None] = ("off", (), None)
 
     @default("bwrap_path")
     def _default_bwrap_path(self) -> str:
@@ -369,17 +369,22 @@ class SandboxSpawner(LocalProcessSpawner):
             "staff" if staff or LaunchTarget.staff_group(self.course) in group_names(self.user) else "student"
         )
 
-    def _prepare_grading(self) -> tuple[Role, Path | None, int | None]:
-        """The course's exchange, staff folder and this role's config on the host (as root)."""
+    def _prepare_grading(self) -> tuple[Role, tuple[tuple[Path, Path, bool], ...], int | None]:
+        """On the host, as root: the exchange, a student's inbound or the staff folder, the config."""
+        assert self.account is not None
         if not self.state_root:
-            return ("off", None, None)
+            return ("off", (), None)
         role = self.grading_role()
         paths = GradingPaths(Path(self.state_root), self.course or "_off")
         gid = None
         if role != "off":
             gid = ensure_staff_group(self.course, self.user_prefix)
             prepare_grading(paths, gid)
-        return (role, write_config(paths, role), gid if role == "staff" else None)
+        if role == "student":
+            prepare_own_inbound(paths, self.account.name, self.account.uid, gid or 0)
+        write_config(paths, role)
+        binds = tuple(grading_binds(paths, role, self.account.name))
+        return (role, binds, gid if role == "staff" else None)
 
     async def _start_forked(self, group: cgroups.Cgroup, log_path: Path) -> bool:
         """Ask the environment's fork server for the server; False (logged) if it cannot."""
@@ -595,8 +600,6 @@ class SandboxSpawner(LocalProcessSpawner):
         """What this server's sandbox shows and hides."""
         assert self.account is not None
         record = self.record
-        role = self._grading[0]
-        paths = GradingPaths(Path(self.state_root), self.course)
         return SandboxSpec(
             home=self.account.home,
             home_root=Path(self.home_root),
@@ -605,9 +608,7 @@ class SandboxSpawner(LocalProcessSpawner):
             sync_script=Path(self.sync_script) if self.sync_script else None,
             shared_data=_folder(record.shared_data) if record else None,
             scratch=_folder(record.scratch) if record else None,
-            nbgrader_config=self._grading[1],
-            exchange=paths.exchange if role != "off" else None,
-            grading_source=paths.source if role == "staff" else None,
+            grading=self._grading[1],
             hidden=tuple(Path(p) for p in self.hidden_paths),
             # The stack environment too: a forked server keeps importing the stack's modules from it.
             readonly=tuple(Path(p) for p in self.readonly_paths)

@@ -7,8 +7,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..courses.grading import CONFIG_MOUNT, EXCHANGE_MOUNT, GRADING_MOUNT
-
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -21,10 +19,8 @@ class SandboxSpec:
     sync_script: Path | None = None
     shared_data: Path | None = None
     scratch: Path | None = None
-    # nbgrader (courses/grading.py): the generated config, the course's exchange, the staff-only folder.
-    nbgrader_config: Path | None = None
-    exchange: Path | None = None
-    grading_source: Path | None = None
+    # nbgrader (courses/grading.grading_binds): (host folder, target, read-only), after the course's folders.
+    grading: tuple[tuple[Path, Path, bool], ...] = ()
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
     hostname: str = "jupyter"
@@ -79,12 +75,10 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
             (spec.sync_script, SYNC_MOUNT, True),
             (spec.shared_data, MOUNTS / "data", True),
             (spec.scratch, MOUNTS / "scratch", False),
-            (spec.nbgrader_config, CONFIG_MOUNT, True),
-            (spec.exchange, EXCHANGE_MOUNT, False),
-            (spec.grading_source, GRADING_MOUNT, False),
         )
         if source is not None
     ]
+    shown += spec.grading
     shown.append((spec.home, spec.home, False))
     shown += [(source, target, True) for source, target in spec.cgroup_binds]
     view += [Mount("bind", str(target), source=str(source), readonly=ro) for source, target, ro in shown]
