@@ -280,3 +280,35 @@ print(os.path.exists("/run/coursehub/exchange"), os.path.exists("/run/coursehub/
     assert json.loads(run(hub, OUTSIDER, extensions, OTHER)) == {
         "disabledExtensions": {"@jupyter/nbgrader": True}
     }
+
+
+@pytest.mark.browser
+def test_jupyterlab_shows_staff_the_formgrader_and_students_only_their_assignments(
+    grading_hub, browser, output_dir
+):
+    hub = grading_hub
+    seen = {}
+    for user in (STAFF, ANN):
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(hub.url + "hub/login")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", hub.passwords[user])
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_load_state()
+        page.goto(hub.server_url(user, COURSE) + "lab")
+        page.locator(".jp-LabShell").wait_for()
+        config = json.loads(page.locator("#jupyter-config-data").text_content())
+        page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+        items = page.locator(".lm-Menu-itemLabel").all_inner_texts()
+        seen[user] = (config.get("disabledExtensions", []), items)
+        page.screenshot(path=str(output_dir / f"grading-{user}-menu.png"))
+        context.close()
+    staff_disabled, staff_items = seen[STAFF]
+    student_disabled, student_items = seen[ANN]
+    assert "Formgrader" in staff_items and "Assignment List" in staff_items
+    assert "Assignment List" in student_items
+    assert "Formgrader" not in student_items and "Course List" not in student_items
+    assert "@jupyter/nbgrader:formgrader" in student_disabled
+    assert "@jupyter/nbgrader:formgrader" not in staff_disabled
