@@ -223,3 +223,12 @@ def test_the_host_folders_get_their_modes_and_parallel_starts_write_whole_config
     (other.root / "exchange").symlink_to("/etc")
     with pytest.raises(SandboxError, match="not a folder owned by root"):
         prepare_grading(other, 4242)
+
+
+def test_staff_are_named_or_come_from_an_lti_launch_everyone_else_is_a_student():
+    from coursehub.courses.grading import role_of
+
+    assert role_of(_User("tess"), "bio", ["tess"]) == "staff"
+    assert role_of(_User("lee", groups=["lti-bio-staff"]), "bio", ["tess"]) == "staff"
+    assert role_of(_User("lee", groups=["lti-chem-staff"]), "bio", ["tess"]) == "student"
+    assert role_of(_User("ann"), "bio", ["tess"]) == "student"

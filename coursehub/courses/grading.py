@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from ..auth.lti_mapping import LaunchTarget
 
 Role = Literal["off", "student", "staff"]
 
@@ -97,6 +100,12 @@ def grading_binds(paths: GradingPaths, role: Role, account: str) -> list[tuple[P
     else:
         binds.append((paths.source, GRADING_MOUNT, False))
     return binds
+
+
+def role_of(user: Any, course: str, staff: Iterable[str]) -> Role:
+    """A user's part in a grading course: its staff (named, or an LTI Instructor or TA), else a student."""
+    groups = {getattr(group, "name", str(group)) for group in getattr(user, "groups", [])}
+    return "staff" if user.name in staff or LaunchTarget.staff_group(course) in groups else "student"
 
 
 def staff_group(course: str, prefix: str = "ch-") -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coursehub.auth.lti_mapping import LaunchTarget
 from coursehub.courses.grading import Role, page_config, server_extension_args
 from coursehub.settings import Settings
 
@@ -37,12 +36,6 @@ if os.environ.get("COURSEHUB_GRADING") == "nbgrader":
 def graders(settings: Settings) -> dict[str, tuple[str, ...]]:
     """Courses with grading: nbgrader -> their staff's usernames."""
     return {c.name: tuple(c.staff) for c in settings.courses if c.grading == "nbgrader"}
-
-
-def role_of(user: Any, course: str, staff: tuple[str, ...]) -> Role:
-    """A user's part in a grading course: its staff (named, or through LTI), else a student."""
-    groups = {getattr(group, "name", str(group)) for group in getattr(user, "groups", [])}
-    return "staff" if user.name in staff or LaunchTarget.staff_group(course) in groups else "student"
 
 
 def role_override(course: str, role: Role) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 from traitlets.config import Config
 
+from coursehub.courses.grading import role_of
 from coursehub.courses.images import is_remote
 from coursehub.errors import ConfigError
 from coursehub.hubconfig import pipeline as core
@@ -174,7 +175,7 @@ class CourseProfiles:
         for profile in chosen:
             course = profile["slug"]
             if course in staff_of:  # nbgrader's extensions for this user's role in the course
-                added = grading.role_override(course, grading.role_of(spawner.user, course, staff_of[course]))
+                added = grading.role_override(course, role_of(spawner.user, course, staff_of[course]))
                 override = profile["kubespawner_override"]
                 override["args"] = added["args"]
                 override["environment"] = {**override.get("environment", {}), **added["environment"]}

@@ -24,10 +24,9 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import metrics
-from ..auth.lti_mapping import LaunchTarget
 from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
-from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, server_extension_args
+from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, role_of, server_extension_args
 from ..errors import CoursehubError
 from ..names import BINDER_GROUP
 from . import cgroups, diskquota, homequota, listeners, netns
@@ -364,10 +363,7 @@ class SandboxSpawner(LocalProcessSpawner):
         """This server's part in its course's nbgrader: 'staff', 'student', or 'off'."""
         if not self.course or self.course not in self.grading:
             return "off"
-        staff = self.user.name in self.grading[self.course]
-        return (
-            "staff" if staff or LaunchTarget.staff_group(self.course) in group_names(self.user) else "student"
-        )
+        return role_of(self.user, self.course, self.grading[self.course])
 
     def _prepare_grading(self) -> tuple[Role, tuple[tuple[Path, Path, bool], ...], int | None]:
         """On the host, as root: the exchange, a student's inbound or the staff folder, the config."""
