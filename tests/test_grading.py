@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import hub_root
+
+from coursehub.courses.grading import staff_group
 
 pytestmark = pytest.mark.hub
 
@@ -81,6 +84,9 @@ def grading_hub(request, make_hub_module):
     hub.cli("down", check=False)
     for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-grading"):
         parent.rmdir()
+    # The course's staff group is a system group the hub made for this hub's prefix only.
+    group = staff_group(COURSE, hub.prefix)
+    subprocess.run(["groupdel", group], capture_output=True, timeout=60, check=False)
 
 
 def run(hub, user: str, code: str, server: str = COURSE) -> str:
