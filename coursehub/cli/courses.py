@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -198,3 +200,62 @@ def course_remove(ctx: click.Context, name: str) -> None:
     remove_course(st.config_file, name)
     forget_course(st.paths, name)
     click.echo(f"Removed course {name}.")
+
+
+@course.command("grades")
+@click.argument("name")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the CSV to this file (0600) instead of standard output.",
+)
+@click.pass_context
+def course_grades(ctx: click.Context, name: str, csv_file: Path | None) -> None:
+    """Export the nbgrader gradebook of NAME: CSV columns username,assignment,score,max_score."""
+    from coursehub.courses.gradebook import grades_csv, read_gradebook
+    from coursehub.courses.grading import GradingPaths
+
+    st = state(ctx)
+    match = [c for c in st.settings.courses if c.name == name]
+    if not match:
+        raise CoursehubError(f"no course called '{name}' in the config: see `coursehub course list`")
+    if match[0].grading != "nbgrader":
+        raise CoursehubError(f"course '{name}' does not grade with nbgrader (courses[].grading: nbgrader)")
+    rows, unmapped = read_gradebook(
+        GradingPaths(st.paths.root, name).gradebook, _unix_to_hub_names(st, match[0])
+    )
+    for student in unmapped:
+        click.secho(
+            f"warning: {student} is no hub user this hub knows; shown as nbgrader's id", fg="yellow", err=True
+        )
+    text = grades_csv(rows)
+    if csv_file is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(csv_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    click.echo(f"Wrote {len(rows)} grade(s) of {name} to {csv_file}.", err=True)
+
+
+def _unix_to_hub_names(st: State, course: Any) -> dict[str, str]:
+    """nbgrader's student ids (servers' Unix names) -> hub usernames: the roster's, and the hub's users."""
+    from coursehub.clients.hubapi import HubAPI
+    from coursehub.host.hubprocess import read_pid, running_url
+    from coursehub.host.runtime import ensure_secret
+    from coursehub.spawner.accounts import unix_name
+
+    names = [
+        n
+        for n in (*course.staff, *(course.access if isinstance(course.access, list) else []))
+        if ":" not in n
+    ]
+    if read_pid(st.paths.hub_pid) is not None:
+        try:
+            api = HubAPI(running_url(st.settings, st.paths), ensure_secret(st.paths.cli_token))
+            names += [user["name"] for user in api.users()]
+        except (OSError, CoursehubError, ValueError) as exc:
+            click.secho(f"warning: the hub's users could not be listed ({exc}): the roster only", err=True)
+    prefix = st.settings.sandbox.user_prefix
+    return {unix_name(n, prefix): n for n in names}

@@ -37,6 +37,8 @@ SERVER_STACK = (
     "jupyter-server==2.21.1",
     "nbgitpuller==1.3.0",
     "jupyter-resource-usage==1.3.0",
+    # Assignments for courses with `grading: nbgrader`; its extensions are off in every other course.
+    "nbgrader==0.9.6",
 )
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 BUILD_TIMEOUT = 1800

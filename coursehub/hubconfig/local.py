@@ -44,6 +44,10 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     # Users must never see the hub's database, cookie secret or accounts.
     s.hidden_paths = [str(runtime.paths.root)] + [str(p) for p in sandbox.hidden_paths]
     s.course_order = [course.name for course in settings.courses]
+    s.grading = {
+        course.name: list(course.staff) for course in settings.courses if course.grading == "nbgrader"
+    }
+    s.state_root = str(runtime.paths.root)
     # One named server per course, so a student in two courses has two environments.
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = len(settings.courses) + 1

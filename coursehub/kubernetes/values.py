@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 from traitlets.config import Config
 
+from coursehub.courses.grading import role_of
 from coursehub.courses.images import is_remote
 from coursehub.errors import ConfigError
 from coursehub.hubconfig import pipeline as core
@@ -21,6 +22,7 @@ from coursehub.hubconfig.database import effective_url
 from coursehub.hubconfig.runtime import Runtime
 from coursehub.hubconfig.services import Backend, has_open_courses, hub_services
 from coursehub.hubconfig.staff import staff_roles
+from coursehub.kubernetes import grading
 from coursehub.names import TEMP_CULLER, TEMPORARY_GROUP
 from coursehub.paths import StatePaths
 from coursehub.settings import Course, Limits, Settings, format_size
@@ -153,7 +155,9 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     ks.volumes, ks.volume_mounts = shared_volumes(settings)
     for trait, value in resources(settings.limits, settings.kubernetes.guarantee).items():
         ks[trait] = value
-    ks.profile_list = CourseProfiles(tuple(course_profiles(settings)))
+    ks.profile_list = CourseProfiles(
+        tuple(course_profiles(settings)), tuple(grading.graders(settings).items())
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,11 +165,21 @@ class CourseProfiles:
     """KubeSpawner.profile_list: a course's named server gets its course; the default may choose."""
 
     profiles: tuple[dict[str, Any], ...]
+    graders: tuple[tuple[str, tuple[str, ...]], ...] = ()  # courses with grading: nbgrader, their staff
 
     def __call__(self, spawner: Any) -> list[dict[str, Any]]:
         """The profiles `spawner` may use (KubeSpawner calls this before each start)."""
         own = [p for p in self.profiles if p["slug"] == spawner.name]
-        return copy.deepcopy(own or list(self.profiles))
+        chosen = copy.deepcopy(own or list(self.profiles))
+        staff_of = dict(self.graders)
+        for profile in chosen:
+            course = profile["slug"]
+            if course in staff_of:  # nbgrader's extensions for this user's role in the course
+                added = grading.role_override(course, role_of(spawner.user, course, staff_of[course]))
+                override = profile["kubespawner_override"]
+                override["args"] = added["args"]
+                override["environment"] = {**override.get("environment", {}), **added["environment"]}
+        return chosen
 
 
 def course_profiles(settings: Settings) -> list[dict[str, Any]]:
@@ -452,6 +466,7 @@ def hub_values(settings: Settings) -> dict[str, Any]:
         },
         "extraEnv": {"COURSEHUB_CONFIG": CONFIG_PATH, **database_env(settings)},
         "extraConfig": {"coursehub": EXTRA_CONFIG},
+        **({"services": grading.hub_service()} if grading.graders(settings) else {}),
         **database_values(settings),
     }
 
@@ -497,6 +512,7 @@ def singleuser_values(settings: Settings) -> dict[str, Any]:
         "cpu": {"limit": res["cpu_limit"], "guarantee": res["cpu_guarantee"]},
         "memory": {"limit": res["mem_limit"], "guarantee": res["mem_guarantee"]},
         "extraEnv": {"COURSEHUB_COURSE_SRC": COURSE_SRC},
+        **({"extraFiles": grading.extra_files()} if grading.graders(settings) else {}),
         "storage": {
             "type": "dynamic",
             "capacity": quantity(storage.capacity),
@@ -584,7 +600,7 @@ def cull_values(settings: Settings) -> dict[str, Any]:
 
 def render_notices(settings: Settings) -> list[str]:
     """What in `settings` does not carry over to Kubernetes, or works differently there."""
-    notices = [notice for notice in [kubernetes_notice(settings)] if notice]
+    notices = [notice for notice in [kubernetes_notice(settings), grading.notice(settings)] if notice]
     if "sandbox" in settings.model_fields_set:
         notices.append(
             "sandbox.* is ignored: each server is its own pod (non-root, no privilege "

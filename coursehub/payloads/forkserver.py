@@ -240,7 +240,8 @@ def build_view(req: dict) -> None:
 
 def become_user(req: dict) -> None:
     """Drop root for good and leave nothing of the fork server behind."""
-    os.setgroups([])
+    # Only the course's staff group, for a course's staff (nbgrader's exchange and staff folder).
+    os.setgroups(req.get("groups", []))
     os.setgid(req["gid"])
     os.setuid(req["uid"])
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")

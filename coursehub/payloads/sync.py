@@ -94,6 +94,8 @@ def main(argv: list[str]) -> int:
     # "shared", not "data": course repositories often have a data/ folder of their own.
     link(dest, "shared", "/run/coursehub/data")
     link(dest, "scratch", "/run/coursehub/scratch")
+    # Staff of a course with grading: nbgrader only: their course folder (courses/grading.py).
+    link(dest, "grading", "/run/coursehub/grading")
     return 0
 
 

@@ -236,6 +236,11 @@ class Course(Model):
         description="When a server of the course starts and the repo's ref moved since the last build, "
         "update the course in the background (that start gets the content in service).",
     )
+    grading: Literal["none", "nbgrader"] = Field(
+        "none",
+        description="'nbgrader': assignments with nbgrader; staff get formgrader and create assignment, "
+        "students the assignment list; one exchange for the course (needs staff, or LTI's).",
+    )
 
     def roster(self) -> str | list[str]:
         """Who may open the course: its access rule, and its staff."""
@@ -296,6 +301,21 @@ class Settings(Model):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"course names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _graders(self) -> Settings:
+        lti = self.auth.type in ("lti13", "lti11")
+        for course in self.courses:
+            if (
+                course.grading == "nbgrader"
+                and not course.staff
+                and not (lti and isinstance(course.access, list))
+            ):
+                raise ValueError(
+                    f"course '{course.name}': grading: nbgrader needs someone to grade: list the course's "
+                    "staff (staff: [names]) and its students (access: [names, group:<name>])"
+                )
         return self
 
     @model_validator(mode="after")

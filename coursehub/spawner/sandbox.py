@@ -26,11 +26,13 @@ from traitlets import Dict, Integer, List, Unicode, default
 from .. import metrics
 from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
+from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, role_of, server_extension_args
 from ..errors import CoursehubError
 from ..names import BINDER_GROUP
 from . import cgroups, diskquota, homequota, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args, find_bwrap
+from .exchange import ensure_staff_group, prepare_grading, prepare_own_inbound, write_config
 from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
@@ -103,6 +105,12 @@ class SandboxSpawner(LocalProcessSpawner):
         config=True
     )
     project_table = Unicode("", help="JSON file of the homes' project ids (root-only).").tag(config=True)
+    grading = Dict(
+        help="Courses with grading: nbgrader -> their staff's usernames (the LTI staff group counts too)."
+    ).tag(config=True)
+    state_root = Unicode("", help="The hub's state folder (nbgrader's exchanges and config live in it).").tag(
+        config=True
+    )
 
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
@@ -111,6 +119,8 @@ class SandboxSpawner(LocalProcessSpawner):
     _log_writer: Popen | None = None
     server_net: netns.ServerNet | None = None
     _pidfd = -1
+    # nbgrader for this start: the role, its generated config folder, the staff group's gid (staff only).
+    _grading: tuple[Role, tuple[tuple[Path, Path, bool], ...], int | None] = ("off", (), None)
 
     @default("bwrap_path")
     def _default_bwrap_path(self) -> str:
@@ -162,6 +172,8 @@ class SandboxSpawner(LocalProcessSpawner):
             f"--LabApp.user_settings_dir={lab}/user-settings",
             f"--LabApp.workspaces_dir={lab}/workspaces",
             *kernel_cull_args(self.kernel_cull_timeout),
+            # nbgrader is in every environment: its server extensions run only where the course grades.
+            *server_extension_args(self._grading[0]),
         ]
 
     @default("env_keep")
@@ -270,6 +282,8 @@ class SandboxSpawner(LocalProcessSpawner):
             # The server's private runtime files (kernel sockets, connection files) in the
             # sandbox's own /tmp: a Unix socket path must fit in 107 bytes, a home may not.
             JUPYTER_RUNTIME_DIR="/tmp/.jupyter-runtime",
+            # nbgrader_config.py and JupyterLab's page config (nbgrader's plugins for this role): root's.
+            JUPYTER_CONFIG_PATH=str(CONFIG_MOUNT),
         )
         return env
 
@@ -319,6 +333,7 @@ class SandboxSpawner(LocalProcessSpawner):
             await asyncio.to_thread(
                 cgroups.create, group, memory=limits["memory"], cpu=limits["cpu"], pids=limits["pids"]
             )
+            self._grading = await asyncio.to_thread(self._prepare_grading)
         except CoursehubError as exc:
             self.log.error("cannot start server for %s: %s", self.user.name, exc)
             raise spawn_error(f"Your server could not be prepared: {exc}", "sandbox") from exc
@@ -344,6 +359,29 @@ class SandboxSpawner(LocalProcessSpawner):
         await self._wait_listening(group, log_path)
         return (self.ip or "127.0.0.1", self.port)
 
+    def grading_role(self) -> Role:
+        """This server's part in its course's nbgrader: 'staff', 'student', or 'off'."""
+        if not self.course or self.course not in self.grading:
+            return "off"
+        return role_of(self.user, self.course, self.grading[self.course])
+
+    def _prepare_grading(self) -> tuple[Role, tuple[tuple[Path, Path, bool], ...], int | None]:
+        """On the host, as root: the exchange, a student's inbound or the staff folder, the config."""
+        assert self.account is not None
+        if not self.state_root:
+            return ("off", (), None)
+        role = self.grading_role()
+        paths = GradingPaths(Path(self.state_root), self.course or "_off")
+        gid = None
+        if role != "off":
+            gid = ensure_staff_group(self.course, self.user_prefix)
+            prepare_grading(paths, gid)
+        if role == "student":
+            prepare_own_inbound(paths, self.account.name, self.account.uid, gid or 0)
+        write_config(paths, role)
+        binds = tuple(grading_binds(paths, role, self.account.name))
+        return (role, binds, gid if role == "staff" else None)
+
     async def _start_forked(self, group: cgroups.Cgroup, log_path: Path) -> bool:
         """Ask the environment's fork server for the server; False (logged) if it cannot."""
         assert self.account is not None
@@ -360,6 +398,7 @@ class SandboxSpawner(LocalProcessSpawner):
         )
         if self.server_net is not None:
             request["netns"] = netns.namespace_path(self.server_net)
+        request["groups"] = self._groups()
         if self.limits()["disk"]:
             # Outside a user namespace, an owner may move their files out of the home's project.
             request["lock_project"] = True
@@ -409,7 +448,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 env=self.get_env(),
                 cwd="/",
                 start_new_session=True,
-                preexec_fn=self._preexec(group, self.account, self.server_net),
+                preexec_fn=self._preexec(group, self.account, self.server_net, self._groups()),
                 stdout=into,
                 stderr=subprocess.STDOUT,
             )
@@ -565,6 +604,7 @@ class SandboxSpawner(LocalProcessSpawner):
             sync_script=Path(self.sync_script) if self.sync_script else None,
             shared_data=_folder(record.shared_data) if record else None,
             scratch=_folder(record.scratch) if record else None,
+            grading=self._grading[1],
             hidden=tuple(Path(p) for p in self.hidden_paths),
             # The stack environment too: a forked server keeps importing the stack's modules from it.
             readonly=tuple(Path(p) for p in self.readonly_paths)
@@ -576,8 +616,18 @@ class SandboxSpawner(LocalProcessSpawner):
             cgroup_binds=tuple(self.cgroup.view_binds()),
         )
 
+    def _groups(self) -> list[int]:
+        """Supplementary groups of the server: the course's staff group for its staff, else none."""
+        gid = self._grading[2]
+        return [gid] if gid is not None else []
+
     @staticmethod
-    def _preexec(group: cgroups.Cgroup, account: UnixAccount, server_net: netns.ServerNet | None = None):
+    def _preexec(
+        group: cgroups.Cgroup,
+        account: UnixAccount,
+        server_net: netns.ServerNet | None = None,
+        groups: list[int] | None = None,
+    ):
         """Between fork and exec: join the cgroup and the network namespace as root, then become the user."""
         namespace = netns.namespace_path(server_net) if server_net else None
 
@@ -585,7 +635,7 @@ class SandboxSpawner(LocalProcessSpawner):
             group.join(os.getpid())
             if namespace:
                 netns.join(namespace)
-            os.setgroups([])
+            os.setgroups(groups or [])
             os.setgid(account.gid)
             os.setuid(account.uid)
 

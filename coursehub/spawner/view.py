@@ -19,6 +19,8 @@ class SandboxSpec:
     sync_script: Path | None = None
     shared_data: Path | None = None
     scratch: Path | None = None
+    # nbgrader (courses/grading.grading_binds): (host folder, target, read-only), after the course's folders.
+    grading: tuple[tuple[Path, Path, bool], ...] = ()
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
     hostname: str = "jupyter"
@@ -76,6 +78,7 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
         )
         if source is not None
     ]
+    shown += spec.grading
     shown.append((spec.home, spec.home, False))
     shown += [(source, target, True) for source, target in spec.cgroup_binds]
     view += [Mount("bind", str(target), source=str(source), readonly=ro) for source, target, ro in shown]

@@ -1,0 +1,320 @@
+"""nbgrader on a real hub: staff release, two students fetch and submit, staff collect, autograde and release
+feedback, each student gets their own; nobody reads another's submission; another course sees no exchange."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import hub_root
+
+from coursehub.courses.grading import staff_group
+
+pytestmark = pytest.mark.hub
+
+COURSE = "gb"
+OTHER = "other"
+# Workshop accounts are numbered: the rosters can name them before they exist.
+STAFF, ANN, BOB, OUTSIDER = "ng-01", "ng-02", "ng-03", "ng-04"
+OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-grading"}}
+
+
+def cell(source: str, **nbgrader) -> dict:
+    meta = {"nbgrader": {"schema_version": 3, "locked": False, "solution": False, "grade": False, **nbgrader}}
+    return {"cell_type": "code", "execution_count": None, "metadata": meta, "outputs": [], "source": source}
+
+
+ASSIGNMENT = {
+    "cells": [
+        cell(
+            "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+            solution=True,
+            grade_id="answer",
+        ),
+        cell("assert add(1, 2) == 3", grade=True, locked=True, points=2, grade_id="test_add"),
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+# Runs `nbgrader ARGS` in the user's kernel; prints {"rc", "out"} as JSON.
+NBGRADER = """
+import json, os, subprocess
+r = subprocess.run(["nbgrader", *{args!r}], cwd=os.path.expanduser({cwd!r}), capture_output=True, text=True,
+                   timeout=300)
+print(json.dumps({{"rc": r.returncode, "out": r.stdout + r.stderr}}))
+"""
+
+
+def course_folder(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "README.md").write_text(f"# {name}\n")
+    return folder
+
+
+# Both spawn modes: each gives the staff group to staff servers its own way (the fork server, or preexec).
+@pytest.fixture(scope="module", params=["fork", "exec"])
+def grading_hub(request, make_hub_module):
+    repos = hub_root()
+    courses = [
+        {
+            "name": COURSE,
+            "repo": str(course_folder(repos, COURSE)),
+            "access": [ANN, BOB],
+            "staff": [STAFF],
+            "grading": "nbgrader",
+            # nbgrader's commands run beside server and kernel: in exec mode nothing is shared with a zygote.
+            "limits": {"memory": "1G"},
+        },
+        {"name": OTHER, "repo": str(course_folder(repos, OTHER)), "access": [OUTSIDER, ANN]},
+    ]
+    hub = make_hub_module(courses=courses, jupyterhub=OWN_CGROUPS, sandbox={"spawn_mode": request.param})
+    assert hub.create_accounts("ng", 4) == [STAFF, ANN, BOB, OUTSIDER]
+    hub.tokens = {name: hub.token_for(name) for name in (STAFF, ANN, BOB, OUTSIDER)}
+    for name in (STAFF, ANN, BOB):
+        hub.spawn(name, hub.tokens[name], COURSE)
+    yield hub
+    shutil.rmtree(repos, ignore_errors=True)
+    hub.cli("down", check=False)
+    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-grading"):
+        parent.rmdir()
+    # The course's staff group is a system group the hub made for this hub's prefix only.
+    group = staff_group(COURSE, hub.prefix)
+    subprocess.run(["groupdel", group], capture_output=True, timeout=60, check=False)
+
+
+def run(hub, user: str, code: str, server: str = COURSE) -> str:
+    return hub.run(user, hub.tokens[user], code, server)
+
+
+def nbgrader(hub, user: str, *args: str, cwd: str = "~") -> tuple[int, str]:
+    result = json.loads(run(hub, user, NBGRADER.format(args=list(args), cwd=cwd)))
+    return result["rc"], result["out"]
+
+
+def ok(hub, user: str, *args: str, cwd: str = "~") -> str:
+    rc, out = nbgrader(hub, user, *args, cwd=cwd)
+    assert rc == 0, f"nbgrader {' '.join(args)} as {user}: {out}"
+    return out
+
+
+def answer(hub, user: str, body: str) -> None:
+    """The student writes their answer (and a tag to find it by) into the fetched notebook."""
+    tag = user.replace("-", "")
+    code = f"""
+import json, os
+path = os.path.expanduser("~/ps1/ps1.ipynb")
+nb = json.load(open(path))
+for c in nb["cells"]:
+    if c["metadata"].get("nbgrader", {{}}).get("grade_id") == "answer":
+        c["source"] = "def add(a, b):\\n    return {body}  # by {tag}"
+json.dump(nb, open(path, "w"))
+print("ok")
+"""
+    assert run(hub, user, code).strip() == "ok"
+
+
+def test_the_weekly_loop_out_and_back_each_student_sees_only_their_own(grading_hub):
+    hub = grading_hub
+    grading = f"~/{COURSE}/grading"
+    # Staff write the assignment in their course folder, generate and release it.
+    write = f"""
+import json, os
+folder = os.path.expanduser("{grading}/source/ps1")
+os.makedirs(folder, exist_ok=True)
+json.dump({ASSIGNMENT!r}, open(os.path.join(folder, "ps1.ipynb"), "w"))
+print(os.path.realpath(os.path.expanduser("{grading}")))
+"""
+    assert run(hub, STAFF, write).strip() == "/run/coursehub/grading"  # the staff-only folder, shared
+    ok(hub, STAFF, "generate_assignment", "ps1", cwd=grading)
+    ok(hub, STAFF, "release_assignment", "ps1", cwd=grading)
+
+    # Two students fetch it, answer differently, submit.
+    for student, body in ((ANN, "a + b"), (BOB, "a - b")):
+        assert "ps1" in ok(hub, student, "list")
+        ok(hub, student, "fetch_assignment", "ps1")
+        answer(hub, student, body)
+        ok(hub, student, "submit", "ps1")
+
+    # Staff collect, autograde, generate and release feedback.
+    ok(hub, STAFF, "collect", "ps1", cwd=grading)
+    ok(hub, STAFF, "autograde", "ps1", cwd=grading)
+    ok(hub, STAFF, "generate_feedback", "ps1", cwd=grading)
+    ok(hub, STAFF, "release_feedback", "ps1", cwd=grading)
+    scores = run(
+        hub,
+        STAFF,
+        f"""
+from nbgrader.api import Gradebook
+import os
+with Gradebook("sqlite:///" + os.path.expanduser("{grading}/gradebook.db")) as gb:
+    for s in gb.assignment_submissions("ps1"):
+        print(s.student.id, s.score, s.max_score)
+""",
+    )
+    unix = {name: hub.prefix + name for name in (ANN, BOB)}
+    assert sorted(scores.split("\n")[:-1]) == sorted([f"{unix[ANN]} 2.0 2.0", f"{unix[BOB]} 0.0 2.0"])
+
+    # The gradebook, exported on the host with hub usernames (the format the LTI grade push reads).
+    export = hub.root / "grades.csv"
+    hub.cli("course", "grades", COURSE, "--csv", str(export))
+    assert export.read_text() == f"username,assignment,score,max_score\n{ANN},ps1,2,2\n{BOB},ps1,0,2\n"
+    assert export.stat().st_mode & 0o777 == 0o600
+    assert "does not grade" in hub.cli("course", "grades", OTHER, check=False).stderr
+
+    # Each student fetches their own feedback, and only theirs.
+    for student, other in ((ANN, BOB), (BOB, ANN)):
+        mine, theirs = f"by {student.replace('-', '')}", f"by {other.replace('-', '')}"
+        ok(hub, student, "fetch_feedback", "ps1")
+        html = run(
+            hub,
+            student,
+            """
+import glob, os
+files = glob.glob(os.path.expanduser("~/ps1/feedback/*/ps1.html"))
+print(len(files)); print(open(files[0]).read())
+""",
+        )
+        count, _, text = html.partition("\n")
+        assert count == "1" and mine in text and theirs not in text
+
+    # Each student's inbound is their own folder: neither sees, lists or reads the other's submissions,
+    # even by the exact name; feedback cannot be listed.
+    inbound = f"/run/coursehub/exchange/{COURSE}/inbound"
+    names = run(hub, STAFF, f"import glob; print('\\n'.join(glob.glob('{inbound}/*/*')))")
+    bobs = [name for name in names.splitlines() if f"/{unix[BOB]}/{unix[BOB]}+ps1+" in name]
+    assert len(bobs) == 1
+    flat = bobs[0].replace(f"/{unix[BOB]}/", "/")  # where nbgrader alone would have put it
+    probe = f"""
+import os
+inbound = "{inbound}"
+mine = os.listdir(inbound)
+print(all(name.startswith("{unix[ANN]}+ps1+") for name in mine) and len(mine))
+for path in ("{bobs[0]}/ps1.ipynb", "{flat}/ps1.ipynb", inbound + "/{unix[BOB]}"):
+    try:
+        open(path).read()
+        print("read")
+    except (FileNotFoundError, NotADirectoryError):
+        print("missing")
+try:
+    os.listdir("/run/coursehub/exchange/{COURSE}/feedback")
+    print("listed")
+except PermissionError:
+    print("denied")
+"""
+    assert run(hub, ANN, probe).split() == ["1", "missing", "missing", "missing", "denied"]
+
+
+def test_submissions_in_anothers_name_or_with_symlinks_are_not_collected(grading_hub):
+    hub = grading_hub
+    grading = f"~/{COURSE}/grading"
+    # In her own folder, Ann hands in a newer submission named after Bob (nbgrader alone would collect it as
+    # Bob's), and one of her own whose notebook is a link to the staff's solution (nbgrader alone would copy
+    # the solution into her feedback).
+    forge = f"""
+import os
+inbound = "/run/coursehub/exchange/{COURSE}/inbound"
+when = "2099-01-01 00:00:00.000000 UTC"
+for name, notebook in (("{hub.prefix + BOB}", "forged"), ("{hub.prefix + ANN}", None)):
+    d = f"{{inbound}}/{{name}}+ps1+{{when}}+x"
+    os.mkdir(d)
+    open(d + "/timestamp.txt", "w").write(when)
+    if notebook:
+        open(d + "/ps1.ipynb", "w").write(notebook)
+    else:
+        os.symlink("/run/coursehub/grading/source/ps1/ps1.ipynb", d + "/ps1.ipynb")
+print("ok")
+"""
+    assert run(hub, ANN, forge).strip() == "ok"
+    out = ok(hub, STAFF, "collect", "ps1", "--update", cwd=grading)
+    assert f"skipped {hub.prefix + BOB}+ps1+" in out and "left out the symlink" in out
+    kept = run(
+        hub,
+        STAFF,
+        f"""
+import os
+submitted = os.path.expanduser("{grading}/submitted")
+print(open(f"{{submitted}}/{hub.prefix + BOB}/ps1/timestamp.txt").read())
+print(sorted(os.listdir(f"{{submitted}}/{hub.prefix + ANN}/ps1")))
+""",
+    )
+    bob_when, ann_files = kept.splitlines()
+    assert "2099" not in bob_when
+    assert ann_files == "['timestamp.txt']"  # her newest, without the link to the solution
+
+
+def test_a_malformed_assignment_name_is_refused_and_changes_nothing(grading_hub):
+    hub = grading_hub
+    grading = f"~/{COURSE}/grading"
+    listing = f"import os; print(sorted(os.listdir('/run/coursehub/exchange/{COURSE}/outbound')))"
+    before = run(hub, STAFF, listing)
+    rc, out = nbgrader(hub, STAFF, "release_assignment", "ps+1", cwd=grading)
+    assert rc != 0 and "should not contain" in out
+    rc, out = nbgrader(hub, ANN, "fetch_assignment", "../inbound")
+    assert rc != 0
+    assert run(hub, STAFF, listing) == before
+
+
+def test_only_staff_see_the_course_folder_and_another_course_sees_no_exchange(grading_hub):
+    hub = grading_hub
+    probe = """
+import os
+print(os.path.exists("/run/coursehub/exchange"), os.path.exists("/run/coursehub/grading"))
+"""
+    assert run(hub, ANN, probe).split() == ["True", "False"]
+    assert run(hub, STAFF, probe).split() == ["True", "True"]
+    hub.spawn(OUTSIDER, hub.tokens[OUTSIDER], OTHER)
+    assert run(hub, OUTSIDER, probe, OTHER).split() == ["False", "False"]
+    # nbgrader's extensions: the formgrader answers for staff only; nothing of nbgrader in the other course.
+    for user, server, status in ((STAFF, COURSE, 200), (ANN, COURSE, 404), (OUTSIDER, OTHER, 404)):
+        url = hub.server_url(user, server) + "formgrader/api/assignments"
+        headers = {"Authorization": f"token {hub.tokens[user]}"}
+        response = requests.get(url, headers=headers, timeout=60, allow_redirects=False)
+        assert response.status_code == status, (user, response.status_code, response.headers.get("location"))
+        if status == 200:  # formgrader found its course folder (inside the server's root) and gradebook
+            assert isinstance(response.json(), list)
+    extensions = (
+        "import os; print(open(os.environ['JUPYTER_CONFIG_PATH'] + '/labconfig/page_config.json').read())"
+    )
+    assert "formgrader" in run(hub, ANN, extensions)
+    assert json.loads(run(hub, OUTSIDER, extensions, OTHER)) == {
+        "disabledExtensions": {"@jupyter/nbgrader": True}
+    }
+
+
+@pytest.mark.browser
+def test_jupyterlab_shows_staff_the_formgrader_and_students_only_their_assignments(
+    grading_hub, browser, output_dir
+):
+    hub = grading_hub
+    seen = {}
+    for user in (STAFF, ANN):
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(hub.url + "hub/login")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", hub.passwords[user])
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_load_state()
+        page.goto(hub.server_url(user, COURSE) + "lab")
+        page.locator(".jp-LabShell").wait_for()
+        config = json.loads(page.locator("#jupyter-config-data").text_content())
+        page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+        items = page.locator(".lm-Menu-itemLabel").all_inner_texts()
+        seen[user] = (config.get("disabledExtensions", []), items)
+        page.screenshot(path=str(output_dir / f"grading-{user}-menu.png"))
+        context.close()
+    staff_disabled, staff_items = seen[STAFF]
+    student_disabled, student_items = seen[ANN]
+    assert "Formgrader" in staff_items and "Assignment List" in staff_items
+    assert "Assignment List" in student_items
+    assert "Formgrader" not in student_items and "Course List" not in student_items
+    assert "@jupyter/nbgrader:formgrader" in student_disabled
+    assert "@jupyter/nbgrader:formgrader" not in staff_disabled
