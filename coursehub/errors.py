@@ -55,3 +55,15 @@ class PhaseError(CoursehubError):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.kind = kind
+
+
+class GradesError(CoursehubError):
+    """Scores cannot be read or posted; the message says what to fix."""
+
+
+class PlatformError(GradesError):
+    """The LMS platform refused or did not answer; `attempts` were made."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts

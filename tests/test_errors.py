@@ -39,6 +39,8 @@ def test_exceptions_are_defined_only_in_errors_py():
         ("coursehub.launch.binder.launch", "LaunchRefused"),
         ("coursehub.launch.binder.spec", "BinderSpecError"),
         ("coursehub.tools.loadtest.failures", "PhaseError"),
+        ("coursehub.auth.ags", "GradesError"),
+        ("coursehub.clients.ags", "PlatformError"),
     ],
 )
 def test_moved_exceptions_keep_their_import_names_and_join_the_tree(module, name):

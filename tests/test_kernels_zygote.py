@@ -40,7 +40,7 @@ PROBE = textwrap.dedent(
             os.kill(asyncio.run(ck._ask_zygote({"args": ["-f", broken], "env": dict(os.environ),
                                                 "cwd": folder})), signal.SIGKILL)
             report["broken"] = "answered"
-        except ck.KernelDiedStarting as exc:
+        except RuntimeError as exc:
             report["broken"] = str(exc)
     finally:
         zygote.kill()

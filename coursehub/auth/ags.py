@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coursehub.errors import CoursehubError
+from coursehub.errors import GradesError
 
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
@@ -21,10 +21,6 @@ SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
 CSV_COLUMNS = ("username", "assignment", "score", "max_score")
-
-
-class GradesError(CoursehubError):
-    """Scores cannot be read or posted; the message says what to fix."""
 
 
 @dataclass(frozen=True)

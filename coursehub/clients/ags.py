@@ -25,7 +25,6 @@ from coursehub.auth.ags import (
     SCORE_TYPE,
     AgsLaunch,
     Grade,
-    GradesError,
     can_manage_lineitems,
     find_lineitem,
     lineitem_body,
@@ -35,19 +34,12 @@ from coursehub.auth.ags import (
 )
 from coursehub.auth.ags_store import Post, launches, record_post
 from coursehub.auth.tool_key import ASSERTION_TYPE, client_assertion
+from coursehub.errors import PlatformError
 
 TIMEOUT = 20
 DELAYS = (1.0, 2.0, 4.0)  # waits before the 2nd, 3rd, 4th attempt; then the post is recorded failed
 MAX_RETRY_AFTER = 30.0
 RETRIED = {429, 500, 502, 503, 504}
-
-
-class PlatformError(GradesError):
-    """The platform refused or did not answer; `attempts` were made."""
-
-    def __init__(self, message: str, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
 
 
 def _reason(response: requests.Response) -> str:

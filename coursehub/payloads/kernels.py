@@ -187,10 +187,6 @@ class ForkedKernel:
 ANSWER_TIMEOUT = 120
 
 
-class KernelDiedStarting(RuntimeError):
-    """The forked kernel exited before its sockets were bound (its traceback is in the server's log)."""
-
-
 async def _ask_zygote(request: dict[str, Any]) -> int:
     """The pid of a kernel forked for `request`, once it is ready for connections."""
     reader, writer = await asyncio.open_unix_connection(SOCKET)  # OSError: no zygote here
@@ -199,11 +195,13 @@ async def _ask_zygote(request: dict[str, Any]) -> int:
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
     except TimeoutError:  # an OSError too: it must not look like "no zygote here"
-        raise KernelDiedStarting(f"the kernel did not get ready in {ANSWER_TIMEOUT} s") from None
+        raise RuntimeError(f"the kernel did not get ready in {ANSWER_TIMEOUT} s") from None
     finally:
         writer.close()
     if not line:
-        raise KernelDiedStarting("the kernel exited while starting; the server's log says why")
+        # RuntimeError, as jupyter_client raises for a kernel that fails to start (payloads import no
+        # coursehub, so not an errors.py class): the server answers the request with its message.
+        raise RuntimeError("the kernel exited while starting; the server's log says why")
     return int(json.loads(line)["pid"])
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from coursehub.courses.environments import stack_spec, uv_binary
+from coursehub.courses.environments import EnvSpec, stack_spec, uv_binary
 from coursehub.errors import EnvironmentBuildError
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,17 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     if (target / READY).exists():
         return target
     envs.mkdir(parents=True, exist_ok=True)
+    # One build at a time: two benchmarks (or two test workers) starting together built the same
+    # folder at once, and one removed what the other was creating.
+    with open(envs / ".build.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not (target / READY).exists():
+            _build(spec, target)
+    return target
+
+
+def _build(spec: EnvSpec, target: Path) -> None:
+    """Build the stock environment at `target` from scratch."""
     # Built in place (entry-point scripts hard-code their venv's path); READY is written last,
     # so a half-built environment is rebuilt next time.
     shutil.rmtree(target, ignore_errors=True)
@@ -45,7 +57,6 @@ def stock_environment(python: Path, envs: Path = ENVS) -> Path:
     # The kernelspec exactly as ipykernel installs it, whatever the cache's copy says.
     _run([python_bin, "-m", "ipykernel", "install", "--prefix", str(target)])
     (target / READY).write_text("ok\n")
-    return target
 
 
 def _run(cmd: list[str]) -> None:
