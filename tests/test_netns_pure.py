@@ -292,3 +292,18 @@ def test_the_build_proxy_sends_plain_http_requests_in_origin_form_one_per_connec
     )
     with pytest.raises(ValueError):
         origin_request(b"GET https://m.campus/ HTTP/1.1", b"")
+
+
+def test_routed_addresses_are_read_from_proc_net_route():
+    from coursehub.spawner.netns import hub_net, routed_addresses
+
+    net = hub_net(Path("/var/lib/coursehub"), "10.230.128.0/24")
+    prefix = net.veth_prefix
+    table = (
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        f"{prefix}21\t2180E60A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n"  # 10.230.128.33/32: ours
+        f"{prefix}22\t0080E60A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"  # a /24: not a server
+        "c0000v21\t2280E60A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n"  # another hub's veth
+    )
+    assert routed_addresses(table, net) == ["10.230.128.33"]

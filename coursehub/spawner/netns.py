@@ -308,8 +308,21 @@ def nameservers(resolv_conf: str, loopback: bool = False) -> list[str]:
 
 def taken_addresses(net: HubNet) -> list[str]:
     """Server addresses routed now (from the host's routes to the hub's veths)."""
-    out = _run(IP, "-o", "route", "show", "root", str(net.subnet), check=False).stdout
-    return [line.split()[0].split("/")[0] for line in out.splitlines() if net.veth_prefix in line]
+    # /proc/net/route rather than `ip route`: no process on every spawn (the main table is all we add).
+    return routed_addresses(Path("/proc/net/route").read_text(), net)
+
+
+def routed_addresses(proc_net_route: str, net: HubNet) -> list[str]:
+    """The /32 destinations routed to the hub's veths, read from /proc/net/route's text (pure)."""
+    found = []
+    for line in proc_net_route.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or not fields[0].startswith(net.veth_prefix) or fields[7] != "FFFFFFFF":
+            continue
+        address = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+        if address in net.subnet:
+            found.append(str(address))
+    return found
 
 
 # Spawns run in threads: the free address and its route are claimed under one lock, or two
@@ -327,25 +340,37 @@ def allocate(net: HubNet, leaf: str) -> ServerNet:
 
 def create(net: HubNet, server: ServerNet) -> None:
     """The server's namespace with its veth, address and routes (any leftover is replaced)."""
-    remove(server)
-    inside = (IP, "-n", server.namespace)
-    _run(IP, "netns", "add", server.namespace)
+    if (NETNS_DIR / server.namespace).exists() or Path(f"/sys/class/net/{server.veth}").exists():
+        remove(server)
+    # Two `ip -batch` runs instead of eleven `ip` processes: on the spawn path of every server
+    # (0.1 s of a 0.26 s spawn here, and CPU that a burst of students shares).
     try:
-        peer = ("peer", "name", "eth0", "netns", server.namespace)
-        _run(IP, "link", "add", server.veth, "type", "veth", *peer)
-        _run(IP, "link", "set", server.veth, "up")
+        _batch(
+            f"netns add {server.namespace}",
+            f"link add {server.veth} type veth peer name eth0 netns {server.namespace}",
+            f"link set {server.veth} up",
+            f"route replace {server.address}/32 dev {server.veth} src {net.gateway}",
+        )
         # Forwarding for what comes in on this veth only (IPv4 decides by the input device):
         # the host's global ip_forward, and so its other interfaces, are left as they are.
         Path(f"/proc/sys/net/ipv4/conf/{server.veth}/forwarding").write_text("1")
-        _run(*inside, "link", "set", "lo", "up")
-        _run(*inside, "addr", "add", f"{server.address}/32", "dev", "eth0")
-        _run(*inside, "link", "set", "eth0", "up")
-        _run(*inside, "route", "add", f"{net.gateway}/32", "dev", "eth0")
-        _run(*inside, "route", "add", "default", "via", net.gateway, "dev", "eth0")
-        _run(IP, "route", "replace", f"{server.address}/32", "dev", server.veth, "src", net.gateway)
-    except SandboxError:
+        _batch(
+            "link set lo up",
+            f"addr add {server.address}/32 dev eth0",
+            "link set eth0 up",
+            f"route add {net.gateway}/32 dev eth0",
+            f"route add default via {net.gateway} dev eth0",
+            namespace=server.namespace,
+        )
+    except (SandboxError, OSError):
         remove(server)
         raise
+
+
+def _batch(*commands: str, namespace: str = "") -> None:
+    """Run `ip` commands in one process (inside `namespace`, if given); the first failure stops it."""
+    where = ("-n", namespace) if namespace else ()
+    _run(IP, *where, "-batch", "-", stdin="".join(f"{command}\n" for command in commands))
 
 
 def remove(server: ServerNet) -> None:
