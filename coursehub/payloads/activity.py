@@ -7,8 +7,9 @@ arguments) makes that activity honest both ways:
   stopped mid-computation: the server is marked active every few seconds while any kernel is busy
   (Jupyter Server counts every `*_last_activity` web-app setting as activity);
 - an open JupyterLab polls the server (kernels, sessions, terminals every 10 s) without Jupyter
-  Server's `no_track_activity` flag, so a forgotten tab kept its server forever: reads (GET, HEAD)
-  no longer count, only what changes something (saving, starting a kernel, running a cell, a terminal);
+  Server's `no_track_activity` flag, and saves its layout on its own, so a forgotten tab kept its
+  server forever: reads (GET, HEAD) and layout saves no longer count, only what changes something
+  (saving a file, starting a kernel, running a cell, a terminal);
 - `GET <base>/coursehub/activity` tells JupyterLab (coursehub's cull-warning extension) when the culler
   will stop the server, from the hub's own record of its last activity: a banner warns the student.
 Imports nothing of coursehub: it runs in the server, from the environment's site-packages.
@@ -32,6 +33,9 @@ ENV_WARNING = "COURSEHUB_CULL_WARNING"
 ENV_DELETES = "COURSEHUB_CULL_DELETES"
 ROUTE = "coursehub/activity"
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Writes JupyterLab makes on its own: it saves its layout (the workspace) every few seconds while
+# anything in it changes, an open tab with nobody at it included.
+WORKSPACES = "/lab/api/workspaces"
 
 
 def any_busy(states: Iterable[str]) -> bool:
@@ -100,7 +104,7 @@ def _count_only_changes() -> None:
         return
 
     def update_api_activity(self: Any) -> None:
-        if self.request.method not in READS:
+        if self.request.method not in READS and WORKSPACES not in self.request.path:
             track(self)
 
     update_api_activity.coursehub_reads_ignored = True  # type: ignore[attr-defined]

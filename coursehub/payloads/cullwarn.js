@@ -67,9 +67,10 @@
         banner.id = BANNER_ID;
         banner.setAttribute('role', 'alert');
         banner.style.cssText =
-          'position:fixed;top:8px;left:50%;transform:translateX(-50%);z-index:10000;max-width:46em;' +
+          'position:fixed;bottom:36px;left:50%;transform:translateX(-50%);z-index:10000;max-width:46em;' +
           'padding:10px 16px;border-radius:6px;border:1px solid #b58900;background:#fff4ce;color:#3b2f00;' +
           'font:14px/1.4 system-ui,sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.25)';
+        // Above the status bar: the menus and toolbars stay usable while it shows.
         document.body.appendChild(banner);
       }
       banner.textContent = text;
