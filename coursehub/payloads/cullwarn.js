@@ -97,8 +97,13 @@
 
     function stopped() {
       if (state && state.warn) {
+        var guest = state.deletes_files;
         state = null;
-        show('This server was stopped for inactivity. Your saved files are kept: open the course again from the hub to continue.');
+        show(
+          guest
+            ? 'This temporary session ended for inactivity, and its files were deleted.'
+            : 'This server was stopped for inactivity. Your saved files are kept: open the course again from the hub to continue.'
+        );
       }
     }
 
