@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 from conftest import wait_for
 
+from coursehub.courses.environments import INSTALLED_PAYLOADS, PAYLOADS, install_cull_warning
 from coursehub.hub.proxy import without_server_activity
 from coursehub.payloads.activity import any_busy, cull_warning, warn_seconds
 from coursehub.settings import CullerSettings
@@ -135,3 +137,13 @@ def test_the_hub_reads_no_activity_from_the_proxy_on_servers_routes():
     without_server_activity(routes)
     assert "last_activity" not in routes["/user/ann/"]["data"]
     assert routes["/"]["data"]["last_activity"]
+
+
+def test_the_warning_extension_is_installed_where_jupyterlab_finds_prebuilt_ones(tmp_path):
+    install_cull_warning(tmp_path)
+    folder = tmp_path / "share" / "jupyter" / "labextensions" / "coursehub-cullwarn"
+    build = json.loads((folder / "package.json").read_text())["jupyterlab"]["_build"]
+    assert build["extension"] == "./extension"
+    assert (folder / build["load"]).read_text() == (PAYLOADS / "cullwarn.js").read_text()
+    # A change to the script is a new environment, as for the other payloads.
+    assert "cullwarn.js" in INSTALLED_PAYLOADS
