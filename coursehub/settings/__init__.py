@@ -184,7 +184,7 @@ class CullerSettings(Model):
         None,
         ge=0,
         description="Seconds before an idle server is stopped that JupyterLab shows a warning (default: "
-        "min(300, timeout/4); 0: no warning).",
+        "min(300, timeout/4); 0: no warning; one machine).",
     )
 
     def kernel_seconds(self) -> int:
