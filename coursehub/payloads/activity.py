@@ -128,7 +128,7 @@ def _hub_request(path: str, method: str = "GET", body: dict | None = None) -> An
 def _handler_class() -> type:
     from jupyter_server.base.handlers import APIHandler
     from tornado import web
-    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
     class CullWarningHandler(APIHandler):
         """When the hub's culler will stop this server, for JupyterLab's warning banner."""
@@ -154,6 +154,19 @@ def _handler_class() -> type:
             if timeout <= 0 or warn <= 0 or "JUPYTERHUB_API_URL" not in os.environ:
                 self.finish(cull_warning(None, datetime.now(UTC), 0, 0))
                 return
+            try:
+                seen = await self.hub_last_activity()
+            except (HTTPClientError, OSError, ValueError, KeyError) as error:
+                # No warning rather than a wrong one (a server started before its token could read
+                # its own record, the hub restarting): JupyterLab asks again later.
+                self.log.warning("coursehub_activity: the hub's last activity is unknown: %s", error)
+                seen = None
+            answer = cull_warning(seen, datetime.now(UTC), timeout, warn)
+            answer["deletes_files"] = os.environ.get(ENV_DELETES) == "1"
+            self.finish(answer)
+
+        async def hub_last_activity(self) -> datetime | None:
+            """The server's last activity as the hub (and so its culler) has it, told ours first if newer."""
             user = os.environ["JUPYTERHUB_USER"]
             server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
             client = AsyncHTTPClient()
@@ -163,14 +176,12 @@ def _handler_class() -> type:
             mine = mine if mine.tzinfo else mine.replace(tzinfo=UTC)
             if seen is not None and mine > seen:
                 # Activity the hub has not heard of yet (jupyterhub-singleuser reports it only every
-                # few minutes): report it now, so that the warning and the culler agree.
+                # timeout/10 s): report it now, so that the warning and the culler agree.
                 stamp = mine.isoformat().replace("+00:00", "Z")
                 body = {"last_activity": stamp, "servers": {server: {"last_activity": stamp}}}
                 await client.fetch(_hub_request(f"/users/{user}/activity", "POST", body))
                 seen = mine
-            answer = cull_warning(seen, datetime.now(UTC), timeout, warn)
-            answer["deletes_files"] = os.environ.get(ENV_DELETES) == "1"
-            self.finish(answer)
+            return seen
 
     return CullWarningHandler
 
