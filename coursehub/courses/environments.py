@@ -57,7 +57,8 @@ KERNEL_ARGV = [
 ]
 LAYOUT_VERSION = 12  # bump when the environment layout below changes
 # The files coursehub copies into every environment: a change to them is a new environment too.
-INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py")
+CULL_WARNING = "coursehub-cullwarn"
+INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py", "cullwarn.js")
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ def ensure_environment(
             safe_write(staging, staging / STACK_VERSIONS, installed_versions(staging))
         install_kernels_module(staging)
         install_lab_overrides(staging)
+        install_cull_warning(staging)
         seconds = round(time.monotonic() - started, 1)
         safe_write(staging, staging / READY, json.dumps({"seconds": seconds}))
         seal(staging)
@@ -402,6 +404,24 @@ def install_kernels_module(env: Path) -> None:
     safe_write(env, site / "coursehub_oom.py", (PAYLOADS / "oomnotice.py").read_text())
     # coursehub_activity: a server extension by which a busy kernel keeps its server from the culler.
     safe_write(env, site / "coursehub_activity.py", (PAYLOADS / "activity.py").read_text())
+
+
+def install_cull_warning(env: Path) -> None:
+    """coursehub-cullwarn, the JupyterLab extension that warns before the culler stops a server."""
+    script = (PAYLOADS / "cullwarn.js").read_text()
+    # A hand-written prebuilt extension (the file says why): JupyterLab finds it by its package.json
+    # in share/jupyter/labextensions. The script's name carries its hash, so that a browser never
+    # runs a cached older copy.
+    load = f"static/remoteEntry.{hashlib.sha256(script.encode()).hexdigest()[:20]}.js"
+    folder = env / "share" / "jupyter" / "labextensions" / CULL_WARNING
+    package = {
+        "name": CULL_WARNING,
+        "version": "1.0.0",
+        "description": "Warns before the hub stops an idle server (coursehub).",
+        "jupyterlab": {"extension": True, "_build": {"load": load, "extension": "./extension"}},
+    }
+    safe_write(env, folder / "package.json", json.dumps(package, indent=1))
+    safe_write(env, folder / load, script)
 
 
 def install_lab_overrides(env: Path) -> None:

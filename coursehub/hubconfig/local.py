@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from traitlets.config import Config
 
 from ..launch.home import CourseShelf, FirstCourse, HomeCourses
+from ..names import BINDER_GROUP, TEMPORARY_GROUP
 from ..settings import Settings
 from ..spawner.bwrap import find_bwrap
 from ..spawner.netns import hub_net
@@ -48,10 +49,29 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
         course.name: list(course.staff) for course in settings.courses if course.grading == "nbgrader"
     }
     s.state_root = str(runtime.paths.root)
+    apply_cull_warning(settings, c)
     # One named server per course, so a student in two courses has two environments.
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = len(settings.courses) + 1
     apply_home(settings, runtime, c)
+
+
+def apply_cull_warning(settings: Settings, c: Config) -> None:
+    """JupyterLab warns before a culler ends a server, counting only what its server reports as activity."""
+    culler, s = settings.culler, c.SandboxSpawner
+    s.cull_timeout = culler.timeout if culler.enabled else 0
+    s.cull_warning = -1 if culler.warn_before is None else culler.warn_before
+    # The cullers that delete guests with their files (hubconfig/services.py starts them).
+    deleting = {BINDER_GROUP: settings.binder.idle_timeout} if settings.binder.enabled else {}
+    if culler.enabled:
+        deleting[TEMPORARY_GROUP] = settings.temporary.idle_timeout
+    s.deleting_cullers = deleting
+    # The server's token may also read its own server's last activity, as the culler sees it.
+    s.server_token_scopes = ["users:activity!user", "access:servers!server", "read:servers!server"]
+    # configurable-http-proxy counts every successful request as activity, JupyterLab's polling of
+    # an open tab included, so a forgotten tab kept its server for ever; the hub reads activity
+    # only from the server itself (payloads/activity.py decides what counts).
+    c.JupyterHub.proxy_class = "coursehub.hub.proxy.ServerActivityProxy"
 
 
 def apply_home(settings: Settings, runtime: Runtime, c: Config) -> None:

@@ -180,6 +180,12 @@ class CullerSettings(Model):
         "timeout while the culler is enabled; 0: never). A busy kernel is never shut down, and keeps its "
         "server from the culler however long it computes.",
     )
+    warn_before: int | None = Field(
+        None,
+        ge=0,
+        description="Seconds before an idle server is stopped that JupyterLab shows a warning (default: "
+        "min(300, timeout/4); 0: no warning; one machine).",
+    )
 
     def kernel_seconds(self) -> int:
         """Idle seconds before a kernel is shut down in its server (0: never)."""

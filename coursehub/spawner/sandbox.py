@@ -29,6 +29,7 @@ from ..courses.catalog import CourseRecord, load_catalog
 from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, role_of, server_extension_args
 from ..errors import CoursehubError
 from ..names import BINDER_GROUP
+from ..payloads.activity import warn_seconds
 from . import cgroups, diskquota, homequota, listeners, netns
 from .accounts import UnixAccount, ensure_unix_account, remove_account_and_home, unix_name
 from .bwrap import SandboxSpec, bwrap_args, find_bwrap
@@ -62,6 +63,31 @@ def kernel_cull_args(timeout: int) -> list[str]:
         # Idle means no execution: an open notebook tab alone does not keep a kernel.
         "--MappingKernelManager.cull_connected=True",
     ]
+
+
+def cull_terms(groups: set[str], timeout: int, deleting: dict[str, int]) -> tuple[int, bool]:
+    """Idle seconds before a culler ends this user's server, and whether their files go too (pure).
+
+    `timeout` is the idle culler's (0: none); `deleting` maps the groups whose culler deletes its
+    users with their files (temporary and Binder guests) to that culler's timeout.
+    """
+    guest = [seconds for group, seconds in deleting.items() if group in groups and seconds > 0]
+    every = [seconds for seconds in (timeout, *guest) if seconds > 0]
+    return (min(every) if every else 0), bool(guest)
+
+
+def cull_env(timeout: int, warn_before: int | None, deletes: bool) -> dict[str, str]:
+    """What coursehub_activity and jupyterhub-singleuser read to warn before a cull (pure; none for 0)."""
+    if timeout <= 0:
+        return {}
+    return {
+        "COURSEHUB_CULL_TIMEOUT": str(timeout),
+        "COURSEHUB_CULL_WARNING": str(warn_seconds(timeout, warn_before)),
+        "COURSEHUB_CULL_DELETES": "1" if deletes else "0",
+        # The hub knows only the activity a server reports (hub/proxy.py): every timeout/10
+        # seconds, within 10 s to 5 min (jupyterhub-singleuser's default).
+        "JUPYTERHUB_ACTIVITY_INTERVAL": str(max(10, min(300, timeout // 10))),
+    }
 
 
 class SandboxSpawner(LocalProcessSpawner):
@@ -115,6 +141,13 @@ class SandboxSpawner(LocalProcessSpawner):
     oom_seen = Integer(0, help="OOM kills already reported for this server.")
     limit_overrides = Dict(help="Limits of this one server over its course's (Binder launches).")
     kernel_cull_timeout = Integer(0, config=True, help="Idle seconds before a kernel is shut down; 0: never.")
+    cull_timeout = Integer(0, config=True, help="Idle seconds before the culler stops a server; 0: never.")
+    cull_warning = Integer(
+        -1, config=True, help="Seconds before a cull that JupyterLab warns (-1: min(300, timeout/4))."
+    )
+    deleting_cullers = Dict(
+        config=True, help="Groups whose culler deletes idle users with their files: its timeout."
+    )
     account: UnixAccount | None = None
     _log_writer: Popen | None = None
     server_net: netns.ServerNet | None = None
@@ -285,6 +318,9 @@ class SandboxSpawner(LocalProcessSpawner):
             # nbgrader_config.py and JupyterLab's page config (nbgrader's plugins for this role): root's.
             JUPYTER_CONFIG_PATH=str(CONFIG_MOUNT),
         )
+        timeout, deletes = cull_terms(set(group_names(self.user)), self.cull_timeout, self.deleting_cullers)
+        # JupyterLab's warning before a cull (coursehub_activity and coursehub-cullwarn).
+        env.update(cull_env(timeout, None if self.cull_warning < 0 else self.cull_warning, deletes))
         return env
 
     async def progress(self):  # type: ignore[override]
