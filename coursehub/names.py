@@ -23,3 +23,6 @@ CLI_SCOPES = [
     "admin:users",
     "read:metrics",
 ]
+
+# The grade CSV: `coursehub course grades --csv` writes it, `coursehub course lti-grades --csv` reads it.
+GRADES_CSV_COLUMNS = ("username", "assignment", "score", "max_score")

@@ -419,10 +419,37 @@ def browser():
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: the test command installs it (apt-get install chromium)")
+    _retry_navigations_the_host_network_aborts()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def _retry_navigations_the_host_network_aborts() -> None:
+    """Page.goto tries once more when Chromium aborted it because this host's addresses changed.
+
+    Chromium aborts every navigation in flight (net::ERR_NETWORK_CHANGED) when an address of the
+    host's network namespace comes or goes, and the suite's other workers make that happen all the
+    time: hubs add and remove their gateway addresses, builds the host end of their namespace's pair.
+    A student's browser is on another machine and never sees these; a test's is on this one.
+    """
+    from playwright.sync_api import Error, Page
+
+    goto = Page.goto
+    if getattr(goto, "retries_network_changes", False):
+        return
+
+    def goto_again_if_network_changed(self, url, **kwargs):
+        try:
+            return goto(self, url, **kwargs)
+        except Error as error:
+            if "ERR_NETWORK_CHANGED" not in str(error):
+                raise
+            return goto(self, url, **kwargs)
+
+    goto_again_if_network_changed.retries_network_changes = True
+    Page.goto = goto_again_if_network_changed
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coursehub.errors import GradesError
+from coursehub.names import GRADES_CSV_COLUMNS
 
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
@@ -20,7 +21,7 @@ SCOPE_SCORE = SCOPE + "score"
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
-CSV_COLUMNS = ("username", "assignment", "score", "max_score")
+CSV_COLUMNS = GRADES_CSV_COLUMNS  # what `coursehub course grades --csv` writes
 
 
 @dataclass(frozen=True)

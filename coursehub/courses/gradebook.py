@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CoursehubError
+from ..names import GRADES_CSV_COLUMNS
 
 # The columns another tool (the LTI grade push) reads: keep them exactly.
-COLUMNS = ("username", "assignment", "score", "max_score")
+COLUMNS = GRADES_CSV_COLUMNS
 
 # nbgrader's own arithmetic (nbgrader/api.py): a grade is its manual score, else its automatic score, plus any
 # extra credit; an assignment's maximum is the sum of its notebooks' grade and task cells' maxima.
