@@ -123,6 +123,11 @@ def test_a_builds_names_and_addresses_fit_and_stay_off_the_metadata_address():
         addresses = {ipaddress.ip_address(build.gateway), ipaddress.ip_address(build.address)}
         assert all(a in netns.BUILD_LINKS for a in addresses) and len(addresses) == 2
         assert ipaddress.ip_address("169.254.169.254") not in addresses
+    # One gateway for every build, kept on the host: no build's address is its gateway.
+    assert BUILD.gateway == last.gateway == netns.BUILD_GATEWAY
+    assert netns.BUILD_GATEWAY not in {
+        netns.BuildNet(slot, 1, "t").address for slot in range(1, netns.BUILD_SLOTS)
+    }
     assert BUILD.table.startswith(netns.BUILD_TABLE + "4321_") and "4321" in BUILD.namespace
 
 

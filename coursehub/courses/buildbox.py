@@ -230,7 +230,7 @@ class BuildBox:
         remove_tree(self.work)
 
     def _start_proxy(self, net: netns.BuildNet) -> int:
-        """Start the build's proxy on the pair's host end as the builder, in the filtered group; its port."""
+        """Start the build's proxy on the builds' gateway as the builder, in the filtered group; its port."""
         python = shutil.which("python3", path=SYSTEM_PATH)
         if python is None:
             raise EnvironmentBuildError("no python3 on /usr/bin for the build's proxy")

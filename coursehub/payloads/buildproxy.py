@@ -1,4 +1,4 @@
-"""The one way out of a build's network namespace: an HTTP proxy on the host end of its veth pair.
+"""The one way out of a build's network namespace: an HTTP proxy on the builds' gateway address.
 
 Run by courses/buildbox.py as the builder with the group whose sockets the build's nftables table
 filters (spawner/netns.py build_ruleset): every connection it makes gets servers' egress policy, so

@@ -420,6 +420,12 @@ def namespace_path(server: ServerNet) -> str:
 # network of the machine and no hub's subnet, and exist before any hub does (`course build`, `up`).
 BUILD_LINKS = ipaddress.IPv4Network("169.254.224.0/20")  # the metadata address, 169.254.169.254, is outside
 BUILD_SLOTS = BUILD_LINKS.num_addresses // 2
+# Every build's proxy listens on this one address, on the host's loopback interface, added once and kept
+# (as a hub keeps its gateway): an address that came and went with every build made Chromium on this
+# host abort its page loads (net::ERR_NETWORK_CHANGED), as it does whenever the host's addresses change.
+# Each build's table lets its pair reach only its own proxy's port there.
+BUILD_GATEWAY = str(BUILD_LINKS.network_address + 1)
+BUILD_GATEWAY_LABEL = "lo:chbuild"
 BUILD_NAMESPACE = "coursehub-build-"
 BUILD_TABLE = "coursehub_build_"
 BUILD_VETHS = "chb*"
@@ -451,7 +457,7 @@ class BuildNet:
 
     @property
     def gateway(self) -> str:
-        return str(BUILD_LINKS.network_address + 2 * self.slot)
+        return BUILD_GATEWAY
 
     @property
     def address(self) -> str:
@@ -521,21 +527,38 @@ def create_build() -> BuildNet:
             break
     else:
         raise SandboxError("no free network slot for another build (too many builds at once)")
-    inside = (IP, "-n", build.namespace)
     try:
-        _run(IP, "netns", "add", build.namespace)
-        _run(IP, "link", "set", build.peer, "netns", build.namespace)
-        _run(IP, "addr", "add", f"{build.gateway}/32", "dev", build.veth)
-        _run(IP, "link", "set", build.veth, "up")
-        _run(*inside, "link", "set", "lo", "up")
-        _run(*inside, "addr", "add", f"{build.address}/32", "dev", build.peer)
-        _run(*inside, "link", "set", build.peer, "up")
-        _run(*inside, "route", "add", f"{build.gateway}/32", "dev", build.peer)
-        _run(IP, "route", "replace", f"{build.address}/32", "dev", build.veth, "src", build.gateway)
+        ensure_build_gateway()
+        _batch(
+            f"netns add {build.namespace}",
+            f"link set {build.peer} netns {build.namespace}",
+            f"link set {build.veth} up",
+            f"route replace {build.address}/32 dev {build.veth} src {build.gateway}",
+        )
+        _batch(
+            "link set lo up",
+            f"addr add {build.address}/32 dev {build.peer}",
+            f"link set {build.peer} up",
+            f"route add {build.gateway}/32 dev {build.peer}",
+            namespace=build.namespace,
+        )
     except SandboxError:
         remove_build(build)
         raise
     return build
+
+
+def ensure_build_gateway() -> None:
+    """BUILD_GATEWAY on the host's loopback interface, added only when missing (no change otherwise)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((BUILD_GATEWAY, 0))  # binds only to an address of this host: no process needed
+            return
+        except OSError:
+            pass
+    _run(IP, "addr", "replace", f"{BUILD_GATEWAY}/32", "dev", "lo", "label", BUILD_GATEWAY_LABEL)
 
 
 def filter_build(build: BuildNet, gid: int, proxy_port: int, **policy: Iterable) -> None:
