@@ -4,14 +4,14 @@ The steps that run course code (`uv venv`, uv's resolution and installs, which r
 course's own setup.py or build backend, and postBuild) run in a network namespace of the build's own
 whose one way out is an HTTP proxy on the builds' gateway address, reached through its veth pair
 (spawner/netns.py, payloads/buildproxy.py). The proxy runs with the group buildbox.BUILD_NET_GROUP,
-whose sockets the build's table gives the egress students' servers get: public addresses and DNS to
-the host's resolvers; never this host (its loopback and every address of its own: the hub and proxy
-APIs, the database), link-local (cloud metadata), private ranges or servers' namespaces. "Only the package index" cannot be had
-without a proxy that understands the index: PyPI's files come from a CDN whose addresses change, and
-an sdist's build backend may come from any index the course names. So a build reaches every public
-address, and in addition exactly the (address, port) of an index or proxy the admin configured for uv
-(UV_INDEX_URL, UV_DEFAULT_INDEX, UV_INDEX, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, HTTP(S)_PROXY) when it is
-on a private or host address.
+whose sockets the build's table gives the egress students' servers get: public addresses and DNS to the
+host's resolvers; never this host (its loopback and every address of its own: the hub and proxy APIs,
+the database), link-local (cloud metadata), private ranges or servers' namespaces. "Only the package
+index" cannot be had without a proxy that understands the index: PyPI's files come from a CDN whose
+addresses change, and an sdist's build backend may come from any index the course names. So a build
+reaches every public address, and in addition exactly the (address, port) of an index or proxy the admin
+configured for uv (UV_INDEX_URL, UV_DEFAULT_INDEX, UV_INDEX, UV_EXTRA_INDEX_URL, UV_FIND_LINKS,
+HTTP(S)_PROXY) when it is on a private or host address.
 """
 
 from __future__ import annotations
