@@ -22,7 +22,10 @@ PROBE = textwrap.dedent(
     folder = sys.argv[1]
     ck.SOCKET = os.path.join(folder, "zygote.sock")
     zygote = subprocess.Popen([sys.executable, "-m", "coursehub_kernels", ck.SOCKET])
+    deadline = time.monotonic() + 60
     while not os.path.exists(ck.SOCKET):
+        if time.monotonic() > deadline or zygote.poll() is not None:
+            sys.exit("the zygote did not listen")
         time.sleep(0.05)
     fn, info = write_connection_file(os.path.join(folder, "kernel.json"), transport="ipc",
                                      ip=os.path.join(folder, "k"))
