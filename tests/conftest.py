@@ -36,11 +36,31 @@ OUTPUT = REPO / "test-output"
 COURSEHUB = [sys.executable, "-m", "coursehub"]
 
 
+def _ephemeral_ports() -> range:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on right now, below the kernel's ephemeral range.
+
+    The kernel hands ephemeral ports to every outgoing connection on this machine (the suite makes
+    thousands), so a free ephemeral port could be a connection's source port before the hub that was
+    given it binds it (a test hub's `up` failed so once). Below the range only another binder can
+    take it; workers choose at random, and check that the port is free.
+    """
+    ephemeral = _ephemeral_ports()
+    choices = range(10000, ephemeral.start) if ephemeral.start > 12000 else range(ephemeral.stop, 65536)
+    for _ in range(200):
+        port = secrets.choice(choices)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {choices}")
 
 
 # Servers run in network namespaces (network.isolate, the default), and hubs run side by side (xdist
@@ -419,37 +439,17 @@ def browser():
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: the test command installs it (apt-get install chromium)")
-    _retry_navigations_the_host_network_aborts()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
 
-def _retry_navigations_the_host_network_aborts() -> None:
-    """Page.goto tries once more when Chromium aborted it because this host's addresses changed.
+def chromium_executable() -> str:
+    """Debian's Chromium, run in a network namespace that the suite's hubs do not change (browsernet.py)."""
+    from browsernet import BrowserNet
 
-    Chromium aborts every navigation in flight (net::ERR_NETWORK_CHANGED) when an address of the
-    host's network namespace comes or goes, and the suite's other workers make that happen all the
-    time: hubs add and remove their gateway addresses, builds the host end of their namespace's pair.
-    A student's browser is on another machine and never sees these; a test's is on this one.
-    """
-    from playwright.sync_api import Error, Page
-
-    goto = Page.goto
-    if getattr(goto, "retries_network_changes", False):
-        return
-
-    def goto_again_if_network_changed(self, url, **kwargs):
-        try:
-            return goto(self, url, **kwargs)
-        except Error as error:
-            if "ERR_NETWORK_CHANGED" not in str(error):
-                raise
-            return goto(self, url, **kwargs)
-
-    goto_again_if_network_changed.retries_network_changes = True
-    Page.goto = goto_again_if_network_changed
+    return BrowserNet.chromium(CHROMIUM)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, run_first_cell, wait_for
+from conftest import CHROMIUM_ARGS, chromium_executable, free_port, run_first_cell, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
@@ -176,7 +176,7 @@ def chromium_trusting(root: Path, home: Path, playwright):
         timeout=60,
     )
     return playwright.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={**os.environ, "HOME": str(home)}
+        executable_path=chromium_executable(), args=CHROMIUM_ARGS, env={**os.environ, "HOME": str(home)}
     )
 
 
