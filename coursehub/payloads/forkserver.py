@@ -51,6 +51,24 @@ PRELOAD = (
     "pydoc",
     "psutil",
     "argcomplete",
+    # What the kernel zygote imports besides (coursehub_kernels.PRELOAD): here, not in each zygote.
+    "IPython.core.completerlib",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "sqlite3",
+    "tornado.platform.asyncio",
+    "traitlets.config.argcomplete_config",
+    # What every server imports as it starts (measured: sys.modules of a started server against this
+    # process's), besides the service handlers listed in serverapp (see preload_server_handlers).
+    "ipykernel.kernelspec",
+    "jinja2.ext",
+    "jupyter_core.migrate",
+    "jupyter_resource_usage.server_extension",
+    "jupyter_resource_usage.api",
+    "jupyter_resource_usage.prometheus",
+    "nbgitpuller.handlers",
+    "notebook.app",
+    "notebook_shim.nbserver",
 )
 # This file's digest: the hub replaces a fork server of another version (requests change with it).
 with open(__file__, "rb") as _script:
@@ -421,6 +439,17 @@ def add_environment_path() -> None:
             sys.path.append(paths[key])
 
 
+def preload_server_handlers() -> None:
+    """The handler modules Jupyter Server imports for its services at each start (named in serverapp)."""
+    serverapp = sys.modules.get("jupyter_server.serverapp")
+    for locations in getattr(serverapp, "JUPYTER_SERVICE_HANDLERS", {}).values():
+        for module in locations or ():
+            try:
+                __import__(module)
+            except ImportError:
+                pass
+
+
 def reap(_signum: int, _frame: object) -> None:
     """Collect exited monitors so none stays a zombie."""
     try:
@@ -438,6 +467,7 @@ def serve(path: str) -> None:
             __import__(module)
         except ImportError:
             pass
+    preload_server_handlers()
     gc.collect()
     gc.freeze()  # pages shared with children stay shared (no refcount writes on old objects)
     if os.path.exists(path):
