@@ -31,6 +31,24 @@ def mem_total_gib(meminfo: str) -> float:
     return 0.0
 
 
+def mem_available_mib(meminfo: str) -> float:
+    """MemAvailable of /proc/meminfo in MiB: what can be used without swapping (pure)."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError("no MemAvailable line in /proc/meminfo")
+
+
+def safety_margin_mib(total_mib: float) -> float:
+    """Memory the live-users scenario leaves free: a tenth of the machine, at least 2 GiB (pure)."""
+    return max(2048.0, total_mib / 10)
+
+
+def read_meminfo() -> str:
+    """/proc/meminfo now."""
+    return _read("/proc/meminfo")
+
+
 def _read(path: str | Path) -> str:
     try:
         return Path(path).read_text()

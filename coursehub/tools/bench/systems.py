@@ -109,7 +109,15 @@ class BenchHub:
 
     def user_pids(self, user: str) -> list[int]:
         """The processes of `user`'s server and kernels."""
+        return self.pids_by_user([user])[user]
+
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """user -> the processes of its server and kernels, from one look at /proc."""
         raise NotImplementedError
+
+    def metrics_text(self) -> str | None:
+        """The hub's /hub/metrics (Prometheus text), where the benchmark may read it."""
+        return None
 
     def start(self) -> None:
         """Launch the hub and wait until its API answers."""
@@ -144,7 +152,7 @@ class BenchHub:
     def stop_all_servers(self, timeout: float = STOP_SERVERS_TIMEOUT) -> int:
         """Stop every server on this hub and wait (bounded) until none is left; how many."""
         api = self.admin()
-        users = [u for u in api.users() if u.get("servers")]
+        users = [u for u in api.users(state="active") if u.get("servers")]
         for user in users:
             for server in user["servers"]:  # named servers too (Binder launches use them)
                 try:
@@ -152,7 +160,7 @@ class BenchHub:
                 except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
                     log.warning("%s", exc)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
+        while time.monotonic() < deadline and any(u.get("servers") for u in api.users(state="active")):
             time.sleep(0.5)
         return len(users)
 
@@ -236,15 +244,15 @@ class StockHub(BenchHub):
     def proxy_pid(self) -> int | None:
         return _pid_from(self.workdir / "proxy.pid")
 
-    def user_pids(self, user: str) -> list[int]:
-        """The hub's children started for `user` (by JUPYTERHUB_USER), with their subtrees."""
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """The hub's children started for each user (by JUPYTERHUB_USER), with their subtrees."""
         children = procstats.children_map()
-        roots = [
-            pid
-            for pid in children.get(self.hub_pid(), [])
-            if procstats.environ(pid).get("JUPYTERHUB_USER") == user
-        ]
-        return [p for root in roots for p in (root, *procstats.descendants(root, children))]
+        found: dict[str, list[int]] = {user: [] for user in users}
+        for root in children.get(self.hub_pid(), []):
+            user = procstats.environ(root).get("JUPYTERHUB_USER", "")
+            if user in found:
+                found[user] += [root, *procstats.descendants(root, children)]
+        return found
 
 
 class CoursehubHub(BenchHub):
@@ -277,22 +285,35 @@ class CoursehubHub(BenchHub):
     def proxy_pid(self) -> int | None:
         return _pid_from(self.state_dir / "proxy.pid")
 
-    def user_pids(self, user: str) -> list[int]:
-        """Every process of the user's own Unix account, and the root-owned monitor above its
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """Every process of each user's own Unix account, and the root-owned monitor above its
         server in the same cgroup (fork mode): it is memory that user costs too."""
+        by_uid = procstats.pids_by_uid()
+        found: dict[str, list[int]] = {}
+        for user in users:
+            try:
+                uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
+            except KeyError:
+                found[user] = []
+                continue
+            pids = by_uid.get(uid, [])
+            own = {procstats.cgroups_of(pid) for pid in pids} - {""}
+            parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
+            monitors = [parent for parent in parents - set(pids) if procstats.cgroups_of(parent) in own]
+            found[user] = sorted({*pids, *monitors})
+        return found
+
+    def metrics_text(self) -> str | None:
+        """/hub/metrics with the CLI's token (it has read:metrics); None when it does not answer."""
         try:
-            uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
-        except KeyError:
-            return []
-        pids = procstats.pids_of_uid(uid)
-        parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
-        monitors = [
-            parent
-            for parent in parents - set(pids)
-            for child in pids
-            if procstats.cgroups_of(parent) and procstats.cgroups_of(parent) == procstats.cgroups_of(child)
-        ]
-        return sorted({*pids, *monitors})
+            token = (self.state_dir / "cli-token").read_text().strip()
+            response = requests.get(
+                self.url + "hub/metrics", headers={"Authorization": f"token {token}"}, timeout=30
+            )
+        except (OSError, requests.RequestException) as exc:
+            log.warning("could not read the metrics of the %s hub: %s", self.system, exc)
+            return None
+        return response.text if response.status_code == 200 else None
 
     def keep_logs(self) -> None:
         """The servers' logs (coursehub writes one per server in its state folder)."""

@@ -8,6 +8,7 @@ from typing import Any
 # The order in which a student goes through the phases; `stop` also runs after a failure.
 # `check`: the code run once more in the same kernel during the session, when the run asks.
 PHASES = ("login", "spawn", "kernel", "execute", "check", "session", "delete_kernel", "stop")
+NOT_ADMITTED = "not-admitted: arrivals stopped"  # the error of a student the run stopped admitting
 
 
 @dataclass

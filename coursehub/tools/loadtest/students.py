@@ -22,12 +22,11 @@ from coursehub.auth.accounts import Credential
 from coursehub.clients.kernel import KernelSession
 from coursehub.tools.loadtest.client import StudentClient
 from coursehub.tools.loadtest.failures import PhaseError, error_kind
-from coursehub.tools.loadtest.results import Phase, RunResult, StudentResult
+from coursehub.tools.loadtest.results import NOT_ADMITTED, Phase, RunResult, StudentResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_GRACE = 180  # seconds flows get after the time limit to stop their servers
-NOT_ADMITTED = "not-admitted: arrivals stopped"  # a student the run stopped admitting (e.g. memory)
 IDLE_TICK = 1.0  # seconds an idle session sleeps between looks at the run's signals
 
 
@@ -259,6 +258,10 @@ class LoadTest:
     def stop_arrivals(self) -> None:
         """Admit no more students: those not yet arrived end as NOT_ADMITTED."""
         self.ctx.stop_arrivals.set()
+
+    def arrivals_stopped(self) -> bool:
+        """True once stop_arrivals was called."""
+        return self.ctx.stop_arrivals.is_set()
 
     def check_sessions(self) -> None:
         """Every student in its session runs the code once more in its kernel (phase 'check')."""
