@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import resource
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,15 @@ import pytest
 import requests
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench.configs import LABELS, SYSTEMS, Ports, StockSpec, coursehub_settings, stock_config
+from coursehub.tools.bench.configs import (
+    BENCH_SUBNETS,
+    LABELS,
+    SYSTEMS,
+    Ports,
+    StockSpec,
+    coursehub_settings,
+    stock_config,
+)
 from coursehub.tools.bench.hubmetrics import isolation_totals, per_spawn
 from coursehub.tools.bench.machine import mem_available_mib, safety_margin_mib
 from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_stat
@@ -216,6 +225,14 @@ def test_the_bench_runs_coursehub_with_and_without_network_namespaces_as_valid_s
     assert Settings.model_validate(on).network.isolate and not Settings.model_validate(off).network.isolate
     # Its own range: a real hub on the default subnet must not stop the benchmark.
     assert on["network"]["subnet"] != Settings().network.subnet
+    # Sixteen ranges of their own, so that two benchmarks on one machine do not share a gateway.
+    nets = [ipaddress.IPv4Network(subnet) for subnet in BENCH_SUBNETS]
+    assert len(nets) == 16 and all(net.num_addresses - 3 >= 4000 for net in nets)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    default = ipaddress.IPv4Network(Settings().network.subnet)
+    assert not any(net.overlaps(default) for net in nets)
+    chosen = coursehub_settings(ports, Path("/tmp/x"), "b1-", True, BENCH_SUBNETS[5])
+    assert Settings.model_validate(chosen).network.subnet == BENCH_SUBNETS[5]
 
 
 def test_readme_section_is_replaced_between_markers_only():
@@ -381,10 +398,10 @@ def test_the_live_scenario_reads_the_memory_budget():
 
 def test_open_files_limit_is_raised_past_a_low_hard_limit_when_it_can():
     infinite = resource.RLIM_INFINITY
-    assert open_files_limits(1024, 524288) == [(65536, 524288)]
-    assert open_files_limits(1024, 4096) == [(65536, 65536), (4096, 4096)]  # root first, else the hard one
-    assert open_files_limits(1024, infinite) == [(65536, infinite)]
-    assert open_files_limits(65536, 65536) == [] and open_files_limits(infinite, infinite) == []
+    assert open_files_limits(1024, 524288) == [(16384, 524288)]
+    assert open_files_limits(1024, 4096) == [(16384, 16384), (4096, 4096)]  # root first, else the hard one
+    assert open_files_limits(1024, infinite) == [(16384, infinite)]
+    assert open_files_limits(20000, 20000) == [] and open_files_limits(infinite, infinite) == []
 
 
 def test_students_not_admitted_are_left_out_of_the_summary_and_check_is_a_phase():

@@ -7,9 +7,11 @@ everything it started even after Ctrl-C.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -26,13 +28,13 @@ import yaml
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.environments import find_user_python
-from coursehub.errors import CoursehubError
+from coursehub.errors import CoursehubError, SandboxError
 from coursehub.host.runtime import REPO_ROOT, find_proxy
 from coursehub.spawner import cgroups, netns
 from coursehub.spawner.accounts import unix_name
 from coursehub.tools.bench import procstats
 from coursehub.tools.bench.configs import (
-    BENCH_SUBNET,
+    BENCH_SUBNETS,
     SYSTEMS,
     Ports,
     StockSpec,
@@ -266,10 +268,13 @@ class CoursehubHub(BenchHub):
         # its login cookies and links are for that host, not 127.0.0.1.
         self.url = f"http://localhost:{self.ports.public}/"
         self.isolate = isolate
+        self.subnet = BENCH_SUBNETS[0]
 
     def command(self) -> list[str]:
         config = self.workdir / "coursehub.yaml"
-        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate)
+        if self.isolate:
+            self.subnet = free_bench_subnet()
+        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate, self.subnet)
         config.write_text(yaml.safe_dump(settings))
         return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
 
@@ -336,9 +341,26 @@ class CoursehubHub(BenchHub):
         for entry in accounts:
             subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=60, check=False)
         if self.isolate:  # what `coursehub down` removes: namespaces, the gateway, the nftables table
-            net = netns.hub_net(self.state_dir, BENCH_SUBNET)
+            net = netns.hub_net(self.state_dir, self.subnet)
             netns.remove_all(net)
             netns.teardown_hub(net)
+
+
+def free_bench_subnet() -> str:
+    """One of the benchmark's subnets that no hub or network of this machine uses now (tried in
+    random order, so that two benchmarks starting together rarely pick the same one)."""
+    candidates = list(BENCH_SUBNETS)
+    random.shuffle(candidates)
+    for subnet in candidates:
+        try:  # a tag of no hub: every address in the range counts as someone else's
+            netns.check_subnet(netns.HubNet("none", ipaddress.IPv4Network(subnet)))
+        except SandboxError:
+            continue
+        return subnet
+    raise CoursehubError(
+        f"every benchmark subnet ({BENCH_SUBNETS[0]} … {BENCH_SUBNETS[-1]}) is in use on this machine: "
+        "stop the other benchmarks, or remove what an interrupted one left with `coursehub down`"
+    )
 
 
 def _pid_from(path: Path) -> int | None:
