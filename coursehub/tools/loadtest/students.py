@@ -329,6 +329,7 @@ class LoadTest:
         if self.ctx.stop.is_set():
             return StudentResult(cred.username, self.ctx.now(), error="time-limit: not started")
         if self.ctx.stop_arrivals.is_set():
+            self.ctx.enter(cred.username, "not admitted")  # not 'waiting' in the progress lines
             return StudentResult(cred.username, self.ctx.now(), error=NOT_ADMITTED)
         flow = self.flows[cred.username] = StudentFlow(cred, self.config, self.ctx)
         return await asyncio.get_running_loop().run_in_executor(pool, flow.run)
