@@ -21,7 +21,7 @@ from coursehub.tools.bench.configs import (
     stock_config,
 )
 from coursehub.tools.bench.hubmetrics import isolation_totals, per_spawn
-from coursehub.tools.bench.machine import mem_available_mib, safety_margin_mib
+from coursehub.tools.bench.machine import mem_available_mib, mem_total_mib, safety_margin_mib
 from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_stat
 from coursehub.tools.bench.report import END, START, render_markdown, replace_section, seconds
 from coursehub.tools.bench.runner import open_files_limits
@@ -389,7 +389,7 @@ def test_isolation_steps_per_spawn_come_from_two_metric_readings():
 
 def test_the_live_scenario_reads_the_memory_budget():
     meminfo = "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   2097152 kB\n"
-    assert mem_available_mib(meminfo) == 2048.0
+    assert mem_available_mib(meminfo) == 2048.0 and mem_total_mib(meminfo) == 24000.0
     with pytest.raises(ValueError):
         mem_available_mib("MemTotal: 1 kB\n")
     assert safety_margin_mib(24 * 1024) == pytest.approx(2457.6)  # a tenth of 24 GiB

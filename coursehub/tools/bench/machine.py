@@ -31,12 +31,22 @@ def mem_total_gib(meminfo: str) -> float:
     return 0.0
 
 
+def _kib_field(meminfo: str, name: str) -> int:
+    """One field of /proc/meminfo, in KiB (pure)."""
+    for line in meminfo.splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise ValueError(f"no {name} line in /proc/meminfo")
+
+
 def mem_available_mib(meminfo: str) -> float:
     """MemAvailable of /proc/meminfo in MiB: what can be used without swapping (pure)."""
-    for line in meminfo.splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError("no MemAvailable line in /proc/meminfo")
+    return _kib_field(meminfo, "MemAvailable") / 1024
+
+
+def mem_total_mib(meminfo: str) -> float:
+    """MemTotal of /proc/meminfo in MiB (pure)."""
+    return _kib_field(meminfo, "MemTotal") / 1024
 
 
 def safety_margin_mib(total_mib: float) -> float:

@@ -11,7 +11,12 @@ from typing import Any
 
 from coursehub.errors import CoursehubError
 from coursehub.tools.bench import hubmetrics, procstats
-from coursehub.tools.bench.machine import mem_available_mib, read_meminfo, safety_margin_mib
+from coursehub.tools.bench.machine import (
+    mem_available_mib,
+    mem_total_mib,
+    read_meminfo,
+    safety_margin_mib,
+)
 from coursehub.tools.bench.systems import BenchHub
 from coursehub.tools.loadtest import (
     Credential,
@@ -135,11 +140,7 @@ def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, An
     limit = opts.time_limit + len(users) / opts.live_rate
     config = _config(hub, opts, arrival_rate=opts.live_rate, session_seconds=limit, time_limit=limit)
     test = LoadTest(config, users, progress=say)
-    meminfo = read_meminfo()
-    total_mib = next(
-        int(line.split()[1]) / 1024 for line in meminfo.splitlines() if line.startswith("MemTotal:")
-    )
-    margin = opts.live_margin_mib or safety_margin_mib(total_mib)
+    margin = opts.live_margin_mib or safety_margin_mib(mem_total_mib(read_meminfo()))
     hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
     box: list[RunResult] = []
     runner = threading.Thread(target=lambda: box.append(test.run()), name="live-scenario")
@@ -212,7 +213,7 @@ def _wait_until_checked(test: LoadTest, live: list[str], runner: threading.Threa
     """Until every live user has run its check (or left its session, or the run ended)."""
     while runner.is_alive() and time.monotonic() < deadline:
         still = set(test.users_in("session")) | set(test.users_in("check"))
-        waiting = [user for user in live if user in still and user not in test.checked(live)]
+        waiting = still.intersection(live) - set(test.checked(live))
         if not waiting:
             return
         time.sleep(0.5)

@@ -325,7 +325,10 @@ class LoadTest:
     async def _arrive(self, index: int, cred: Credential, pool: ThreadPoolExecutor) -> StudentResult:
         """Wait for this student's arrival time, then run its flow in the pool."""
         if self.config.arrival_rate > 0:
-            await asyncio.sleep(max(0.0, index / self.config.arrival_rate - self.ctx.now()))
+            arrive_at = index / self.config.arrival_rate
+            # In short sleeps: once arrivals stop, the students still to come end now, not at their time.
+            while (wait := arrive_at - self.ctx.now()) > 0 and not self.ctx.stop_arrivals.is_set():
+                await asyncio.sleep(min(wait, IDLE_TICK))
         if self.ctx.stop.is_set():
             return StudentResult(cred.username, self.ctx.now(), error="time-limit: not started")
         if self.ctx.stop_arrivals.is_set():
