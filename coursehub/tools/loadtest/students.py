@@ -326,8 +326,11 @@ class LoadTest:
         """Wait for this student's arrival time, then run its flow in the pool."""
         if self.config.arrival_rate > 0:
             arrive_at = index / self.config.arrival_rate
-            # In short sleeps: once arrivals stop, the students still to come end now, not at their time.
-            while (wait := arrive_at - self.ctx.now()) > 0 and not self.ctx.stop_arrivals.is_set():
+            # In short sleeps: once arrivals stop (or the time limit comes), the students still to
+            # come end now, not at their arrival time.
+            while (wait := arrive_at - self.ctx.now()) > 0 and not (
+                self.ctx.stop_arrivals.is_set() or self.ctx.stop.is_set()
+            ):
                 await asyncio.sleep(min(wait, IDLE_TICK))
         if self.ctx.stop.is_set():
             return StudentResult(cred.username, self.ctx.now(), error="time-limit: not started")
