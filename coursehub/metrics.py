@@ -62,6 +62,20 @@ FIRST_KERNEL = Histogram(
     ["course"],
     buckets=SPAWN_BUCKETS,
 )
+# The isolation steps of a spawn: its Unix account, its cgroup, its network namespace.
+ISOLATION_STEPS = ("account", "cgroup", "namespace")
+ISOLATION_SECONDS = Histogram(
+    "coursehub_isolation_step_seconds",
+    "Wall time of one isolation step of a spawn (account, cgroup, namespace), in its worker thread",
+    ["step"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ISOLATION_CPU = Counter(
+    "coursehub_isolation_step_cpu_seconds",
+    "CPU time of the hub's thread that ran an isolation step (commands it ran, such as useradd "
+    "and ip, count in the hub's children, not here)",
+    ["step"],
+)
 BUILD_SECONDS = Gauge(
     "coursehub_course_build_seconds", "Duration of the build of the environment in service", ["course"]
 )
@@ -117,6 +131,12 @@ def observe_spawn(course: str | None, seconds: float, ok: bool, reason: str = ""
 def observe_first_kernel(course: str | None, seconds: float) -> None:
     """Record the time from a spawn request to the first kernel of that server."""
     FIRST_KERNEL.labels(course=course_label(course)).observe(seconds)
+
+
+def observe_isolation_step(step: str, seconds: float, cpu_seconds: float) -> None:
+    """Record one isolation step of a spawn: its wall time and its thread's CPU time."""
+    ISOLATION_SECONDS.labels(step=step).observe(seconds)
+    ISOLATION_CPU.labels(step=step).inc(max(0.0, cpu_seconds))
 
 
 def record_oom_kills(course: str | None, count: int) -> None:

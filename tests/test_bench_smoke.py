@@ -13,15 +13,17 @@ from coursehub.cli.bench import bench
 pytestmark = pytest.mark.hub
 
 FLOW = ["login", "spawn", "kernel", "execute", "delete_kernel", "stop"]
+LIVE_FLOW = ["login", "spawn", "kernel", "execute", "check", "delete_kernel", "stop"]  # + the check
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def all_runs(entry: dict) -> list[dict]:
-    """Every load run of one system: single-user launches, the memory run, the bursts."""
+def all_runs(entry: dict) -> list[tuple[dict, list[str]]]:
+    """Every load run of one system with the phases its students go through."""
     return [
-        *entry["single"]["runs"],
-        entry["memory"]["run"],
-        *(burst["run"] for burst in entry["bursts"]),
+        *((run, FLOW) for run in entry["single"]["runs"]),
+        (entry["memory"]["run"], FLOW),
+        (entry["live"]["run"], LIVE_FLOW),
+        *((burst["run"], FLOW) for burst in entry["bursts"]),
     ]
 
 
@@ -30,6 +32,7 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
     out = tmp_path / "bench"
     args = ["--systems", "stock,coursehub", "--sizes", "2", "--repeat", "1"]
     args += ["--memory-users", "1", "--memory-rate", "0", "--readers", "2", "--time-limit", "300"]
+    args += ["--live-users", "2", "--live-rate", "2"]
     result = CliRunner().invoke(bench, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
 
@@ -46,10 +49,17 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
         assert memory["pss_per_user_mib"]["p50"] > 10, (name, memory)
         assert memory["hub_pss_mib"] > 10 and memory["proxy_pss_mib"] > 5, (name, memory)
         assert memory["cpu_s_per_spawn"]["p50"] > 0, (name, memory)
-        for run in all_runs(entry):
+        live = entry["live"]
+        assert (live["live"], live["cell_ok"], live["stopped_by"]) == (2, 2, ""), (name, live["summary"])
+        assert live["pss_per_user_mib"]["p50"] > 10 and live["hub_plus_proxy_mib"] > 15, (name, live)
+        burst = entry["bursts"][0]
+        assert burst["hub_cpu_s_per_spawn"] > 0, (name, burst)
+        phases = burst["summary"]["phases"]
+        assert all(phases[p]["ok"] == 2 for p in ("login", "spawn", "kernel", "execute")), (name, phases)
+        for run, flow in all_runs(entry):
             for student in run["students"]:
                 names = [phase["name"] for phase in student["phases"]]
-                assert [n for n in names if n != "session"] == FLOW, (name, student)
+                assert [n for n in names if n != "session"] == flow, (name, student)
                 failed = [p for p in student["phases"] if not p["ok"]]
                 assert not failed and not student["error"], (name, student)
                 assert student["ttfr"] > 0
@@ -58,10 +68,18 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
     assert textbook["one"]["ok"] == 1 and textbook["crowd"]["ok"] == 2, textbook
     assert textbook["crowd"]["seconds"]["max"] > 0
     assert "textbook" not in results["systems"]["stock"]  # no Binder API there
+    # The spawner timed its isolation steps (namespace: network.isolate is on by default); stock has none.
+    steps = results["systems"]["coursehub"]["memory"]["isolation"]
+    assert set(steps) == {"account", "cgroup", "namespace"}, steps
+    assert all(step["steps"] == 1 and step["seconds"] > 0 for step in steps.values()), steps
+    assert results["systems"]["stock"]["memory"]["isolation"] == {}
 
     markdown = (out / "results.md").read_text()
     assert "stock JupyterHub, default timeouts" in markdown and "coursehub, defaults" in markdown
     assert "| coursehub, defaults | 2 at once | 2/2 |" in markdown
+    live_rows = [line for line in markdown.splitlines() if line.endswith("| the target (2) |")]
+    assert len(live_rows) == 2 and all("| 2 | 2/2 |" in row for row in live_rows), live_rows
+    assert "| system | users | login | spawn (until the server answered) | kernel | first cell |" in markdown
     png = (out / "ttfr.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
+from coursehub.clients.hubapi import PAGE
 
 pytestmark = pytest.mark.hub
 
@@ -114,3 +117,18 @@ def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
     checked = [code for code in codes if code != 429]
     assert len(checked) <= 3, codes
     assert shared_hub.try_login(name, shared_hub.passwords[name])[1].status_code == 429
+
+
+def test_the_api_client_lists_users_past_the_hubs_one_page_answer(fork_hub):
+    """JupyterHub answers at most 200 users per request: `coursehub down`, `status` and the
+    benchmark's cleanup (400 users) must see them all, and only active ones when they ask."""
+    api = fork_hub.api()
+    prefix = f"page{secrets.token_hex(2)}"
+    names = [f"{prefix}-{i:03d}" for i in range(PAGE + 5)]
+    api.json("POST", "users", json={"usernames": names})
+    try:
+        assert set(names) <= {user["name"] for user in api.users()}
+        assert not set(names) & {user["name"] for user in api.users(state="active")}
+    finally:
+        for name in names:
+            api.request("DELETE", f"users/{name}")

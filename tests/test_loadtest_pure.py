@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import resource
 from collections import Counter
 from pathlib import Path
 
@@ -9,10 +11,24 @@ import pytest
 import requests
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench.configs import LABELS, SYSTEMS, Ports, StockSpec, coursehub_settings, stock_config
+from coursehub.tools.bench.configs import (
+    BENCH_SUBNETS,
+    LABELS,
+    SYSTEMS,
+    Ports,
+    StockSpec,
+    coursehub_settings,
+    stock_config,
+)
+from coursehub.tools.bench.hubmetrics import isolation_totals, per_spawn
+from coursehub.tools.bench.machine import mem_available_mib, mem_total_mib, safety_margin_mib
 from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_stat
 from coursehub.tools.bench.report import END, START, render_markdown, replace_section, seconds
+from coursehub.tools.bench.runner import open_files_limits
 from coursehub.tools.loadtest import (
+    Credential,
+    LoadConfig,
+    LoadTest,
     Phase,
     RunResult,
     StudentResult,
@@ -28,8 +44,9 @@ from coursehub.tools.loadtest.failures import (
     normalize_message,
     spawn_failed_kind,
 )
+from coursehub.tools.loadtest.results import NOT_ADMITTED
 from coursehub.tools.loadtest.students import progress_line
-from coursehub.tools.loadtest.summary import merge
+from coursehub.tools.loadtest.summary import admitted, merge
 
 
 def student(user: str, ttfr: float | None, *phases: Phase, error: str = "") -> StudentResult:
@@ -208,6 +225,14 @@ def test_the_bench_runs_coursehub_with_and_without_network_namespaces_as_valid_s
     assert Settings.model_validate(on).network.isolate and not Settings.model_validate(off).network.isolate
     # Its own range: a real hub on the default subnet must not stop the benchmark.
     assert on["network"]["subnet"] != Settings().network.subnet
+    # Sixteen ranges of their own, so that two benchmarks on one machine do not share a gateway.
+    nets = [ipaddress.IPv4Network(subnet) for subnet in BENCH_SUBNETS]
+    assert len(nets) == 16 and all(net.num_addresses - 3 >= 4000 for net in nets)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    default = ipaddress.IPv4Network(Settings().network.subnet)
+    assert not any(net.overlaps(default) for net in nets)
+    chosen = coursehub_settings(ports, Path("/tmp/x"), "b1-", True, BENCH_SUBNETS[5])
+    assert Settings.model_validate(chosen).network.subnet == BENCH_SUBNETS[5]
 
 
 def test_readme_section_is_replaced_between_markers_only():
@@ -245,3 +270,157 @@ def test_markdown_report_of_a_small_result():
     assert "| stock JupyterHub, default timeouts | 5 | skipped |" in text
     assert "coursehub, defaults**: did not run: CoursehubError: boom" in text
     assert seconds(None) == "—" and seconds(164.4) == "164 s" and seconds(12.34) == "12.3 s"
+
+
+def burst_results() -> dict:
+    """A small results.json with bursts, steady state (with isolation steps) and live users."""
+    summary = summarize(RunResult("h", "t", {}, [good("a", 2.0), good("b", 3.0)]))
+    steps = {
+        "account": {"steps": 2, "seconds": 0.0412, "cpu_s": 0.0031},
+        "namespace": {"steps": 2, "seconds": 0.12, "cpu_s": 0.002},
+    }
+    memory = {
+        "users": 2,
+        "pss_per_user_mib": describe([60.0, 62.0]),
+        "cpu_s_per_spawn": describe([1.5, 1.7]),
+        "hub_pss_mib": 120.0,
+        "proxy_pss_mib": 50.0,
+        "hub_plus_proxy_mib": 170.0,
+        "hub_cpu_s_per_spawn": 0.07,
+        "isolation": steps,
+    }
+    live = {
+        **memory,
+        "live": 312,
+        "cell_ok": 311,
+        "cell_failed": 1,
+        "target": 400,
+        "stopped_by": "stopped admitting users after 315: MemAvailable 2000 MiB fell under the safety margin",
+        "margin_mib": 2400.0,
+    }
+    entry = {
+        "label": "coursehub, defaults",
+        "error": "",
+        "memory": memory,
+        "live": live,
+        "bursts": [
+            {"size": 400, "skipped": "", "summary": summary, "hub_cpu_s_per_spawn": 0.081, "run": {}},
+        ],
+    }
+    stock = {
+        "label": "stock JupyterHub, default timeouts",
+        "error": "",
+        "memory": {**memory, "isolation": {}},
+    }
+    options = {"repeat": 1, "memory_users": 2, "memory_rate": 0.2, "live_users": 400, "live_rate": 1.0}
+    return {"options": options, "systems": {"stock": stock, "coursehub": entry}}
+
+
+def test_markdown_report_shows_burst_phases_cpu_per_spawn_and_live_users():
+    text = render_markdown(burst_results())
+    # Bursts: hub CPU per spawn, and each phase's p50 / p95 (good(): login 0.1 s, kernel 0.4 s, cell 0.1 s).
+    assert "| coursehub, defaults | 400 | 2/2 | 2.50 s | 2.95 s | 3.00 s | 0.08 | — |" in text
+    assert "| system | users | login | spawn (until the server answered) | kernel | first cell |" in text
+    assert "| coursehub, defaults | 400 | 0.10 s / 0.10 s | 1.90 s / 2.35 s | 0.40 s / 0.40 s |" in text
+    # CPU per spawn: hub, user's processes, each isolation step (a step not measured: —).
+    assert "| system | hub CPU-s | user's processes CPU-s (median) | account | cgroup | namespace |" in text
+    assert "| coursehub, defaults | 0.07 | 1.60 | 41 ms (CPU 3 ms) | — | 120 ms (CPU 2 ms) |" in text
+    assert "| stock JupyterHub, default timeouts | 0.07 | 1.60 | — | — | — |" in text
+    # Live users: reached, still ran a cell, PSS, hub + proxy, and why admission stopped.
+    assert "(at most 400, arriving at 1.0/s)" in text
+    assert (
+        "| coursehub, defaults | 312 | 311/312 | 61 MiB | 120 MiB | 50 MiB | 170 MiB | "
+        "stopped admitting users after 315: MemAvailable 2000 MiB fell under the safety margin |"
+    ) in text
+
+
+def test_markdown_report_of_results_without_the_new_measurements():
+    results = burst_results()
+    for entry in results["systems"].values():
+        entry.pop("live", None)
+        entry["memory"].pop("isolation")
+        for burst in entry.get("bursts", []):
+            burst.pop("hub_cpu_s_per_spawn")
+            burst["summary"] = {k: v for k, v in burst["summary"].items() if k != "phases"}
+    text = render_markdown(results)
+    assert "Live users" not in text and "phase by phase" not in text
+    assert "| coursehub, defaults | 400 | 2/2 | 2.50 s | 2.95 s | 3.00 s | — | — |" in text
+    assert "| coursehub, defaults | 0.07 | 1.60 | — | — | — |" in text
+
+
+def test_live_users_reaching_their_target_say_so():
+    results = burst_results()
+    results["systems"]["coursehub"]["live"]["stopped_by"] = ""
+    assert "| 170 MiB | the target (400) |" in render_markdown(results)
+
+
+ISOLATION_METRICS = """\
+# HELP coursehub_isolation_step_seconds Wall time
+# TYPE coursehub_isolation_step_seconds histogram
+coursehub_isolation_step_seconds_bucket{le="0.005",step="account"} 0.0
+coursehub_isolation_step_seconds_bucket{le="+Inf",step="account"} %(n)s
+coursehub_isolation_step_seconds_count{step="account"} %(n)s
+coursehub_isolation_step_seconds_sum{step="account"} %(wall)s
+coursehub_isolation_step_seconds_bucket{le="+Inf",step="cgroup"} 3.0
+coursehub_isolation_step_seconds_count{step="cgroup"} 3.0
+coursehub_isolation_step_seconds_sum{step="cgroup"} 0.03
+# HELP coursehub_isolation_step_cpu_seconds CPU
+# TYPE coursehub_isolation_step_cpu_seconds counter
+coursehub_isolation_step_cpu_seconds_total{step="account"} %(cpu)s
+coursehub_isolation_step_cpu_seconds_total{step="cgroup"} 0.003
+# HELP jupyterhub_running_servers servers
+# TYPE jupyterhub_running_servers gauge
+jupyterhub_running_servers 4.0
+"""
+
+
+def test_isolation_steps_per_spawn_come_from_two_metric_readings():
+    before = isolation_totals(ISOLATION_METRICS % {"n": 2.0, "wall": 0.1, "cpu": 0.01})
+    after = isolation_totals(ISOLATION_METRICS % {"n": 6.0, "wall": 0.5, "cpu": 0.03})
+    assert after["account"] == {"count": 6.0, "seconds": 0.5, "cpu": 0.03}
+    steps = per_spawn(before, after)
+    assert list(steps) == ["account"]  # the cgroup step did not run in between
+    assert steps["account"]["steps"] == 4
+    assert steps["account"]["seconds"] == pytest.approx(0.1)
+    assert steps["account"]["cpu_s"] == pytest.approx(0.005)
+    assert per_spawn({}, after)["cgroup"]["seconds"] == pytest.approx(0.01)  # a fresh hub
+    assert per_spawn(None, after) == {} and per_spawn(before, None) == {}  # stock JupyterHub
+
+
+def test_the_live_scenario_reads_the_memory_budget():
+    meminfo = "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   2097152 kB\n"
+    assert mem_available_mib(meminfo) == 2048.0 and mem_total_mib(meminfo) == 24000.0
+    with pytest.raises(ValueError):
+        mem_available_mib("MemTotal: 1 kB\n")
+    assert safety_margin_mib(24 * 1024) == pytest.approx(2457.6)  # a tenth of 24 GiB
+    assert safety_margin_mib(8 * 1024) == 2048.0  # at least 2 GiB
+
+
+def test_open_files_limit_is_raised_past_a_low_hard_limit_when_it_can():
+    infinite = resource.RLIM_INFINITY
+    assert open_files_limits(1024, 524288) == [(16384, 524288)]
+    assert open_files_limits(1024, 4096) == [(16384, 16384), (4096, 4096)]  # root first, else the hard one
+    assert open_files_limits(1024, infinite) == [(16384, infinite)]
+    assert open_files_limits(20000, 20000) == [] and open_files_limits(infinite, infinite) == []
+
+
+def test_students_not_admitted_are_left_out_of_the_summary_and_check_is_a_phase():
+    live = good("a", 2.0)
+    live.phases.insert(4, ok("check", 30.0, 30.2))
+    run = RunResult("h", "t", {}, [live, student("b", None, error=NOT_ADMITTED)])
+    assert summarize(run)["failed"] == 1
+    kept = summarize(admitted(run))
+    assert (kept["users"], kept["ok"], kept["failed"]) == (1, 1, 0)
+    assert list(kept["phases"]) == ["login", "spawn", "kernel", "execute", "check", "stop"]
+
+
+def test_a_run_that_stopped_arrivals_admits_nobody_and_contacts_no_hub():
+    # Nothing listens at this address: any student admitted would fail at login, not be NOT_ADMITTED.
+    test = LoadTest(
+        LoadConfig("http://127.0.0.1:9/", arrival_rate=50.0), [Credential(f"s{i}", "pw") for i in range(3)]
+    )
+    test.stop_arrivals()
+    run = test.run()
+    assert test.arrivals_stopped() and test.admitted() == []
+    assert [s.error for s in run.students] == [NOT_ADMITTED] * 3
+    assert all(not s.phases for s in run.students)

@@ -50,7 +50,7 @@ def _emit(line: str) -> None:
 )
 @click.option(
     "--sizes",
-    default="20,50,100,200",
+    default="20,50,100,200,400",
     callback=_ints,
     show_default=True,
     help="Burst sizes: users launching in the same second.",
@@ -75,6 +75,27 @@ def _emit(line: str) -> None:
     default=0.2,
     show_default=True,
     help="Their arrivals per second (0: all at once).",
+)
+@click.option(
+    "--live-users",
+    type=click.IntRange(0),
+    default=400,
+    show_default=True,
+    help="Live users at most, each with an idle kernel (0: skip); fewer when memory runs short.",
+)
+@click.option(
+    "--live-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Live users' arrivals per second.",
+)
+@click.option(
+    "--live-margin",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Admit no more live users once MemAvailable falls under this many MiB "
+    "(default: a tenth of the machine's memory, at least 2048).",
 )
 @click.option(
     "--readers",
@@ -105,6 +126,9 @@ def bench(
     repeat: int,
     memory_users: int,
     memory_rate: float,
+    live_users: int,
+    live_rate: float,
+    live_margin: float,
     readers: int,
     time_limit: float,
     out: Path,
@@ -112,8 +136,9 @@ def bench(
     """Benchmark stock JupyterHub and coursehub on this machine (needs root).
 
     \b
-    Runs single-user launches, bursts and a steady-state memory measurement against
-    each system, then textbook readers through coursehub's Binder API, and writes
+    Runs single-user launches, a steady-state memory measurement, as many live users
+    as the machine's memory holds (each must still run a cell) and bursts against each
+    system, then textbook readers through coursehub's Binder API, and writes
     OUT/results.json, results.md and ttfr.png.
     `coursehub bench readme README.md --from OUT/results.json` updates the README.
     """
@@ -127,6 +152,9 @@ def bench(
         sizes=sizes,
         memory_users=memory_users,
         memory_rate=memory_rate,
+        live_users=live_users,
+        live_rate=live_rate,
+        live_margin_mib=live_margin,
         readers=readers,
         reader_repeat=min(repeat, 5),
         time_limit=time_limit,

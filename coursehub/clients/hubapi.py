@@ -12,6 +12,8 @@ from coursehub.clients.loopback import resolve_localhost_names
 from coursehub.errors import CoursehubError, HubNotRunning
 
 TIMEOUT = 30
+PAGE = 200  # users per request: JupyterHub's default api_page_max_limit
+PAGINATED = "application/jupyterhub-pagination+json"  # asks for {items, _pagination}
 
 
 @dataclass
@@ -46,9 +48,19 @@ class HubAPI:
             raise CoursehubError(f"hub API {method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
 
-    def users(self) -> list[dict]:
-        """All users with their servers."""
-        return self.json("GET", "users")
+    def users(self, state: str = "") -> list[dict]:
+        """All users with their servers (`state`: e.g. 'active', only users with a server), page
+        by page: JupyterHub answers at most api_page_max_limit (200) users per request."""
+        found: list[dict] = []
+        offset = 0
+        while True:
+            params = {"offset": offset, "limit": PAGE, **({"state": state} if state else {})}
+            page = self.json("GET", "users", params=params, headers={"Accept": PAGINATED})
+            found += page["items"]
+            following = page["_pagination"].get("next")
+            if not following or not page["items"]:
+                return found
+            offset = following["offset"]
 
     def stop_server(self, user: str, server: str = "") -> None:
         """Ask the hub to stop one server and wait until it has."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,11 @@ LABELS = {
     "coursehub-noisolate": "coursehub, network.isolate off",
 }
 # Servers' namespaces of the benchmark's hubs: a range of their own, not the default one a real
-# hub on this machine may use (`up` refuses a subnet in use).
-BENCH_SUBNET = "10.216.0.0/16"
+# hub on this machine may use (`up` refuses a subnet in use), cut in sixteen /20s (4,094 servers
+# each) so that two benchmarks on one machine (a run and the suite's smoke test) each get their own.
+# (Not 10.216.0.0/16, the whole range of older benchmarks: they would refuse to start beside these.)
+BENCH_SUBNET = "10.218.0.0/16"
+BENCH_SUBNETS = tuple(str(net) for net in ipaddress.IPv4Network(BENCH_SUBNET).subnets(new_prefix=20))
 RAISED_TIMEOUT = 600
 RAISED_SPAWN_LIMIT = 10_000
 # Scopes of the bench's own service token on stock hubs: enough to find and stop servers.
@@ -80,7 +84,9 @@ def stock_config(spec: StockSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str, isolate: bool = True) -> dict:
+def coursehub_settings(
+    ports: Ports, workdir: Path, user_prefix: str, isolate: bool = True, subnet: str = BENCH_SUBNETS[0]
+) -> dict:
     """A coursehub.yaml with coursehub's defaults, except what a benchmark must isolate (and `isolate`)."""
     return {
         "hub": {
@@ -93,5 +99,5 @@ def coursehub_settings(ports: Ports, workdir: Path, user_prefix: str, isolate: b
         "sandbox": {"home_root": str(workdir / "homes"), "user_prefix": user_prefix},
         # Every simulated reader comes from this machine's one address: room for the crowd.
         "binder": {"max_per_repo": 100, "per_client_per_minute": 200},
-        "network": {"isolate": isolate, "subnet": BENCH_SUBNET},
+        "network": {"isolate": isolate, "subnet": subnet},
     }

@@ -31,6 +31,34 @@ def mem_total_gib(meminfo: str) -> float:
     return 0.0
 
 
+def _kib_field(meminfo: str, name: str) -> int:
+    """One field of /proc/meminfo, in KiB (pure)."""
+    for line in meminfo.splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise ValueError(f"no {name} line in /proc/meminfo")
+
+
+def mem_available_mib(meminfo: str) -> float:
+    """MemAvailable of /proc/meminfo in MiB: what can be used without swapping (pure)."""
+    return _kib_field(meminfo, "MemAvailable") / 1024
+
+
+def mem_total_mib(meminfo: str) -> float:
+    """MemTotal of /proc/meminfo in MiB (pure)."""
+    return _kib_field(meminfo, "MemTotal") / 1024
+
+
+def safety_margin_mib(total_mib: float) -> float:
+    """Memory the live-users scenario leaves free: a tenth of the machine, at least 2 GiB (pure)."""
+    return max(2048.0, total_mib / 10)
+
+
+def read_meminfo() -> str:
+    """/proc/meminfo now."""
+    return _read("/proc/meminfo")
+
+
 def _read(path: str | Path) -> str:
     try:
         return Path(path).read_text()

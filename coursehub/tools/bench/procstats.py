@@ -127,6 +127,17 @@ def pids_of_uid(uid: int) -> list[int]:
     return found
 
 
+def pids_by_uid() -> dict[int, list[int]]:
+    """uid -> its processes, in one pass over /proc (hundreds of users: not one pass each)."""
+    found: dict[int, list[int]] = {}
+    for pid in all_pids():
+        try:
+            found.setdefault((PROC / str(pid)).stat().st_uid, []).append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def identities(pids: Iterable[int]) -> list[tuple[int, int]]:
     """(pid, start time) pairs, to kill later only the very processes seen now."""
     return [(pid, stat.start) for pid in pids if (stat := read_stat(pid)) is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from coursehub.errors import CoursehubError
+from coursehub.metrics import ISOLATION_STEPS
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 MAX_ERROR_KINDS = 3
@@ -69,23 +70,102 @@ def single_table(systems: dict[str, Any]) -> list[str]:
 def burst_table(systems: dict[str, Any]) -> list[str]:
     """One row per system and burst size."""
     rows = [
-        "| system | users | ok | TTFR p50 | p95 | max | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| system | users | ok | TTFR p50 | p95 | max | hub CPU-s per spawn | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for entry in systems.values():
         for burst in entry.get("bursts", []):
             if burst.get("skipped"):
                 rows.append(
-                    f"| {entry['label']} | {burst['size']} | skipped | — | — | — | {burst['skipped']} |"
+                    f"| {entry['label']} | {burst['size']} | skipped | — | — | — | — | {burst['skipped']} |"
                 )
                 continue
             s, t = burst["summary"], burst["summary"]["ttfr"]
             rows.append(
                 f"| {entry['label']} | {burst['size']} | {s['ok']}/{s['users']} | "
                 f"{seconds(t['p50'])} | {seconds(t['p95'])} | {seconds(t['max'])} | "
-                f"{_errors(s['errors'])} |"
+                f"{_cpu(burst.get('hub_cpu_s_per_spawn'))} | {_errors(s['errors'])} |"
             )
     return rows
+
+
+# The phases of a launch as the burst-phase table names them.
+BURST_PHASES = (
+    ("login", "login"),
+    ("spawn", "spawn (until the server answered)"),
+    ("kernel", "kernel"),
+    ("execute", "first cell"),
+)
+
+
+def _p50_p95(stats: dict[str, Any] | None) -> str:
+    """'0.41 s / 1.20 s' (p50 / p95 of a phase's successes), or '—'."""
+    if not stats or not stats["seconds"]["n"]:
+        return "—"
+    return f"{seconds(stats['seconds']['p50'])} / {seconds(stats['seconds']['p95'])}"
+
+
+def burst_phase_table(systems: dict[str, Any]) -> list[str]:
+    """Per system and burst size: p50 / p95 of each phase of a launch."""
+    rows = [
+        "| system | users | " + " | ".join(title for _, title in BURST_PHASES) + " |",
+        "|---|---|" + "---|" * len(BURST_PHASES),
+    ]
+    for entry in systems.values():
+        for burst in entry.get("bursts", []):
+            if burst.get("skipped") or "phases" not in burst["summary"]:
+                continue
+            phases = burst["summary"]["phases"]
+            cells = " | ".join(_p50_p95(phases.get(name)) for name, _ in BURST_PHASES)
+            rows.append(f"| {entry['label']} | {burst['size']} | {cells} |")
+    return rows if len(rows) > 2 else []
+
+
+def live_table(systems: dict[str, Any]) -> list[str]:
+    """Per system: live users reached, how many still ran a cell, and what they cost."""
+    rows = [
+        "| system | live users | still ran a cell | PSS per user (median) | hub | proxy | hub + proxy "
+        "| stopped by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in systems.values():
+        live = entry.get("live")
+        if not live:
+            continue
+        stopped = live["stopped_by"] or f"the target ({live['target']})"
+        rows.append(
+            f"| {entry['label']} | {live['live']} | {live['cell_ok']}/{live['live']} | "
+            f"{mib(live['pss_per_user_mib']['p50'])} | {mib(live['hub_pss_mib'])} | "
+            f"{mib(live['proxy_pss_mib'])} | {mib(live['hub_plus_proxy_mib'])} | "
+            f"{stopped.replace('|', '/')} |"
+        )
+    return rows if len(rows) > 2 else []
+
+
+def step_cost(step: dict[str, Any] | None) -> str:
+    """'41 ms (CPU 3 ms)': an isolation step's mean wall time and its hub thread's CPU, or '—'."""
+    if not step:
+        return "—"
+    return f"{step['seconds'] * 1000:.0f} ms (CPU {step['cpu_s'] * 1000:.0f} ms)"
+
+
+def cpu_table(systems: dict[str, Any]) -> list[str]:
+    """Per system, from the steady-state run (one spawn at a time): CPU of a spawn by whom."""
+    rows = [
+        "| system | hub CPU-s | user's processes CPU-s (median) | " + " | ".join(ISOLATION_STEPS) + " |",
+        "|---|---|---|" + "---|" * len(ISOLATION_STEPS),
+    ]
+    for entry in systems.values():
+        m = entry.get("memory")
+        if not m:
+            continue
+        steps = m.get("isolation", {})
+        cells = " | ".join(step_cost(steps.get(name)) for name in ISOLATION_STEPS)
+        rows.append(
+            f"| {entry['label']} | {_cpu(m['hub_cpu_s_per_spawn'])} | "
+            f"{_cpu(m['cpu_s_per_spawn']['p50'])} | {cells} |"
+        )
+    return rows if len(rows) > 2 else []
 
 
 def memory_table(systems: dict[str, Any]) -> list[str]:
@@ -134,6 +214,19 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         "",
         *burst_table(systems),
         "",
+    ]
+    phases = burst_phase_table(systems)
+    if phases:
+        lines += [
+            f"{h}# Bursts, phase by phase (p50 / p95 of the users that got through each)",
+            "",
+            "Login through the form, spawn request → the progress stream says ready (the server "
+            "answered), new kernel with its websocket, first `1+1`.",
+            "",
+            *phases,
+            "",
+        ]
+    lines += [
         f"{h}# Steady state: each user with one idle kernel "
         f"({options.get('memory_users', '?')} users arriving at "
         f"{options.get('memory_rate', '?')}/s)",
@@ -144,6 +237,31 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         "",
         *memory_table(systems),
     ]
+    cpu = cpu_table(systems)
+    if cpu:
+        lines += [
+            "",
+            f"{h}# CPU per spawn (steady state, one spawn at a time)",
+            "",
+            "Hub: the JupyterHub process and its reaped children (useradd, ip…) over the run, per "
+            "user; user's processes: those of the memory table since their start; isolation steps "
+            "(coursehub only, from its `coursehub_isolation_step_*` metrics): mean wall time of "
+            "each step, and the CPU of the hub thread that ran it.",
+            "",
+            *cpu,
+        ]
+    live = live_table(systems)
+    if live:
+        lines += [
+            "",
+            f"{h}# Live users: as many as fit, each with an idle kernel "
+            f"(at most {options.get('live_users', '?')}, arriving at {options.get('live_rate', '?')}/s)",
+            "",
+            "Users are admitted until the target or until MemAvailable falls under the safety margin; "
+            "then every live user runs `1+1` again in its kernel. PSS as in the steady-state table.",
+            "",
+            *live,
+        ]
     textbook = textbook_table(systems)
     if textbook:
         lines += [

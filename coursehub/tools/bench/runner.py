@@ -17,7 +17,7 @@ from coursehub.tools.bench.chart import write_ttfr_chart
 from coursehub.tools.bench.configs import LABELS, SYSTEMS
 from coursehub.tools.bench.machine import describe_machine
 from coursehub.tools.bench.report import render_markdown
-from coursehub.tools.bench.scenarios import ScenarioOptions, bursts, single_user, steady_state
+from coursehub.tools.bench.scenarios import ScenarioOptions, bursts, live_users, single_user, steady_state
 from coursehub.tools.bench.systems import CoursehubHub, make_hub
 from coursehub.tools.bench.textbook import textbook
 
@@ -73,6 +73,9 @@ class Bench:
             hub.stop_all_servers()
             entry["memory"] = steady_state(hub, opts, self.emit)
             hub.stop_all_servers()
+            if opts.live_users:
+                entry["live"] = live_users(hub, opts, self.emit)
+                hub.stop_all_servers()
             entry["bursts"] = bursts(hub, opts, self.emit)
             if isinstance(hub, CoursehubHub) and opts.readers:
                 entry["textbook"] = textbook(hub, opts.reader_repeat, opts.readers, self.emit)
@@ -85,12 +88,31 @@ class Bench:
             hub.close()
 
 
+# 400 students hold ~2,000 sockets here; the hub and the proxy (which inherit the limit) as many
+# and twice as many: room for several times that.
+OPEN_FILES = 16384
+
+
+def open_files_limits(soft: int, hard: int, want: int = OPEN_FILES) -> list[tuple[int, int]]:
+    """The (soft, hard) limits to try in turn, best first; [] when `soft` is enough (pure)."""
+    infinite = resource.RLIM_INFINITY
+    if soft == infinite or soft >= want:
+        return []
+    if hard == infinite or hard >= want:
+        return [(want, hard)]
+    # Raising the hard limit needs CAP_SYS_RESOURCE (the benchmark runs as root); else up to it.
+    return [(want, want), (hard, hard)]
+
+
 def raise_open_files_limit() -> None:
-    """Soft limit up to the hard one: 200 students hold about a thousand sockets, hubs too."""
+    """Raise this process's open-files limit for hundreds of students; the hubs inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = 65536 if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    for limits in open_files_limits(soft, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError) as exc:
+            log.warning("could not set the open-files limit to %s: %s", limits, exc)
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> list[Path]:

@@ -10,7 +10,13 @@ from functools import partial
 from typing import Any
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench import procstats
+from coursehub.tools.bench import hubmetrics, procstats
+from coursehub.tools.bench.machine import (
+    mem_available_mib,
+    mem_total_mib,
+    read_meminfo,
+    safety_margin_mib,
+)
 from coursehub.tools.bench.systems import BenchHub
 from coursehub.tools.loadtest import (
     Credential,
@@ -20,7 +26,7 @@ from coursehub.tools.loadtest import (
     describe,
     run_load_test,
 )
-from coursehub.tools.loadtest.summary import merge, summarize
+from coursehub.tools.loadtest.summary import admitted, merge, summarize
 
 SETTLE = 5.0  # seconds of quiet before memory is read, so start-up garbage is collected
 MIB = 1024.0  # KiB per MiB
@@ -32,9 +38,12 @@ class ScenarioOptions:
     """Sizes and limits shared by every system's run."""
 
     repeat: int = 10
-    sizes: tuple[int, ...] = (20, 50, 100, 200)
+    sizes: tuple[int, ...] = (20, 50, 100, 200, 400)
     memory_users: int = 10
     memory_rate: float = 0.2  # arrivals per second, so that even stock hubs get there
+    live_users: int = 400  # at most this many live users (0: skip the scenario)
+    live_rate: float = 1.0  # their arrivals per second
+    live_margin_mib: float = 0.0  # stop admitting when MemAvailable falls under this (0: a tenth, ≥ 2 GiB)
     time_limit: float = 900.0  # per load run
     readers: int = 50  # textbook readers activating at once (coursehub only)
     reader_repeat: int = 5  # single-reader activations, one after another
@@ -42,7 +51,14 @@ class ScenarioOptions:
 
 
 def _config(hub: BenchHub, opts: ScenarioOptions, **extra: Any) -> LoadConfig:
-    return LoadConfig(hub_url=hub.url, time_limit=opts.time_limit, http_timeout=opts.http_timeout, **extra)
+    base = {"hub_url": hub.url, "time_limit": opts.time_limit, "http_timeout": opts.http_timeout}
+    return LoadConfig(**{**base, **extra})
+
+
+def _isolation(hub: BenchHub) -> hubmetrics.Totals | None:
+    """The hub's isolation-step totals now (None where it has none)."""
+    text = hub.metrics_text()
+    return None if text is None else hubmetrics.isolation_totals(text)
 
 
 def single_user(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
@@ -66,12 +82,25 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, A
             continue
         users = [Credential(f"burst{size}-{i:03d}", hub.password) for i in range(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
+        hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
         run = run_load_test(_config(hub, opts), users, progress=progress)
+        # Read before the cleanup below: stopping servers costs the hub CPU too, but not per spawn.
+        hub_cpu = procstats.cpu_seconds([hub.hub_pid()]) - hub_cpu_before
+        isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
         summary = summarize(run)
         previous_ok = summary["ok"]
         emit(f"[{hub.system}] burst {size}: {outcome(run)}")
-        results.append({"size": size, "skipped": "", "summary": summary, "run": run.to_dict()})
+        results.append(
+            {
+                "size": size,
+                "skipped": "",
+                "summary": summary,
+                "hub_cpu_s_per_spawn": hub_cpu / size,
+                "isolation": isolation,
+                "run": run.to_dict(),
+            }
+        )
     return results
 
 
@@ -84,7 +113,7 @@ def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, 
     users = [Credential(f"idle-{i:02d}", hub.password) for i in range(opts.memory_users)]
     config = _config(hub, opts, arrival_rate=opts.memory_rate, session_seconds=opts.time_limit)
     test = LoadTest(config, users, progress=partial(_prefixed, emit, f"[{hub.system}] memory: "))
-    hub_cpu_before = procstats.cpu_seconds([hub.hub_pid()])
+    hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
     box: list[RunResult] = []
     runner = threading.Thread(target=lambda: box.append(test.run()), name="memory-scenario")
     runner.start()
@@ -92,6 +121,7 @@ def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, 
         _wait_until_settled(test, len(users), runner, opts.time_limit)
         time.sleep(SETTLE)
         sample = measure(hub, test.users_in("session"), hub_cpu_before)
+        sample["isolation"] = hubmetrics.per_spawn(isolation_before, _isolation(hub))
     finally:
         test.end_sessions()
         runner.join()
@@ -99,6 +129,94 @@ def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, 
         raise CoursehubError(f"the memory scenario on {hub.system} ended without results")
     emit(f"[{hub.system}] memory: {outcome(box[0])}")
     return {**sample, "summary": summarize(box[0]), "run": box[0].to_dict()}
+
+
+def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
+    """Users arriving at a steady rate, each keeping an idle kernel, until `live_users` or until
+    the machine's memory would run short; then every live user runs `1+1` in its kernel again."""
+    say = partial(_prefixed, emit, f"[{hub.system}] live users: ")
+    users = [Credential(f"live-{i:03d}", hub.password) for i in range(opts.live_users)]
+    # Arrivals take users/rate seconds; the time limit is for what comes after the last one.
+    limit = opts.time_limit + len(users) / opts.live_rate
+    config = _config(hub, opts, arrival_rate=opts.live_rate, session_seconds=limit, time_limit=limit)
+    test = LoadTest(config, users, progress=say)
+    margin = opts.live_margin_mib or safety_margin_mib(mem_total_mib(read_meminfo()))
+    hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
+    box: list[RunResult] = []
+    runner = threading.Thread(target=lambda: box.append(test.run()), name="live-scenario")
+    runner.start()
+    deadline = time.monotonic() + limit
+    try:
+        stopped_by = _admit_while_memory_lasts(test, len(users), runner, deadline, margin)
+        if stopped_by:
+            say(stopped_by)
+        _wait_until_live(test, len(users), runner, deadline)
+        time.sleep(SETTLE)
+        live = test.users_in("session")
+        say(f"{len(live)} live users; measuring their memory…")
+        sample = measure(hub, live, hub_cpu_before)
+        sample["isolation"] = hubmetrics.per_spawn(isolation_before, _isolation(hub))
+        sample["mem_available_mib"] = mem_available_mib(read_meminfo())
+        say(f"every live user runs {config.code} in its kernel…")
+        test.check_sessions()
+        _wait_until_checked(test, live, runner, deadline)
+    finally:
+        test.stop_arrivals()
+        test.end_sessions()
+        runner.join()
+    if not box:
+        raise CoursehubError(f"the live-users scenario on {hub.system} ended without results")
+    run = box[0]
+    checks = summarize(run)["phases"].get("check", {"ok": 0, "failed": 0})
+    say(f"{checks['ok']}/{len(live)} live users could still run a cell")
+    return {
+        **sample,
+        "live": len(live),
+        "cell_ok": checks["ok"],
+        "cell_failed": checks["failed"],
+        "target": len(users),
+        "stopped_by": stopped_by,
+        "margin_mib": margin,
+        "summary": summarize(admitted(run)),
+        "run": run.to_dict(),
+    }
+
+
+def _admit_while_memory_lasts(
+    test: LoadTest, total: int, runner: threading.Thread, deadline: float, margin_mib: float
+) -> str:
+    """Let students arrive until all have, or until MemAvailable falls under the margin (then
+    admit no more and say why)."""
+    while runner.is_alive() and time.monotonic() < deadline and len(test.admitted()) < total:
+        available = mem_available_mib(read_meminfo())
+        if available < margin_mib:
+            test.stop_arrivals()
+            return (
+                f"stopped admitting users after {len(test.admitted())}: MemAvailable "
+                f"{available:.0f} MiB fell under the safety margin of {margin_mib:.0f} MiB"
+            )
+        time.sleep(0.5)
+    return ""
+
+
+def _wait_until_live(test: LoadTest, total: int, runner: threading.Thread, deadline: float) -> None:
+    """Until every admitted student idles in its session or has failed (or the run ended)."""
+    while runner.is_alive() and time.monotonic() < deadline:
+        arrived = len(test.admitted())
+        doors_shut = test.arrivals_stopped() or arrived >= total
+        if doors_shut and len(test.users_in("session")) + test.finished() >= arrived:
+            return
+        time.sleep(0.5)
+
+
+def _wait_until_checked(test: LoadTest, live: list[str], runner: threading.Thread, deadline: float) -> None:
+    """Until every live user has run its check (or left its session, or the run ended)."""
+    while runner.is_alive() and time.monotonic() < deadline:
+        still = set(test.users_in("session")) | set(test.users_in("check"))
+        waiting = still.intersection(live) - set(test.checked(live))
+        if not waiting:
+            return
+        time.sleep(0.5)
 
 
 def _wait_until_settled(test: LoadTest, total: int, runner: threading.Thread, limit: float) -> None:
@@ -113,8 +231,7 @@ def _wait_until_settled(test: LoadTest, total: int, runner: threading.Thread, li
 def measure(hub: BenchHub, users: list[str], hub_cpu_before: float) -> dict[str, Any]:
     """PSS and CPU of each user's processes, and of the hub and the proxy, now."""
     pss, cpu, procs = [], [], []
-    for user in users:
-        pids = hub.user_pids(user)
+    for pids in hub.pids_by_user(users).values():
         pss.append(sum(procstats.pss_kib(pid) for pid in pids) / MIB)
         cpu.append(procstats.cpu_seconds(pids))
         procs.append(len(pids))

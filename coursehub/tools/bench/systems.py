@@ -7,9 +7,11 @@ everything it started even after Ctrl-C.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -26,13 +28,13 @@ import yaml
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.environments import find_user_python
-from coursehub.errors import CoursehubError
+from coursehub.errors import CoursehubError, SandboxError
 from coursehub.host.runtime import REPO_ROOT, find_proxy
 from coursehub.spawner import cgroups, netns
 from coursehub.spawner.accounts import unix_name
 from coursehub.tools.bench import procstats
 from coursehub.tools.bench.configs import (
-    BENCH_SUBNET,
+    BENCH_SUBNETS,
     SYSTEMS,
     Ports,
     StockSpec,
@@ -109,7 +111,15 @@ class BenchHub:
 
     def user_pids(self, user: str) -> list[int]:
         """The processes of `user`'s server and kernels."""
+        return self.pids_by_user([user])[user]
+
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """user -> the processes of its server and kernels, from one look at /proc."""
         raise NotImplementedError
+
+    def metrics_text(self) -> str | None:
+        """The hub's /hub/metrics (Prometheus text), where the benchmark may read it."""
+        return None
 
     def start(self) -> None:
         """Launch the hub and wait until its API answers."""
@@ -144,7 +154,7 @@ class BenchHub:
     def stop_all_servers(self, timeout: float = STOP_SERVERS_TIMEOUT) -> int:
         """Stop every server on this hub and wait (bounded) until none is left; how many."""
         api = self.admin()
-        users = [u for u in api.users() if u.get("servers")]
+        users = [u for u in api.users(state="active") if u.get("servers")]
         for user in users:
             for server in user["servers"]:  # named servers too (Binder launches use them)
                 try:
@@ -152,7 +162,7 @@ class BenchHub:
                 except CoursehubError as exc:  # e.g. a 500 mid-spawn: stop the others all the same
                     log.warning("%s", exc)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(u.get("servers") for u in api.users()):
+        while time.monotonic() < deadline and any(u.get("servers") for u in api.users(state="active")):
             time.sleep(0.5)
         return len(users)
 
@@ -236,15 +246,15 @@ class StockHub(BenchHub):
     def proxy_pid(self) -> int | None:
         return _pid_from(self.workdir / "proxy.pid")
 
-    def user_pids(self, user: str) -> list[int]:
-        """The hub's children started for `user` (by JUPYTERHUB_USER), with their subtrees."""
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """The hub's children started for each user (by JUPYTERHUB_USER), with their subtrees."""
         children = procstats.children_map()
-        roots = [
-            pid
-            for pid in children.get(self.hub_pid(), [])
-            if procstats.environ(pid).get("JUPYTERHUB_USER") == user
-        ]
-        return [p for root in roots for p in (root, *procstats.descendants(root, children))]
+        found: dict[str, list[int]] = {user: [] for user in users}
+        for root in children.get(self.hub_pid(), []):
+            user = procstats.environ(root).get("JUPYTERHUB_USER", "")
+            if user in found:
+                found[user] += [root, *procstats.descendants(root, children)]
+        return found
 
 
 class CoursehubHub(BenchHub):
@@ -258,10 +268,13 @@ class CoursehubHub(BenchHub):
         # its login cookies and links are for that host, not 127.0.0.1.
         self.url = f"http://localhost:{self.ports.public}/"
         self.isolate = isolate
+        self.subnet = BENCH_SUBNETS[0]
 
     def command(self) -> list[str]:
         config = self.workdir / "coursehub.yaml"
-        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate)
+        if self.isolate:
+            self.subnet = free_bench_subnet()
+        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate, self.subnet)
         config.write_text(yaml.safe_dump(settings))
         return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
 
@@ -277,22 +290,35 @@ class CoursehubHub(BenchHub):
     def proxy_pid(self) -> int | None:
         return _pid_from(self.state_dir / "proxy.pid")
 
-    def user_pids(self, user: str) -> list[int]:
-        """Every process of the user's own Unix account, and the root-owned monitor above its
+    def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
+        """Every process of each user's own Unix account, and the root-owned monitor above its
         server in the same cgroup (fork mode): it is memory that user costs too."""
+        by_uid = procstats.pids_by_uid()
+        found: dict[str, list[int]] = {}
+        for user in users:
+            try:
+                uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
+            except KeyError:
+                found[user] = []
+                continue
+            pids = by_uid.get(uid, [])
+            own = {procstats.cgroups_of(pid) for pid in pids} - {""}
+            parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
+            monitors = [parent for parent in parents - set(pids) if procstats.cgroups_of(parent) in own]
+            found[user] = sorted({*pids, *monitors})
+        return found
+
+    def metrics_text(self) -> str | None:
+        """/hub/metrics with the CLI's token (it has read:metrics); None when it does not answer."""
         try:
-            uid = pwd.getpwnam(unix_name(user, self.prefix)).pw_uid
-        except KeyError:
-            return []
-        pids = procstats.pids_of_uid(uid)
-        parents = {stat.ppid for stat in map(procstats.read_stat, pids) if stat is not None}
-        monitors = [
-            parent
-            for parent in parents - set(pids)
-            for child in pids
-            if procstats.cgroups_of(parent) and procstats.cgroups_of(parent) == procstats.cgroups_of(child)
-        ]
-        return sorted({*pids, *monitors})
+            token = (self.state_dir / "cli-token").read_text().strip()
+            response = requests.get(
+                self.url + "hub/metrics", headers={"Authorization": f"token {token}"}, timeout=30
+            )
+        except (OSError, requests.RequestException) as exc:
+            log.warning("could not read the metrics of the %s hub: %s", self.system, exc)
+            return None
+        return response.text if response.status_code == 200 else None
 
     def keep_logs(self) -> None:
         """The servers' logs (coursehub writes one per server in its state folder)."""
@@ -315,9 +341,26 @@ class CoursehubHub(BenchHub):
         for entry in accounts:
             subprocess.run(["userdel", entry.pw_name], capture_output=True, timeout=60, check=False)
         if self.isolate:  # what `coursehub down` removes: namespaces, the gateway, the nftables table
-            net = netns.hub_net(self.state_dir, BENCH_SUBNET)
+            net = netns.hub_net(self.state_dir, self.subnet)
             netns.remove_all(net)
             netns.teardown_hub(net)
+
+
+def free_bench_subnet() -> str:
+    """One of the benchmark's subnets that no hub or network of this machine uses now (tried in
+    random order, so that two benchmarks starting together rarely pick the same one)."""
+    candidates = list(BENCH_SUBNETS)
+    random.shuffle(candidates)
+    for subnet in candidates:
+        try:  # a tag of no hub: every address in the range counts as someone else's
+            netns.check_subnet(netns.HubNet("none", ipaddress.IPv4Network(subnet)))
+        except SandboxError:
+            continue
+        return subnet
+    raise CoursehubError(
+        f"every benchmark subnet ({BENCH_SUBNETS[0]} … {BENCH_SUBNETS[-1]}) is in use on this machine: "
+        "stop the other benchmarks, or remove what an interrupted one left with `coursehub down`"
+    )
 
 
 def _pid_from(path: Path) -> int | None:

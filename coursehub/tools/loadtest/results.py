@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The order in which a student goes through the phases; `stop` also runs after a failure.
-PHASES = ("login", "spawn", "kernel", "execute", "session", "delete_kernel", "stop")
+# `check`: the code run once more in the same kernel during the session, when the run asks.
+PHASES = ("login", "spawn", "kernel", "execute", "check", "session", "delete_kernel", "stop")
+NOT_ADMITTED = "not-admitted: arrivals stopped"  # the error of a student the run stopped admitting
 
 
 @dataclass

@@ -22,11 +22,12 @@ from coursehub.auth.accounts import Credential
 from coursehub.clients.kernel import KernelSession
 from coursehub.tools.loadtest.client import StudentClient
 from coursehub.tools.loadtest.failures import PhaseError, error_kind
-from coursehub.tools.loadtest.results import Phase, RunResult, StudentResult
+from coursehub.tools.loadtest.results import NOT_ADMITTED, Phase, RunResult, StudentResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_GRACE = 180  # seconds flows get after the time limit to stop their servers
+IDLE_TICK = 1.0  # seconds an idle session sleeps between looks at the run's signals
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class RunContext:
         self.deadline = self.t0 + time_limit
         self.stop = threading.Event()  # the time limit came: stop at the next step
         self.end_sessions = threading.Event()  # sessions may end now (e.g. memory measured)
+        self.stop_arrivals = threading.Event()  # students not yet arrived stay away
+        self.check_sessions = threading.Event()  # students in their session run the code once more
         self._lock = threading.Lock()
         self.current: dict[str, str] = {}  # user -> phase it is in, or 'ok' / 'failed'
 
@@ -95,6 +98,7 @@ class StudentFlow:
         self.server_url = ""
         self.kernel: KernelSession | None = None
         self.launched_at = 0.0
+        self.checked = False  # ran the check asked for by check_sessions (successfully or not)
 
     def run(self) -> StudentResult:
         """All phases in order until one fails or the time limit comes; then always clean up."""
@@ -166,17 +170,24 @@ class StudentFlow:
         self.result.executions += 1
 
     def session(self) -> None:
-        """Stay (idle, or running code at intervals) until the session ends or we are stopped."""
+        """Stay (idle, or running code at intervals) until the session ends or we are stopped;
+        run the code once more in the same kernel when the run asks every session to check."""
         end = time.monotonic() + self.config.session_seconds
         interval = self.config.code_interval
         next_run = time.monotonic() + interval
+        # An idle student looks up rarely: hundreds of them must not cost the hub's machine CPU.
+        tick = 0.2 if interval else IDLE_TICK
         while time.monotonic() < end and not self.ctx.end_sessions.is_set():
             if self.ctx.stop.is_set():
                 raise PhaseError("time-limit")
+            if self.ctx.check_sessions.is_set() and not self.checked:
+                self.timed("check", self.run_code)  # a failure is recorded; the student stays
+                self.checked = True
+                self.ctx.enter(self.cred.username, "session")
             if interval and time.monotonic() >= next_run:
                 self.run_code()
                 next_run += interval
-            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+            time.sleep(min(tick, max(0.0, end - time.monotonic())))
 
     def delete_kernel(self) -> None:
         """Close the websocket and delete the kernel."""
@@ -244,6 +255,26 @@ class LoadTest:
         """The students in `phase` right now ('session', 'spawn', 'ok', 'failed', ...)."""
         return self.ctx.users_in(phase)
 
+    def stop_arrivals(self) -> None:
+        """Admit no more students: those not yet arrived end as NOT_ADMITTED."""
+        self.ctx.stop_arrivals.set()
+
+    def arrivals_stopped(self) -> bool:
+        """True once stop_arrivals was called."""
+        return self.ctx.stop_arrivals.is_set()
+
+    def check_sessions(self) -> None:
+        """Every student in its session runs the code once more in its kernel (phase 'check')."""
+        self.ctx.check_sessions.set()
+
+    def admitted(self) -> list[str]:
+        """The students that arrived and started their flow."""
+        return list(self.flows)
+
+    def checked(self, users: Iterable[str]) -> list[str]:
+        """Which of `users` have run their check."""
+        return [user for user in users if (flow := self.flows.get(user)) is not None and flow.checked]
+
     def finished(self) -> int:
         """How many students are done, with or without success."""
         counts = self.ctx.counts()
@@ -294,9 +325,18 @@ class LoadTest:
     async def _arrive(self, index: int, cred: Credential, pool: ThreadPoolExecutor) -> StudentResult:
         """Wait for this student's arrival time, then run its flow in the pool."""
         if self.config.arrival_rate > 0:
-            await asyncio.sleep(max(0.0, index / self.config.arrival_rate - self.ctx.now()))
+            arrive_at = index / self.config.arrival_rate
+            # In short sleeps: once arrivals stop (or the time limit comes), the students still to
+            # come end now, not at their arrival time.
+            while (wait := arrive_at - self.ctx.now()) > 0 and not (
+                self.ctx.stop_arrivals.is_set() or self.ctx.stop.is_set()
+            ):
+                await asyncio.sleep(min(wait, IDLE_TICK))
         if self.ctx.stop.is_set():
             return StudentResult(cred.username, self.ctx.now(), error="time-limit: not started")
+        if self.ctx.stop_arrivals.is_set():
+            self.ctx.enter(cred.username, "not admitted")  # not 'waiting' in the progress lines
+            return StudentResult(cred.username, self.ctx.now(), error=NOT_ADMITTED)
         flow = self.flows[cred.username] = StudentFlow(cred, self.config, self.ctx)
         return await asyncio.get_running_loop().run_in_executor(pool, flow.run)
 

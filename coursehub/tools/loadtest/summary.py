@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coursehub.stats import describe, percentile  # noqa: F401 (part of this module's surface)
-from coursehub.tools.loadtest.results import PHASES, RunResult, StudentResult
+from coursehub.tools.loadtest.results import NOT_ADMITTED, PHASES, RunResult, StudentResult
 
 
 def errors_by_kind(students: Iterable[StudentResult]) -> dict[str, int]:
@@ -71,3 +71,9 @@ def merge(runs: Sequence[RunResult]) -> RunResult:
         duration=sum(run.duration for run in runs),
         hit_time_limit=any(run.hit_time_limit for run in runs),
     )
+
+
+def admitted(run: RunResult) -> RunResult:
+    """The run without the students it stopped admitting (they never tried, so never failed)."""
+    students = [s for s in run.students if s.error != NOT_ADMITTED]
+    return RunResult(run.hub_url, run.started_at, run.settings, students, run.duration, run.hit_time_limit)
