@@ -62,7 +62,7 @@ def test_backup_keeps_the_gradebooks_and_the_lti_grade_store(edge_hub):
     grading = hub.state_dir / "grading"
     course = grading / "bk" / "course"
     feedback = grading / "bk" / "exchange" / "bk" / "feedback"
-    for folder in (course / "submitted" / "ch-ann" / "ps1", feedback):
+    for folder in (course / "submitted" / "ch-ann" / "ps1", feedback, grading / "_config" / "bk"):
         folder.mkdir(parents=True, exist_ok=True)
     os.chown(course, 0, 4321)
     os.chmod(course, 0o2770)
@@ -71,7 +71,7 @@ def test_backup_keeps_the_gradebooks_and_the_lti_grade_store(edge_hub):
     gradebook.execute("INSERT INTO grade VALUES ('ch-ann', 2.0)")
     gradebook.commit()
     (course / "submitted" / "ch-ann" / "ps1" / "ps1.ipynb").write_text('{"cells": []}')
-    (course / "link-out").symlink_to("/etc")  # a staff member's link: kept as a link, never followed
+    (course / "link-out").symlink_to("/etc/passwd")  # a staff member's link: saved as a link, never followed
     launch = AgsLaunch("ann", "bk", "https://lms", "cid", "dep", "sub-ann", "", "https://lms/item/1", ("s",))
     ags_store.save_launch(hub.state_dir / "lti-grades.sqlite", launch)
     key = hub.state_dir / "lti-tool-key.pem"
@@ -86,6 +86,10 @@ def test_backup_keeps_the_gradebooks_and_the_lti_grade_store(edge_hub):
         gradebook.rollback()
         with tarfile.open(archive) as tar:
             members = set(json.load(tar.extractfile("manifest.json"))["members"])
+            inner = tarfile.open(fileobj=tar.extractfile("grading.tar"))
+            assert inner.getmember("bk/course/link-out").issym()
+            names = inner.getnames()  # the generated config is left out: each server start writes it
+            assert "bk/course/gradebook.db" in names and not any(name.startswith("_config") for name in names)
         assert {"grading.tar", "lti-grades.sqlite", "lti-tool-key.pem"} <= members
 
         fresh = Hub(hub_root(), {})
@@ -109,5 +113,6 @@ def test_backup_keeps_the_gradebooks_and_the_lti_grade_store(edge_hub):
     finally:
         gradebook.close()
         shutil.rmtree(grading / "bk", ignore_errors=True)
+        shutil.rmtree(grading / "_config", ignore_errors=True)
         for path in (key, hub.state_dir / "lti-grades.sqlite", archive):
             path.unlink(missing_ok=True)

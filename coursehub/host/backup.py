@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -169,13 +170,34 @@ def _grading_tar(grading: Path, target: Path, tmp: Path) -> Path:
                 path = here / name
                 arcname = str(path.relative_to(grading))
                 try:
-                    if name == "gradebook.db" and stat.S_ISREG(path.lstat().st_mode):
+                    regular = stat.S_ISREG(path.lstat().st_mode)
+                    if name == "gradebook.db" and regular:
                         _add_sqlite(tar, path, arcname, tmp)
-                    elif not name.endswith(tuple("gradebook.db" + side for side in SQLITE_SIDE_FILES)):
+                    elif regular:
+                        if not name.endswith(tuple("gradebook.db" + side for side in SQLITE_SIDE_FILES)):
+                            _add_regular(tar, path, arcname)
+                    else:  # folders and links: their metadata only, nothing read through them
                         tar.add(path, arcname, recursive=False)
                 except FileNotFoundError:
-                    continue  # removed while the walk ran
+                    continue  # removed while the walk ran (before anything of it was written)
+                except OSError as exc:
+                    message = f"{path} changed while it was saved ({exc}); run the backup again"
+                    raise BackupError(message) from None
     return target
+
+
+def _add_regular(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """A file opened without following a symlink (one swapped in after the walk saw a file is left out)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return
+        raise
+    with os.fdopen(fd, "rb") as opened:
+        info = tar.gettarinfo(arcname=arcname, fileobj=opened)
+        if info.isfile():
+            tar.addfile(info, opened)
 
 
 def _add_sqlite(tar: tarfile.TarFile, path: Path, arcname: str, tmp: Path) -> None:
