@@ -107,6 +107,11 @@ class StatePaths:
         return self.root / "tls-ask-key"
 
     @property
+    def grading(self) -> Path:
+        """nbgrader's exchanges, staff folders (gradebook.db) and generated config of grading courses."""
+        return self.root / "grading"
+
+    @property
     def lti_grades(self) -> Path:
         """LTI 1.3 launches (what grade posts need per user and course) and score posts."""
         return self.root / "lti-grades.sqlite"

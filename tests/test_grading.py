@@ -3,6 +3,7 @@ feedback, each student gets their own; nobody reads another's submission; anothe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -83,7 +84,9 @@ def grading_hub(request, make_hub_module):
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
     for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-grading"):
-        parent.rmdir()
+        # Busy while another run of this module (another worker, another worktree) has servers in it.
+        with contextlib.suppress(OSError):
+            parent.rmdir()
     # The course's staff group is a system group the hub made for this hub's prefix only.
     group = staff_group(COURSE, hub.prefix)
     subprocess.run(["groupdel", group], capture_output=True, timeout=60, check=False)
@@ -318,3 +321,75 @@ def test_jupyterlab_shows_staff_the_formgrader_and_students_only_their_assignmen
     assert "Formgrader" not in student_items and "Course List" not in student_items
     assert "@jupyter/nbgrader:formgrader" in student_disabled
     assert "@jupyter/nbgrader:formgrader" not in staff_disabled
+
+
+# Ann's submit of ps1 (fetched above) with a 3 MiB file in it, as a process whose files may not grow past
+# 1 MiB (RLIMIT_FSIZE: the kernel answers EFBIG, as a full quota answers EDQUOT); prints {"rc", "out"}.
+SUBMIT_TOO_BIG = """
+import json, os, resource, subprocess
+home = os.path.expanduser("~")
+open(os.path.join(home, "ps1", "data.bin"), "wb").write(os.urandom(3 * 2**20))
+limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+r = subprocess.run(["nbgrader", "submit", "ps1"], cwd=home, capture_output=True, text=True, timeout=300,
+                   preexec_fn=limit)
+os.remove(os.path.join(home, "ps1", "data.bin"))
+print(json.dumps({"rc": r.returncode, "out": r.stdout + r.stderr}))
+"""
+STUDENT_VIEW = """
+import glob, hashlib, json, os
+from jupyter_core.paths import jupyter_data_dir
+inbound = "/run/coursehub/exchange/{course}/inbound"
+cache = glob.glob(os.path.join(jupyter_data_dir(), "nbgrader_cache", "{course}", "*"))
+notebook = hashlib.sha256(open(os.path.expanduser("~/ps1/ps1.ipynb"), "rb").read()).hexdigest()
+print(json.dumps([sorted(os.listdir(inbound)), sorted(cache), notebook]))
+"""
+
+
+def test_students_store_nothing_in_the_exchange_root_and_submissions_are_on_the_homes_file_system(
+    grading_hub,
+):
+    hub = grading_hub
+    ann = hub.prefix + ANN
+    # The exchange root is writable by root alone (it was 1777: anyone could fill the state folder's disk).
+    probe = f"""
+import os
+for path in ("/run/coursehub/exchange/junk", "/run/coursehub/exchange/{COURSE}/junk"):
+    try:
+        open(path, "wb").write(b"x")
+        print("written")
+    except PermissionError:
+        print("denied")
+open("/run/coursehub/exchange/{COURSE}/inbound/probe.txt", "w").write("mine")
+print("ok")
+"""
+    assert run(hub, ANN, probe).split() == ["denied", "denied", "ok"]
+    # What Ann writes into her inbound lands in the homes' folder (the homes' file system, where her home's
+    # disk quota covers it), not in the state folder.
+    folder = hub.home_root / ".coursehub-grading" / COURSE / "inbound" / ann
+    assert (folder / "probe.txt").read_text() == "mine"
+    assert not list(hub.state_dir.glob(f"grading/{COURSE}/exchange/**/probe.txt"))
+    run(hub, ANN, f"import os; os.remove('/run/coursehub/exchange/{COURSE}/inbound/probe.txt'); print()")
+
+
+def test_a_submission_that_cannot_be_written_says_so_and_leaves_nothing_behind(grading_hub):
+    hub = grading_hub
+    grading = f"~/{COURSE}/grading"
+    before = json.loads(run(hub, ANN, STUDENT_VIEW.format(course=COURSE)))
+    bobs = run(
+        hub, STAFF, f"import glob; print(sorted(glob.glob('/run/coursehub/exchange/{COURSE}/inbound/*/*')))"
+    )
+    result = json.loads(run(hub, ANN, SUBMIT_TOO_BIG))
+    assert result["rc"] != 0, result["out"]
+    assert "nothing was submitted" in result["out"] and "File too large" in result["out"], result["out"]
+    # No half-written submission in her inbound or her cache, her notebook unchanged; everyone else's intact.
+    assert json.loads(run(hub, ANN, STUDENT_VIEW.format(course=COURSE))) == before
+    assert (
+        run(
+            hub,
+            STAFF,
+            f"import glob; print(sorted(glob.glob('/run/coursehub/exchange/{COURSE}/inbound/*/*')))",
+        )
+        == bobs
+    )
+    out = ok(hub, STAFF, "collect", "ps1", "--update", cwd=grading)
+    assert "incomplete" not in out

@@ -17,6 +17,7 @@ from coursehub.courses.grading import (
     config_files,
     exchange_dirs,
     grading_binds,
+    inbound_dirs,
     nbgrader_config,
     page_config,
     server_extension_args,
@@ -64,9 +65,11 @@ def test_under_lti_a_roster_is_enough_staff_come_from_launches():
 
 def test_the_exchange_gives_students_their_own_inbound_and_feedback_only_by_name():
     modes = dict(exchange_dirs("bio"))
-    assert modes[""] & 0o777 == 0o777  # nbgrader's release insists on this, or chmods the root
-    assert modes[""] & stat.S_ISVTX  # nobody renames or removes the course folder
-    assert modes["bio/inbound"] & 0o777 == 0o751  # root writes it; staff list it; students only pass
+    assert modes[""] & 0o022 == 0  # nobody but root stores anything at the root (nbgrader wanted 0777)
+    assert modes["bio"] & 0o002 == 0 and modes["bio/inbound"] & 0o002 == 0
+    inbound = dict(inbound_dirs("bio"))
+    assert inbound["bio/inbound"] & 0o777 == 0o751  # root writes it; staff list it; students only pass
+    assert all(mode & 0o022 == 0 for mode in inbound.values())
     assert OWN_INBOUND_MODE & 0o777 == 0o770  # a student's folder: theirs and the staff group's
     assert modes["bio/feedback"] & 0o007 == 0o001  # by name only
     assert modes["bio/outbound"] & 0o007 == 0o005  # released assignments: read
@@ -106,11 +109,14 @@ def test_generated_config_names_the_course_and_its_exchange_and_compiles():
     staff, student = nbgrader_config("bio", "staff"), nbgrader_config("bio", "student")
     assert "LocatedCollect" in staff and "CourseDirectory.root" in staff
     assert "LocatedCollect" not in student and "CourseDirectory.root" not in student
+    # Students' commands do not need a writable exchange root; a submit that fails leaves nothing behind.
+    assert "c.ExchangeFactory.submit = Submit" in student and "ensure_root" in student
+    assert "ExchangeFactory.submit" not in staff
     assert set(config_files("bio", "off")) == {"nbgrader_config.py", "labconfig/page_config.json"}
 
 
 def test_only_a_grading_courses_servers_see_its_exchange_students_their_inbound_and_staff_its_folder():
-    paths = GradingPaths(Path("/var/lib/coursehub"), "bio")
+    paths = GradingPaths(Path("/var/lib/coursehub"), "bio", Path("/home/u"))
     base = dict(home=Path("/home/u/ch-ann"), home_root=Path("/home/u"), environment=Path("/env"))
 
     def binds(role):
@@ -124,14 +130,18 @@ def test_only_a_grading_courses_servers_see_its_exchange_students_their_inbound_
     student, view = binds("student")
     inbound = str(EXCHANGE_MOUNT / "bio" / "inbound")
     assert student[str(EXCHANGE_MOUNT)] == (str(paths.exchange), False)
-    assert student[inbound] == (str(paths.exchange / "bio" / "inbound" / "ch-ann"), False)
+    # Her own folder, on the homes' file system (hidden in the sandbox, where her quota counts it).
+    assert student[inbound] == ("/home/u/.coursehub-grading/bio/inbound/ch-ann", False)
     targets = [m.target for m in view if m.kind == "bind"]
     assert targets.index(inbound) > targets.index(str(EXCHANGE_MOUNT))  # over the course's inbound
     assert str(GRADING_MOUNT) not in student
     staff, _ = binds("staff")
     assert staff[str(GRADING_MOUNT)] == (str(paths.source), False)
     assert staff[str(CONFIG_MOUNT)] == (str(paths.config("staff")), True)
-    assert inbound not in staff  # staff see every student's folder
+    assert staff[inbound] == ("/home/u/.coursehub-grading/bio/inbound", False)  # every student's folder
+    assert GradingPaths(Path("/s"), "bio").own_inbound("ch-ann") == Path(
+        "/s/grading/bio/exchange/bio/inbound/ch-ann"
+    )
 
 
 K8S_GRADED = """
@@ -197,11 +207,16 @@ def test_the_host_folders_get_their_modes_and_parallel_starts_write_whole_config
     from coursehub.errors import SandboxError
     from coursehub.spawner.exchange import prepare_grading, prepare_own_inbound, write_config
 
-    paths = GradingPaths(tmp_path, "bio")
+    (tmp_path / "homes").mkdir()
+    paths = GradingPaths(tmp_path, "bio", tmp_path / "homes")
     prepare_grading(paths, 4242)
     for relative, mode in exchange_dirs("bio"):
         info = (paths.exchange / relative).lstat()
         assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, 0, 4242)
+    for relative, mode in inbound_dirs("bio"):
+        info = (tmp_path / "homes" / ".coursehub-grading" / relative).lstat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (mode, 0)
+    assert paths.inbound.lstat().st_gid == 4242
     assert stat.S_IMODE(paths.source.lstat().st_mode) == 0o2770
     prepare_own_inbound(paths, "ch-ann", 5151, 4242)
     info = paths.own_inbound("ch-ann").lstat()

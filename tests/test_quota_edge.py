@@ -127,3 +127,38 @@ def test_the_table_keeps_ids_per_name_across_processes_and_forgets_deleted_homes
         assert again.lookup("ch-bob") is None and homequota.ProjectTable(path).lookup("ch-alice") == alice
     finally:
         os.close(fd)
+
+
+def test_an_inbound_folder_joins_its_homes_project_and_its_quota(loopfs, tmp_path):
+    home, inbound = loopfs.mount / "ch-sub", loopfs.mount / ".coursehub-grading" / "ch-sub"
+    for folder in (home, inbound / "old"):
+        folder.mkdir(parents=True)
+    (inbound / "old" / "ps1.ipynb").write_text("{}")
+    # A home without a project (no limits.disk, or no quotas): nothing to join.
+    assert homequota.join_home_project(inbound, home) is False
+    assert _attrs(inbound).projid == 0
+    if loopfs.enforced:
+        table = homequota.ProjectTable(tmp_path / "projects.json")
+        homequota.ensure_home_quota(home, "ch-sub", 2 * 1024**2, table)
+    else:  # project ids without limits: the home's project set by hand
+        fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            homequota.set_xattr(fd, homequota.get_xattr(fd).in_project(FIRST_PROJECT + 9, directory=True))
+        finally:
+            os.close(fd)
+    projid = _attrs(home).projid
+    (inbound / "link").symlink_to(loopfs.mount / "walk-home")  # never followed
+    assert homequota.join_home_project(inbound, home) is True
+    assert homequota.join_home_project(inbound, home) is False  # once
+    for path in (inbound, inbound / "old", inbound / "old" / "ps1.ipynb"):
+        assert _attrs(path).projid == projid, path
+    assert _attrs(inbound).xflags & FS_XFLAG_PROJINHERIT
+    (inbound / "new").mkdir()  # a new submission is in the project too
+    assert _attrs(inbound / "new").projid == projid
+    if not loopfs.enforced:
+        pytest.skip(f"this kernel enforces no project quotas on {loopfs.fstype} (see tests/loopfs.py)")
+    # As a plain user: the home and the inbound folder share one limit.
+    os.chown(home, 65534, 65534)
+    os.chown(inbound / "new", 65534, 65534)
+    assert write_as(65534, home / "half.bin", 1024**2) == 0
+    assert write_as(65534, inbound / "new" / "big.bin", 1536 * 1024) == errno.EDQUOT

@@ -15,9 +15,10 @@ from coursehub.cli.base import state
 def backup(ctx: click.Context, file: Path) -> None:
     """Save the hub database, workshop accounts, cookie secret, course catalog and settings to FILE.
 
-    One gzipped tar, mode 0600. SQLite is copied with its backup API, PostgreSQL with
-    pg_dump; both are consistent while the hub runs. Course environments are not
-    included: `coursehub up` rebuilds them.
+    Also the grading courses' nbgrader folders (gradebooks included), the LTI grade store and
+    the LTI tool key. One gzipped tar, mode 0600. SQLite is copied with its backup API,
+    PostgreSQL with pg_dump; both are consistent while the hub runs. Course environments are
+    not included: `coursehub up` rebuilds them.
     """
     from coursehub.host.backup import create_backup
     from coursehub.host.database import resolve_url

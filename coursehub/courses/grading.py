@@ -41,11 +41,11 @@ LAB_EXTENSION = "@jupyter/nbgrader"
 
 # The exchange, as nbgrader's groupshared layout, with the course's staff group as the group. Students are
 # "others": they read released assignments and open feedback only by its name (a hash of their submission's
-# 128-hex-digit secret). inbound holds one folder per student, made by the hub, which only that student's
-# sandbox shows (as inbound itself) and only the student and staff may enter; only root writes inbound. The
-# root's sticky bit: nobody renames the course folder (nbgrader's release wants the root 0777, or chmods it).
+# 128-hex-digit secret). The root is writable by no one but root: nbgrader wants it 0777 only for its own
+# check of students' commands (staff's groupshared ones never check), which the students' config replaces.
+# inbound here is only where the students' inbound folders are bound (see INBOUND_DIRS).
 EXCHANGE_DIRS = (
-    ("", 0o1777),
+    ("", 0o755),
     ("{course}", 0o2775),
     ("{course}/outbound", 0o2775),
     ("{course}/inbound", 0o2751),
@@ -53,6 +53,13 @@ EXCHANGE_DIRS = (
 )
 SOURCE_MODE = 0o2770  # the staff's course folder: the staff group only
 OWN_INBOUND_MODE = 0o2770  # inbound/<student>: its student (the owner) and the staff group
+# The students' inbound folders live on the homes' file system, under the homes' folder (hidden in every
+# sandbox), each in its student's disk-quota project: what a student submits counts against the quota of
+# their home, and fills neither the state folder's file system nor anyone else's quota. One folder per
+# student, made by the hub, which only that student's sandbox shows (as inbound itself) and only the student
+# and staff may enter; only root adds to inbound, staff list it (bound over the exchange's inbound).
+INBOUND_FOLDER = ".coursehub-grading"  # in the homes' folder: no account name starts with a dot
+INBOUND_DIRS = (("", 0o711), ("{course}", 0o711), ("{course}/inbound", 0o2751))
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,14 @@ class GradingPaths:
 
     state: Path
     course: str
+    homes: Path | None = None  # the homes' folder (sandbox.home_root): where the inbound folders are
+
+    @property
+    def inbound(self) -> Path:
+        """The course's inbound: one folder per student, on the homes' file system when it is known."""
+        if self.homes is None:
+            return self.exchange / self.course / "inbound"
+        return self.homes / INBOUND_FOLDER / self.course / "inbound"
 
     @property
     def root(self) -> Path:
@@ -78,7 +93,7 @@ class GradingPaths:
 
     def own_inbound(self, account: str) -> Path:
         """A student's inbound folder: where their submissions go, and only theirs."""
-        return self.exchange / self.course / "inbound" / account
+        return self.inbound / account
 
     @property
     def gradebook(self) -> Path:
@@ -95,9 +110,11 @@ def grading_binds(paths: GradingPaths, role: Role, account: str) -> list[tuple[P
     if role == "off":
         return binds
     binds.append((paths.exchange, EXCHANGE_MOUNT, False))
+    inbound = EXCHANGE_MOUNT / paths.course / "inbound"
     if role == "student":  # their own folder in place of inbound: no one else's submissions in view
-        binds.append((paths.own_inbound(account), EXCHANGE_MOUNT / paths.course / "inbound", False))
+        binds.append((paths.own_inbound(account), inbound, False))
     else:
+        binds.append((paths.inbound, inbound, False))
         binds.append((paths.source, GRADING_MOUNT, False))
     return binds
 
@@ -119,6 +136,11 @@ def staff_group(course: str, prefix: str = "ch-") -> str:
 def exchange_dirs(course: str) -> list[tuple[str, int]]:
     """(path relative to the exchange root, mode) of every folder the hub makes, parents first."""
     return [(path.format(course=course), mode) for path, mode in EXCHANGE_DIRS]
+
+
+def inbound_dirs(course: str) -> list[tuple[str, int]]:
+    """(path relative to the homes' INBOUND_FOLDER, mode) of the inbound folders' parents, parents first."""
+    return [(path.format(course=course), mode) for path, mode in INBOUND_DIRS]
 
 
 def server_extension_args(role: Role) -> list[str]:
@@ -197,6 +219,9 @@ class LocatedCollect(_Collect):
             if record["username"] != owner or os.path.islink(path):
                 self.log.warning("coursehub: skipped %s in %s's folder", name, owner)
                 continue
+            if not os.path.isfile(os.path.join(path, "timestamp.txt")):  # a submit that did not finish
+                self.log.warning("coursehub: skipped the incomplete %s in %s's folder", name, owner)
+                continue
             record["filename"] = os.path.join(owner, name)
             groups.setdefault(owner, []).append(record)
         with _Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
@@ -219,6 +244,65 @@ c.ExchangeCollect.check_owner = False  # the folder says who; owners are not vis
 '''
 
 
+# Students' fetch, list and submit: nbgrader checks that the exchange root is writable by them (it wants it
+# 0777); here it is not, so that nobody can store anything there, and the check is only that it exists. A
+# submit that cannot be written (the student's disk quota is full, or the homes' file system) leaves nothing
+# half-written in inbound nor in the student's submission cache, and says what to do.
+STUDENT_EXCHANGE = '''
+import shutil as _shutil
+from nbgrader.exchange.default import (
+    ExchangeFetchAssignment as _FetchAssignment,
+    ExchangeFetchFeedback as _FetchFeedback,
+    ExchangeList as _List,
+    ExchangeSubmit as _Submit,
+)
+
+
+class _HubMadeRoot:
+    def ensure_root(self):
+        """The hub made the exchange root, writable by root alone: it need only exist."""
+        if not os.path.isdir(self.root):
+            self.fail("The course's exchange is missing ({}): please tell your instructor.".format(self.root))
+
+
+class FetchAssignment(_HubMadeRoot, _FetchAssignment):
+    pass
+
+
+class FetchFeedback(_HubMadeRoot, _FetchFeedback):
+    pass
+
+
+class List(_HubMadeRoot, _List):
+    pass
+
+
+class Submit(_HubMadeRoot, _Submit):
+    def copy_files(self):
+        try:
+            super().copy_files()
+        except OSError as exc:  # shutil.Error (copytree's) too: EDQUOT, ENOSPC
+            partial = [os.path.join(self.inbound_path, self.assignment_filename)]
+            cached = self.assignment_filename.rsplit("+", 1)[0] if self.add_random_string else None
+            partial.append(os.path.join(self.cache_path, cached or self.assignment_filename))
+            for path in partial:
+                _shutil.rmtree(path, ignore_errors=True)
+            errors = exc.args[0] if isinstance(exc, _shutil.Error) and exc.args and exc.args[0] else None
+            why = str(errors[0][2]) if isinstance(errors, list) else (exc.strerror or str(exc))
+            self.fail(
+                "Your submission could not be written ({}), so nothing was submitted; your files are "
+                "unchanged. If your disk quota is full, make room in your home (submissions count "
+                "against it too) and submit again.".format(why)
+            )
+
+
+c.ExchangeFactory.fetch_assignment = FetchAssignment
+c.ExchangeFactory.fetch_feedback = FetchFeedback
+c.ExchangeFactory.list = List
+c.ExchangeFactory.submit = Submit
+'''
+
+
 def nbgrader_config(course: str, role: Role) -> str:
     """The nbgrader_config.py a server of `course` gets (root's, read-only in the sandbox)."""
     if role == "off":
@@ -237,7 +321,7 @@ def nbgrader_config(course: str, role: Role) -> str:
             "c.CourseDirectory.groupshared = True",
         ]
         return "\n".join(lines) + "\n" + LOCATED_COLLECT
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + STUDENT_EXCHANGE
 
 
 def config_files(course: str, role: Role) -> dict[str, str]:

@@ -1,12 +1,16 @@
-"""`coursehub backup` / `restore`: hub database, workshop accounts, cookie secret, catalog, settings."""
+"""`coursehub backup` / `restore`: hub database, workshop accounts, cookie secret, catalog, settings, grading
+(nbgrader's folders and gradebooks, the LTI grade store and tool key)."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -27,7 +31,14 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 HUB_SQLITE, HUB_PGDUMP = "jupyterhub.sqlite", "jupyterhub.pgdump"
 ACCOUNTS, COOKIE, CATALOG, SETTINGS = "accounts.sqlite", "cookie_secret", "catalog.json", "coursehub.yaml"
+LTI_GRADES, LTI_KEY, GRADING = "lti-grades.sqlite", "lti-tool-key.pem", "grading.tar"
+MEMBERS = {HUB_SQLITE, HUB_PGDUMP, ACCOUNTS, COOKIE, CATALOG, SETTINGS, LTI_GRADES, LTI_KEY, GRADING}
 PG_TIMEOUT = 600
+# In <state>/grading: regenerated at each server start; SQLite's side files (the database is copied whole).
+GRADING_SKIPPED = ("_config",)
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,12 @@ def create_backup(paths: StatePaths, db_url: str, settings_yaml: str, archive: P
             files[ACCOUNTS] = _sqlite_copy(paths.accounts, tmp / ACCOUNTS)
         if paths.cookie_secret.exists():
             files[COOKIE] = paths.cookie_secret
+        if paths.lti_grades.exists():
+            files[LTI_GRADES] = _sqlite_copy(paths.lti_grades, tmp / LTI_GRADES)
+        if paths.lti_tool_key.exists():
+            files[LTI_KEY] = paths.lti_tool_key
+        if paths.grading.is_dir():
+            files[GRADING] = _grading_tar(paths.grading, tmp / GRADING, tmp)
         catalog = paths.courses / CATALOG
         if catalog.exists():
             files[CATALOG] = catalog
@@ -97,9 +114,17 @@ def restore_backup(
                 _pg_restore(db_url, _extract(tar, HUB_PGDUMP, tmp))
             else:
                 _install(_extract(tar, HUB_SQLITE, tmp), _sqlite_path(db_url))
-            for name, target in ((ACCOUNTS, paths.accounts), (COOKIE, paths.cookie_secret)):
+            secrets = (
+                (ACCOUNTS, paths.accounts),
+                (COOKIE, paths.cookie_secret),
+                (LTI_GRADES, paths.lti_grades),
+                (LTI_KEY, paths.lti_tool_key),
+            )
+            for name, target in secrets:
                 if name in manifest["members"]:
                     _install(_extract(tar, name, tmp), target)
+            if GRADING in manifest["members"]:
+                _restore_grading(_extract(tar, GRADING, tmp), paths.grading)
             if CATALOG in manifest["members"]:
                 text = _extract(tar, CATALOG, tmp).read_text()
                 # Paths in the catalog name the old state folder; `up` rebuilds what is missing there.
@@ -128,6 +153,101 @@ def _sqlite_copy(source: Path, target: Path) -> Path:
         dst.close()
         src.close()
     return target
+
+
+def _grading_tar(grading: Path, target: Path, tmp: Path) -> Path:
+    """<state>/grading as a tar with owners and modes (nbgrader's groupshared layout needs them).
+
+    Staff and students write in it: the walk never follows a symlink (links are stored as links), and each
+    gradebook.db is copied with SQLite's backup API, so a gradebook being written is saved consistent.
+    """
+    with tarfile.open(target, "w") as tar:
+        for folder, folders, files in os.walk(grading):
+            here = Path(folder)
+            if here == grading:
+                folders[:] = [name for name in folders if name not in GRADING_SKIPPED]
+            for name in sorted([*folders, *files]):
+                path = here / name
+                arcname = str(path.relative_to(grading))
+                try:
+                    regular = stat.S_ISREG(path.lstat().st_mode)
+                    if name == "gradebook.db" and regular:
+                        _add_sqlite(tar, path, arcname, tmp)
+                    elif regular:
+                        if not name.endswith(tuple("gradebook.db" + side for side in SQLITE_SIDE_FILES)):
+                            _add_regular(tar, path, arcname)
+                    else:  # folders and links: their metadata only, nothing read through them
+                        tar.add(path, arcname, recursive=False)
+                except FileNotFoundError:
+                    continue  # removed while the walk ran (before anything of it was written)
+                except OSError as exc:
+                    message = f"{path} changed while it was saved ({exc}); run the backup again"
+                    raise BackupError(message) from None
+    return target
+
+
+def _add_regular(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """A file opened without following a symlink (one swapped in after the walk saw a file is left out)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return
+        raise
+    with os.fdopen(fd, "rb") as opened:
+        info = tar.gettarinfo(arcname=arcname, fileobj=opened)
+        if info.isfile():
+            tar.addfile(info, opened)
+
+
+def _add_sqlite(tar: tarfile.TarFile, path: Path, arcname: str, tmp: Path) -> None:
+    """A gradebook (writable by staff) into `tar`: opened without following a symlink, copied consistent."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "rb") as opened:
+            info = tar.gettarinfo(arcname=arcname, fileobj=opened)
+        if not info.isfile():
+            return
+        copy = tmp / "gradebook-copy.db"
+        copy.unlink(missing_ok=True)
+        try:
+            _sqlite_copy(Path(f"/proc/self/fd/{fd}"), copy)
+        except sqlite3.DatabaseError as exc:  # not SQLite after all: staff may write anything there
+            log.warning("left %s out of the backup: %s", path, exc)
+            return
+        info.size = copy.stat().st_size
+        with copy.open("rb") as data:
+            tar.addfile(info, data)
+    finally:
+        os.close(fd)
+
+
+def _restore_grading(archive: Path, grading: Path) -> None:
+    """Put <state>/grading back, with its owners and modes; what was there is kept aside, not merged into."""
+    partial = grading.with_name(".grading.restore")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(mode=0o711)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter=_inside_only)
+    except (OSError, tarfile.TarError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise BackupError(f"the backup's grading folders could not be restored: {exc}") from None
+    os.chmod(partial, 0o711)
+    if grading.exists() or grading.is_symlink():
+        grading.rename(grading.with_name(f"grading.replaced-{int(time.time())}"))
+    partial.rename(grading)
+
+
+def _inside_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """Members as they were (owners, modes with set-group-id), except any that would reach outside
+    `dest` (absolute or `..` paths, links leading out, devices): those are left out."""
+    try:
+        tarfile.data_filter(member, dest)
+    except tarfile.FilterError as exc:
+        log.warning("left %s out of the restore: %s", member.name, exc)
+        return None
+    return member
 
 
 def _install(source: Path, target: Path) -> None:
@@ -198,7 +318,7 @@ def _manifest(tar: tarfile.TarFile, archive: Path) -> dict:
         if manifest.get("format") != FORMAT or manifest.get("database") not in ("sqlite", "postgresql"):
             raise ValueError("unknown format")
         members = [str(m) for m in manifest["members"]]
-        if not set(members) <= {HUB_SQLITE, HUB_PGDUMP, ACCOUNTS, COOKIE, CATALOG, SETTINGS}:
+        if not set(members) <= MEMBERS:
             raise ValueError("unknown members")
         return {**manifest, "members": members, "state_dir": str(manifest["state_dir"])}
     except (ValueError, KeyError, TypeError) as exc:

@@ -12,12 +12,14 @@ import threading
 from pathlib import Path
 
 from ..courses.grading import (
+    INBOUND_FOLDER,
     OWN_INBOUND_MODE,
     SOURCE_MODE,
     GradingPaths,
     Role,
     config_files,
     exchange_dirs,
+    inbound_dirs,
     staff_group,
 )
 from ..errors import SandboxError
@@ -66,6 +68,10 @@ def prepare_grading(paths: GradingPaths, gid: int) -> None:
     for relative, mode in exchange_dirs(paths.course):
         _folder(paths.exchange / relative if relative else paths.exchange, mode, gid)
     _folder(paths.source, SOURCE_MODE, gid)
+    if paths.homes is not None:  # the students' inbound folders: on the homes' file system
+        top = paths.homes / INBOUND_FOLDER
+        for relative, mode in inbound_dirs(paths.course):
+            _folder(top / relative if relative else top, mode, gid if relative else 0)
 
 
 def prepare_own_inbound(paths: GradingPaths, account: str, uid: int, gid: int) -> None:

@@ -166,6 +166,37 @@ def ensure_home_quota(home: Path, name: str, limit: int, table: ProjectTable) ->
         os.close(fd)
 
 
+def join_home_project(folder: Path, home: Path) -> bool:
+    """Put `folder` and all below it into the project of `home`, if it has one; True if anything changed.
+
+    For a student's nbgrader inbound folder: their submissions count against their home's quota. Both are
+    opened without following a symlink; the folder's own flag is set last (as for a home).
+    """
+    home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        projid, device = get_xattr(home_fd).projid, os.fstat(home_fd).st_dev
+    except OSError:
+        return False  # a file system without project ids: the home has no quota either
+    finally:
+        os.close(home_fd)
+    if not projid:
+        return False
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_dev != device:  # a home mounted on its own: its project counts nothing here
+            log.warning("%s is not on the file system of %s: it gets no disk quota", folder, home)
+            return False
+        if get_xattr(fd).tagged(projid, directory=True):
+            return False
+        tag_tree(fd, projid)
+        set_xattr(fd, get_xattr(fd).in_project(projid, directory=True))
+        return True
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SandboxError(f"{folder} could not join the disk quota of {home}: {exc!r}") from exc
+    finally:
+        os.close(fd)
+
+
 def tag_tree(top_fd: int, projid: int) -> None:
     """Put every folder and regular file below `top_fd` into `projid`, never following a symlink.
 

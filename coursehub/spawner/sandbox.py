@@ -433,13 +433,19 @@ class SandboxSpawner(LocalProcessSpawner):
         if not self.state_root:
             return ("off", (), None)
         role = self.grading_role()
-        paths = GradingPaths(Path(self.state_root), self.course or "_off")
+        paths = GradingPaths(Path(self.state_root), self.course or "_off", Path(self.home_root))
         gid = None
         if role != "off":
             gid = ensure_staff_group(self.course, self.user_prefix)
             prepare_grading(paths, gid)
         if role == "student":
             prepare_own_inbound(paths, self.account.name, self.account.uid, gid or 0)
+            # After _apply_disk_quota: the home has its project (if quotas hold), which now covers
+            # the student's submissions too.
+            if homequota.join_home_project(paths.own_inbound(self.account.name), self.account.home):
+                self.log.info(
+                    "%s's inbound folder of %s joined their home's disk quota", self.user.name, self.course
+                )
         write_config(paths, role)
         binds = tuple(grading_binds(paths, role, self.account.name))
         return (role, binds, gid if role == "staff" else None)
