@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +22,9 @@ COURSE = "gb"
 OTHER = "other"
 # Workshop accounts are numbered: the rosters can name them before they exist.
 STAFF, ANN, BOB, OUTSIDER = "ng-01", "ng-02", "ng-03", "ng-04"
-OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-grading"}}
+# Per test process: another checkout's run of this module on the machine has its own.
+CGROUP_PARENT = f"coursehub-test-grading-{os.getpid()}"
+OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": CGROUP_PARENT}}
 
 
 def cell(source: str, **nbgrader) -> dict:
@@ -83,7 +86,7 @@ def grading_hub(request, make_hub_module):
     yield hub
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
-    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-grading"):
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
         # Busy while another run of this module (another worker, another worktree) has servers in it.
         with contextlib.suppress(OSError):
             parent.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,9 @@ pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 # Our own cgroup parent: `coursehub down` of another hub sweeps the default one (see test_ops_status).
-OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-home"}}
+# Per test process: another checkout's run of this module on the machine has its own.
+CGROUP_PARENT = f"coursehub-test-home-{os.getpid()}"
+OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": CGROUP_PARENT}}
 # Workshop accounts are numbered: the rosters can name them before they exist.
 ONLY_SECOND, BOTH, NEITHER, STAFF_FIRST, STAFF_SECOND = "hm-01", "hm-02", "hm-03", "hm-04", "hm-05"
 
@@ -63,7 +66,7 @@ def home_hub(make_hub_module):
     yield hub
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
-    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-home"):
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
         parent.rmdir()
 
 

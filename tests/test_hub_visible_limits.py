@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from conftest import hub_root, run_first_cell
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
 LIMIT = 320 * 2**20  # the course's own, below the test hubs' 384M
-OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": "coursehub-test-visible"}}
+# Per test process: another checkout's run of this module on the machine has its own.
+CGROUP_PARENT = f"coursehub-test-visible-{os.getpid()}"
+OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": CGROUP_PARENT}}
 HOG = "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 2**20))"
 
 
@@ -38,7 +41,7 @@ def small_hub(make_hub_module):
     yield hub
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
-    for parent in Path("/sys/fs/cgroup").glob("*/coursehub-test-visible"):
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
         parent.rmdir()
 
 

@@ -7,6 +7,7 @@ CI runs a small fraction and still asserts "back to the start within a tolerance
 from __future__ import annotations
 
 import contextlib
+import os
 import pwd
 import shutil
 import time
@@ -39,7 +40,7 @@ WAVE = 10  # users started at once in the many-user test
 # Our own cgroup parent: hubs of other test runs on this machine (older code) sweep empty groups
 # under the default one, which can remove a group in the instant between its creation and its
 # server joining it (see cgroups.remove_empty_groups).
-PARENT = "coursehub-test-leaks"
+PARENT = f"coursehub-test-leaks-{os.getpid()}"  # per test process, as in test_grading
 
 
 @dataclass
