@@ -424,3 +424,22 @@ def test_a_run_that_stopped_arrivals_admits_nobody_and_contacts_no_hub():
     assert test.arrivals_stopped() and test.admitted() == []
     assert [s.error for s in run.students] == [NOT_ADMITTED] * 3
     assert all(not s.phases for s in run.students)
+
+
+def test_the_benchmark_creates_an_account_for_every_user_its_scenarios_log_in():
+    from coursehub.auth.accounts import USERNAME_RE
+    from coursehub.tools.bench.scenarios import (
+        SINGLE,
+        ScenarioOptions,
+        all_usernames,
+        burst_names,
+        live_names,
+        memory_names,
+    )
+
+    opts = ScenarioOptions(sizes=(5, 400), memory_users=3, live_users=12)
+    names = all_usernames(opts)
+    wanted = {SINGLE, *memory_names(3), *live_names(12), *burst_names(5), *burst_names(400)}
+    assert set(names) == wanted and len(names) == len(wanted) == 1 + 3 + 12 + 5 + 400
+    # coursehub's own authenticator must accept every one of them as a username.
+    assert all(USERNAME_RE.match(name) for name in names)

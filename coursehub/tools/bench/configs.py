@@ -95,7 +95,8 @@ def coursehub_settings(
             "proxy_api_port": ports.proxy_api,
             "state_dir": str(workdir / "state"),
         },
-        "auth": {"type": "dummy"},
+        # coursehub's default authenticator (workshop accounts, argon2 hashes): a class's logins cost
+        # what they cost in the benchmark too (BenchHub.add_accounts creates them).
         "sandbox": {"home_root": str(workdir / "homes"), "user_prefix": user_prefix},
         # Every simulated reader comes from this machine's one address: room for the crowd.
         "binder": {"max_per_repo": 100, "per_client_per_minute": 200},

@@ -17,7 +17,14 @@ from coursehub.tools.bench.chart import write_ttfr_chart
 from coursehub.tools.bench.configs import LABELS, SYSTEMS
 from coursehub.tools.bench.machine import describe_machine
 from coursehub.tools.bench.report import render_markdown
-from coursehub.tools.bench.scenarios import ScenarioOptions, bursts, live_users, single_user, steady_state
+from coursehub.tools.bench.scenarios import (
+    ScenarioOptions,
+    all_usernames,
+    bursts,
+    live_users,
+    single_user,
+    steady_state,
+)
 from coursehub.tools.bench.systems import CoursehubHub, make_hub
 from coursehub.tools.bench.textbook import textbook
 
@@ -68,7 +75,9 @@ class Bench:
         try:
             self.emit(f"[{system}] starting the hub…")
             hub.start()
-            self.emit(f"[{system}] hub up at {hub.url}")
+            names = all_usernames(opts)
+            self.emit(f"[{system}] hub up at {hub.url}; letting {len(names)} users log in…")
+            hub.add_accounts(names)
             entry["single"] = single_user(hub, opts, self.emit)
             hub.stop_all_servers()
             entry["memory"] = steady_state(hub, opts, self.emit)

@@ -50,6 +50,30 @@ class ScenarioOptions:
     http_timeout: float = 60.0
 
 
+SINGLE = "single"
+
+
+def burst_names(size: int) -> list[str]:
+    """The users of a burst of `size` (pure)."""
+    return [f"burst{size}-{i:03d}" for i in range(size)]
+
+
+def memory_names(count: int) -> list[str]:
+    """The users of the memory scenario (pure)."""
+    return [f"idle-{i:02d}" for i in range(count)]
+
+
+def live_names(count: int) -> list[str]:
+    """The users of the live-users scenario (pure)."""
+    return [f"live-{i:03d}" for i in range(count)]
+
+
+def all_usernames(opts: ScenarioOptions) -> list[str]:
+    """Every user some scenario logs in, for the hubs whose accounts must exist first (pure)."""
+    names = [SINGLE, *memory_names(opts.memory_users), *live_names(opts.live_users)]
+    return names + [name for size in opts.sizes for name in burst_names(size)]
+
+
 def _config(hub: BenchHub, opts: ScenarioOptions, **extra: Any) -> LoadConfig:
     base = {"hub_url": hub.url, "time_limit": opts.time_limit, "http_timeout": opts.http_timeout}
     return LoadConfig(**{**base, **extra})
@@ -65,7 +89,7 @@ def single_user(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, A
     """One user, launched `repeat` times one after the other: TTFR min/median/max."""
     runs: list[RunResult] = []
     for i in range(opts.repeat):
-        run = run_load_test(_config(hub, opts), [Credential("single", hub.password)])
+        run = run_load_test(_config(hub, opts), [Credential(SINGLE, hub.password)])
         runs.append(run)
         emit(f"[{hub.system}] single user {i + 1}/{opts.repeat}: {outcome(run)}")
     return {"summary": summarize(merge(runs)), "runs": [run.to_dict() for run in runs]}
@@ -80,7 +104,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, A
             results.append({"size": size, "skipped": "the previous size failed completely"})
             emit(f"[{hub.system}] burst {size}: skipped (the previous size failed completely)")
             continue
-        users = [Credential(f"burst{size}-{i:03d}", hub.password) for i in range(size)]
+        users = [Credential(name, hub.password) for name in burst_names(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
         hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
         run = run_load_test(_config(hub, opts), users, progress=progress)
@@ -110,7 +134,7 @@ def _prefixed(emit: Echo, prefix: str, line: str) -> None:
 
 def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
     """Users with an idle kernel each: PSS and CPU-seconds per user, hub and proxy PSS."""
-    users = [Credential(f"idle-{i:02d}", hub.password) for i in range(opts.memory_users)]
+    users = [Credential(name, hub.password) for name in memory_names(opts.memory_users)]
     config = _config(hub, opts, arrival_rate=opts.memory_rate, session_seconds=opts.time_limit)
     test = LoadTest(config, users, progress=partial(_prefixed, emit, f"[{hub.system}] memory: "))
     hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
@@ -135,7 +159,7 @@ def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, An
     """Users arriving at a steady rate, each keeping an idle kernel, until `live_users` or until
     the machine's memory would run short; then every live user runs `1+1` in its kernel again."""
     say = partial(_prefixed, emit, f"[{hub.system}] live users: ")
-    users = [Credential(f"live-{i:03d}", hub.password) for i in range(opts.live_users)]
+    users = [Credential(name, hub.password) for name in live_names(opts.live_users)]
     # Arrivals take users/rate seconds; the time limit is for what comes after the last one.
     limit = opts.time_limit + len(users) / opts.live_rate
     config = _config(hub, opts, arrival_rate=opts.live_rate, session_seconds=limit, time_limit=limit)

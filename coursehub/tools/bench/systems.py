@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from coursehub.auth.accounts import AccountStore
 from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.environments import find_user_python
 from coursehub.errors import CoursehubError, SandboxError
@@ -100,6 +101,9 @@ class BenchHub:
     def admin(self) -> HubAPI:
         """A Hub API client allowed to list users and stop their servers."""
         raise NotImplementedError
+
+    def add_accounts(self, usernames: list[str]) -> None:
+        """Let these users log in with the benchmark's password (stock: its DummyAuthenticator does)."""
 
     def hub_pid(self) -> int:
         """The JupyterHub process itself."""
@@ -280,6 +284,14 @@ class CoursehubHub(BenchHub):
 
     def admin(self) -> HubAPI:
         return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())
+
+    def add_accounts(self, usernames: list[str]) -> None:
+        """Workshop accounts with the benchmark's password, as `coursehub accounts create` makes them."""
+        store = AccountStore(self.state_dir / "accounts.sqlite")
+        existing = {info.username for info in store.list()}
+        for name in usernames:
+            if name not in existing:
+                store.create(name, self.password)
 
     def hub_pid(self) -> int:
         pid = _pid_from(self.state_dir / "hub.pid")
