@@ -314,6 +314,9 @@ def run_server(req: dict) -> None:
     build_view(req)
     _check(libc.sethostname(req["hostname"].encode(), len(req["hostname"])), "sethostname")
     become_user(req)
+    # Before the course's sync: what the sync allocates, and the server then writes to, would stay in
+    # the zygote as memory of its own (measured: 4.8 MiB of private memory per zygote, 10 users).
+    start_kernel_zygote()
     course = os.environ.get("COURSEHUB_COURSE")
     if course and os.path.exists(SYNC) and os.path.isdir(COURSE):
         try:
@@ -324,7 +327,6 @@ def run_server(req: dict) -> None:
                 print(f"coursehub: course sync failed with status {exc.code}", file=sys.stderr)
         except BaseException as exc:  # noqa: BLE001 - a failed merge must not stop the server
             print(f"coursehub: course sync failed: {exc}", file=sys.stderr)
-    start_kernel_zygote()
     sys.argv = req["argv"]
     from jupyterhub.singleuser import main
 
