@@ -425,7 +425,8 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     row.locator("td.status", has_text="released").wait_for()
     shot(staff, "released")
 
-    # Two students fetch it in their assignment list, answer differently, run the answer, save and submit.
+    # Two students fetch it in their assignment list, answer differently, run the answer, save, validate and
+    # submit.
     students = {}
     for student, body in ((ANN, "a + b"), (BOB, "a - b")):
         context, page = open_lab(browser, hub, student)
@@ -450,6 +451,13 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
         shot(page, f"{student}-answered")
         page.locator(".lm-TabBar-tab", has_text="Assignments").click()
+        # Validate runs the notebook in a kernel the server starts (as autograde does in the staff's).
+        fetched.locator(".assignment-notebooks button", has_text="Validate").click()
+        dialog = page.locator(".jp-Dialog")
+        passes = body == "a + b"
+        dialog.locator(".validation-success" if passes else ".validation-failed").wait_for()
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+        dialog.wait_for(state="detached")
         fetched.locator("button", has_text="Submit").click()
         page.locator("#submitted_assignments_list .list_item", has_text=name).first.wait_for()
         shot(page, f"{student}-submitted")
