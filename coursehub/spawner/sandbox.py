@@ -188,9 +188,10 @@ class SandboxSpawner(LocalProcessSpawner):
             # folder, not TCP: in a burst, kernels picking random free TCP ports collided with
             # each other (a kernel dying at start, ~1 in 50), and no other user can reach them.
             # Only the server's own kernel manager: kernels that code in the server starts itself
-            # (nbgrader's autograde and validate, through nbclient) get no connection file before
-            # their socket name, so with ipc they bound "kernel-ipc-N" in the kernel's working folder
-            # and were looked for in the server's, and never answered. Those keep nbgrader's TCP.
+            # through nbclient (nbgrader's autograde and validate) get no connection file before their
+            # socket name, so with ipc they were "kernel-ipc-N" relative to the working folder, and the
+            # formgrader's autograde (kernel in the notebook's folder, client in the server's) never
+            # reached its kernel. Those use TCP, as nbgrader's command line does.
             "--ServerKernelManager.transport=ipc",
             # A kernel the OOM killer stopped: the running cell says so (coursehub_oom, installed in
             # every environment), not only "the kernel died".
