@@ -371,25 +371,14 @@ def assignment_row(frame):
 
 @pytest.mark.browser
 def test_the_weekly_loop_clicked_through_in_jupyterlab(grading_hub, browser, output_dir, request):
-    """Staff release, collect, autograde and release feedback in the formgrader; two students fetch, answer,
-    run, save and submit in JupyterLab, then fetch and open their feedback: each sees only their own."""
+    """Staff add an assignment in the formgrader, write and mark its notebook in JupyterLab, release,
+    collect, autograde and release feedback in the formgrader; two students fetch, answer, run, save,
+    validate and submit in the assignment list, then fetch and open their feedback: each sees only theirs."""
     hub = grading_hub
-    name = UI_ASSIGNMENT
     mode = request.node.callspec.params["grading_hub"]
 
     def shot(page, what: str) -> None:
         page.screenshot(path=str(output_dir / f"grading-ui-{mode}-{what}.png"))
-
-    # The source notebook is written by the staff's kernel: nbgrader's cell toolbar can mark cells, but
-    # typing a whole assignment through it tests JupyterLab more than coursehub.
-    write = f"""
-import json, os
-folder = os.path.expanduser("~/{COURSE}/grading/source/{name}")
-os.makedirs(folder, exist_ok=True)
-json.dump({ASSIGNMENT!r}, open(os.path.join(folder, "{name}.ipynb"), "w"))
-print("ok")
-"""
-    assert run(hub, STAFF, write).strip() == "ok"
 
     _, staff = open_lab(browser, hub, STAFF)
     try:
@@ -409,7 +398,7 @@ print("ok")
 def _clicked_loop(hub, browser, staff, shot) -> None:
     """The loop of test_the_weekly_loop_clicked_through_in_jupyterlab, from the staff's open JupyterLab."""
     name = UI_ASSIGNMENT
-    # Staff generate the student version and release it from the formgrader.
+    lab = staff
     if hub.subdomains:
         open_nbgrader_panel(staff, "Formgrader")
         formgrader = staff.frame_locator("#formgrader-iframe iframe")
@@ -418,6 +407,46 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         staff.goto(hub.server_url(STAFF, COURSE) + "formgrader")
         formgrader = staff
     row = assignment_row(formgrader)
+
+    # Staff add the assignment in the formgrader, write its notebook in JupyterLab and mark its cells with
+    # Create Assignment: an autograded answer, and autograded tests worth 2 points.
+    formgrader.locator("a", has_text="Add new assignment...").click()
+    adding = formgrader.locator("#add-assignment-modal")
+    adding.locator("input.name").fill(name)
+    adding.locator("button.save").click()
+    adding.wait_for(state="detached")
+    row.wait_for()
+    for folder in (COURSE, "grading", "source", name):  # formgrader made source/<name>
+        lab.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{folder}$")).dblclick()
+        lab.locator(".jp-BreadCrumbs", has_text=folder).wait_for()
+    lab.locator(".jp-FileBrowser-toolbar [data-jp-item-name='new-launcher'] button").click()
+    lab.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+    lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    lab.keyboard.insert_text("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION")
+    lab.keyboard.press("Escape")
+    lab.keyboard.press("b")
+    lab.keyboard.press("Enter")
+    lab.keyboard.insert_text("assert add(1, 2) == 3")
+    lab.keyboard.press("Escape")
+    lab.locator(".jp-Notebook .jp-Cell").nth(1).wait_for()
+    lab.locator(".lm-TabBar-tab", has_text="Create Assignment").click()
+    marks = lab.locator(".nbgrader-CreateAssignmentWidget .nbgrader-CellWidget:visible")
+    marks.nth(0).locator(".nbgrader-CellType select").select_option("solution")
+    marks.nth(1).locator(".nbgrader-CellType select").select_option("tests")
+    marks.nth(1).locator(".nbgrader-CellPoints input").fill("2")
+    marks.nth(1).locator(".nbgrader-CellPoints input").press("Tab")
+    lab.keyboard.press("Control+s")  # JupyterLab asks for a name when an Untitled notebook is first saved
+    naming = lab.locator(".jp-Dialog")
+    naming.locator("input").first.fill(f"{name}.ipynb")
+    naming.locator(".jp-mod-accept").click()
+    naming.wait_for(state="detached")
+    lab.locator(".lm-TabBar-tab.jp-mod-current", has_text=f"{name}.ipynb").wait_for()
+    lab.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
+    shot(lab, "written")
+
+    # Staff generate the student version and release it from the formgrader.
+    if hub.subdomains:
+        lab.locator(".lm-TabBar-tab", has_text="Formgrader").click()
     row.locator("td.assign a").click()
     formgrader_done(formgrader, f"Successfully created the student version of '{name}'")
     row.locator("td.release a").click()
