@@ -416,11 +416,13 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     adding.locator("button.save").click()
     adding.wait_for(state="detached")
     row.wait_for()
+    lab.bring_to_front()  # without subdomains the formgrader is another tab: JupyterLab's must be in front
     for folder in (COURSE, "grading", "source", name):  # formgrader made source/<name>
         lab.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{folder}$")).dblclick()
         lab.locator(".jp-BreadCrumbs", has_text=folder).wait_for()
     lab.locator(".jp-FileBrowser-toolbar [data-jp-item-name='new-launcher'] button").click()
-    lab.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+    # The new launcher, in source/<name>: JupyterLab may have opened another at start (in a hidden tab).
+    lab.locator(".jp-LauncherCard[data-category='Notebook']:visible").click()
     lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
     lab.keyboard.insert_text("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION")
     lab.keyboard.press("Escape")
@@ -429,22 +431,27 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     lab.keyboard.insert_text("assert add(1, 2) == 3")
     lab.keyboard.press("Escape")
     lab.locator(".jp-Notebook .jp-Cell").nth(1).wait_for()
+    lab.keyboard.press("Control+s")  # JupyterLab asks for a name when an Untitled notebook is first saved
+    naming = lab.locator(".jp-Dialog")
+    naming.locator("input").first.fill(f"{name}.ipynb")
+    naming.locator(".jp-mod-accept").click()
+    naming.wait_for(state="detached")
+    saved = lab.locator(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", has_text=f"{name}.ipynb")
+    saved.wait_for()
+    # Marked once named: marks made before the first save (a rename) once left the notebook dirty after it.
     lab.locator(".lm-TabBar-tab", has_text="Create Assignment").click()
     marks = lab.locator(".nbgrader-CreateAssignmentWidget .nbgrader-CellWidget:visible")
     marks.nth(0).locator(".nbgrader-CellType select").select_option("solution")
     marks.nth(1).locator(".nbgrader-CellType select").select_option("tests")
     marks.nth(1).locator(".nbgrader-CellPoints input").fill("2")
     marks.nth(1).locator(".nbgrader-CellPoints input").press("Tab")
-    lab.keyboard.press("Control+s")  # JupyterLab asks for a name when an Untitled notebook is first saved
-    naming = lab.locator(".jp-Dialog")
-    naming.locator("input").first.fill(f"{name}.ipynb")
-    naming.locator(".jp-mod-accept").click()
-    naming.wait_for(state="detached")
-    lab.locator(".lm-TabBar-tab.jp-mod-current", has_text=f"{name}.ipynb").wait_for()
-    lab.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
+    lab.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty", has_text=f"{name}.ipynb").wait_for()
+    lab.keyboard.press("Control+s")
+    saved.wait_for()
     shot(lab, "written")
 
     # Staff generate the student version and release it from the formgrader.
+    staff.bring_to_front()
     if hub.subdomains:
         lab.locator(".lm-TabBar-tab", has_text="Formgrader").click()
     row.locator("td.assign a").click()
@@ -492,6 +499,7 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         shot(page, f"{student}-submitted")
 
     # Staff collect, autograde each submission, generate and release feedback, all from the formgrader.
+    staff.bring_to_front()
     row.locator("td.collect a").click()
     formgrader_done(formgrader, f"Successfully collected submissions of '{name}'")
     row.locator("td.num-submissions a", has_text="2").click()
