@@ -423,6 +423,9 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     lab.locator(".jp-FileBrowser-toolbar [data-jp-item-name='new-launcher'] button").click()
     # The new launcher, in source/<name>: JupyterLab may have opened another at start (in a hidden tab).
     lab.locator(".jp-LauncherCard[data-category='Notebook']:visible").click()
+    # Its kernel connected first: that writes the kernel's details into the notebook, which a save before it
+    # left unsaved (the tab dirty after its first save, in exec mode).
+    lab.wait_for_selector("text=/ipykernel\\)? \\| Idle/")
     lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
     lab.keyboard.insert_text("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION")
     lab.keyboard.press("Escape")
@@ -438,7 +441,6 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     naming.wait_for(state="detached")
     saved = lab.locator(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", has_text=f"{name}.ipynb")
     saved.wait_for()
-    # Marked once named: marks made before the first save (a rename) once left the notebook dirty after it.
     lab.locator(".lm-TabBar-tab", has_text="Create Assignment").click()
     marks = lab.locator(".nbgrader-CreateAssignmentWidget .nbgrader-CellWidget:visible")
     marks.nth(0).locator(".nbgrader-CellType select").select_option("solution")
