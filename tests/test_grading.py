@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,9 +23,6 @@ COURSE = "gb"
 OTHER = "other"
 # Workshop accounts are numbered: the rosters can name them before they exist.
 STAFF, ANN, BOB, OUTSIDER = "ng-01", "ng-02", "ng-03", "ng-04"
-# Per test process: another checkout's run of this module on the machine has its own.
-CGROUP_PARENT = f"coursehub-test-grading-{os.getpid()}"
-OWN_CGROUPS = {"SandboxSpawner": {"cgroup_parent": CGROUP_PARENT}}
 
 
 def cell(source: str, **nbgrader) -> dict:
@@ -78,7 +76,10 @@ def grading_hub(request, make_hub_module):
         },
         {"name": OTHER, "repo": str(course_folder(repos, OTHER)), "access": [OUTSIDER, ANN]},
     ]
-    hub = make_hub_module(courses=courses, jupyterhub=OWN_CGROUPS, sandbox={"spawn_mode": request.param})
+    # A cgroup parent of this hub's own: another run of this module (another checkout) may be beside it.
+    cgroups = f"coursehub-test-grading-{secrets.token_hex(3)}"
+    own_cgroups = {"SandboxSpawner": {"cgroup_parent": cgroups}}
+    hub = make_hub_module(courses=courses, jupyterhub=own_cgroups, sandbox={"spawn_mode": request.param})
     assert hub.create_accounts("ng", 4) == [STAFF, ANN, BOB, OUTSIDER]
     hub.tokens = {name: hub.token_for(name) for name in (STAFF, ANN, BOB, OUTSIDER)}
     for name in (STAFF, ANN, BOB):
@@ -86,7 +87,7 @@ def grading_hub(request, make_hub_module):
     yield hub
     shutil.rmtree(repos, ignore_errors=True)
     hub.cli("down", check=False)
-    for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{cgroups}"):
         # Busy while another run of this module (another worker, another worktree) has servers in it.
         with contextlib.suppress(OSError):
             parent.rmdir()
@@ -283,6 +284,10 @@ print(os.path.exists("/run/coursehub/exchange"), os.path.exists("/run/coursehub/
         headers = {"Authorization": f"token {hub.tokens[user]}"}
         response = requests.get(url, headers=headers, timeout=60, allow_redirects=False)
         assert response.status_code == status, (user, response.status_code, response.headers.get("location"))
+        # Only staff's JupyterLab frames its own server's pages (the formgrader panel), and only on an origin
+        # of their own; JupyterHub's frame-ancestors 'none' everywhere else.
+        framed = "'self'" if user == STAFF and hub.subdomains else "'none'"
+        assert response.headers["Content-Security-Policy"] == f"frame-ancestors {framed}", user
         if status == 200:  # formgrader found its course folder (inside the server's root) and gradebook
             assert isinstance(response.json(), list)
     extensions = (
@@ -396,3 +401,221 @@ def test_a_submission_that_cannot_be_written_says_so_and_leaves_nothing_behind(g
     )
     out = ok(hub, STAFF, "collect", "ps1", "--update", cwd=grading)
     assert "incomplete" not in out
+
+
+# The browser loop: an assignment of its own, so the command-line loop above does not change what it sees.
+UI_ASSIGNMENT = "ps2"
+
+
+def open_lab(browser, hub, user: str):
+    """A fresh browser of `user`, logged in through the form, in JupyterLab of their course server."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", hub.passwords[user])
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_load_state()
+    page.goto(hub.server_url(user, COURSE) + "lab")
+    page.locator(".jp-LabShell").wait_for()
+    return context, page
+
+
+def open_nbgrader_panel(page, item: str) -> None:
+    """Nbgrader menu -> `item` (Formgrader, Assignment List)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    page.locator(".lm-Menu-itemLabel").filter(has_text=re.compile(f"^{item}$")).click()
+
+
+def formgrader_done(frame, expect: str) -> str:
+    """Wait for formgrader's result dialog, check it says `expect`, close it; its text."""
+    modal = frame.locator("#success-modal, #error-modal")
+    modal.wait_for()
+    text = modal.inner_text()
+    assert expect in text and modal.get_attribute("id") == "success-modal", text
+    modal.locator("button", has_text="OK").click()
+    modal.wait_for(state="detached")
+    return text
+
+
+def assignment_row(frame):
+    """The formgrader's row of the browser loop's assignment (Manage Assignments)."""
+    return frame.locator("#main-table tr").filter(has=frame.locator("td.name", has_text=UI_ASSIGNMENT))
+
+
+@pytest.mark.browser
+def test_the_weekly_loop_clicked_through_in_jupyterlab(grading_hub, browser, output_dir, request):
+    """Staff add an assignment in the formgrader, write and mark its notebook in JupyterLab, release,
+    collect, autograde and release feedback in the formgrader; two students fetch, answer, run, save,
+    validate and submit in the assignment list, then fetch and open their feedback: each sees only theirs."""
+    hub = grading_hub
+    mode = request.node.callspec.params["grading_hub"]
+
+    def shot(page, what: str) -> None:
+        page.screenshot(path=str(output_dir / f"grading-ui-{mode}-{what}.png"))
+
+    _, staff = open_lab(browser, hub, STAFF)
+    try:
+        _clicked_loop(hub, browser, staff, shot)
+    except Exception:  # what each browser showed, and the staff server's log (formgrader runs nbgrader there)
+        for number, context in enumerate(browser.contexts):
+            for tab, page in enumerate(context.pages):
+                shot(page, f"failed-{number}-{tab}")
+        for log in hub.state_dir.rglob(f"*{STAFF}--{COURSE}*.log"):
+            shutil.copy(log, output_dir / f"grading-ui-{mode}-{log.name}")
+        raise
+    finally:
+        for context in browser.contexts:
+            context.close()
+
+
+def _clicked_loop(hub, browser, staff, shot) -> None:
+    """The loop of test_the_weekly_loop_clicked_through_in_jupyterlab, from the staff's open JupyterLab."""
+    name = UI_ASSIGNMENT
+    lab = staff
+    if hub.subdomains:
+        open_nbgrader_panel(staff, "Formgrader")
+        formgrader = staff.frame_locator("#formgrader-iframe iframe")
+    else:  # one origin for all: the formgrader may not be framed there (grading.frame_args), so its own tab
+        staff = staff.context.new_page()
+        staff.goto(hub.server_url(STAFF, COURSE) + "formgrader")
+        formgrader = staff
+    row = assignment_row(formgrader)
+
+    # Staff add the assignment in the formgrader, write its notebook in JupyterLab and mark its cells with
+    # Create Assignment: an autograded answer, and autograded tests worth 2 points.
+    formgrader.locator("a", has_text="Add new assignment...").click()
+    adding = formgrader.locator("#add-assignment-modal")
+    adding.locator("input.name").fill(name)
+    adding.locator("button.save").click()
+    adding.wait_for(state="detached")
+    row.wait_for()
+    lab.bring_to_front()  # without subdomains the formgrader is another tab: JupyterLab's must be in front
+    for folder in (COURSE, "grading", "source", name):  # formgrader made source/<name>
+        lab.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{folder}$")).dblclick()
+        lab.locator(".jp-BreadCrumbs", has_text=folder).wait_for()
+    lab.locator(".jp-FileBrowser-toolbar [data-jp-item-name='new-launcher'] button").click()
+    # The new launcher, in source/<name>: JupyterLab may have opened another at start (in a hidden tab).
+    lab.locator(".jp-LauncherCard[data-category='Notebook']:visible").click()
+    # Its kernel connected first: that writes the kernel's details into the notebook, which a save before it
+    # left unsaved (the tab dirty after its first save, in exec mode).
+    lab.wait_for_selector("text=/ipykernel\\)? \\| Idle/")
+    lab.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    lab.keyboard.insert_text("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION")
+    lab.keyboard.press("Escape")
+    lab.keyboard.press("b")
+    lab.keyboard.press("Enter")
+    lab.keyboard.insert_text("assert add(1, 2) == 3")
+    lab.keyboard.press("Escape")
+    lab.locator(".jp-Notebook .jp-Cell").nth(1).wait_for()
+    lab.keyboard.press("Control+s")  # JupyterLab asks for a name when an Untitled notebook is first saved
+    naming = lab.locator(".jp-Dialog")
+    naming.locator("input").first.fill(f"{name}.ipynb")
+    naming.locator(".jp-mod-accept").click()
+    naming.wait_for(state="detached")
+    saved = lab.locator(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", has_text=f"{name}.ipynb")
+    saved.wait_for()
+    lab.locator(".lm-TabBar-tab", has_text="Create Assignment").click()
+    marks = lab.locator(".nbgrader-CreateAssignmentWidget .nbgrader-CellWidget:visible")
+    marks.nth(0).locator(".nbgrader-CellType select").select_option("solution")
+    marks.nth(1).locator(".nbgrader-CellType select").select_option("tests")
+    marks.nth(1).locator(".nbgrader-CellPoints input").fill("2")
+    marks.nth(1).locator(".nbgrader-CellPoints input").press("Tab")
+    lab.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty", has_text=f"{name}.ipynb").wait_for()
+    lab.keyboard.press("Control+s")
+    saved.wait_for()
+    shot(lab, "written")
+
+    # Staff generate the student version and release it from the formgrader.
+    staff.bring_to_front()
+    if hub.subdomains:
+        lab.locator(".lm-TabBar-tab", has_text="Formgrader").click()
+    row.locator("td.assign a").click()
+    formgrader_done(formgrader, f"Successfully created the student version of '{name}'")
+    row.locator("td.release a").click()
+    formgrader_done(formgrader, f"Successfully released '{name}'")
+    row.locator("td.status", has_text="released").wait_for()
+    shot(staff, "released")
+
+    # Two students fetch it in their assignment list, answer differently, run the answer, save, validate and
+    # submit.
+    students = {}
+    for student, body in ((ANN, "a + b"), (BOB, "a - b")):
+        context, page = open_lab(browser, hub, student)
+        students[student] = (context, page)
+        open_nbgrader_panel(page, "Assignment List")
+        released = page.locator("#released_assignments_list .list_item", has_text=name)
+        released.locator("button", has_text="fetch").click()
+        fetched = page.locator("#fetched_assignments_list .list_item", has_text=name).first
+        fetched.locator("a.assignment-notebooks-link").click()
+        fetched.locator(".assignment-notebooks a", has_text=name).click()
+        cell = page.locator(".jp-Notebook .jp-CodeCell").first
+        cell.wait_for()
+        page.wait_for_selector("text=/ipykernel\\)? \\| Idle/")
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        # Inserted, not typed: the editor's auto-indent and bracket closing would change typed text.
+        page.keyboard.insert_text(f"def add(a, b):\n    return {body}  # by {student.replace('-', '')}")
+        page.keyboard.press("Shift+Enter")
+        cell.locator(".jp-InputPrompt", has_text="[1]").wait_for()
+        page.keyboard.press("Control+s")
+        page.locator(".jp-Notebook").first.wait_for()
+        page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
+        shot(page, f"{student}-answered")
+        page.locator(".lm-TabBar-tab", has_text="Assignments").click()
+        # Validate runs the notebook in a kernel the server starts (as autograde does in the staff's).
+        fetched.locator(".assignment-notebooks button", has_text="Validate").click()
+        dialog = page.locator(".jp-Dialog")
+        passes = body == "a + b"
+        dialog.locator(".validation-success" if passes else ".validation-failed").wait_for()
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+        dialog.wait_for(state="detached")
+        fetched.locator("button", has_text="Submit").click()
+        page.locator("#submitted_assignments_list .list_item", has_text=name).first.wait_for()
+        shot(page, f"{student}-submitted")
+
+    # Staff collect, autograde each submission, generate and release feedback, all from the formgrader.
+    staff.bring_to_front()
+    row.locator("td.collect a").click()
+    formgrader_done(formgrader, f"Successfully collected submissions of '{name}'")
+    row.locator("td.num-submissions a", has_text="2").click()
+    submissions = formgrader.locator("#main-table tr").filter(has=formgrader.locator("td.student-id"))
+    submissions.nth(1).wait_for()
+    for unix in (hub.prefix + ANN, hub.prefix + BOB):
+        submission = submissions.filter(has=formgrader.locator("td.student-id", has_text=unix))
+        submission.locator("td.autograde a").click()
+        formgrader_done(formgrader, f"Successfully autograded '{name}' for student '{unix}'")
+    scores = {
+        unix: submissions.filter(has=formgrader.locator("td.student-id", has_text=unix)).locator("td.score")
+        for unix in (hub.prefix + ANN, hub.prefix + BOB)
+    }
+    scores[hub.prefix + ANN].filter(has_text="2 / 2").wait_for()
+    scores[hub.prefix + BOB].filter(has_text="0 / 2").wait_for()
+    shot(staff, "autograded")
+    formgrader.locator("a", has_text="Manage Assignments").click()
+    row.locator("td.generate-feedback a").click()
+    formgrader_done(formgrader, f"Successfully generated feedback of '{name}'")
+    row.locator("td.release-feedback a").click()
+    formgrader_done(formgrader, f"Successfully released feedback of '{name}'")
+    shot(staff, "feedback-released")
+
+    # Each student fetches feedback in the assignment list and opens their own, which is theirs alone.
+    graded = {ANN: "2.0 / 2.0", BOB: "0.0 / 2.0"}
+    for student, other in ((ANN, BOB), (BOB, ANN)):
+        context, page = students[student]
+        page.locator("#refresh_assignments_list").click()
+        submitted = page.locator("#submitted_assignments_list .list_item", has_text=name).first
+        submitted.locator("text=(feedback available to fetch)").wait_for()
+        submitted.locator("button", has_text="Fetch Feedback").click()
+        submitted = page.locator("#submitted_assignments_list .list_item", has_text=name).first
+        submitted.locator("a", has_text="view feedback").click()
+        page.locator(".jp-DirListing-item", has_text=f"{name}.html").dblclick()
+        viewer = page.frame_locator(".jp-HTMLViewer iframe")
+        heading = viewer.locator("h4", has_text="Score:")
+        heading.wait_for()
+        text = viewer.locator("body").inner_text()
+        shot(page, f"{student}-feedback")
+        assert f"{name} (Score: {graded[student]})" in heading.inner_text()
+        assert f"Score: {graded[other]}" not in text
+        assert f"by {student.replace('-', '')}" in text and f"by {other.replace('-', '')}" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -16,6 +17,7 @@ from coursehub.courses.grading import (
     GradingPaths,
     config_files,
     exchange_dirs,
+    frame_args,
     grading_binds,
     inbound_dirs,
     nbgrader_config,
@@ -98,6 +100,16 @@ def test_each_role_gets_its_own_extensions():
     assert "@jupyter/nbgrader:formgrader" in student and "@jupyter/nbgrader:create-assignment" in student
     assert "@jupyter/nbgrader:assignment-list" not in student
     assert page_config("staff") == {"disabledExtensions": {}}
+
+
+def test_only_staff_servers_with_an_origin_of_their_own_may_be_framed_by_it():
+    (switch,) = frame_args("staff", own_origin=True)
+    name, _, value = switch.partition("=")
+    assert name == "--ServerApp.tornado_settings"
+    assert json.loads(value) == {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}
+    # A shared origin ('self' = every user's server), and students, keep JupyterHub's frame-ancestors 'none'.
+    assert frame_args("staff", own_origin=False) == []
+    assert frame_args("student", own_origin=True) == frame_args("off", own_origin=True) == []
 
 
 def test_generated_config_names_the_course_and_its_exchange_and_compiles():

@@ -151,6 +151,21 @@ def server_extension_args(role: Role) -> list[str]:
     ]
 
 
+# JupyterHub's single-user servers send `frame-ancestors 'none'`, and JupyterLab shows the formgrader in an
+# iframe of the server's own /formgrader: refused ("refused to connect", nbgrader issue 1870). With an origin
+# per user (hub.subdomains) 'self' is that user's own servers only, whose scripts can already read and drive
+# these pages, so staff servers let their own origin frame them. On one shared origin 'self' would be every
+# user's server and the hub: there the policy stays, and staff open the formgrader in a tab of its own.
+FRAME_SELF = {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}
+
+
+def frame_args(role: Role, own_origin: bool) -> list[str]:
+    """Switches that let a staff server's own origin frame its pages (the formgrader panel)."""
+    if role != "staff" or not own_origin:
+        return []
+    return [f"--ServerApp.tornado_settings={json.dumps(FRAME_SELF)}"]
+
+
 def page_config(role: Role) -> dict:
     """JupyterLab's labconfig/page_config.json: nbgrader's lab plugins this role does not get, disabled."""
     if role == "off":

@@ -27,7 +27,15 @@ from traitlets import Dict, Integer, List, Unicode, default
 from .. import metrics
 from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
 from ..courses.catalog import CourseRecord, load_catalog
-from ..courses.grading import CONFIG_MOUNT, GradingPaths, Role, grading_binds, role_of, server_extension_args
+from ..courses.grading import (
+    CONFIG_MOUNT,
+    GradingPaths,
+    Role,
+    frame_args,
+    grading_binds,
+    role_of,
+    server_extension_args,
+)
 from ..errors import CoursehubError
 from ..names import BINDER_GROUP
 from ..payloads.activity import warn_seconds
@@ -192,7 +200,12 @@ class SandboxSpawner(LocalProcessSpawner):
             # Kernels talk to their server over Unix sockets in the user's private runtime
             # folder, not TCP: in a burst, kernels picking random free TCP ports collided with
             # each other (a kernel dying at start, ~1 in 50), and no other user can reach them.
-            "--KernelManager.transport=ipc",
+            # Only the server's own kernel manager: kernels that code in the server starts itself
+            # through nbclient (nbgrader's autograde and validate) get no connection file before their
+            # socket name, so with ipc they were "kernel-ipc-N" relative to the working folder, and the
+            # formgrader's autograde (kernel in the notebook's folder, client in the server's) never
+            # reached its kernel. Those use TCP, as nbgrader's command line does.
+            "--ServerKernelManager.transport=ipc",
             # A kernel the OOM killer stopped: the running cell says so (coursehub_oom, installed in
             # every environment), not only "the kernel died".
             "--ServerApp.kernel_websocket_connection_class=coursehub_oom.OOMNoticeConnection",
@@ -220,6 +233,7 @@ class SandboxSpawner(LocalProcessSpawner):
             *kernel_cull_args(self.kernel_cull_timeout),
             # nbgrader is in every environment: its server extensions run only where the course grades.
             *server_extension_args(self._grading[0]),
+            *frame_args(self._grading[0], own_origin=bool(self.user.settings.get("subdomain_host"))),
         ]
 
     @default("env_keep")
