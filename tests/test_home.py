@@ -93,6 +93,11 @@ def page_of(browser, home_hub):
 
 
 def record(dialog, dialogs: list | None) -> None:
+    if dialog.type == "beforeunload":
+        # JupyterLab asks before leaving a notebook with unsaved changes (it marks one as changed when its
+        # kernel connects): dismissed, that question would cancel the test's navigation (ERR_ABORTED).
+        dialog.accept()
+        return
     if dialogs is not None:
         dialogs.append(dialog.message)
     dialog.dismiss()
@@ -105,12 +110,14 @@ def listed(page) -> list[str]:
 def leave_for(page, url: str) -> None:
     """Go to `url` from a JupyterLab page, which may still be navigating itself (its workspace check
     can move it to another workspace just after it loads, which aborts our navigation once)."""
-    try:
-        page.goto(url)
-    except PlaywrightError as error:
-        if "ERR_ABORTED" not in str(error):
-            raise
-        page.goto(url)
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except PlaywrightError as error:
+            if "ERR_ABORTED" not in str(error) or attempt == 2:
+                raise
+            page.wait_for_load_state()
 
 
 def servers(hub, name: str) -> dict:
