@@ -33,6 +33,7 @@ from coursehub.errors import CoursehubError, SandboxError
 from coursehub.host.runtime import REPO_ROOT, find_proxy
 from coursehub.spawner import cgroups, netns
 from coursehub.spawner.accounts import unix_name
+from coursehub.spawner.forkclient import stop_forkservers
 from coursehub.tools.bench import procstats
 from coursehub.tools.bench.configs import (
     BENCH_SUBNETS,
@@ -340,6 +341,9 @@ class CoursehubHub(BenchHub):
 
     def remove_leftovers(self) -> None:
         """Processes, cgroups and Unix accounts of this hub's prefix (and only these)."""
+        # The fork servers are started by the hub but live in sessions of their own: a hub that never
+        # came up, or was killed, left them running (three found after this session's runs).
+        stop_forkservers(self.state_dir / "run")
         accounts = [e for e in pwd.getpwall() if e.pw_name.startswith(self.prefix)]
         for entry in accounts:
             for pid in procstats.pids_of_uid(entry.pw_uid):
