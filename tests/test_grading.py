@@ -306,16 +306,7 @@ def test_jupyterlab_shows_staff_the_formgrader_and_students_only_their_assignmen
     hub = grading_hub
     seen = {}
     for user in (STAFF, ANN):
-        context = browser.new_context(viewport={"width": 1300, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(120_000)
-        page.goto(hub.url + "hub/login")
-        page.fill("input[name=username]", user)
-        page.fill("input[name=password]", hub.passwords[user])
-        page.click("input[type=submit], button[type=submit]")
-        page.wait_for_load_state()
-        page.goto(hub.server_url(user, COURSE) + "lab")
-        page.locator(".jp-LabShell").wait_for()
+        context, page = open_lab(browser, hub, user)
         config = json.loads(page.locator("#jupyter-config-data").text_content())
         page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
         items = page.locator(".lm-Menu-itemLabel").all_inner_texts()
