@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import hub_root
+from conftest import hub_root, wait_for
 
 from coursehub.courses.grading import staff_group
 
@@ -483,6 +483,11 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     adding.wait_for(state="detached")
     row.wait_for()
     lab.bring_to_front()  # without subdomains the formgrader is another tab: JupyterLab's must be in front
+    # The formgrader's row can come before its folder is there for the server's contents API: opened too
+    # early, JupyterLab said "Directory not found: gb/grading/source/ps2" (exec mode, one whole run).
+    source = hub.server_url(STAFF, COURSE) + f"api/contents/{COURSE}/grading/source/{name}"
+    auth = {"Authorization": f"token {hub.tokens[STAFF]}"}
+    wait_for(lambda: requests.get(source, headers=auth, timeout=30).status_code == 200, what="source/<name>")
     for folder in (COURSE, "grading", "source", name):  # formgrader made source/<name>
         lab.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{folder}$")).dblclick()
         lab.locator(".jp-BreadCrumbs", has_text=folder).wait_for()
