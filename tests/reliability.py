@@ -105,7 +105,7 @@ def processes_of_uids(uids: set[int], zombies: bool = True) -> set[int]:
     return found
 
 
-def forkserver_pids(state_dir: Path) -> set[int]:
+def forkserver_pids(state_dir: Path, cgroup_parent: str = "coursehub") -> set[int]:
     """Fork servers of the hub whose state is in `state_dir` (not their forked children)."""
     marker = f"forkserver.py {state_dir}".encode()
     found = set()
@@ -119,7 +119,19 @@ def forkserver_pids(state_dir: Path) -> set[int]:
                 found.add(int(entry))
     # Forked monitors and servers keep the fork server's command line, but they sit in a
     # server's cgroup (even once a killed fork server's children are re-parented).
-    return {pid for pid in found if "/coursehub/" not in _read(f"/proc/{pid}/cgroup")}
+    return {pid for pid in found if f"/{cgroup_parent}/" not in _read(f"/proc/{pid}/cgroup")}
+
+
+def describe(pid: int) -> str:
+    """A process as a reader of a failure wants it: pid, uid, command line, and whether a zombie."""
+    status = _read(f"/proc/{pid}/status")
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmdline = ""
+    zombie = " (zombie)" if fields.get("State", "").startswith("Z") else ""  # R/S/D change all the time
+    return f"{pid} uid={fields.get('Uid', '?').split()[0]} {cmdline[:120].strip()}{zombie}"
 
 
 def answers(hub: Any, name: str, token: str) -> bool:

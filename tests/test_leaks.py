@@ -19,6 +19,7 @@ import pytest
 from conftest import OUTPUT, Hub, network_leftovers, wait_for
 from reliability import (
     before_after,
+    describe,
     descendants,
     forkserver_pids,
     memory_kib,
@@ -58,12 +59,13 @@ class Snapshot:
     namespaces: int  # servers' network namespaces and veths of this hub
     processes: int
     hub_to_proxy_api: int  # pooled keep-alive connections of the hub's HTTP client
+    process_list: tuple[str, ...] = ()  # what `processes` counted, for a failure's message
 
 
 def snapshot(hub: Hub) -> Snapshot:
     """Measure the hub process, its proxy, its fork servers, sandboxes and every related process."""
     proxy = int((hub.state_dir / "proxy.pid").read_text())
-    forks = forkserver_pids(hub.state_dir)
+    forks = forkserver_pids(hub.state_dir, PARENT)
     uids = {e.pw_uid for e in pwd.getpwall() if e.pw_name.startswith(hub.prefix)}
     procs = descendants(hub.hub_pid) | processes_of_uids(uids) | forks
     for fork in forks:
@@ -79,6 +81,7 @@ def snapshot(hub: Hub) -> Snapshot:
         cgroups=len([g for g in cgroups.all_groups(PARENT) if g.dirs[0].name.startswith(hub.prefix)]),
         namespaces=len([x for x in network_leftovers(hub) if x.startswith(("namespace", "veth"))]),
         processes=len(procs),
+        process_list=tuple(describe(pid) for pid in sorted(procs)),
         hub_to_proxy_api=socket_peers(hub.hub_pid).get(proxy_api_port(hub), 0),
     )
 
@@ -96,18 +99,15 @@ def settled(hub: Hub) -> Snapshot:
         timeout=120,
         what="every server to be stopped",
     )
-    # Then until two snapshots a second apart agree: the hub's periodic tasks and the proxy's route
-    # deletes have finished.
-    seen: list[Snapshot] = []
+    # Then until three snapshots a second apart agree: the hub's periodic tasks and the proxy's route
+    # deletes have finished, and the fork server has reaped its last children (on a loaded machine a
+    # process seen in two snapshots in a row could still be on its way out).
+    seen: list[tuple] = []
 
     def steady() -> Snapshot | None:
         now = snapshot(hub)
-        keys = (now.processes, now.hub_fds, now.proxy_fds, now.hub_to_proxy_api)
-        before = seen[-1] if seen else None
-        seen.append(now)
-        if before and keys == (before.processes, before.hub_fds, before.proxy_fds, before.hub_to_proxy_api):
-            return now
-        return None
+        seen.append((now.process_list, now.hub_fds, now.proxy_fds, now.hub_to_proxy_api))
+        return now if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] else None
 
     return wait_for(steady, timeout=60, interval=1, what="the hub and proxy to settle")
 
@@ -148,9 +148,13 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
     for name in ("hub_fds", "proxy_fds"):
         if getattr(after, name) > getattr(before, name) + 4 + pooled:
             problems.append(f"{name} {getattr(before, name)} -> {getattr(after, name)}")
-    for name in ("forkserver_fds", "cgroups", "namespaces", "processes"):
+    for name in ("forkserver_fds", "cgroups", "namespaces"):
         if getattr(after, name) != getattr(before, name):
             problems.append(f"{name} {getattr(before, name)} -> {getattr(after, name)}")
+    if after.processes != before.processes:
+        gone = sorted(set(before.process_list) - set(after.process_list))
+        new = sorted(set(after.process_list) - set(before.process_list))
+        problems.append(f"processes {before.processes} -> {after.processes}: gone {gone}, new {new}")
     return problems
 
 
