@@ -19,8 +19,8 @@ import pytest
 from conftest import OUTPUT, Hub, network_leftovers, wait_for
 from reliability import (
     before_after,
-    describe,
     descendants,
+    describe,
     forkserver_pids,
     memory_kib,
     open_fds,
