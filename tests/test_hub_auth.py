@@ -23,6 +23,16 @@ def test_right_password_logs_in_wrong_one_is_refused(fork_hub):
     assert "Invalid username or password" in response.text
 
 
+def test_the_hub_recognises_every_option_coursehub_configures(fork_hub):
+    # traitlets only warns about an option no class has, in the log, on every login: a setting that
+    # silently does nothing (Spawner.cookie_options was one: JupyterHub hands spawners its own).
+    (name,) = fork_hub.create_accounts("opts", 1)
+    _, response = fork_hub.try_login(name, fork_hub.passwords[name])
+    assert response.status_code == 302
+    unknown = [line for line in fork_hub.log().splitlines() if "not recognized by" in line]
+    assert not unknown, unknown
+
+
 def test_burst_of_wrong_passwords_locks_the_account(fork_hub):
     (name,) = fork_hub.create_accounts("lock", 1)
     codes = [fork_hub.try_login(name, f"guess-{i}")[1].status_code for i in range(4)]

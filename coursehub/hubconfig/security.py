@@ -72,7 +72,8 @@ def apply_security(settings: Settings, runtime: Runtime, c: Config) -> None:
         "headers": security_headers(user_hosts_source(subdomain_host(settings))),
         "cookie_options": cookie_options(settings),
     }
-    c.Spawner.cookie_options = cookie_options(settings)
+    # Spawners get these from tornado_settings (JupyterHub passes them to each spawner it makes, as
+    # JUPYTERHUB_COOKIE_OPTIONS); Spawner.cookie_options is no config option.
     if settings.hub.public_url:
         # JupyterHub then trusts this scheme instead of guessing it from each request (Secure cookies).
         c.JupyterHub.public_url = settings.hub.public_url.rstrip("/") + "/"
