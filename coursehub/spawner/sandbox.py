@@ -550,8 +550,13 @@ class SandboxSpawner(LocalProcessSpawner):
 
     async def _wait_listening(self, group: cgroups.Cgroup, log_path: Path | None) -> None:
         """Return as soon as the server accepts connections; fail fast, with its log, if it dies."""
-        deadline = time.monotonic() + self.start_timeout
+        started = time.monotonic()
+        deadline = started + self.start_timeout
         while time.monotonic() < deadline:
+            # A forked server listens ~0.1 s after its fork: look every 10 ms for the first second
+            # (a refused connect on loopback costs microseconds; at most max_parallel_starts look at
+            # once), then every 50 ms for slow starts.
+            pause = 0.01 if time.monotonic() - started < 1 else 0.05
             if await asyncio.to_thread(self._exited, group):
                 await asyncio.to_thread(group.kill_and_remove)
                 tail = _tail(log_path)
@@ -565,7 +570,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
                 writer.close()
             except OSError:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(pause)
                 continue
             owner = await asyncio.to_thread(self._listener_owner, group)
             if owner == "ours":
@@ -581,7 +586,7 @@ class SandboxSpawner(LocalProcessSpawner):
                 raise spawn_error(
                     "Your server's network port was taken. Please start it again.", "port-taken"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(pause)
         raise spawn_error(f"Your server did not start within {self.start_timeout} s.", "timeout")
 
     def _apply_disk_quota(self, own: int | None) -> None:
