@@ -5,6 +5,11 @@ environment's `etc/jupyter/jupyter_server_config.d/coursehub.json`). When the ke
 the kernel dead and the server's cgroup (its own, at /sys/fs/cgroup: a cgroup namespace) counted a
 new OOM kill, the cell that was running gets an error saying so, sent just before Jupyter Server's
 own "restarting" status: the student reads it in the cell instead of only "the kernel died".
+
+It also turns Nagle's algorithm off on the websocket (TCP_NODELAY, as configurable-http-proxy does
+on both of its sockets): Tornado leaves it on, so the small messages a cell's run ends with waited
+for the browser's delayed ACK, about 40 ms on every cell (measured: `2+2` took 48 ms through Jupyter
+Server against 5 ms straight to the kernel).
 """
 
 from __future__ import annotations
@@ -93,6 +98,11 @@ def _connection_class() -> type:
 
     class OOMNoticeConnection(ZMQChannelsWebsocketConnection):
         """Jupyter Server's kernel connection, plus a cell error when the kernel died of memory."""
+
+        def connect(self) -> Any:
+            """Send each message at once (no Nagle), then connect as Jupyter Server does."""
+            self.websocket_handler.set_nodelay(True)
+            return super().connect()
 
         def _running(self) -> dict[str, Any]:
             """execute_request headers this browser sent that have no reply yet, oldest first."""
