@@ -189,6 +189,10 @@ def prepare(settings: Settings, paths: StatePaths, echo: Echo, sweep_cgroups: bo
         prepare_network(settings, paths, echo)
     if settings.disk_limited():
         check_disk_quotas(settings, echo)
+    if settings.sandbox.merge_memory and settings.sandbox.spawn_mode == "fork":
+        enable_memory_merging(echo)
+    elif settings.sandbox.merge_memory:
+        echo("sandbox.merge_memory does nothing with sandbox.spawn_mode: exec (servers share no pages).")
     removed = cgroups.remove_empty_groups(settings.sandbox.user_prefix) if sweep_cgroups else 0
     if removed:
         echo(f"Removed {removed} stale cgroup(s) left by an earlier run.")
@@ -223,6 +227,17 @@ def check_disk_quotas(settings: Settings, echo: Echo) -> None:
     problem = homequota.quota_problem(settings.sandbox.home_root)
     if problem:
         echo(diskquota.off_message(problem))
+
+
+def enable_memory_merging(echo: Echo) -> None:
+    """Turn ksmd on (and fast enough for a class) for sandbox.merge_memory; say so if it cannot be."""
+    from coursehub.spawner import memmerge
+
+    changed, problem = memmerge.enable()
+    for line in changed:
+        echo(line)
+    if problem:
+        echo(memmerge.off_message(problem))
 
 
 def install_sync_script(paths: StatePaths) -> None:

@@ -28,6 +28,7 @@ def apply_spawner(settings: Settings, runtime: Runtime, c: Config) -> None:
     # By absolute path: found through the servers' PATH, a course's bin/bwrap would run instead.
     s.bwrap_path = find_bwrap() or ""
     s.max_parallel_starts = sandbox.max_parallel_starts
+    s.merge_memory = sandbox.merge_memory
     s.mem_limit = limits.memory
     s.cpu_limit = limits.cpu
     s.pids_limit = limits.pids

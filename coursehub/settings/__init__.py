@@ -120,6 +120,13 @@ class SandboxSettings(Model):
     max_parallel_starts: int = Field(
         8, ge=1, le=1000, description="Servers started at once; others queue, seeing their place."
     )
+    merge_memory: bool = Field(
+        False,
+        description="Fork mode: the kernel merges memory pages that users' servers and kernels hold "
+        "byte-for-byte alike (KSM; `up` turns ksmd on): about a third of the memory per user. Off by "
+        "default: a student could then tell, by timing a write, whether another process holds a page "
+        "they guessed whole (docs/security.md).",
+    )
     readonly_paths: list[Path] = Field([], description="Extra host paths shown read-only.")
     server_log_max: Size = Field(
         16 * 1024**2,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Dict, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Integer, List, Unicode, default
 
 from .. import metrics
 from ..courses.access import group_names, is_temporary, is_unregistered, may_open, openable
@@ -134,6 +134,9 @@ class SandboxSpawner(LocalProcessSpawner):
     ).tag(config=True)
     spawn_mode = Unicode(
         "fork", help="'fork': from the environment's fork server (fast); 'exec': a fresh process."
+    ).tag(config=True)
+    merge_memory = Bool(
+        False, help="Fork mode: the kernel may merge the server's and kernels' equal pages (KSM)."
     ).tag(config=True)
     bwrap_path = Unicode(help="The bubblewrap executable, by absolute path.").tag(config=True)
     cgroup_parent = Unicode(
@@ -484,6 +487,8 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.limits()["disk"]:
             # Outside a user namespace, an owner may move their files out of the home's project.
             request["lock_project"] = True
+        if self.merge_memory:
+            request["merge_memory"] = True  # the server, its zygote and kernels (memmerge.py)
         # The fork server imports the stack from the stack environment; the child, once it is the
         # user, takes on the course's environment (same versions of the stack, its own packages).
         request["environment"] = self.env_dir
