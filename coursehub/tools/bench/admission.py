@@ -13,8 +13,10 @@ PRIOR_USER_MIB = 150.0
 # Live users before their measured cost replaces the prior: with one or two, MemAvailable's own
 # movements (page cache, other processes) are as large as what they took.
 MIN_MEASURED = 5
-# A measured cost is never taken below this: memory freed elsewhere must not make users look free.
-FLOOR_USER_MIB = 50.0
+# A measured cost is never taken below this: memory freed elsewhere (another hub's test ending)
+# must not make users look free. 60 MiB is what each spawn took from MemAvailable in the run that
+# ran this machine out of memory; a floor above the true cost only slows the last admissions.
+FLOOR_USER_MIB = 60.0
 MIB_PER_GIB = 1024.0
 
 
@@ -77,10 +79,13 @@ def burst_fit(size: int, available_mib: float, margin_mib: float, cost_mib: floa
 
 def burst_user_mib(entry: dict[str, Any]) -> float:
     """What one user of a burst is assumed to take, from one system's measurements so far: the
-    larger of the steady state's PSS per user (p95) and the live users' share of MemAvailable
-    (once MIN_MEASURED were live), else the prior (pure)."""
-    known = [entry.get("memory", {}).get("pss_per_user_mib", {}).get("p95") or 0.0]
+    live users' share of MemAvailable once MIN_MEASURED were live (measured at scale: what a
+    user adds), else the steady state's median PSS per user, else the prior (pure).
+
+    The steady state's few users split the shared pages among few, so their PSS is above what
+    one more user adds; the live users' cost is the better measure when there is one."""
     live = entry.get("live") or {}
-    if live.get("live", 0) >= MIN_MEASURED:
-        known.append(live.get("user_cost_mib") or 0.0)
-    return max(known) or PRIOR_USER_MIB
+    if live.get("live", 0) >= MIN_MEASURED and live.get("user_cost_mib"):
+        return float(live["user_cost_mib"])
+    pss = (entry.get("memory") or {}).get("pss_per_user_mib", {}).get("p50")
+    return float(pss) if pss else PRIOR_USER_MIB
