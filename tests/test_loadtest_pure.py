@@ -11,6 +11,13 @@ import pytest
 import requests
 
 from coursehub.errors import CoursehubError
+from coursehub.tools.bench.admission import (
+    PRIOR_USER_MIB,
+    admission,
+    burst_fit,
+    burst_user_mib,
+    user_cost_mib,
+)
 from coursehub.tools.bench.configs import (
     BENCH_SUBNETS,
     LABELS,
@@ -26,6 +33,9 @@ from coursehub.tools.bench.procstats import parse_environ, parse_pss_kib, parse_
 from coursehub.tools.bench.report import END, START, render_markdown, replace_section, seconds
 from coursehub.tools.bench.runner import open_files_limits
 from coursehub.tools.loadtest import (
+    ADMIT,
+    STOP,
+    WAIT,
     Credential,
     LoadConfig,
     LoadTest,
@@ -45,7 +55,7 @@ from coursehub.tools.loadtest.failures import (
     spawn_failed_kind,
 )
 from coursehub.tools.loadtest.results import NOT_ADMITTED
-from coursehub.tools.loadtest.students import progress_line
+from coursehub.tools.loadtest.students import RunContext, progress_line
 from coursehub.tools.loadtest.summary import admitted, merge
 
 
@@ -394,6 +404,100 @@ def test_the_live_scenario_reads_the_memory_budget():
         mem_available_mib("MemTotal: 1 kB\n")
     assert safety_margin_mib(24 * 1024) == pytest.approx(2457.6)  # a tenth of 24 GiB
     assert safety_margin_mib(8 * 1024) == 2048.0  # at least 2 GiB
+
+
+def old_rule(available_mib: float, margin_mib: float) -> str:
+    """The admission before issue 17's fix: MemAvailable alone against the margin."""
+    return ADMIT if available_mib >= margin_mib else STOP
+
+
+@pytest.mark.parametrize(
+    ("available", "margin", "live", "in_flight", "cost", "verdict"),
+    [
+        (10000, 2400, 100, 3, 60, ADMIT),  # plenty left after the 3 in flight and the new one
+        (2400 + 60, 2400, 300, 0, 60, ADMIT),  # exactly fits: MemAvailable lands on the margin
+        (2400 + 59, 2400, 300, 0, 60, STOP),  # one MiB short, nothing in flight: done for good
+        # Last run: 375 admitted at ~2.4 GiB with ~25 in flight took the machine to ~100 MiB.
+        (2410, 2400, 350, 25, 60, STOP),  # even without the 25 one more would not fit
+        (4000, 2400, 300, 30, 60, WAIT),  # only the 30 in flight stand in the way: wait, look again
+        (4000, 2400, 300, 25, 60, ADMIT),  # 4000 - 26 × 60 = 2440: the next one fits
+    ],
+)
+def test_admission_counts_the_spawns_in_flight(available, margin, live, in_flight, cost, verdict):
+    assert admission(available, margin, live, in_flight, cost).verdict == verdict
+
+
+def test_the_old_rule_admitted_into_an_out_of_memory_machine_and_the_new_one_does_not():
+    margin, available, in_flight, cost = 2406.0, 2410.0, 25, 60.0  # MemAvailable just above it
+    assert old_rule(available, margin) == ADMIT
+    decision = admission(available, margin, 350, in_flight, cost)
+    assert decision.verdict == STOP
+    # The report says why, with the numbers: 2410 - 26 × 60 = 850 MiB.
+    assert decision.reason == (
+        "stopped admitting users at 350 live and 25 starting: MemAvailable 2410 MiB − (25 starting + 1) "
+        "× 60 MiB per user = 850 MiB, under the safety margin of 2406 MiB"
+    )
+    paused = admission(5000.0, margin, 300, 50, cost)
+    assert paused.verdict == WAIT
+    assert paused.reason.startswith("waiting for 50 spawns in flight with 300 users live: MemAvailable 5000")
+    assert admission(9000.0, margin, 300, 50, cost).reason == ""
+
+
+def test_a_users_cost_is_the_prior_until_enough_are_live_then_measured_never_below_the_floor():
+    assert user_cost_mib(20000, 19000, 0) == PRIOR_USER_MIB
+    assert user_cost_mib(20000, 19000, 4) == PRIOR_USER_MIB  # 250 MiB each from 4 is noise
+    assert user_cost_mib(20000, 19300, 10) == pytest.approx(70.0)  # 700 MiB over 10
+    assert user_cost_mib(20000, 19900, 10) == 60.0  # 10 MiB each: memory freed elsewhere; the floor
+    assert user_cost_mib(20000, 20500, 10) == 60.0  # MemAvailable rose
+    assert user_cost_mib(20000, 19000, 2, prior_mib=90.0) == 90.0
+
+
+def test_a_burst_that_would_not_fit_says_so_with_the_numbers():
+    available, margin = 22000.0, 2457.6
+    assert burst_fit(200, available, margin, 87.0) == ""  # 17.0 GiB + 2.4 GiB < 21.5 GiB
+    assert burst_fit(400, available, margin, 87.0) == (
+        "not run: needs ~34.0 GiB (400 × 87 MiB) and a 2.4 GiB margin, MemAvailable 21.5 GiB"
+    )
+    assert burst_fit(5, 2500.0, margin, 87.0).startswith("not run: needs ~0.4 GiB")
+
+
+def test_a_bursts_user_cost_comes_from_the_systems_own_measurements():
+    memory = {"pss_per_user_mib": describe([80.0, 90.0])}
+    assert burst_user_mib({}) == PRIOR_USER_MIB
+    assert burst_user_mib({"memory": memory}) == pytest.approx(85.0)  # the median
+    assert burst_user_mib({"memory": memory, "live": {"live": 300, "user_cost_mib": 68.0}}) == 68.0
+    # Too few live users: their cost is still the prior, which is not a measurement.
+    few = {"live": 2, "user_cost_mib": 150.0}
+    assert burst_user_mib({"memory": memory, "live": few}) == pytest.approx(85.0)
+    assert burst_user_mib({"memory": {"pss_per_user_mib": describe([])}, "live": None}) == PRIOR_USER_MIB
+
+
+def test_students_in_flight_are_those_not_yet_at_their_first_result():
+    ctx = RunContext(60.0)
+    for user, phase in [("a", "login"), ("b", "spawn"), ("c", "execute"), ("d", "session"), ("e", "failed")]:
+        ctx.enter(user, phase)
+    ctx.enter("f", "stop")  # a failed spawn cleaning up: giving memory back
+    assert ctx.in_flight(["a", "b", "c", "d", "e", "f", "g"]) == 4  # g: admitted, not yet in a phase
+
+
+def test_the_gate_is_asked_before_each_student_and_can_hold_and_stop_arrivals():
+    verdicts = iter([ADMIT, WAIT, WAIT, ADMIT, STOP])
+    asked: list[int] = []
+
+    def gate() -> str:
+        asked.append(len(test.admitted()))
+        return next(verdicts)
+
+    # Nothing listens here: the two admitted fail at login; the others are never admitted.
+    test = LoadTest(
+        LoadConfig("http://127.0.0.1:9/", arrival_rate=50.0, http_timeout=5.0),
+        [Credential(f"s{i}", "pw") for i in range(5)],
+        gate=gate,
+    )
+    run = test.run()
+    assert asked == [0, 1, 1, 1, 2]  # each answer saw the students admitted before it
+    assert test.arrivals_stopped() and len(test.admitted()) == 2
+    assert sorted(s.error for s in run.students).count(NOT_ADMITTED) == 3
 
 
 def test_open_files_limit_is_raised_past_a_low_hard_limit_when_it_can():

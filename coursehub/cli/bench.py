@@ -94,7 +94,8 @@ def _emit(line: str) -> None:
     "--live-margin",
     type=click.FloatRange(min=0),
     default=0,
-    help="Admit no more live users once MemAvailable falls under this many MiB "
+    help="MiB of MemAvailable to keep free: a live user is admitted only if it and the spawns "
+    "still in flight fit above it, and a burst is run only if its users do "
     "(default: a tenth of the machine's memory, at least 2048).",
 )
 @click.option(

@@ -257,8 +257,9 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
             f"{h}# Live users: as many as fit, each with an idle kernel "
             f"(at most {options.get('live_users', '?')}, arriving at {options.get('live_rate', '?')}/s)",
             "",
-            "Users are admitted until the target or until MemAvailable falls under the safety margin; "
-            "then every live user runs `1+1` again in its kernel. PSS as in the steady-state table.",
+            "Users are admitted until the target or until the next one, with the spawns still in "
+            "flight, would take MemAvailable under the safety margin; then every live user runs `1+1` "
+            "again in its kernel. PSS as in the steady-state table.",
             "",
             *live,
         ]

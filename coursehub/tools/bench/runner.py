@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coursehub.courses.environments import find_user_python
+from coursehub.tools.bench.admission import burst_user_mib
 from coursehub.tools.bench.chart import write_ttfr_chart
 from coursehub.tools.bench.configs import LABELS, SYSTEMS
 from coursehub.tools.bench.machine import describe_machine
@@ -85,7 +86,7 @@ class Bench:
             if opts.live_users:
                 entry["live"] = live_users(hub, opts, self.emit)
                 hub.stop_all_servers()
-            entry["bursts"] = bursts(hub, opts, self.emit)
+            entry["bursts"] = bursts(hub, opts, self.emit, burst_user_mib(entry))
             if isinstance(hub, CoursehubHub) and opts.readers:
                 entry["textbook"] = textbook(hub, opts.reader_repeat, opts.readers, self.emit)
         except Exception as exc:  # one broken system must not hide the others' numbers

@@ -11,6 +11,7 @@ from typing import Any
 
 from coursehub.errors import CoursehubError
 from coursehub.tools.bench import hubmetrics, procstats
+from coursehub.tools.bench.admission import admission, burst_fit, user_cost_mib
 from coursehub.tools.bench.machine import (
     mem_available_mib,
     mem_total_mib,
@@ -19,6 +20,9 @@ from coursehub.tools.bench.machine import (
 )
 from coursehub.tools.bench.systems import BenchHub
 from coursehub.tools.loadtest import (
+    ADMIT,
+    STOP,
+    WAIT,
     Credential,
     LoadConfig,
     LoadTest,
@@ -43,7 +47,7 @@ class ScenarioOptions:
     memory_rate: float = 0.2  # arrivals per second, so that even stock hubs get there
     live_users: int = 400  # at most this many live users (0: skip the scenario)
     live_rate: float = 1.0  # their arrivals per second
-    live_margin_mib: float = 0.0  # stop admitting when MemAvailable falls under this (0: a tenth, ≥ 2 GiB)
+    live_margin_mib: float = 0.0  # MemAvailable kept free by live users and bursts (0: a tenth, ≥ 2 GiB)
     time_limit: float = 900.0  # per load run
     readers: int = 50  # textbook readers activating at once (coursehub only)
     reader_repeat: int = 5  # single-reader activations, one after another
@@ -74,6 +78,11 @@ def all_usernames(opts: ScenarioOptions) -> list[str]:
     return names + [name for size in opts.sizes for name in burst_names(size)]
 
 
+def margin_mib(opts: ScenarioOptions) -> float:
+    """The MemAvailable that live users and bursts must leave free, in MiB."""
+    return opts.live_margin_mib or safety_margin_mib(mem_total_mib(read_meminfo()))
+
+
 def _config(hub: BenchHub, opts: ScenarioOptions, **extra: Any) -> LoadConfig:
     base = {"hub_url": hub.url, "time_limit": opts.time_limit, "http_timeout": opts.http_timeout}
     return LoadConfig(**{**base, **extra})
@@ -95,14 +104,23 @@ def single_user(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, A
     return {"summary": summarize(merge(runs)), "runs": [run.to_dict() for run in runs]}
 
 
-def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> list[dict[str, Any]]:
-    """Each size of class arriving in the same instant; a size is skipped after a total failure."""
+def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) -> list[dict[str, Any]]:
+    """Each size of class arriving in the same instant; a size is skipped after a total failure,
+    and not run when its users (`user_mib` each) would not fit in MemAvailable above the margin."""
     results: list[dict[str, Any]] = []
     previous_ok: int | None = None
+    margin = margin_mib(opts)
     for size in opts.sizes:
         if previous_ok == 0:
             results.append({"size": size, "skipped": "the previous size failed completely"})
             emit(f"[{hub.system}] burst {size}: skipped (the previous size failed completely)")
+            continue
+        # As if every user held its server and kernel at once: in a burst most do (the first
+        # results come after the last spawns), and a burst cannot be paused once it has started.
+        too_big = burst_fit(size, mem_available_mib(read_meminfo()), margin, user_mib)
+        if too_big:
+            results.append({"size": size, "skipped": too_big})
+            emit(f"[{hub.system}] burst {size}: {too_big}")
             continue
         users = [Credential(name, hub.password) for name in burst_names(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
@@ -155,25 +173,57 @@ def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, 
     return {**sample, "summary": summarize(box[0]), "run": box[0].to_dict()}
 
 
+class MemoryGate:
+    """The live-users scenario's door: asks admission() before each user, with MemAvailable now
+    and the users live and in flight, and says when it pauses, admits again or stops."""
+
+    def __init__(self, margin_mib: float, say: Echo) -> None:
+        self.margin_mib = margin_mib
+        self.say = say
+        self.baseline_mib = mem_available_mib(read_meminfo())  # before any live user
+        self.test: LoadTest | None = None
+        self.verdict = ADMIT
+        self.cost_mib = 0.0
+        self.pauses = 0
+        self.stopped_by = ""
+
+    def __call__(self) -> str:
+        assert self.test is not None
+        available = mem_available_mib(read_meminfo())
+        live = len(self.test.users_in("session"))
+        self.cost_mib = user_cost_mib(self.baseline_mib, available, live)
+        decision = admission(available, self.margin_mib, live, self.test.in_flight(), self.cost_mib)
+        if decision.verdict != self.verdict:
+            if decision.verdict == WAIT:
+                self.pauses += 1
+                self.say(f"pausing admission: {decision.reason}")
+            elif decision.verdict == STOP:
+                self.stopped_by = decision.reason
+                self.say(decision.reason)
+            else:
+                self.say(f"admitting again: {live} live, MemAvailable {available:.0f} MiB")
+        self.verdict = decision.verdict
+        return decision.verdict
+
+
 def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
     """Users arriving at a steady rate, each keeping an idle kernel, until `live_users` or until
-    the machine's memory would run short; then every live user runs `1+1` in its kernel again."""
+    the next one would not fit above the memory margin (counting the spawns still in flight);
+    then every live user runs `1+1` in its kernel again."""
     say = partial(_prefixed, emit, f"[{hub.system}] live users: ")
     users = [Credential(name, hub.password) for name in live_names(opts.live_users)]
     # Arrivals take users/rate seconds; the time limit is for what comes after the last one.
     limit = opts.time_limit + len(users) / opts.live_rate
     config = _config(hub, opts, arrival_rate=opts.live_rate, session_seconds=limit, time_limit=limit)
-    test = LoadTest(config, users, progress=say)
-    margin = opts.live_margin_mib or safety_margin_mib(mem_total_mib(read_meminfo()))
+    margin = margin_mib(opts)
+    gate = MemoryGate(margin, say)
+    test = gate.test = LoadTest(config, users, progress=say, gate=gate)
     hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
     box: list[RunResult] = []
     runner = threading.Thread(target=lambda: box.append(test.run()), name="live-scenario")
     runner.start()
     deadline = time.monotonic() + limit
     try:
-        stopped_by = _admit_while_memory_lasts(test, len(users), runner, deadline, margin)
-        if stopped_by:
-            say(stopped_by)
         _wait_until_live(test, len(users), runner, deadline)
         time.sleep(SETTLE)
         live = test.users_in("session")
@@ -199,28 +249,13 @@ def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, An
         "cell_ok": checks["ok"],
         "cell_failed": checks["failed"],
         "target": len(users),
-        "stopped_by": stopped_by,
+        "stopped_by": gate.stopped_by,
         "margin_mib": margin,
+        "user_cost_mib": gate.cost_mib,
+        "admission_pauses": gate.pauses,
         "summary": summarize(admitted(run)),
         "run": run.to_dict(),
     }
-
-
-def _admit_while_memory_lasts(
-    test: LoadTest, total: int, runner: threading.Thread, deadline: float, margin_mib: float
-) -> str:
-    """Let students arrive until all have, or until MemAvailable falls under the margin (then
-    admit no more and say why)."""
-    while runner.is_alive() and time.monotonic() < deadline and len(test.admitted()) < total:
-        available = mem_available_mib(read_meminfo())
-        if available < margin_mib:
-            test.stop_arrivals()
-            return (
-                f"stopped admitting users after {len(test.admitted())}: MemAvailable "
-                f"{available:.0f} MiB fell under the safety margin of {margin_mib:.0f} MiB"
-            )
-        time.sleep(0.5)
-    return ""
 
 
 def _wait_until_live(test: LoadTest, total: int, runner: threading.Thread, deadline: float) -> None:

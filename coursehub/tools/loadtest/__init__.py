@@ -6,7 +6,16 @@ print(summarize(run)["ttfr"])
 """
 
 from coursehub.tools.loadtest.results import PHASES, Phase, RunResult, StudentResult
-from coursehub.tools.loadtest.students import Credential, LoadConfig, LoadTest, run_load_test
+from coursehub.tools.loadtest.students import (
+    ADMIT,
+    STOP,
+    WAIT,
+    Credential,
+    Gate,
+    LoadConfig,
+    LoadTest,
+    run_load_test,
+)
 from coursehub.tools.loadtest.summary import (
     describe,
     errors_by_kind,
@@ -16,8 +25,12 @@ from coursehub.tools.loadtest.summary import (
 )
 
 __all__ = [
+    "ADMIT",
     "PHASES",
+    "STOP",
+    "WAIT",
     "Credential",
+    "Gate",
     "LoadConfig",
     "LoadTest",
     "Phase",

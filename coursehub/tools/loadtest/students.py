@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_GRACE = 180  # seconds flows get after the time limit to stop their servers
 IDLE_TICK = 1.0  # seconds an idle session sleeps between looks at the run's signals
+GATE_TICK = 0.25  # seconds a student held at the door waits before asking the gate again
+ADMIT, WAIT, STOP = "admit", "wait", "stop"  # what an admission gate answers
+Gate = Callable[[], str]  # asked before each student starts: ADMIT, WAIT (ask again soon) or STOP
+IN_FLIGHT = ("login", "spawn", "kernel", "execute")  # phases before a student's server and kernel stand
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,12 @@ class RunContext:
         """The users in `phase` now."""
         with self._lock:
             return [user for user, current in self.current.items() if current == phase]
+
+    def in_flight(self, users: Iterable[str]) -> int:
+        """How many of `users` have not yet reached their first result nor failed (not yet in a
+        phase counts: the flow is about to log in)."""
+        with self._lock:
+            return sum(1 for user in users if self.current.get(user, IN_FLIGHT[0]) in IN_FLIGHT)
 
     def counts(self) -> Counter[str]:
         """How many students are in each phase now."""
@@ -240,12 +251,15 @@ class LoadTest:
         config: LoadConfig,
         students: Sequence[Credential],
         progress: Callable[[str], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
         self.students = list(students)
         self.progress = progress
+        self.gate = gate
         self.ctx = RunContext(config.time_limit)
         self.flows: dict[str, StudentFlow] = {}
+        self.last_admission = -math.inf  # when the gate last let a student in (run clock)
 
     def end_sessions(self) -> None:
         """Let students in their session phase go on to clean up now."""
@@ -270,6 +284,11 @@ class LoadTest:
     def admitted(self) -> list[str]:
         """The students that arrived and started their flow."""
         return list(self.flows)
+
+    def in_flight(self) -> int:
+        """Admitted students still on their way to their first result: their server and kernel
+        have not taken all their memory yet."""
+        return self.ctx.in_flight(list(self.flows))
 
     def checked(self, users: Iterable[str]) -> list[str]:
         """Which of `users` have run their check."""
@@ -328,10 +347,10 @@ class LoadTest:
             arrive_at = index / self.config.arrival_rate
             # In short sleeps: once arrivals stop (or the time limit comes), the students still to
             # come end now, not at their arrival time.
-            while (wait := arrive_at - self.ctx.now()) > 0 and not (
-                self.ctx.stop_arrivals.is_set() or self.ctx.stop.is_set()
-            ):
+            while (wait := arrive_at - self.ctx.now()) > 0 and not self._doors_shut():
                 await asyncio.sleep(min(wait, IDLE_TICK))
+        if self.gate is not None:
+            await self._pass_gate()
         if self.ctx.stop.is_set():
             return StudentResult(cred.username, self.ctx.now(), error="time-limit: not started")
         if self.ctx.stop_arrivals.is_set():
@@ -339,6 +358,30 @@ class LoadTest:
             return StudentResult(cred.username, self.ctx.now(), error=NOT_ADMITTED)
         flow = self.flows[cred.username] = StudentFlow(cred, self.config, self.ctx)
         return await asyncio.get_running_loop().run_in_executor(pool, flow.run)
+
+    def _doors_shut(self) -> bool:
+        return self.ctx.stop_arrivals.is_set() or self.ctx.stop.is_set()
+
+    async def _pass_gate(self) -> None:
+        """Until the gate admits this student (or says stop, or the doors shut otherwise).
+
+        Students held while the gate said WAIT pass one arrival interval apart afterwards, not
+        all at once: the run keeps its rate. The gate is asked in the event loop and the flow is
+        registered before the next await, so each answer counts the students admitted before."""
+        gap = 1 / self.config.arrival_rate if self.config.arrival_rate > 0 else 0.0
+        while not self._doors_shut():
+            if (wait := self.last_admission + gap - self.ctx.now()) > 0:
+                await asyncio.sleep(min(wait, GATE_TICK))
+                continue
+            assert self.gate is not None
+            verdict = self.gate()
+            if verdict == ADMIT:
+                self.last_admission = self.ctx.now()
+                return
+            if verdict == STOP:
+                self.stop_arrivals()
+                return
+            await asyncio.sleep(GATE_TICK)
 
     async def _sweep(self, users: Iterable[str]) -> None:
         """Stop the servers of flows still stuck after the grace period, from here."""
