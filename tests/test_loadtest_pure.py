@@ -18,6 +18,7 @@ from coursehub.tools.bench.admission import (
     burst_user_mib,
     user_cost_mib,
 )
+from coursehub.tools.bench.chart import COLORS
 from coursehub.tools.bench.configs import (
     BENCH_SUBNETS,
     LABELS,
@@ -243,6 +244,11 @@ def test_the_bench_runs_coursehub_with_and_without_network_namespaces_as_valid_s
     assert not any(net.overlaps(default) for net in nets)
     chosen = coursehub_settings(ports, Path("/tmp/x"), "b1-", True, BENCH_SUBNETS[5])
     assert Settings.model_validate(chosen).network.subnet == BENCH_SUBNETS[5]
+    # Memory merging only in the system that says so; coursehub's defaults leave it off.
+    assert set(COLORS) == set(SYSTEMS)
+    merged = coursehub_settings(ports, Path("/tmp/x"), "b1-", True, BENCH_SUBNETS[5], merge_memory=True)
+    assert Settings.model_validate(merged).sandbox.merge_memory
+    assert not Settings.model_validate(on).sandbox.merge_memory
 
 
 def test_readme_section_is_replaced_between_markers_only():

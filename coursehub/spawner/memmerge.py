@@ -41,6 +41,14 @@ def read_state(root: Path = KSM) -> KsmState:
         return KsmState(False)
 
 
+def full_scans(root: Path = KSM) -> int:
+    """How many times ksmd has scanned all mergeable memory (0 without KSM)."""
+    try:
+        return int((root / "full_scans").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def changes(state: KsmState) -> dict[str, int]:
     """The KSM settings to write so that merging keeps up with a class (pure)."""
     wanted = {}

@@ -11,6 +11,7 @@ COLORS = {
     "stock-600": "#ff7f0e",
     "coursehub": "#1f77b4",
     "coursehub-noisolate": "#17becf",
+    "coursehub-merge": "#2ca02c",
 }
 
 

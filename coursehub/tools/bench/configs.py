@@ -6,13 +6,15 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSTEMS = ("stock", "stock-600", "coursehub", "coursehub-noisolate")
+SYSTEMS = ("stock", "stock-600", "coursehub", "coursehub-noisolate", "coursehub-merge")
 LABELS = {
     "stock": "stock JupyterHub, default timeouts",
     "stock-600": "stock JupyterHub, 600 s timeouts",
     "coursehub": "coursehub, defaults",
     # The same hub with servers on the host's network: the difference is what a namespace costs.
     "coursehub-noisolate": "coursehub, network.isolate off",
+    # Opt-in (docs/security.md says why it is not the default): what merging equal pages saves.
+    "coursehub-merge": "coursehub, sandbox.merge_memory on",
 }
 # Servers' namespaces of the benchmark's hubs: a range of their own, not the default one a real
 # hub on this machine may use (`up` refuses a subnet in use), cut in sixteen /20s (4,094 servers
@@ -85,9 +87,18 @@ def stock_config(spec: StockSpec) -> str:
 
 
 def coursehub_settings(
-    ports: Ports, workdir: Path, user_prefix: str, isolate: bool = True, subnet: str = BENCH_SUBNETS[0]
+    ports: Ports,
+    workdir: Path,
+    user_prefix: str,
+    isolate: bool = True,
+    subnet: str = BENCH_SUBNETS[0],
+    merge_memory: bool = False,
 ) -> dict:
-    """A coursehub.yaml with coursehub's defaults, except what a benchmark must isolate (and `isolate`)."""
+    """A coursehub.yaml with coursehub's defaults, except what a benchmark must isolate (and `isolate`,
+    `merge_memory`)."""
+    sandbox: dict = {"home_root": str(workdir / "homes"), "user_prefix": user_prefix}
+    if merge_memory:
+        sandbox["merge_memory"] = True
     return {
         "hub": {
             "port": ports.public,
@@ -97,7 +108,7 @@ def coursehub_settings(
         },
         # coursehub's default authenticator (workshop accounts, argon2 hashes): a class's logins cost
         # what they cost in the benchmark too (BenchHub.add_accounts creates them).
-        "sandbox": {"home_root": str(workdir / "homes"), "user_prefix": user_prefix},
+        "sandbox": sandbox,
         # Every simulated reader comes from this machine's one address: room for the crowd.
         "binder": {"max_per_repo": 100, "per_client_per_minute": 200},
         "network": {"isolate": isolate, "subnet": subnet},

@@ -162,6 +162,7 @@ def steady_state(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, 
     try:
         _wait_until_settled(test, len(users), runner, opts.time_limit)
         time.sleep(SETTLE)
+        hub.settle_memory(partial(_prefixed, emit, f"[{hub.system}] memory: "))
         sample = measure(hub, test.users_in("session"), hub_cpu_before)
         sample["isolation"] = hubmetrics.per_spawn(isolation_before, _isolation(hub))
     finally:
@@ -226,6 +227,7 @@ def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, An
     try:
         _wait_until_live(test, len(users), runner, deadline)
         time.sleep(SETTLE)
+        hub.settle_memory(say)
         live = test.users_in("session")
         say(f"{len(live)} live users; measuring their memory…")
         sample = measure(hub, live, hub_cpu_before)

@@ -31,7 +31,7 @@ from coursehub.clients.hubapi import HubAPI
 from coursehub.courses.environments import find_user_python
 from coursehub.errors import CoursehubError, SandboxError
 from coursehub.host.runtime import REPO_ROOT, find_proxy
-from coursehub.spawner import cgroups, netns
+from coursehub.spawner import cgroups, memmerge, netns
 from coursehub.spawner.accounts import unix_name
 from coursehub.spawner.forkclient import stop_forkservers
 from coursehub.tools.bench import procstats
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 BASE = Path(tempfile.gettempdir()) / "coursehub-bench"
 START_TIMEOUT = 300  # a hub's first start may build its users' environment
 STOP_SERVERS_TIMEOUT = 300
+# ksmd at 1,000 pages per 20 ms scans 10 users' memory in seconds and 400 users' in about two minutes.
+MERGE_WAIT = 600
 Echo = Callable[[str], None]
 
 
@@ -105,6 +107,9 @@ class BenchHub:
 
     def add_accounts(self, usernames: list[str]) -> None:
         """Let these users log in with the benchmark's password (stock: its DummyAuthenticator does)."""
+
+    def settle_memory(self, say: Echo) -> None:
+        """Wait until the users' memory is what it will stay (only hubs that merge pages change it)."""
 
     def hub_pid(self) -> int:
         """The JupyterHub process itself."""
@@ -265,8 +270,9 @@ class StockHub(BenchHub):
 class CoursehubHub(BenchHub):
     """`coursehub up` with its defaults, in its own state folder and account prefix."""
 
-    def __init__(self, system: str, log_dir: Path, isolate: bool = True) -> None:
+    def __init__(self, system: str, log_dir: Path, isolate: bool = True, merge_memory: bool = False) -> None:
         super().__init__(system, log_dir)
+        self.merge_memory = merge_memory
         self.prefix = "b" + secrets.token_hex(2) + "-"
         self.state_dir = self.workdir / "state"
         # coursehub's default (hub.subdomains): the hub at localhost, each server at <user>.localhost;
@@ -279,12 +285,26 @@ class CoursehubHub(BenchHub):
         config = self.workdir / "coursehub.yaml"
         if self.isolate:
             self.subnet = free_bench_subnet()
-        settings = coursehub_settings(self.ports, self.workdir, self.prefix, self.isolate, self.subnet)
+        settings = coursehub_settings(
+            self.ports, self.workdir, self.prefix, self.isolate, self.subnet, self.merge_memory
+        )
         config.write_text(yaml.safe_dump(settings))
         return [sys.executable, "-m", "coursehub", "--config", str(config), "up"]
 
     def admin(self) -> HubAPI:
         return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())
+
+    def settle_memory(self, say: Echo) -> None:
+        """With merge_memory: until ksmd has scanned everything twice since now (a page is merged on
+        the scan after the one that first saw it unchanged), at most MERGE_WAIT seconds."""
+        if not self.merge_memory:
+            return
+        start = memmerge.full_scans()
+        deadline = time.monotonic() + MERGE_WAIT
+        while memmerge.full_scans() < start + 2 and time.monotonic() < deadline:
+            time.sleep(2)
+        done = memmerge.full_scans() - start
+        say(f"ksmd: {done} full scan(s) of mergeable memory since the users arrived")
 
     def add_accounts(self, usernames: list[str]) -> None:
         """Workshop accounts with the benchmark's password, as `coursehub accounts create` makes them."""
@@ -396,4 +416,6 @@ def make_hub(system: str, log_dir: Path) -> BenchHub:
         return CoursehubHub(system, log_dir)
     if system == "coursehub-noisolate":
         return CoursehubHub(system, log_dir, isolate=False)
+    if system == "coursehub-merge":
+        return CoursehubHub(system, log_dir, merge_memory=True)
     raise CoursehubError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
