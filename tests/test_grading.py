@@ -440,8 +440,9 @@ def assignment_row(frame):
 @pytest.mark.browser
 def test_the_weekly_loop_clicked_through_in_jupyterlab(grading_hub, browser, output_dir, request):
     """Staff add an assignment in the formgrader, write and mark its notebook in JupyterLab, release,
-    collect, autograde and release feedback in the formgrader; two students fetch, answer, run, save,
-    validate and submit in the assignment list, then fetch and open their feedback: each sees only theirs."""
+    collect, autograde, grade a written answer by hand and release feedback in the formgrader; two students
+    fetch, answer, run, save, validate and submit in the assignment list, then fetch and open their feedback:
+    each sees only theirs."""
     hub = grading_hub
     mode = request.node.callspec.params["grading_hub"]
 
