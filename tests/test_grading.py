@@ -396,6 +396,8 @@ def test_a_submission_that_cannot_be_written_says_so_and_leaves_nothing_behind(g
 
 # The browser loop: an assignment of its own, so the command-line loop above does not change what it sees.
 UI_ASSIGNMENT = "ps2"
+QUESTION = "Why may the arguments of add come in either order?"  # its written answer, graded by hand
+WRITTEN = "Order does not matter, says {student}"
 
 
 def open_lab(browser, hub, user: str):
@@ -438,8 +440,9 @@ def assignment_row(frame):
 @pytest.mark.browser
 def test_the_weekly_loop_clicked_through_in_jupyterlab(grading_hub, browser, output_dir, request):
     """Staff add an assignment in the formgrader, write and mark its notebook in JupyterLab, release,
-    collect, autograde and release feedback in the formgrader; two students fetch, answer, run, save,
-    validate and submit in the assignment list, then fetch and open their feedback: each sees only theirs."""
+    collect, autograde, grade a written answer by hand and release feedback in the formgrader; two students
+    fetch, answer, run, save, validate and submit in the assignment list, then fetch and open their feedback:
+    each sees only theirs."""
     hub = grading_hub
     mode = request.node.callspec.params["grading_hub"]
 
@@ -475,7 +478,8 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     row = assignment_row(formgrader)
 
     # Staff add the assignment in the formgrader, write its notebook in JupyterLab and mark its cells with
-    # Create Assignment: an autograded answer, and autograded tests worth 2 points.
+    # Create Assignment: an autograded answer, autograded tests worth 2 points, and a written answer worth 3
+    # that a human grades.
     formgrader.locator("a", has_text="Add new assignment...").click()
     adding = formgrader.locator("#add-assignment-modal")
     adding.locator("input.name").fill(name)
@@ -504,7 +508,12 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     lab.keyboard.press("Enter")
     lab.keyboard.insert_text("assert add(1, 2) == 3")
     lab.keyboard.press("Escape")
-    lab.locator(".jp-Notebook .jp-Cell").nth(1).wait_for()
+    lab.keyboard.press("b")
+    lab.keyboard.press("m")  # a Markdown cell
+    lab.keyboard.press("Enter")
+    lab.keyboard.insert_text(f"{QUESTION}\n\n### BEGIN SOLUTION\nAddition commutes.\n### END SOLUTION")
+    lab.keyboard.press("Escape")
+    lab.locator(".jp-Notebook .jp-MarkdownCell").wait_for()
     lab.keyboard.press("Control+s")  # JupyterLab asks for a name when an Untitled notebook is first saved
     naming = lab.locator(".jp-Dialog")
     naming.locator("input").first.fill(f"{name}.ipynb")
@@ -518,6 +527,9 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     marks.nth(1).locator(".nbgrader-CellType select").select_option("tests")
     marks.nth(1).locator(".nbgrader-CellPoints input").fill("2")
     marks.nth(1).locator(".nbgrader-CellPoints input").press("Tab")
+    marks.nth(2).locator(".nbgrader-CellType select").select_option("manual")
+    marks.nth(2).locator(".nbgrader-CellPoints input").fill("3")
+    marks.nth(2).locator(".nbgrader-CellPoints input").press("Tab")
     lab.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty", has_text=f"{name}.ipynb").wait_for()
     lab.keyboard.press("Control+s")
     saved.wait_for()
@@ -534,8 +546,8 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     row.locator("td.status", has_text="released").wait_for()
     shot(staff, "released")
 
-    # Two students fetch it in their assignment list, answer differently, run the answer, save, validate and
-    # submit.
+    # Two students fetch it in their assignment list, answer differently, run the answer, write the written
+    # answer, save, validate and submit.
     students = {}
     for student, body in ((ANN, "a + b"), (BOB, "a - b")):
         context, page = open_lab(browser, hub, student)
@@ -555,6 +567,13 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         page.keyboard.insert_text(f"def add(a, b):\n    return {body}  # by {student.replace('-', '')}")
         page.keyboard.press("Shift+Enter")
         cell.locator(".jp-InputPrompt", has_text="[1]").wait_for()
+        written = page.locator(".jp-Notebook .jp-MarkdownCell")
+        written.dblclick()  # a rendered Markdown cell opens its editor so
+        written.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(WRITTEN.format(student=student.replace("-", "")))
+        page.keyboard.press("Control+Enter")  # rendered, and no new cell below
+        written.locator(".jp-RenderedMarkdown", has_text=WRITTEN.format(student="")).wait_for()
         page.keyboard.press("Control+s")
         page.locator(".jp-Notebook").first.wait_for()
         page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
@@ -586,9 +605,11 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         unix: submissions.filter(has=formgrader.locator("td.student-id", has_text=unix)).locator("td.score")
         for unix in (hub.prefix + ANN, hub.prefix + BOB)
     }
-    scores[hub.prefix + ANN].filter(has_text="2 / 2").wait_for()
-    scores[hub.prefix + BOB].filter(has_text="0 / 2").wait_for()
+    # The written answers wait for a human: nothing of their 3 points yet.
+    scores[hub.prefix + ANN].filter(has_text="2 / 5").wait_for()
+    scores[hub.prefix + BOB].filter(has_text="0 / 5").wait_for()
     shot(staff, "autograded")
+    _grade_by_hand(hub, staff, formgrader, shot)
     formgrader.locator("a", has_text="Manage Assignments").click()
     row.locator("td.generate-feedback a").click()
     formgrader_done(formgrader, f"Successfully generated feedback of '{name}'")
@@ -596,8 +617,10 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
     formgrader_done(formgrader, f"Successfully released feedback of '{name}'")
     shot(staff, "feedback-released")
 
-    # Each student fetches feedback in the assignment list and opens their own, which is theirs alone.
-    graded = {ANN: "2.0 / 2.0", BOB: "0.0 / 2.0"}
+    # Each student fetches feedback in the assignment list and opens their own, which is theirs alone: the
+    # first has the points and the comment given by hand, the other neither.
+    graded = {ANN: "4.0 / 5.0", BOB: "0.0 / 5.0"}
+    by_hand = {ANN: "2.0 / 3.0", BOB: "0.0 / 3.0"}
     for student, other in ((ANN, BOB), (BOB, ANN)):
         context, page = students[student]
         page.locator("#refresh_assignments_list").click()
@@ -615,3 +638,57 @@ def _clicked_loop(hub, browser, staff, shot) -> None:
         assert f"{name} (Score: {graded[student]})" in heading.inner_text()
         assert f"Score: {graded[other]}" not in text
         assert f"by {student.replace('-', '')}" in text and f"by {other.replace('-', '')}" not in text
+        assert f"Written response (Score: {by_hand[student]})" in text
+        assert f"Score: {by_hand[other]}" not in text
+        assert WRITTEN.format(student=student.replace("-", "")) in text
+        assert WRITTEN.format(student=other.replace("-", "")) not in text
+        assert (COMMENT in text) == (student == ANN)
+
+
+# The hand grader's comment to the first student.
+COMMENT = "Right: a + b is b + a for numbers, though not for lists."
+
+
+def _grade_by_hand(hub, staff, formgrader, shot) -> None:
+    """Staff open the first student's submission in Manual Grading, give 2 of the written answer's 3 points
+    and a comment; the formgrader's totals and the exported gradebook count them for that student alone."""
+    name = UI_ASSIGNMENT
+    students = ann, bob = hub.prefix + ANN, hub.prefix + BOB
+    formgrader.locator("a", has_text="Manual Grading").click()
+    formgrader.locator(f"td.name a[href$='/formgrader/gradebook/{name}']").click()  # the assignment
+    notebook = f"a[href$='/formgrader/gradebook/{name}/{name}']"
+    formgrader.locator(f"td.name {notebook}").click()  # its notebook: the submissions, names hidden
+    submissions = formgrader.locator("#main-table tr")
+    by = {
+        unix: submissions.filter(has=formgrader.locator("a.name-shown", has_text=unix)) for unix in students
+    }
+    by[bob].wait_for(state="attached")
+    by[ann].locator("a.name-hidden").wait_for()  # its row drawn: Show All Names shows the rows there are
+    formgrader.locator("#toggle_names", has_text="Show All Names").click()
+    by[ann].locator("a.name-shown").click()
+
+    # The formgrader shows the submission; its written answer needs a grade. A field is saved when it is left:
+    # clicked away from, as a grader with a mouse does (the formgrader binds its own keys, Escape and Tab,
+    # only once MathJax loaded from a CDN, which an offline hub, as here, does not reach). Saves are awaited.
+    answer = formgrader.locator(".nbgrader_cell", has_text=WRITTEN.format(student=ANN.replace("-", "")))
+    answer.locator("input.score.needs_manual_grade").wait_for()  # the grade loaded and bound to its input
+    answer.locator("textarea.comment[placeholder]").wait_for()  # and the comment
+    for field, value, api in (("input.score", "2", "grade"), ("textarea.comment", COMMENT, "comment")):
+        with staff.expect_response(
+            lambda r, api=api: f"/api/{api}/" in r.url and r.request.method == "PUT"
+        ) as put:
+            answer.locator(field).fill(value)
+            answer.locator(".panel-body").click()  # the student's answer: leaves the field
+        assert put.value.ok, f"saving the {api}: {put.value.status}"
+    shot(staff, "graded-by-hand")
+
+    # Back in the submissions: the first student's total has the 2 points, the other's is unchanged.
+    formgrader.locator(f".breadcrumb {notebook}").click()
+    by[ann].locator("td.score", has_text="4 / 5").wait_for()
+    assert by[bob].locator("td.score").inner_text() == "0 / 5"
+    export = hub.root / "grades-by-hand.csv"
+    hub.cli("course", "grades", COURSE, "--csv", str(export))
+    assert [line for line in export.read_text().splitlines() if f",{name}," in line] == [
+        f"{ANN},{name},4,5",
+        f"{BOB},{name},0,5",
+    ]
