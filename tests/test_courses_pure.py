@@ -149,3 +149,18 @@ def test_the_lock_leaves_out_what_the_stack_overrides_name():
     assert left_out == ["rfc3987-syntax"]
     assert not set(left_out) & set(lock_pins(LOCK.read_text()))  # refreshed with the overrides
     assert "lark" not in lock_pins(LOCK.read_text())  # only rfc3987-syntax needed it
+
+
+def test_a_build_step_sees_coursehubs_own_uv_under_tmp_and_nothing_else_of_tmp_or_hidden_state():
+    from coursehub.courses.buildbox import sandbox_argv
+
+    def binds(command: str, hidden: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
+        argv = sandbox_argv("bwrap", [], hidden, Path("/w"), [command, "pip", "install"])
+        return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] != "/"]
+
+    # A clone in /tmp: its venv's uv is behind the sandbox's private /tmp unless bound back.
+    assert binds("/tmp/cirun/.venv/bin/uv") == [("/tmp/cirun/.venv/bin/uv", "/tmp/cirun/.venv/bin/uv")]
+    assert binds("/opt/coursehub/.venv/bin/uv") == []  # visible through the read-only root already
+    assert binds("uv") == []
+    # Never a file of the hidden state folder, even under /tmp.
+    assert binds("/tmp/state/envs/x/bin/python", (Path("/tmp/state"),)) == []

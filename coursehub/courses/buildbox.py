@@ -99,6 +99,11 @@ def sandbox_argv(
         args += ["--tmpfs", folder]
     for path in readable:  # e.g. a course's local git repository under the host's /tmp
         args += ["--ro-bind", str(path), str(path)]
+    tool = Path(command[0]) if command and os.path.isabs(command[0]) else None
+    if tool and tool.parts[1:2] in (("tmp",), ("run",)) and not any(tool.is_relative_to(h) for h in hidden):
+        # coursehub's own uv, when coursehub is installed under /tmp or /run (a clone in /tmp to try
+        # it): the tmpfs above hides it, and the step would fail with bwrap's "No such file".
+        args += ["--ro-bind", str(tool), str(tool)]
     for src, dst in writable:  # after the tmpfs that hide their parents, so they show through
         args += ["--bind", str(src), str(dst)]
     args += [
