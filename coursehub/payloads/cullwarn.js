@@ -114,7 +114,12 @@
 
     function ask(method) {
       // redirect: 'manual': once the server is gone the proxy sends its address to the hub.
-      return fetch(url, { method: method || 'GET', headers: headers(), credentials: 'same-origin', cache: 'no-store', redirect: 'manual' })
+      // A deadline: a request caught by the server's stop (its namespace gone mid-connection) could
+      // otherwise hang for the kernel's connect timeout, minutes in which the banner says nothing.
+      var deadline = new AbortController();
+      var abort = setTimeout(function () { deadline.abort(); }, 20000);
+      return fetch(url, { method: method || 'GET', headers: headers(), credentials: 'same-origin', cache: 'no-store', redirect: 'manual', signal: deadline.signal })
+        .finally(function () { clearTimeout(abort); })
         .then(function (response) {
           if (!response.ok) {
             throw new Error('HTTP ' + response.status);
