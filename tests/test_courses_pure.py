@@ -156,7 +156,9 @@ def test_a_build_step_sees_coursehubs_own_uv_under_tmp_and_nothing_else_of_tmp_o
 
     def binds(command: str, hidden: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
         argv = sandbox_argv("bwrap", [], hidden, Path("/w"), [command, "pip", "install"])
-        return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] != "/"]
+        return [
+            (argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] != "/"
+        ]
 
     # A clone in /tmp: its venv's uv is behind the sandbox's private /tmp unless bound back.
     assert binds("/tmp/cirun/.venv/bin/uv") == [("/tmp/cirun/.venv/bin/uv", "/tmp/cirun/.venv/bin/uv")]

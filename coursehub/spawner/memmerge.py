@@ -69,7 +69,7 @@ def enable(root: Path = KSM) -> tuple[list[str], str | None]:
     state = read_state(root)
     if not state.present:
         return [], "this kernel has no KSM (CONFIG_KSM)"
-    done = []
+    done: list[str] = []
     for name, value in changes(state).items():
         try:
             (root / name).write_text(str(value))
