@@ -401,3 +401,29 @@ def test_deleted_names_are_never_reissued(store: AccountStore) -> None:
     with pytest.raises(AccountError, match="never reissued"):
         store.create(names[-1])
     assert [c.username for c in store.create_batch("ws", 1, start=3)] == ["ws-05"]
+
+
+def test_a_classroom_logging_in_at_once_behind_one_address_is_never_locked(store: AccountStore) -> None:
+    # A class behind one NAT address: more correct logins in flight at once than the address's
+    # threshold. An attempt in flight is no failure: only wrong passwords count against an address.
+    tracker = LockoutTracker(store, LockoutPolicy(max_failures=3, ip_max_failures=3))
+    addr = ip_key("10.0.0.1")
+    students = [[user_key(f"student-{i}"), addr] for i in range(10)]
+    assert [tracker.begin_attempt(keys, T0) for keys in students] == [None] * 10
+    for keys in students:
+        tracker.record_success(keys)
+    assert tracker.check([addr], T0) is None
+    # Wrong passwords still lock the address at its threshold (each counted once it is known wrong).
+    for i in range(3):
+        keys = [user_key(f"guess-{i}"), addr]
+        assert tracker.begin_attempt(keys, T0) is None
+        tracker.record_failure(keys, T0, begun=True)
+    assert tracker.begin_attempt([user_key("student-0"), addr], T0) is not None
+
+
+def test_attempts_at_one_username_still_count_before_their_password_is_checked(store: AccountStore) -> None:
+    # A burst of guesses at one account cannot all pass the check before the first is counted.
+    tracker = LockoutTracker(store, LockoutPolicy(max_failures=3, ip_max_failures=50))
+    keys = [user_key("alice"), ip_key("10.0.0.1")]
+    answers = [tracker.begin_attempt(keys, T0) for _ in range(5)]
+    assert answers[:3] == [None] * 3 and all(a is not None for a in answers[3:])

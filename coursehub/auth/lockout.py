@@ -76,11 +76,14 @@ class LockoutTracker:
         return None if row[0] is None else row[0] - now
 
     def begin_attempt(self, keys: Iterable[str], now: float) -> float | None:
-        """Seconds left if any key is locked; else count this attempt as a failure and return None.
+        """Seconds left if any key is locked; else count this attempt against its username and return None.
 
-        One write transaction: concurrent attempts are counted one after the other, so a burst cannot
-        all pass the check before any of them counts (at most `threshold` passwords get checked).
-        A successful login takes the count back (`record_success`).
+        One write transaction: concurrent attempts at one username are counted one after the other, so a
+        burst cannot all pass the check before any of them counts (at most `max_failures` passwords of
+        one account get checked). A successful login takes the count back (`record_success`).
+        An address is counted only once a password is known wrong (`record_failure(begun=True)`): a
+        classroom behind one NAT address logs in at once, and its attempts in flight are no failures
+        (counted up front, 50 students starting together locked their address for ten minutes).
         """
         keys = list(keys)
         marks = ",".join("?" * len(keys))
@@ -93,7 +96,8 @@ class LockoutTracker:
                 return row[0] - now
             self._forget_stale(conn, now)
             for key in keys:
-                self._count(conn, key, now)
+                if key.startswith(USER_PREFIX):
+                    self._count(conn, key, now)
         return None
 
     def _forget_stale(self, conn: sqlite3.Connection, now: float) -> None:
@@ -103,12 +107,14 @@ class LockoutTracker:
             (now - self.policy.window, now),
         )
 
-    def record_failure(self, keys: Iterable[str], now: float) -> None:
-        """Count one failed login against every key, locking those over the threshold."""
+    def record_failure(self, keys: Iterable[str], now: float, *, begun: bool = False) -> None:
+        """Count one failed login against every key (`begun`: its username was counted by
+        begin_attempt already), locking those over the threshold."""
         with self.store.transaction() as conn:
             self._forget_stale(conn, now)
             for key in keys:
-                self._count(conn, key, now)
+                if not (begun and key.startswith(USER_PREFIX)):
+                    self._count(conn, key, now)
 
     def _count(self, conn: sqlite3.Connection, key: str, now: float) -> None:
         row = conn.execute(
@@ -130,21 +136,14 @@ class LockoutTracker:
             (key, count, first_at, locked_until),
         )
 
-    def record_success(self, keys: Iterable[str], *, counted: bool = False) -> None:
-        """Clear the user keys after a successful login; `counted`: take back begin_attempt's count."""
-        keys = list(keys)
+    def record_success(self, keys: Iterable[str]) -> None:
+        """Clear the user keys after a successful login (begin_attempt's count included)."""
         # Address keys stay: one valid account must not reset a password-spraying client.
         user_keys = [k for k in keys if k.startswith(USER_PREFIX)]
-        other_keys = [k for k in keys if not k.startswith(USER_PREFIX)]
         with self.store.transaction() as conn:
             if user_keys:
                 marks = ",".join("?" * len(user_keys))
                 conn.execute(f"DELETE FROM failures WHERE key IN ({marks})", user_keys)
-            if counted and other_keys:
-                marks = ",".join("?" * len(other_keys))
-                conn.execute(
-                    f"UPDATE failures SET count = count - 1 WHERE key IN ({marks}) AND count > 0", other_keys
-                )
 
     def delay_for(self, keys: Iterable[str], now: float | None = None) -> float:
         """Return how long to wait before answering a failed login for these keys."""

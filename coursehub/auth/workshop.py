@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -40,6 +41,11 @@ class WorkshopAuthenticator(ClientAddressMixin, Authenticator):
         help="Failed logins from one address within failure_window that lock it "
         "(high, since a classroom often shares one address).",
     ).tag(config=True)
+    ip_max_pending = Integer(
+        200,
+        help="Logins from one address whose password is being checked at once; more are asked to retry "
+        "in a few seconds (a whole class behind one address fits; a guesser's burst is bounded).",
+    ).tag(config=True)
     failure_window = Float(300, help="Seconds over which failed logins are counted.").tag(config=True)
     lockout_seconds = Float(600, help="Seconds a locked username or address must wait.").tag(config=True)
     slow_after_failures = Integer(
@@ -56,6 +62,11 @@ class WorkshopAuthenticator(ClientAddressMixin, Authenticator):
         return True
 
     _store: AccountStore | None = None
+    _pending: Counter[str]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pending = Counter()  # address -> logins being checked now (one hub process: in memory)
 
     @property
     def store(self) -> AccountStore:
@@ -89,17 +100,38 @@ class WorkshopAuthenticator(ClientAddressMixin, Authenticator):
         if not username or not password or len(username) > MAX_USERNAME_LEN:
             return None
         addr = self.client_address(handler.request)
-        keys = [user_key(username), ip_key(limit_key(addr))]
+        source = limit_key(addr)
+        keys = [user_key(username), ip_key(source)]
         tracker = self.tracker
-        # Check the lock and count this attempt in one step, before the (slow) password check.
+        # An address's failures are counted once known (a class behind one address logs in at once),
+        # so what bounds one address's guesses in flight is this: the passwords it has being checked.
+        if self._pending[source] >= self.ip_max_pending:
+            self.log.warning(
+                "Refused login for %r from %s: %d logins in flight", username, addr, self.ip_max_pending
+            )
+            raise HTTPError(429, "Too many logins from your network at once: try again in a few seconds.")
+        self._pending[source] += 1
+        try:
+            return await self._check_password(username, password, addr, keys, tracker)
+        finally:
+            self._pending[source] -= 1
+            if not self._pending[source]:
+                del self._pending[source]
+
+    async def _check_password(
+        self, username: str, password: str, addr: str, keys: list[str], tracker: LockoutTracker
+    ) -> dict[str, Any] | None:
+        """The lock check, the (slow) password check, and what each outcome counts."""
+        # Check the lock and count this attempt at its username in one step, before the password check.
         remaining = await asyncio.to_thread(tracker.begin_attempt, keys, time.time())
         if remaining is not None:
             self.log.warning("Refused login for %r from %s: locked out", username, addr)
             raise HTTPError(429, _locked_message(remaining))
         # argon2 is deliberately CPU-heavy: keep it off the event loop.
         if await asyncio.to_thread(self.store.verify, username, password):
-            await asyncio.to_thread(tracker.record_success, keys, counted=True)
+            await asyncio.to_thread(tracker.record_success, keys)
             return {"name": username}
+        await asyncio.to_thread(tracker.record_failure, keys, time.time(), begun=True)
         delay = await asyncio.to_thread(tracker.delay_for, keys, time.time())
         self.log.warning("Failed login for %r from %s", username, addr)
         await asyncio.sleep(delay)
