@@ -553,3 +553,12 @@ def test_the_benchmark_creates_an_account_for_every_user_its_scenarios_log_in():
     assert set(names) == wanted and len(names) == len(wanted) == 1 + 3 + 12 + 5 + 400
     # coursehub's own authenticator must accept every one of them as a username.
     assert all(USERNAME_RE.match(name) for name in names)
+
+
+def test_live_users_stay_through_their_arrivals_the_memory_wait_and_the_time_limit():
+    from coursehub.tools.bench.scenarios import ScenarioOptions, live_seconds
+
+    opts = ScenarioOptions(live_users=400, live_rate=1.0, time_limit=600)
+    assert live_seconds(opts, 400, 0.0) == 1000
+    # With merge_memory the hub waits up to 600 s for ksmd before measuring: the sessions must outlast it.
+    assert live_seconds(opts, 400, 600.0) == 1600

@@ -207,14 +207,22 @@ class MemoryGate:
         return decision.verdict
 
 
+def live_seconds(opts: ScenarioOptions, users: int, settle: float) -> float:
+    """How long live users stay (pure): their arrivals (users/rate), the wait for the hub's memory to
+    settle (ksmd's scans, with merge_memory), then the time limit for what comes after.
+
+    Without the settle time, sessions ended while the hub with merge_memory waited for ksmd, and the
+    measurement found no live user."""
+    return opts.time_limit + users / opts.live_rate + settle
+
+
 def live_users(hub: BenchHub, opts: ScenarioOptions, emit: Echo) -> dict[str, Any]:
     """Users arriving at a steady rate, each keeping an idle kernel, until `live_users` or until
     the next one would not fit above the memory margin (counting the spawns still in flight);
     then every live user runs `1+1` in its kernel again."""
     say = partial(_prefixed, emit, f"[{hub.system}] live users: ")
     users = [Credential(name, hub.password) for name in live_names(opts.live_users)]
-    # Arrivals take users/rate seconds; the time limit is for what comes after the last one.
-    limit = opts.time_limit + len(users) / opts.live_rate
+    limit = live_seconds(opts, len(users), hub.settle_seconds())
     config = _config(hub, opts, arrival_rate=opts.live_rate, session_seconds=limit, time_limit=limit)
     margin = margin_mib(opts)
     gate = MemoryGate(margin, say)

@@ -111,6 +111,10 @@ class BenchHub:
     def settle_memory(self, say: Echo) -> None:
         """Wait until the users' memory is what it will stay (only hubs that merge pages change it)."""
 
+    def settle_seconds(self) -> float:
+        """The longest settle_memory may wait."""
+        return 0.0
+
     def hub_pid(self) -> int:
         """The JupyterHub process itself."""
         raise NotImplementedError
@@ -293,6 +297,9 @@ class CoursehubHub(BenchHub):
 
     def admin(self) -> HubAPI:
         return HubAPI(self.url, (self.state_dir / "cli-token").read_text().strip())
+
+    def settle_seconds(self) -> float:
+        return MERGE_WAIT if self.merge_memory else 0.0
 
     def settle_memory(self, say: Echo) -> None:
         """With merge_memory: until ksmd has scanned everything twice since now (a page is merged on
