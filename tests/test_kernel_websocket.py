@@ -12,6 +12,7 @@ import pwd
 import socket
 
 import pytest
+from reliability import processes_of_uids
 
 from coursehub.clients.kernel import KernelSession
 from coursehub.spawner.accounts import unix_name
@@ -52,7 +53,7 @@ def test_the_kernel_websocket_has_nagle_off_on_the_servers_side(fork_hub):
     token = hub.token_for(name)
     hub.spawn(name, token)
     uid = pwd.getpwnam(unix_name(name, hub.prefix)).pw_uid
-    pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and os.stat(f"/proc/{p}").st_uid == uid]
+    pids = sorted(processes_of_uids({uid}, zombies=False))
     listening = {}
     for pid in pids:
         for sock in sockets_of(pid):

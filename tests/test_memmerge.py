@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from reliability import processes_of_uids
 
 from coursehub.clients.kernel import KernelSession
 from coursehub.spawner import memmerge
@@ -33,18 +34,17 @@ def ksm_stat(pid: int) -> dict[str, str]:
 
 def processes(hub, name: str) -> tuple[list[int], list[int]]:
     """(the user's processes, the root processes in their server's cgroup: the monitor)."""
-    uid = pwd.getpwnam(unix_name(name, hub.prefix)).pw_uid
-    users, roots = [], []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            owner = os.stat(f"/proc/{entry}").st_uid
-            if owner == uid:
-                users.append(int(entry))
-            elif owner == 0 and unix_name(name, hub.prefix) in Path(f"/proc/{entry}/cgroup").read_text():
-                roots.append(int(entry))
+    account = unix_name(name, hub.prefix)
+    users = sorted(processes_of_uids({pwd.getpwnam(account).pw_uid}, zombies=False))
+    roots = [pid for pid in processes_of_uids({0}, zombies=False) if account in _read(f"/proc/{pid}/cgroup")]
     return users, roots
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def root_forked(hub) -> list[int]:
