@@ -438,6 +438,9 @@ def assignment_row(frame):
 
 
 @pytest.mark.browser
+# Fork mode only: the exec mode's own way of giving staff their group is the weekly loop's to check
+# (above, both modes); what this test adds, the formgrader and the assignment list clicked, is the same.
+@pytest.mark.parametrize("grading_hub", ["fork"], indirect=True)
 def test_the_weekly_loop_clicked_through_in_jupyterlab(grading_hub, browser, output_dir, request):
     """Staff add an assignment in the formgrader, write and mark its notebook in JupyterLab, release,
     collect, autograde, grade a written answer by hand and release feedback in the formgrader; two students
