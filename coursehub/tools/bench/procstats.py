@@ -141,3 +141,24 @@ def pids_by_uid() -> dict[int, list[int]]:
 def identities(pids: Iterable[int]) -> list[tuple[int, int]]:
     """(pid, start time) pairs, to kill later only the very processes seen now."""
     return [(pid, stat.start) for pid in pids if (stat := read_stat(pid)) is not None]
+
+
+def parse_machine_busy_ticks(proc_stat: str) -> int:
+    """Busy ticks of every CPU together, from /proc/stat's `cpu` line (all but idle and iowait)."""
+    for line in proc_stat.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+            values = [int(v) for v in line.split()[1:9]]
+            return sum(values) - values[3] - values[4]
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (every core together)."""
+    return parse_machine_busy_ticks((PROC / "stat").read_text()) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process (every thread), e.g. the benchmark's own load generator."""
+    times = os.times()
+    return times.user + times.system

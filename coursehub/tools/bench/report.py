@@ -121,6 +121,27 @@ def burst_phase_table(systems: dict[str, Any]) -> list[str]:
     return rows if len(rows) > 2 else []
 
 
+def burst_cpu_table(systems: dict[str, Any]) -> list[str]:
+    """Per system and burst size: where the CPU went, per student, and the floor under the p95."""
+    rows = [
+        "| system | users | cores busy | hub | proxy | servers, kernels, helpers | simulated browsers | "
+        "CPU-s per student | p95 floor | p95 measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in systems.values():
+        for burst in entry.get("bursts", []):
+            cpu = burst.get("cpu")
+            if burst.get("skipped") or not cpu:
+                continue
+            rows.append(
+                f"| {entry['label']} | {burst['size']} | {cpu['busy_fraction']:.0%} | {cpu['hub_s']:.1f} s | "
+                f"{cpu['proxy_s']:.1f} s | {cpu['rest_s']:.1f} s | {cpu['client_s']:.1f} s | "
+                f"{cpu['per_student_s']:.2f} | {seconds(cpu['floor_p95_s'])} | "
+                f"{seconds(burst['summary']['ttfr']['p95'])} |"
+            )
+    return rows if len(rows) > 2 else []
+
+
 def live_table(systems: dict[str, Any]) -> list[str]:
     """Per system: live users reached, how many still ran a cell, and what they cost."""
     rows = [
@@ -224,6 +245,21 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
             "answered), new kernel with its websocket, first `1+1`.",
             "",
             *phases,
+            "",
+        ]
+    cpu_rows = burst_cpu_table(systems)
+    if cpu_rows:
+        lines += [
+            f"{h}# Bursts: where the CPU went",
+            "",
+            "CPU-seconds over the burst, read from /proc: the machine's busy time (share of all cores), the "
+            "hub (with its reaped children), the proxy, the rest (servers, kernels, fork server, root "
+            "helpers, the kernel's own work) and the benchmark's simulated browsers, which a class runs "
+            "on its own machines. CPU-s per student leaves the browsers out. p95 floor: 0.95 × users × "
+            "CPU-s per student ÷ cores, the time the cores need for 95 % of the students' work even when "
+            "always busy; no p95 on this machine can be lower.",
+            "",
+            *cpu_rows,
             "",
         ]
     lines += [

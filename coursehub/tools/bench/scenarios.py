@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench import hubmetrics, procstats
+from coursehub.tools.bench import cpufloor, hubmetrics, procstats
 from coursehub.tools.bench.admission import admission, burst_fit, user_cost_mib
 from coursehub.tools.bench.machine import (
     mem_available_mib,
@@ -125,8 +126,10 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         users = [Credential(name, hub.password) for name in burst_names(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
         hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
+        cpu_before = _cpu_sample(hub)
         run = run_load_test(_config(hub, opts), users, progress=progress)
         # Read before the cleanup below: stopping servers costs the hub CPU too, but not per spawn.
+        cpu = cpufloor.burst_cpu(cpu_before, _cpu_sample(hub), size, os.cpu_count() or 1)
         hub_cpu = procstats.cpu_seconds([hub.hub_pid()]) - hub_cpu_before
         isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
@@ -139,11 +142,24 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
                 "skipped": "",
                 "summary": summary,
                 "hub_cpu_s_per_spawn": hub_cpu / size,
+                "cpu": cpu,
                 "isolation": isolation,
                 "run": run.to_dict(),
             }
         )
     return results
+
+
+def _cpu_sample(hub: BenchHub) -> cpufloor.CpuSample:
+    """The machine's, the hub's, the proxy's and the benchmark's own CPU-seconds now."""
+    proxy = hub.proxy_pid()
+    return cpufloor.CpuSample(
+        wall=time.monotonic(),
+        machine=procstats.machine_busy_seconds(),
+        hub=procstats.cpu_seconds([hub.hub_pid()]),
+        proxy=procstats.cpu_seconds([proxy]) if proxy else 0.0,
+        client=procstats.own_cpu_seconds(),
+    )
 
 
 def _prefixed(emit: Echo, prefix: str, line: str) -> None:
