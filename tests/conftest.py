@@ -413,7 +413,7 @@ def pytest_collection_modifyitems(config, items):
         elif "postgres" in names:
             group = "postgres"
         else:
-            group = item.nodeid.split("::", 1)[0] + module_params(item)
+            group = item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
         groups[item] = group
     # Longest groups first: xdist hands groups to free workers in collection order, and test_untrusted.py
@@ -428,32 +428,16 @@ def pytest_collection_modifyitems(config, items):
     )
 
 
-def module_params(item) -> str:
-    """`[name=value]` for each module-scoped parametrized fixture of `item` (e.g. a hub per spawn mode).
-
-    Each value has a hub of its own, so its tests can run on another worker than the other value's.
-    """
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return ""
-    definitions = item._fixtureinfo.name2fixturedefs
-    return "".join(
-        f"[{name}={value}]"
-        for name, value in sorted(callspec.params.items())
-        if name in definitions and definitions[name][-1].scope == "module"
-    )
-
-
 HEAVY_GROUPS = [
     "tests/test_untrusted.py",
     "session-hub-fork",
     "tests/test_courses.py",
+    "tests/test_grading.py",
     "session-hub-exec",
-    "tests/test_grading.py[grading_hub=fork]",
     "postgres",
     "tests/test_binder.py",
     "tests/test_crash.py",
-    "tests/test_grading.py[grading_hub=exec]",
+    "tests/test_hub_network.py",
     "edge-hub",
     "tests/test_cull_warning.py",
     "tests/test_hub_restart.py",

@@ -113,7 +113,13 @@ def test_update_brings_new_files_and_keeps_student_edits(course_hub):
     assert out.strip() == "my own notes True"
 
 
-def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
+@pytest.fixture(scope="module")
+def guest(course_hub):
+    """A temporary user from a course link, made when the module's first guest test starts.
+
+    The culler's minute of idleness then runs beside the module's other tests; the test of the culling
+    comes last in the module.
+    """
     hub, _ = course_hub
     session = requests.Session()
     response = session.get(hub.url + "hub/tmplogin?course=open101&notebook=week1/intro.ipynb", timeout=120)
@@ -121,6 +127,12 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
     assert response.status_code == 200 and "tmp-" in response.url
     # From the path: with subdomains the host also names the user (tmp-x.localhost).
     user = "tmp-" + urlsplit(response.url).path.split("tmp-", 1)[1].split("/")[0]
+    return session, user
+
+
+def test_temporary_user_link_works(course_hub, guest):
+    hub, _ = course_hub
+    session, user = guest
     wait_for(
         lambda: hub.api().json("GET", f"users/{user}")["servers"].get("open101", {}).get("ready"),
         timeout=120,
@@ -130,20 +142,7 @@ def test_temporary_user_link_works_and_is_culled_with_files(course_hub):
     lab = session.get(hub.url + f"user/{user}/open101/lab/tree/open101/week1/intro.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
     assert lab.url.startswith(hub.server_url(user, "open101") + "lab/tree/open101/week1/intro.ipynb"), lab.url
-    home = hub.home_root / (hub.prefix + user)
-    assert home.is_dir()
-    # The temporary culler deletes the idle user, the account and the home (idle_timeout=60 s).
-    wait_for(
-        lambda: user not in {u["name"] for u in hub.api().users()},
-        timeout=300,
-        interval=2,
-        what=f"temporary user {user} to be culled",
-    )
-    wait_for(lambda: not home.exists(), timeout=30, what="the temporary home to be deleted")
-    # The culler's rounds all succeeded: no 500 (JupyterHub's removal of a named server raced the
-    # user's deletion: "orm_spawner not found").
-    errors = [line for line in hub.log().splitlines() if re.search(r"\] 5\d\d DELETE /hub/api/users/", line)]
-    assert not errors, errors
+    assert (hub.home_root / (hub.prefix + user)).is_dir()
 
 
 def test_guest_links_are_rate_limited_per_address(course_hub):
@@ -398,3 +397,22 @@ def test_new_requirements_give_new_servers_the_new_environment_from_the_same_for
     hub.spawn(name, token, server="chem101")
     assert hub.run(name, token, version, server="chem101").strip() == "0.9.0"
     assert hub.forkserver_pid(stack) == fork_server
+
+
+def test_an_idle_temporary_user_is_culled_with_files(course_hub, guest):
+    """Last in the module: its guest has been idle through the tests above."""
+    hub, _ = course_hub
+    _, user = guest
+    home = hub.home_root / (hub.prefix + user)
+    # The temporary culler deletes the idle user, the account and the home (idle_timeout=60 s).
+    wait_for(
+        lambda: user not in {u["name"] for u in hub.api().users()},
+        timeout=300,
+        interval=2,
+        what=f"temporary user {user} to be culled",
+    )
+    wait_for(lambda: not home.exists(), timeout=30, what="the temporary home to be deleted")
+    # The culler's rounds all succeeded: no 500 (JupyterHub's removal of a named server raced the
+    # user's deletion: "orm_spawner not found").
+    errors = [line for line in hub.log().splitlines() if re.search(r"\] 5\d\d DELETE /hub/api/users/", line)]
+    assert not errors, errors

@@ -23,6 +23,19 @@ def pg_hub(make_hub_module, postgres):
     return hub, postgres
 
 
+@pytest.fixture(scope="module", autouse=True)
+def guest(pg_hub):
+    """A temporary user made at the module's start: its minute of idleness runs beside the tests."""
+    hub, pg = pg_hub
+    hub.cli("course", "add", str(DEMO_DIR), "--name", "open1", "--access", "open")
+    # Not following the redirect: a guest without a server, so one culling round removes them.
+    response = requests.get(hub.url + "hub/tmplogin?course=open1", allow_redirects=False, timeout=120)
+    assert response.status_code == 302 and "/hub/launch/open1" in response.headers["Location"]
+    guests = {n for n in pg.sql("SELECT name FROM users", hub.database).split() if n.startswith("tmp-")}
+    assert len(guests) == 1
+    return guests
+
+
 def test_hub_state_lives_in_postgres_not_sqlite(pg_hub):
     hub, pg = pg_hub
     (name,) = hub.create_accounts("pg", 1)
@@ -54,22 +67,6 @@ def test_launch_link_starts_the_course_server(pg_hub):
     )
     lab = session.get(hub.server_url(name, "demo") + "lab/tree/demo/welcome.ipynb", timeout=120)
     assert lab.status_code == 200 and "JupyterLab" in lab.text
-
-
-def test_temporary_user_is_culled(pg_hub):
-    hub, pg = pg_hub
-    hub.cli("course", "add", str(DEMO_DIR), "--name", "open1", "--access", "open")
-    # Not following the redirect: a guest without a server, so one culling round removes them.
-    response = requests.get(hub.url + "hub/tmplogin?course=open1", allow_redirects=False, timeout=120)
-    assert response.status_code == 302 and "/hub/launch/open1" in response.headers["Location"]
-    guests = {n for n in pg.sql("SELECT name FROM users", hub.database).split() if n.startswith("tmp-")}
-    assert len(guests) == 1
-    wait_for(
-        lambda: not guests & set(pg.sql("SELECT name FROM users", hub.database).split()),
-        timeout=300,
-        interval=2,
-        what=f"temporary user {guests} to be culled (idle_timeout 60 s)",
-    )
 
 
 def test_backup_restores_into_a_fresh_database(pg_hub):
@@ -110,3 +107,14 @@ def test_kill9_restart_reattaches_the_server(pg_hub):
     )
     # The same kernel-less server answers with the old token: state came back from PostgreSQL.
     assert hub.run(name, token, "print(len(open('kept.txt').read()))").strip() == "123"
+
+
+def test_temporary_user_is_culled(pg_hub, guest):
+    """Last in the module: its guest has been idle since the module started."""
+    hub, pg = pg_hub
+    wait_for(
+        lambda: not guest & set(pg.sql("SELECT name FROM users", hub.database).split()),
+        timeout=300,
+        interval=2,
+        what=f"temporary user {guest} to be culled (idle_timeout 60 s)",
+    )
