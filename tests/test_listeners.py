@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
@@ -38,6 +39,24 @@ def test_only_listening_sockets_are_parsed():
 def test_a_listener_is_ours_only_with_our_uid_and_socket(uid, inodes, expected):
     assert listeners.classify(listeners.parse_listeners(TCP), 20000, uid, inodes) == expected
     assert listeners.classify(listeners.parse_listeners(TCP), 20001, uid, inodes) == "absent"
+
+
+def test_in_a_namespace_of_its_own_a_listener_is_ours_and_only_a_refusal_is_absent():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    assert asyncio.run(listeners.listening("127.0.0.1", port)) == "ours"
+    listener.accept()[0].close()
+    waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # the queue is full
+    try:
+        # A full accept queue answers no new connection: not "absent", which would stop a busy server.
+        assert asyncio.run(listeners.listening("127.0.0.1", port, timeout=0.5)) == "ours"
+    finally:
+        listener.close()
+        for sock in waiting:
+            sock.close()
+    assert asyncio.run(listeners.listening("127.0.0.1", port)) == "absent"
 
 
 def test_ownership_of_real_sockets():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import socket
@@ -81,6 +82,20 @@ def ownership(port: int, uid: int, pids: set[int], proc: Path = PROC) -> Ownersh
     if any(item.uid != uid for item in on_port):
         return "foreign"  # no need to look at anybody's descriptors
     return classify(on_port, port, uid, socket_inodes(pids, proc) if on_port else set())
+
+
+async def listening(address: str, port: int, timeout: float = 5.0) -> Ownership:
+    """'absent' when a connect to `address`:`port` is refused, else 'ours' (for a namespace only the
+    server's processes are in). A connect that times out (a full accept queue under load) is 'ours':
+    only a refusal says nobody listens, and a wrong 'absent' would stop a working server."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+    except ConnectionRefusedError:
+        return "absent"
+    except (TimeoutError, OSError):
+        return "ours"
+    writer.close()
+    return "ours"
 
 
 # sock_diag's multicast groups (linux/sock_diag.h): a message for each TCP socket destroyed.

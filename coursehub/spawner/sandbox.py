@@ -577,7 +577,7 @@ class SandboxSpawner(LocalProcessSpawner):
             except OSError:
                 await asyncio.sleep(pause)
                 continue
-            owner = await asyncio.to_thread(self._listener_owner, group)
+            owner = await self._owner(group)
             if owner == "ours":
                 return
             if owner == "foreign":
@@ -634,6 +634,17 @@ class SandboxSpawner(LocalProcessSpawner):
         if self.server_net is not None:
             netns.remove(self.server_net)
             self.server_net = None
+
+    async def _owner(self, group: cgroups.Cgroup) -> listeners.Ownership:
+        """Whose listener is on this server's port: 'ours', 'absent' or 'foreign'."""
+        if self.server_net is None:
+            return await asyncio.to_thread(self._listener_owner, group)
+        # A namespace of the server's own: nobody but the processes the fork server or bubblewrap put
+        # there (the server's, in its cgroup, as its user) can listen in it, so a listener is ours and
+        # only its absence is news. Asked with a connect, not /proc/<pid>/net/tcp: reading that file
+        # walks the whole machine's TCP tables (every namespace's), and in a burst of 100 those reads
+        # were a quarter of the hub's CPU (py-spy).
+        return await listeners.listening(self.ip or "127.0.0.1", self.port)
 
     def _listener_owner(self, group: cgroups.Cgroup) -> listeners.Ownership:
         """Whether the listener on this server's port is the server's own (its uid and cgroup)."""
@@ -750,7 +761,7 @@ class SandboxSpawner(LocalProcessSpawner):
         if status is None:
             if self._spawn_pending or not self.port:
                 return None
-            owner = await asyncio.to_thread(self._listener_owner, self.cgroup)
+            owner = await self._owner(self.cgroup)
             if owner == "ours":
                 return None
             # The server closed its port (shutting down) or another process holds it: its route
