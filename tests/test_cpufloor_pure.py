@@ -1,10 +1,10 @@
-"""A burst's CPU split by part and the floor it puts under the p95, as data."""
+"""A burst's CPU split by part, and how busy the cores were until 95 % had a result, as data."""
 
 from __future__ import annotations
 
 import pytest
 
-from coursehub.tools.bench.cpufloor import CpuSample, burst_cpu, per_student_budget
+from coursehub.tools.bench.cpufloor import CpuSample, at, burst_cpu, per_student_budget, results_in
 from coursehub.tools.bench.procstats import parse_machine_busy_ticks
 from coursehub.tools.bench.report import render_markdown
 
@@ -14,30 +14,57 @@ intr 1 2 3
 """
 
 
+def sample(wall: float, machine: float, hub: float = 0, proxy: float = 0, client: float = 0) -> CpuSample:
+    return CpuSample(wall=wall, machine=machine, hub=hub, proxy=proxy, client=client)
+
+
 def test_busy_ticks_are_everything_but_idle_and_iowait():
     assert parse_machine_busy_ticks(STAT) == 1000 + 50 + 300 + 10 + 20 + 5
     with pytest.raises(ValueError):
         parse_machine_busy_ticks("intr 1 2 3\n")
 
 
-def test_the_browsers_cpu_is_not_the_students_cost_and_the_floor_follows_from_it():
-    before = CpuSample(wall=100.0, machine=500.0, hub=10.0, proxy=2.0, client=30.0)
-    # 100 students in 20 s: 38 CPU-s busy on 2 cores, of which 8 s were the simulated browsers.
-    after = CpuSample(wall=120.0, machine=538.0, hub=22.0, proxy=5.0, client=38.0)
-    cpu = burst_cpu(before, after, students=100, cores=2)
+def test_95_percent_had_a_result_when_the_ceil_of_95_percent_of_all_students_had_one():
+    assert results_in([3.0, 1.0, 2.0], 3) == 3.0
+    assert results_in([float(i) for i in range(1, 101)], 100) == 95.0
+    # Failures count against it: 94 results of 100 students never make 95 %.
+    assert results_in([1.0] * 94, 100) is None
+    assert results_in([], 0) is None
+
+
+def test_the_sample_at_a_moment_is_the_last_one_taken_by_then():
+    samples = [sample(0, 0), sample(1, 1), sample(2, 3)]
+    assert at(samples, 1.5) == samples[1]
+    assert at(samples, -1) == samples[0]
+    assert at(samples, 9) == samples[2]
+
+
+def test_the_browsers_cpu_is_not_the_students_cost():
+    # 100 students over 20 s on 2 cores: 38 CPU-s busy, 8 of them the simulated browsers.
+    samples = [
+        sample(100, 500, hub=10, proxy=2, client=30),
+        sample(110, 520, hub=16, proxy=3, client=34),  # 10 s in: both cores busy, 4 CPU-s browsers
+        sample(120, 538, hub=22, proxy=5, client=38),
+    ]
+    cpu = burst_cpu(samples, students=100, cores=2, p95=10.0)
     assert cpu["busy_fraction"] == pytest.approx(38 / 40)
     assert (cpu["hub_s"], cpu["proxy_s"], cpu["client_s"]) == pytest.approx((12.0, 3.0, 8.0))
     assert cpu["rest_s"] == pytest.approx(30.0 - 12.0 - 3.0)
     assert cpu["per_student_s"] == pytest.approx(0.30)
-    assert cpu["floor_p95_s"] == pytest.approx(0.95 * 100 * 0.30 / 2)
+    # Until 95 had a result (10 s): every core busy, 16 CPU-s without the browsers, for 95 students.
+    assert cpu["busy_until_p95"] == pytest.approx(1.0)
+    assert cpu["per_student_until_p95_s"] == pytest.approx(16 / 95)
+    # Never 95 %: nothing said of that time.
+    never = burst_cpu(samples, students=100, cores=2, p95=None)
+    assert never["busy_until_p95"] is None and never["per_student_until_p95_s"] is None
 
 
-def test_a_budget_and_its_floor_agree():
-    budget = per_student_budget(100, 8.0, 2)
-    assert budget == pytest.approx(8.0 * 2 / 95)
-    sample = CpuSample(wall=0.0, machine=0.0, hub=0.0, proxy=0.0, client=0.0)
-    spent = CpuSample(wall=10.0, machine=budget * 100, hub=0.0, proxy=0.0, client=0.0)
-    assert burst_cpu(sample, spent, 100, 2)["floor_p95_s"] == pytest.approx(8.0)
+def test_a_budget_is_what_the_cores_give_until_the_target():
+    # p95 8 s for 100 students on 2 cores, always busy: 16 CPU-s for 95 students.
+    assert per_student_budget(100, 8.0, 2) == pytest.approx(16 / 95)
+    samples = [sample(0, 0), sample(8, 16)]
+    budget = per_student_budget(100, 8, 2)
+    assert burst_cpu(samples, 100, 2, 8.0)["per_student_until_p95_s"] == pytest.approx(budget)
 
 
 def test_the_report_shows_where_a_bursts_cpu_went():
@@ -45,12 +72,12 @@ def test_the_report_shows_where_a_bursts_cpu_went():
 
     results = burst_results()
     burst = results["systems"]["coursehub"]["bursts"][0]
-    before = CpuSample(wall=0.0, machine=0.0, hub=0.0, proxy=0.0, client=0.0)
-    after = CpuSample(wall=300.0, machine=540.0, hub=80.0, proxy=20.0, client=60.0)
-    burst["cpu"] = burst_cpu(before, after, 400, 2)
+    samples = [sample(0, 0), sample(150, 285, client=30), sample(300, 540, hub=80, proxy=20, client=60)]
+    burst["cpu"] = burst_cpu(samples, 400, 2, 150.0)
     text = render_markdown(results)
     assert "### Bursts: where the CPU went" in text
-    row = "| coursehub, defaults | 400 | 90% | 80.0 s | 20.0 s | 380.0 s | 60.0 s | 1.20 | 228 s | 2.95 s |"
+    row = "| coursehub, defaults | 400 | 90% | 80.0 s | 20.0 s | 380.0 s | 60.0 s | 1.20 | 150 s | 95% | "
+    row += "0.67 |"
     assert row in text
     # Results from before this table: no table, nothing broken.
     del burst["cpu"]

@@ -1,7 +1,9 @@
-"""Where a burst's CPU went, and the p95 no launch can beat on this machine's cores (pure)."""
+"""Where a burst's CPU went, and how busy the cores were until the p95 student's first result (pure)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,32 +19,65 @@ class CpuSample:
     client: float  # the benchmark's own process: its simulated browsers
 
 
-def burst_cpu(before: CpuSample, after: CpuSample, students: int, cores: int) -> dict[str, Any]:
-    """The CPU a burst of `students` cost, split by part, with the floor it puts under the p95.
+def at(samples: Sequence[CpuSample], wall: float) -> CpuSample:
+    """The last sample taken at or before `wall` (the first one if none was)."""
+    found = samples[0]
+    for sample in samples:
+        if sample.wall > wall:
+            break
+        found = sample
+    return found
+
+
+def results_in(first_results: Sequence[float], students: int, share: float = 0.95) -> float | None:
+    """Seconds from the burst's start until `share` of all `students` had their first result (None: never)."""
+    needed = max(math.ceil(share * students), 1)
+    ordered = sorted(first_results)
+    return ordered[needed - 1] if len(ordered) >= needed else None
+
+
+def burst_cpu(samples: Sequence[CpuSample], students: int, cores: int, p95: float | None) -> dict[str, Any]:
+    """The CPU a burst of `students` cost, split by part, from samples taken through it (first: its start).
 
     The students' browsers run on the benchmark's own cores here, not on the server's as in a class: their
-    CPU (`client`) is left out of the per-student cost. Finishing 95 % of the students' work takes at
-    least 0.95 × students × per-student CPU ÷ cores seconds, even with every core busy all the time and the
-    work perfectly spread: no p95 can be below that floor.
+    CPU (`client`) is left out of the per-student cost. `p95`: seconds from the start (login included) until
+    95 % of the students had their first result. Until then: how busy the cores were, and the CPU spent
+    per student with a result (an upper bound on what a result costs: students done early have started to
+    stop their servers).
     """
-    delta = {k: v - asdict(before)[k] for k, v in asdict(after).items()}
+    first, last = samples[0], samples[-1]
+    delta = {k: v - asdict(first)[k] for k, v in asdict(last).items()}
     served = max(delta["machine"] - delta["client"], 0.0)
-    rest = max(served - delta["hub"] - delta["proxy"], 0.0)
-    per_student = served / students if students else 0.0
-    return {
+    result: dict[str, Any] = {
         "wall_s": delta["wall"],
         "cores": cores,
-        "busy_fraction": delta["machine"] / (delta["wall"] * cores) if delta["wall"] > 0 and cores else 0.0,
+        "busy_fraction": _busy(first, last, cores),
         "hub_s": delta["hub"],
         "proxy_s": delta["proxy"],
         "client_s": delta["client"],
         # Users' servers and kernels, the fork server, root helpers (useradd, ip), the kernel's own work.
-        "rest_s": rest,
-        "per_student_s": per_student,
-        "floor_p95_s": 0.95 * students * per_student / cores if cores else 0.0,
+        "rest_s": max(served - delta["hub"] - delta["proxy"], 0.0),
+        "per_student_s": served / students if students else 0.0,
+        "p95_since_start_s": p95,
+        "busy_until_p95": None,
+        "per_student_until_p95_s": None,
     }
+    if p95 is not None and students:
+        until = at(samples, first.wall + p95)
+        if until.wall > first.wall:
+            spent = (until.machine - first.machine) - (until.client - first.client)
+            result["busy_until_p95"] = _busy(first, until, cores)
+            result["per_student_until_p95_s"] = max(spent, 0.0) / (0.95 * students)
+    return result
+
+
+def _busy(first: CpuSample, last: CpuSample, cores: int) -> float:
+    """Share of all cores busy between two samples."""
+    wall = last.wall - first.wall
+    return (last.machine - first.machine) / (wall * cores) if wall > 0 and cores else 0.0
 
 
 def per_student_budget(students: int, p95_target: float, cores: int) -> float:
-    """The most CPU-seconds a student may cost for `students` at once to meet `p95_target` on `cores`."""
+    """The most CPU-seconds a student's first result may cost for `students` at once to meet `p95_target`
+    on `cores` always busy."""
     return p95_target * cores / (0.95 * students)

@@ -122,22 +122,25 @@ def burst_phase_table(systems: dict[str, Any]) -> list[str]:
 
 
 def burst_cpu_table(systems: dict[str, Any]) -> list[str]:
-    """Per system and burst size: where the CPU went, per student, and the floor under the p95."""
+    """Per system and burst size: where the CPU went, per student, and how busy the cores were."""
     rows = [
         "| system | users | cores busy | hub | proxy | servers, kernels, helpers | simulated browsers | "
-        "CPU-s per student | p95 floor | p95 measured |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "CPU-s per student | 95 % had a result after | until then: cores busy | CPU-s per student |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in systems.values():
         for burst in entry.get("bursts", []):
             cpu = burst.get("cpu")
             if burst.get("skipped") or not cpu:
                 continue
+            until = cpu.get("busy_until_p95")
+            per = cpu.get("per_student_until_p95_s")
             rows.append(
                 f"| {entry['label']} | {burst['size']} | {cpu['busy_fraction']:.0%} | {cpu['hub_s']:.1f} s | "
                 f"{cpu['proxy_s']:.1f} s | {cpu['rest_s']:.1f} s | {cpu['client_s']:.1f} s | "
-                f"{cpu['per_student_s']:.2f} | {seconds(cpu['floor_p95_s'])} | "
-                f"{seconds(burst['summary']['ttfr']['p95'])} |"
+                f"{cpu['per_student_s']:.2f} | {seconds(cpu.get('p95_since_start_s'))} | "
+                f"{'—' if until is None else f'{until:.0%}'} | "
+                f"{'—' if per is None else f'{per:.2f}'} |"
             )
     return rows if len(rows) > 2 else []
 
@@ -252,12 +255,16 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         lines += [
             f"{h}# Bursts: where the CPU went",
             "",
-            "CPU-seconds over the burst, read from /proc: the machine's busy time (share of all cores), the "
-            "hub (with its reaped children), the proxy, the rest (servers, kernels, fork server, root "
-            "helpers, the kernel's own work) and the benchmark's simulated browsers, which a class runs "
-            "on its own machines. CPU-s per student leaves the browsers out. p95 floor: 0.95 × users × "
-            "CPU-s per student ÷ cores, the time the cores need for 95 % of the students' work even when "
-            "always busy; no p95 on this machine can be lower.",
+            "CPU-seconds over the whole burst (launch, first cell, then each student stops the server), "
+            "read from /proc: the machine's busy time (share of all cores), the hub with its reaped "
+            "children (for stock JupyterHub these include the servers, its children, once they exit), "
+            "the proxy, the rest (servers, kernels, fork server, root helpers, the kernel's own work) and "
+            "the benchmark's simulated browsers, which a class runs on its own machines; CPU-s per "
+            "student leaves the browsers out. Then the time from the burst's start (logins included) until "
+            "95 % of the students had their first result, and until then: how busy the cores were, and "
+            "the machine's CPU (browsers out) per student with a result by "
+            "then. With the cores busy all along, a p95 of T s for N students on C cores needs at most "
+            "T × C ÷ (0.95 × N) CPU-s per student.",
             "",
             *cpu_rows,
             "",

@@ -126,10 +126,20 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         users = [Credential(name, hub.password) for name in burst_names(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
         hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
-        cpu_before = _cpu_sample(hub)
-        run = run_load_test(_config(hub, opts), users, progress=progress)
+        samples = [_cpu_sample(hub)]
+        sampling = threading.Event()
+        sampler = threading.Thread(target=_sample_until, args=(hub, samples, sampling), name="cpu-samples")
+        sampler.start()
+        try:
+            run = run_load_test(_config(hub, opts), users, progress=progress)
+        finally:
+            sampling.set()
+            sampler.join()
         # Read before the cleanup below: stopping servers costs the hub CPU too, but not per spawn.
-        cpu = cpufloor.burst_cpu(cpu_before, _cpu_sample(hub), size, os.cpu_count() or 1)
+        samples.append(_cpu_sample(hub))
+        # When each student's first result came, counted from the burst's start (its login included).
+        firsts = [p.end for s in run.students for p in s.phases if p.name == "execute" and p.ok]
+        cpu = cpufloor.burst_cpu(samples, size, os.cpu_count() or 1, cpufloor.results_in(firsts, size))
         hub_cpu = procstats.cpu_seconds([hub.hub_pid()]) - hub_cpu_before
         isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
@@ -160,6 +170,12 @@ def _cpu_sample(hub: BenchHub) -> cpufloor.CpuSample:
         proxy=procstats.cpu_seconds([proxy]) if proxy else 0.0,
         client=procstats.own_cpu_seconds(),
     )
+
+
+def _sample_until(hub: BenchHub, samples: list[cpufloor.CpuSample], done: threading.Event) -> None:
+    """Add a CPU sample every half second until `done` is set."""
+    while not done.wait(0.5):
+        samples.append(_cpu_sample(hub))
 
 
 def _prefixed(emit: Echo, prefix: str, line: str) -> None:
