@@ -416,9 +416,11 @@ def pytest_collection_modifyitems(config, items):
             group = item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
         groups[item] = group
-    # Longest groups first: xdist hands groups to free workers in collection order, and test_untrusted.py
-    # (4 min) came last alphabetically, to run alone at the end (a whole run: 13 min, its last minutes on
-    # one worker). The order below is from a whole run's JUnit times, heaviest first.
+    # Longest groups first, so that short ones fill the workers at the end. xdist hands groups to free
+    # workers in collection order only with --no-loadscope-reorder (the test command passes it): by default
+    # it orders them by their number of tests, and modules of many quick pure tests went first while the
+    # longest hub modules started minutes in (a whole run: 14 min, one worker busy 3 min after another).
+    # The order below is from a whole run's per-worker timeline (wall time per group), longest first.
     first_seen = {group: i for i, group in reversed(list(enumerate(groups.values())))}
     items.sort(
         key=lambda item: (
@@ -430,18 +432,28 @@ def pytest_collection_modifyitems(config, items):
 
 HEAVY_GROUPS = [
     "tests/test_untrusted.py",
-    "session-hub-fork",
-    "tests/test_courses.py",
     "tests/test_grading.py",
-    "session-hub-exec",
-    "postgres",
-    "tests/test_binder.py",
+    "session-hub-fork",
+    "tests/test_hub_restart.py",
     "tests/test_crash.py",
+    "session-hub-exec",
     "tests/test_hub_network.py",
+    "tests/test_binder.py",
     "edge-hub",
     "tests/test_cull_warning.py",
-    "tests/test_hub_restart.py",
+    "tests/test_courses.py",
     "tests/test_bench_smoke.py",
+    "postgres",
+    "tests/test_service.py",
+    "tests/test_sso_oidc.py",
+    "tests/test_origins.py",
+    "tests/test_ops_loadtest.py",
+    "tests/test_tls.py",
+    "tests/test_leaks.py",
+    "tests/test_sso_domains.py",
+    "tests/test_sso_tmp.py",
+    "tests/test_home.py",
+    "tests/test_sso_lti13.py",
 ]
 
 
