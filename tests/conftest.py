@@ -173,7 +173,7 @@ class Hub:
             pytest.fail(f"coursehub {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def start(self, *up_args: str) -> None:
+    def start(self, *up_args: str, preexec_fn=None) -> None:
         """Start `coursehub up` (with extra options) and wait until the hub answers."""
         env = {**os.environ, "PATH": f"{REPO / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
         log = self.log_path.open("ab")
@@ -182,6 +182,7 @@ class Hub:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=preexec_fn,
         )
         wait_for(self._answers, timeout=300, what=f"the hub at {self.url} (log: {self.log_path})")
 

@@ -302,7 +302,20 @@ def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subproce
         cwd=paths.root,
         env=env,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    """In the hub's process before exec: SIGINT and SIGQUIT back to their default actions.
+
+    A shell starts a command in the background (`coursehub up &` in a script, nohup) with both ignored,
+    and an ignored signal stays ignored across exec: JupyterHub stops its services with SIGINT, so each
+    stop waited its 10 s before SIGTERM, and `coursehub down` killed the hub in its cleanup after 30 s.
+    The hub has a session of its own (start_new_session), so a terminal's Ctrl-C still never reaches it.
+    """
+    for number in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
 
 
 def _wait_until_up(hub: subprocess.Popen, settings: Settings, paths: StatePaths, echo: Echo) -> bool:

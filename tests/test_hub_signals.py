@@ -1,0 +1,49 @@
+"""A hub started in the background still stops cleanly: its services can be interrupted."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import Hub, hub_root, needs_root_sandbox
+
+pytestmark = pytest.mark.hub
+
+
+def ignored_signals(pid: int) -> int:
+    """The SigIgn mask of `pid` (bit n-1 set: signal n ignored)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn in /proc/{pid}/status")
+
+
+def service_pids(hub_pid: int) -> list[int]:
+    """The hub's managed services: its children that run jupyterhub_idle_culler."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit():
+                continue
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != hub_pid:
+                continue
+            if b"jupyterhub_idle_culler" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_hub_started_with_sigint_ignored_gives_its_services_the_default(request):
+    """`coursehub up &` from a script, or nohup: the shell starts it with SIGINT ignored, and JupyterHub
+    stops its services with SIGINT. Inherited, the services ignored it: each stop waited JupyterHub's 10 s
+    before SIGTERM, and `coursehub down` killed the hub after 30 s, in its cleanup."""
+    needs_root_sandbox()
+    hub = Hub(hub_root(), {"culler": {"every": 60}})
+    request.addfinalizer(hub.teardown)
+    hub.start(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    services = service_pids(hub.hub_pid)
+    assert services, "no culler service found under the hub"
+    for pid in [hub.hub_pid, *services]:
+        assert not ignored_signals(pid) & (1 << (signal.SIGINT - 1)), f"pid {pid} ignores SIGINT"
