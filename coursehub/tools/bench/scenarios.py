@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from coursehub.errors import CoursehubError
-from coursehub.tools.bench import cpufloor, hubmetrics, procstats
+from coursehub.tools.bench import burstcpu, hubmetrics, procstats
 from coursehub.tools.bench.admission import admission, burst_fit, user_cost_mib
 from coursehub.tools.bench.machine import (
     mem_available_mib,
@@ -139,7 +139,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         samples.append(_cpu_sample(hub))
         # When each student's first result came, counted from the burst's start (its login included).
         firsts = [p.end for s in run.students for p in s.phases if p.name == "execute" and p.ok]
-        cpu = cpufloor.burst_cpu(samples, size, os.cpu_count() or 1, cpufloor.results_in(firsts, size))
+        cpu = burstcpu.burst_cpu(samples, size, os.cpu_count() or 1, burstcpu.results_in(firsts, size))
         hub_cpu = procstats.cpu_seconds([hub.hub_pid()]) - hub_cpu_before
         isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
@@ -160,10 +160,10 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
     return results
 
 
-def _cpu_sample(hub: BenchHub) -> cpufloor.CpuSample:
+def _cpu_sample(hub: BenchHub) -> burstcpu.CpuSample:
     """The machine's, the hub's, the proxy's and the benchmark's own CPU-seconds now."""
     proxy = hub.proxy_pid()
-    return cpufloor.CpuSample(
+    return burstcpu.CpuSample(
         wall=time.monotonic(),
         machine=procstats.machine_busy_seconds(),
         hub=procstats.cpu_seconds([hub.hub_pid()]),
@@ -172,7 +172,7 @@ def _cpu_sample(hub: BenchHub) -> cpufloor.CpuSample:
     )
 
 
-def _sample_until(hub: BenchHub, samples: list[cpufloor.CpuSample], done: threading.Event) -> None:
+def _sample_until(hub: BenchHub, samples: list[burstcpu.CpuSample], done: threading.Event) -> None:
     """Add a CPU sample every half second until `done` is set."""
     while not done.wait(0.5):
         samples.append(_cpu_sample(hub))

@@ -75,9 +75,3 @@ def _busy(first: CpuSample, last: CpuSample, cores: int) -> float:
     """Share of all cores busy between two samples."""
     wall = last.wall - first.wall
     return (last.machine - first.machine) / (wall * cores) if wall > 0 and cores else 0.0
-
-
-def per_student_budget(students: int, p95_target: float, cores: int) -> float:
-    """The most CPU-seconds a student's first result may cost for `students` at once to meet `p95_target`
-    on `cores` always busy."""
-    return p95_target * cores / (0.95 * students)

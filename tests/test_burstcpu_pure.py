@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coursehub.tools.bench.cpufloor import CpuSample, at, burst_cpu, per_student_budget, results_in
+from coursehub.tools.bench.burstcpu import CpuSample, at, burst_cpu, results_in
 from coursehub.tools.bench.procstats import parse_machine_busy_ticks
 from coursehub.tools.bench.report import render_markdown
 
@@ -59,12 +59,12 @@ def test_the_browsers_cpu_is_not_the_students_cost():
     assert never["busy_until_p95"] is None and never["per_student_until_p95_s"] is None
 
 
-def test_a_budget_is_what_the_cores_give_until_the_target():
-    # p95 8 s for 100 students on 2 cores, always busy: 16 CPU-s for 95 students.
-    assert per_student_budget(100, 8.0, 2) == pytest.approx(16 / 95)
+def test_cores_always_busy_until_the_result_give_the_budget_the_report_states():
+    # The report's rule: a p95 of T s for N students on C cores needs at most T × C ÷ (0.95 × N) CPU-s each.
     samples = [sample(0, 0), sample(8, 16)]
-    budget = per_student_budget(100, 8, 2)
-    assert burst_cpu(samples, 100, 2, 8.0)["per_student_until_p95_s"] == pytest.approx(budget)
+    cpu = burst_cpu(samples, 100, 2, 8.0)
+    assert cpu["busy_until_p95"] == pytest.approx(1.0)
+    assert cpu["per_student_until_p95_s"] == pytest.approx(8.0 * 2 / (0.95 * 100))
 
 
 def test_the_report_shows_where_a_bursts_cpu_went():
