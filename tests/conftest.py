@@ -89,16 +89,24 @@ def hub_subnet() -> str:
     return str(subnet)
 
 
-def wait_for(condition, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
-    """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
+def eventually(condition, timeout: float = 60, interval: float = 0.2):
+    """Poll `condition` until it returns something truthy (returned), or return None at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            return None
         time.sleep(interval)
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
+    value = eventually(condition, timeout, interval)
+    if not value:
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 def needs_root_sandbox() -> None:

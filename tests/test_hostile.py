@@ -14,7 +14,7 @@ import time
 
 import pytest
 import requests
-from conftest import wait_for
+from conftest import eventually, wait_for
 from reliability import Terminal, answers, processes_of_uids, record
 
 from coursehub.clients.hubapi import HubAPI
@@ -678,8 +678,12 @@ def test_stale_route_cannot_be_taken_over(world):
     headers = {"Authorization": f"token {victim_token}"}
     requests.post(server + "api/shutdown", headers=headers, timeout=30)
     read_log = f"import os; print(open({log!r}).read() if os.path.exists({log!r}) else '')"
+
     # With the port out of her reach (a namespace of her own), she never binds it: that holds too.
-    bound = _eventually(lambda: "bound" in hub.run(alice, tokens[alice], read_log), timeout=15)
+    def alice_bound() -> bool:
+        return "bound" in hub.run(alice, tokens[alice], read_log)
+
+    bound = bool(eventually(alice_bound, timeout=15, interval=0.1))
     # The victim's browser, still on the old page, keeps sending requests with its credentials.
     answers_seen = []
     for _ in range(5):
@@ -702,16 +706,6 @@ def test_stale_route_cannot_be_taken_over(world):
     assert not reached, answers_seen
     assert not leaked, received[:500]
     assert held
-
-
-def _eventually(condition, timeout: float) -> bool:
-    """True as soon as `condition` holds, False if it never does within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_memory_bomb_from_a_terminal(world):

@@ -125,7 +125,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
             continue
         users = [Credential(name, hub.password) for name in burst_names(size)]
         progress = partial(_prefixed, emit, f"[{hub.system}] burst {size}: ")
-        hub_cpu_before, isolation_before = procstats.cpu_seconds([hub.hub_pid()]), _isolation(hub)
+        isolation_before = _isolation(hub)
         samples = [_cpu_sample(hub)]
         sampling = threading.Event()
         sampler = threading.Thread(target=_sample_until, args=(hub, samples, sampling), name="cpu-samples")
@@ -140,7 +140,6 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         # When each student's first result came, counted from the burst's start (its login included).
         firsts = [p.end for s in run.students for p in s.phases if p.name == "execute" and p.ok]
         cpu = burstcpu.burst_cpu(samples, size, os.cpu_count() or 1, burstcpu.results_in(firsts, size))
-        hub_cpu = procstats.cpu_seconds([hub.hub_pid()]) - hub_cpu_before
         isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
         summary = summarize(run)
@@ -151,7 +150,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
                 "size": size,
                 "skipped": "",
                 "summary": summary,
-                "hub_cpu_s_per_spawn": hub_cpu / size,
+                "hub_cpu_s_per_spawn": cpu["hub_s"] / size,
                 "cpu": cpu,
                 "isolation": isolation,
                 "run": run.to_dict(),
