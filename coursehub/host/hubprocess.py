@@ -298,7 +298,7 @@ def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subproce
         "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(SHIM)],
+        [sys.executable, "-m", "coursehub.hub.app", "-f", str(SHIM)],
         cwd=paths.root,
         env=env,
         start_new_session=True,

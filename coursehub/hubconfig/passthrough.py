@@ -26,10 +26,15 @@ ELSEWHERE = (
 def apply_passthrough(passthrough: dict[str, dict[str, Any]], c: Config) -> None:
     """Lay the `jupyterhub:` section over `c`: unknown classes and removals of coursehub's own are refused."""
     hub = passthrough.get("JupyterHub", {})
-    known = configurable_names(c, [hub.get("authenticator_class"), hub.get("spawner_class")])
+    known: set[str] | None = None
     for class_name, traits in passthrough.items():
-        if class_name not in known:
-            raise ConfigError(unknown_class(class_name, known))
+        # A class coursehub configures is known; any other loads every authenticator and spawner
+        # installed to look for it (15 MiB in the hub: see hub/app.py), so only when one is named.
+        if class_name not in c:
+            if known is None:
+                known = configurable_names(c, [hub.get("authenticator_class"), hub.get("spawner_class")])
+            if class_name not in known:
+                raise ConfigError(unknown_class(class_name, known))
         for trait, value in traits.items():
             key = f"jupyterhub.{class_name}.{trait}"
             ours = c[class_name][trait] if trait in c.get(class_name, {}) else None

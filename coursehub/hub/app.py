@@ -1,0 +1,35 @@
+"""The hub's process: JupyterHub itself, without importing every installed plugin only to list it.
+
+Run as `python -m coursehub.hub.app -f <config>` where `python -m jupyterhub` would be.
+"""
+
+from __future__ import annotations
+
+from jupyterhub.app import JupyterHub as _JupyterHub
+from jupyterhub.auth import Authenticator
+from jupyterhub.crypto import CryptKeeper
+from jupyterhub.spawner import Spawner
+from traitlets import default
+
+
+class JupyterHub(_JupyterHub):
+    """JupyterHub whose list of configurable classes is the base classes only.
+
+    JupyterHub's own default imports every authenticator and spawner installed (their entry points)
+    so that --help-all and --generate-config can list their options. A running hub needs only the
+    ones its config selects, which it imports when it makes them: the rest (the OAuth, LTI and CAS
+    authenticators, KubeSpawner, with requests, cryptography, jwt) cost 15 MiB of the hub's memory,
+    for options nobody lists there (coursehub's own command line and `coursehub config check` do).
+    The name stays JupyterHub: config sections and the log's name are the same. Upstreamable:
+    load the entry points only for help and config generation.
+    """
+
+    @default("classes")
+    def _load_classes(self) -> list[type]:
+        return [Spawner, Authenticator, CryptKeeper]
+
+
+main = JupyterHub.launch_instance
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The hub's process imports the plugins its config selects, not every one installed (no hub started)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+UNUSED = ("oauthenticator", "ltiauthenticator", "jwt")
+
+
+def imported_after(code: str) -> list[str]:
+    """Which of UNUSED a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {UNUSED!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    return [name for name in out.stdout.strip().split(",") if name]
+
+
+def test_the_hubs_app_lists_its_classes_without_importing_every_plugin():
+    # JupyterHub's own default imports them all (entry points) for --help-all: 15 MiB of the hub's memory.
+    assert imported_after("from coursehub.hub.app import JupyterHub\nJupyterHub().classes") == []
+    # What it saves:
+    assert imported_after("from jupyterhub.app import JupyterHub\nJupyterHub().classes") != []
+
+
+def test_the_hubs_config_without_a_jupyterhub_section_imports_no_plugin():
+    # Checking a `jupyterhub:` section's class names loads them all: only when a section names another class.
+    build = "from tests.test_settings import config_for\nconfig_for('auth: {type: workshop}\\n')\n"
+    assert imported_after(build) == []
+    section = "jupyterhub: {GitHubOAuthenticator: {log_level: DEBUG}}\\n"
+    named = build.replace("auth: {type: workshop}\\n", section)
+    assert "oauthenticator" in imported_after(named)
+
+
+def test_the_hub_runs_as_coursehubs_app():
+    from coursehub.host import hubprocess
+
+    assert '"-m", "coursehub.hub.app"' in Path(hubprocess.__file__).read_text()
