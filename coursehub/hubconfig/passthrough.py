@@ -29,7 +29,7 @@ def apply_passthrough(passthrough: dict[str, dict[str, Any]], c: Config) -> None
     known: set[str] | None = None
     for class_name, traits in passthrough.items():
         # A class coursehub configures is known; any other loads every authenticator and spawner
-        # installed to look for it (15 MiB in the hub: see hub/app.py), so only when one is named.
+        # installed to look for it (8 MiB of the hub's memory: hub/app.py), so only when one is named.
         if class_name not in c:
             if known is None:
                 known = configurable_names(c, [hub.get("authenticator_class"), hub.get("spawner_class")])
