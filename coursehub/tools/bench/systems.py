@@ -186,12 +186,15 @@ class BenchHub:
         if self.proc is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             return
+        # Seen before the servers stop too: a server killed before its kernels leaves them to init,
+        # out of the hub's tree (two stock kernels outlived a whole benchmark that way).
+        seen = procstats.identities([self.proc.pid, *procstats.descendants(self.proc.pid)])
         try:
             if self.proc.poll() is None:
                 self.stop_all_servers()
         except Exception as exc:  # the hub may be wedged: the process sweep below still runs
             log.warning("could not stop the servers of the %s hub: %s", self.system, exc)
-        seen = procstats.identities([self.proc.pid, *procstats.descendants(self.proc.pid)])
+        seen += procstats.identities([self.proc.pid, *procstats.descendants(self.proc.pid)])
         _terminate(self.proc)
         _kill_identities(seen)
         self.remove_leftovers()
