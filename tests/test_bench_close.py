@@ -13,17 +13,18 @@ from conftest import wait_for
 from coursehub.tools.bench import procstats
 from coursehub.tools.bench.systems import BenchHub
 
-# A stand-in hub: a "server" child that starts a "kernel" grandchild, both sleeping; prints their pids.
+# A stand-in hub: a "server" child that starts a "kernel" grandchild, each waiting for a signal; prints
+# their pids.
 TREE = """
-import os, subprocess, sys, time
+import signal, subprocess, sys
 server = subprocess.Popen([sys.executable, "-c", '''
-import subprocess, sys, time
-kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+import signal, subprocess, sys
+kernel = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
 print(kernel.pid, flush=True)
-time.sleep(600)
+signal.pause()
 '''], stdout=subprocess.PIPE, text=True)
 print(server.pid, server.stdout.readline().strip(), flush=True)
-time.sleep(600)
+signal.pause()
 """
 
 

@@ -298,12 +298,17 @@ def start_hub(settings: Settings, paths: StatePaths, user_env: Path) -> subproce
         "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "coursehub.hub.app", "-f", str(SHIM)],
+        hub_command(),
         cwd=paths.root,
         env=env,
         start_new_session=True,
         preexec_fn=_interruptible,
     )
+
+
+def hub_command() -> list[str]:
+    """The hub's command line: coursehub's JupyterHub app (hub/app.py) with the config shim."""
+    return [sys.executable, "-m", "coursehub.hub.app", "-f", str(SHIM)]
 
 
 def _interruptible() -> None:
