@@ -92,6 +92,7 @@ def leftovers(hub: Hub) -> list[str]:
     found = [f"process {pid} of a student" for pid in processes_of_uids(uids)]
     found += [f"cgroup {g.dirs[0]}" for g in cgroups.all_groups() if g.dirs[0].name.startswith(hub.prefix)]
     found += [f"fork server {pid}" for pid in forkserver_pids(hub.state_dir)]
+    found += [f"log collector {pid}" for pid in log_collectors(hub)]
     proxy = subprocess.run(
         ["pgrep", "-f", f"--api-port {hub_setting(hub, 'proxy_api_port')}"], capture_output=True, text=True
     )
@@ -99,6 +100,20 @@ def leftovers(hub: Hub) -> list[str]:
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line}" for line in mounts.splitlines() if str(hub.root) in line]
     return found + network_leftovers(hub)
+
+
+def log_collectors(hub: Hub) -> list[int]:
+    """The fork servers' log collectors of this hub (`forkserver.py --collect FD SOCKET`)."""
+    marker = f"{hub.state_dir}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
+        except OSError:
+            continue
+        if b"forkserver.py\0--collect" in cmdline and marker in cmdline:
+            found.append(int(entry))
+    return found
 
 
 def burst(hub: Hub, tokens: dict[str, str], stop: threading.Event) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+from pathlib import Path
 
 import pytest
 import requests
@@ -11,6 +14,7 @@ from conftest import wait_for
 
 from coursehub.clients.kernel import KernelSession
 from coursehub.settings import SandboxSettings
+from coursehub.spawner.accounts import unix_name
 
 pytestmark = pytest.mark.hub
 
@@ -118,6 +122,24 @@ print('done')
     # The server and the hub carry on.
     assert "2" in hub.run(name, token, "print(1 + 1)")
     assert requests.get(hub.url + "hub/api/", timeout=30).ok
+
+
+def test_every_process_in_the_students_cgroup_is_theirs(student):
+    """No root process is in a student's cgroup (each fork-mode server once had a root monitor there)."""
+    hub, name, token = student
+    assert "2" in hub.run(name, token, "print(1 + 1)")  # a kernel too
+    account = unix_name(name, hub.prefix)
+    uid = pwd.getpwnam(account).pw_uid
+    owners = {}
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and f"/{account}--" in Path(f"/proc/{entry}/cgroup").read_text():
+                status = Path(f"/proc/{entry}/status").read_text()
+                owners[int(entry)] = int(re.search(r"^Uid:\s+(\d+)", status, re.M)[1])
+        except OSError:
+            continue  # exited meanwhile
+    assert len(owners) >= 2, owners  # the server and the kernel at least
+    assert set(owners.values()) == {uid}, owners
 
 
 CGROUP_VIEW = """

@@ -1,7 +1,7 @@
 """sandbox.merge_memory on real hubs: which processes the kernel may merge, read from /proc/<pid>/ksm_stat.
 
 Only users' processes (server, kernel zygote, kernels), and only when the setting is on: never the
-root fork server or the root monitor, whose pages would then be merged with what students write.
+root fork server or its log collector, whose pages would then be merged with what students write.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def ksm_stat(pid: int) -> dict[str, str]:
 
 
 def processes(hub, name: str) -> tuple[list[int], list[int]]:
-    """(the user's processes, the root processes in their server's cgroup: the monitor)."""
+    """(the user's processes, the root processes in their server's cgroup: none since the log collector)."""
     account = unix_name(name, hub.prefix)
     users = sorted(processes_of_uids({pwd.getpwnam(account).pw_uid}, zombies=False))
     roots = [pid for pid in processes_of_uids({0}, zombies=False) if account in _read(f"/proc/{pid}/cgroup")]
@@ -48,13 +48,13 @@ def _read(path: str) -> str:
 
 
 def root_forked(hub) -> list[int]:
-    """Root's processes with the fork server's command line: fork servers and the monitors they forked."""
-    marker = f"forkserver.py {hub.state_dir}".encode()
+    """Root's processes running the fork server's script for this hub: fork servers, their log collectors."""
     found = []
     for entry in os.listdir("/proc"):
         with contextlib.suppress(OSError):
             if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == 0:
-                if marker in Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" "):
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                if b"forkserver.py" in cmdline and str(hub.state_dir).encode() in cmdline:
                     found.append(int(entry))
     return found
 
@@ -94,9 +94,11 @@ def test_with_merge_memory_the_students_processes_are_merged_and_roots_are_not(m
             own, monitor = processes(hub, name)
             users += own
             roots += monitor
-        assert len(users) >= 6 and roots  # two servers, zygotes, kernels; their monitors
+        assert len(users) >= 6 and not roots  # two servers, zygotes, kernels
         assert {ksm_stat(pid).get("ksm_merge_any") for pid in users} == {"yes"}
-        assert {ksm_stat(pid).get("ksm_merge_any") for pid in roots + root_forked(hub)} == {"no"}
+        forked = root_forked(hub)
+        assert any(b"--collect" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in forked)
+        assert {ksm_stat(pid).get("ksm_merge_any") for pid in forked} == {"no"}
         # And ksmd does merge their pages (two servers forked alike hold many equal ones).
         wait_for(
             lambda: sum(int(ksm_stat(pid).get("ksm_merging_pages", 0)) for pid in users) > 0,

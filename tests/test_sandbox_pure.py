@@ -227,6 +227,63 @@ def test_the_log_writer_keeps_the_newest_output_within_its_cap(tmp_path):
     assert b"line 01999" in (tmp_path / "server.log").read_bytes() + (tmp_path / "server.log.1").read_bytes()
 
 
+def test_a_budget_pauses_a_reader_past_its_burst_and_refills_at_its_rate():
+    from coursehub.payloads.forkserver import Budget
+
+    budget = Budget(rate=100, burst=1000, now=0.0)
+    assert budget.wait(0.0) == 0
+    budget.tokens -= 1500  # one read may take more than is left
+    assert budget.wait(0.0) == pytest.approx(5.01)
+    assert budget.wait(4.0) == pytest.approx(1.01)
+    assert budget.wait(5.1) == 0
+    assert budget.wait(1000.0) == 0 and budget.tokens == 1000  # never more than the burst
+
+
+def test_the_log_collector_copies_each_servers_output_and_ends_after_them(tmp_path):
+    """One collector for many servers: each pipe into its own log; a bad handover changes nothing."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from coursehub.spawner.forkclient import SCRIPT
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    collector = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(SCRIPT), "--collect", str(theirs.fileno()), "test"],
+        pass_fds=[theirs.fileno()],
+    )
+    theirs.close()
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    writers = {}
+    for name in ("alice--default.log", "../escaped.log", "bob--default.log"):
+        out, into = os.pipe()
+        socket.send_fds(ours, [json.dumps({"name": name, "cap": 64 * 1024}).encode()], [out, folder])
+        os.close(out)
+        writers[name] = into
+    os.close(folder)
+    for i in range(200):  # 200 kB each: three times the cap
+        for name in ("alice--default.log", "bob--default.log"):
+            os.write(writers[name], f"{name} line {i:04d} ".encode() + b"x" * 1000 + b"\n")
+    for into in writers.values():
+        os.close(into)
+    ours.close()  # the fork server is gone: the collector ends once the pipes have
+    assert collector.wait(timeout=60) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alice--default.log",
+        "alice--default.log.1",
+        "bob--default.log",
+        "bob--default.log.1",
+    ]
+    assert not (tmp_path.parent / "escaped.log").exists()
+    for name, other in (("alice--default.log", b"bob"), ("bob--default.log", b"alice")):
+        newest = (tmp_path / name).read_bytes()
+        assert newest.splitlines()[-1].startswith(f"{name} line 0199 ".encode())
+        assert other not in newest + (tmp_path / f"{name}.1").read_bytes()
+        assert (tmp_path / name).stat().st_size + (tmp_path / f"{name}.1").stat().st_size <= 64 * 1024
+
+
 def test_the_fork_server_finds_its_environments_packages_without_the_site_module(tmp_path):
     """Run with -S -E (so no .pth of a course runs as root), it must still pre-import the stack."""
     import subprocess

@@ -115,7 +115,7 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
 
 
 def fork_spawn(sock: Path, request: dict) -> int:
-    """Ask the fork server for a server; the pid of its monitor process."""
+    """Ask the fork server for a server; the pid of its process (its sandbox's PID 1, as the host sees it)."""
     answer = _ask(sock, request)
     if not answer.get("ok"):
         raise SandboxError(f"the fork server refused: {answer}")
