@@ -352,7 +352,7 @@ def merge_memory() -> None:
     """Let the kernel merge this server's pages, and its zygote's and kernels' (sandbox.merge_memory).
 
     Set here, while still root (it needs CAP_SYS_RESOURCE), and inherited by every child. Never in the
-    fork server itself or the root monitor: only users' processes share pages with each other.
+    fork server itself or its log collector: only users' processes share pages with each other.
     """
     if libc.prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0:
         errno = ctypes.get_errno()

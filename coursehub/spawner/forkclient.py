@@ -79,7 +79,7 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
             if answer.get("version") == script_version():
                 return sock
             # Left running by an earlier coursehub (fork servers outlive the hub): its requests
-            # differ. Servers it forked keep running, each under its own monitor.
+            # differ. Servers it forked keep running, their output still copied by its log collector.
             log.info("replacing the fork server of %s (another version)", environment.name)
             os.kill(int(answer["pid"]), signal.SIGTERM)
         except (OSError, ValueError, KeyError):
@@ -133,7 +133,8 @@ def forkserver_pid(run_dir: Path, environment: str) -> int | None:
 def stop_forkservers(run_dir: Path, environment: str = "*") -> int:
     """Stop the fork servers (of one environment, or all) whose sockets are in `run_dir`.
 
-    Servers already forked keep running: each is in its own session, under its own monitor.
+    Servers already forked keep running, each in its own session; the collector copies their output
+    until they end.
     Returns how many were stopped.
     """
     stopped = 0

@@ -275,7 +275,8 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         f"{options.get('memory_rate', '?')}/s)",
         "",
         "PSS of every process a user costs: server and kernel (coursehub's fork mode adds a "
-        "kernel zygote and a root-owned monitor in the server's cgroup, both counted); CPU-s of "
+        "kernel zygote; until 2026-11-30 also a root-owned monitor in the server's cgroup, counted, "
+        "since replaced by one log collector for all servers); CPU-s of "
         "those processes since their start (spawn, kernel start and one cell).",
         "",
         *memory_table(systems),

@@ -335,8 +335,9 @@ class CoursehubHub(BenchHub):
         return _pid_from(self.state_dir / "proxy.pid")
 
     def pids_by_user(self, users: list[str]) -> dict[str, list[int]]:
-        """Every process of each user's own Unix account, and the root-owned monitor above its
-        server in the same cgroup (fork mode): it is memory that user costs too."""
+        """Every process of each user's own Unix account, and a root-owned process above its server in
+        the same cgroup (fork mode's monitor: one per server before the shared log collector, still one
+        when no collector takes a server's output): it is memory that user costs too."""
         by_uid = procstats.pids_by_uid()
         found: dict[str, list[int]] = {}
         for user in users:
