@@ -58,12 +58,14 @@ def _read(path: str) -> str:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """Rss and Pss of `pid` in KiB (from smaps_rollup)."""
-    out = {}
+    """Rss, Pss and private memory (clean and dirty) of `pid` in KiB (from smaps_rollup)."""
+    out = {"private": 0}
     for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
         key, _, value = line.partition(":")
         if key in ("Rss", "Pss"):
             out[key.lower()] = int(value.split()[0])
+        elif key in ("Private_Clean", "Private_Dirty"):
+            out["private"] += int(value.split()[0])
     return out
 
 

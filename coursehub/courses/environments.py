@@ -362,7 +362,7 @@ def _build_steps(
         (
             "install packages",
             # Bytecode now: the environment is read-only once sealed, so without it every process
-            # (each server, zygote and kernel in exec mode) compiled what it imported, every time.
+            # (each server and kernel in exec mode) compiled what it imported, every time.
             [uv, "pip", "install", "--link-mode", "copy", "--compile-bytecode", "--python", python]
             + [*pinned, *wanted],
             {},
@@ -387,7 +387,7 @@ def install_kernelspec(env: Path, final: Path) -> None:
 
 
 def install_kernels_module(env: Path) -> None:
-    """coursehub_kernels (zygote, provisioner), coursehub_oom (OOM notice), coursehub_activity in the env."""
+    """coursehub_kernels (kernel provisioner), coursehub_oom (OOM notice), coursehub_activity in the env."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
     safe_write(env, site / "coursehub_kernels.py", (PAYLOADS / "kernels.py").read_text())

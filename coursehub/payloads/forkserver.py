@@ -12,6 +12,13 @@ descriptors, and replaces the environment. The parent holds no threads, event lo
 Every server's output goes to one log collector, started with the fork server (`--collect`):
 one root process for all servers instead of a monitor per server (1.5 MiB of private memory
 and 0.3 MiB of page tables each, measured with 6 users).
+
+Kernels are forked here too, straight into their server's sandbox as its user: each server gets
+its end of a socket (fd KERNEL_CHANNEL_FD, PID 1 of the sandbox only). A message on it is a
+kernel request this process never reads: it forks a child that joins that server's cgroup and
+namespaces and drops to that server's user (all from what the spawn recorded, nothing from the
+message); only then is the message parsed (coursehub_kernels.serve_request). One process fewer
+per user than a kernel zygote in each sandbox (4.2 MiB private, 0.3 MiB page tables, 6 users).
 """
 
 from __future__ import annotations
@@ -19,13 +26,19 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
+import heapq
+import itertools
 import json
 import os
+import resource
 import runpy
+import select
+import selectors
 import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -44,8 +57,8 @@ PRELOAD = (
     "nbgitpuller",
     "jupyter_client.manager",
     # What a kernel imports, up to the end of its initialisation: imported here once, these
-    # pages are shared by every user's kernel zygote and kernels instead of copied into each
-    # (measured: kernel start 0.25 -> 0.03 CPU-s, and no ipykernel import in each zygote).
+    # pages are shared by every user's kernels instead of copied into each (measured: kernel
+    # start 0.25 -> 0.03 CPU-s).
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "ipykernel.zmqshell",
@@ -57,7 +70,8 @@ PRELOAD = (
     "pydoc",
     "psutil",
     "argcomplete",
-    # What the kernel zygote imports besides (coursehub_kernels.PRELOAD): here, not in each zygote.
+    # What IPKernelApp.initialize imports on first use besides (traitlets' lazy class names, the
+    # history's sqlite3), measured in a forked child: 0.25 s per kernel when left to each kernel.
     "IPython.core.completerlib",
     "IPython.core.oinspect",
     "IPython.extensions.storemagic",
@@ -75,6 +89,7 @@ PRELOAD = (
     "nbgitpuller.handlers",
     "notebook.app",
     "notebook_shim.nbserver",
+    "coursehub_kernels",  # what a kernel request's child runs, as the user (installed in every environment)
 )
 # This file's digest: the hub replaces a fork server of another version (requests change with it).
 with open(__file__, "rb") as _script:
@@ -87,6 +102,21 @@ LOG_MAX = 16 << 20  # settings' sandbox.server_log_max
 # must not become root's CPU. A server's own start-up writes a few kilobytes.
 LOG_RATE, LOG_BURST = 4 << 20, 16 << 20  # bytes per second, bytes at once
 LOG_RATE_ALL, LOG_BURST_ALL = 32 << 20, 64 << 20
+# Kernel starts a server may ask for: as many at once, then one a second (a flood waits in its socket).
+KERNEL_RATE, KERNEL_BURST = 1.0, 8.0
+KERNEL_CHANNEL_FD = 3  # the server's end of its kernel channel
+KERNEL_CHANNEL_ENV = "COURSEHUB_KERNEL_CHANNEL"
+# The namespaces a kernel joins, as /proc/<pid>/ns names: the mount namespace last (it moves root and cwd).
+NAMESPACES = (
+    ("net", CLONE_NEWNET),
+    ("ipc", CLONE_NEWIPC),
+    ("uts", CLONE_NEWUTS),
+    ("cgroup", CLONE_NEWCGROUP),
+    ("pid_for_children", CLONE_NEWPID),
+    ("mnt", CLONE_NEWNS),
+)
+# What the child that forked a server reports of it: enough to put kernels beside it; no secret.
+RECORD_KEYS = ("uid", "gid", "groups", "lock_project", "home", "environment", "merge_memory", "cgroup_procs")
 # How long a forked child may take to say its server's pid (a whole class starting on a small machine).
 REPORT_TIMEOUT = 20  # under forkclient._ask's 30 s: the hub never gives up on a spawn that then starts
 COURSE = "/run/coursehub/course"
@@ -269,8 +299,8 @@ def build_view(req: dict) -> None:
             raise ValueError(f"unknown mount kind {kind!r}")
 
 
-def become_user(req: dict) -> None:
-    """Drop root for good and leave nothing of the fork server behind."""
+def become_user(req: dict, channel: int | None = None) -> None:
+    """Drop root for good; leave nothing of the fork server behind but `channel` (as KERNEL_CHANNEL_FD)."""
     # Only the course's staff group, for a course's staff (nbgrader's exchange and staff folder).
     os.setgroups(req.get("groups", []))
     os.setgid(req["gid"])
@@ -280,7 +310,13 @@ def become_user(req: dict) -> None:
         lock_project_changes()
     # setuid made the process non-dumpable (its /proc files root's); it is the user's own now.
     _check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
-    os.closerange(3, 65536)
+    if channel is None:
+        os.closerange(3, 65536)
+    else:
+        if channel != KERNEL_CHANNEL_FD:
+            os.dup2(channel, KERNEL_CHANNEL_FD, inheritable=False)
+        os.set_inheritable(KERNEL_CHANNEL_FD, False)  # the server's own: no terminal or subprocess gets it
+        os.closerange(KERNEL_CHANNEL_FD + 1, 65536)
     os.environ.clear()
     os.environ.update(req["env"])
     os.chdir(req["home"])
@@ -322,16 +358,15 @@ def enter_environment(env: str) -> None:
             ]
 
 
-def run_server(req: dict) -> None:
+def run_server(req: dict, channel: int | None) -> None:
     """PID 1 of the new namespace: build the view, become the user, sync, serve."""
     build_view(req)
     _check(libc.sethostname(req["hostname"].encode(), len(req["hostname"])), "sethostname")
     if req.get("merge_memory"):
         merge_memory()
-    become_user(req)
-    # Before the course's sync: what the sync allocates, and the server then writes to, would stay in
-    # the zygote as memory of its own (measured: 4.8 MiB of private memory per zygote, 10 users).
-    start_kernel_zygote()
+    become_user(req, channel)
+    if channel is not None:
+        os.environ[KERNEL_CHANNEL_ENV] = str(KERNEL_CHANNEL_FD)
     course = os.environ.get("COURSEHUB_COURSE")
     if course and os.path.exists(SYNC) and os.path.isdir(COURSE):
         try:
@@ -349,7 +384,7 @@ def run_server(req: dict) -> None:
 
 
 def merge_memory() -> None:
-    """Let the kernel merge this server's pages, and its zygote's and kernels' (sandbox.merge_memory).
+    """Let the kernel merge this server's pages, or a kernel's (sandbox.merge_memory).
 
     Set here, while still root (it needs CAP_SYS_RESOURCE), and inherited by every child. Never in the
     fork server itself or its log collector: only users' processes share pages with each other.
@@ -359,24 +394,13 @@ def merge_memory() -> None:
         print(f"coursehub: memory merging unavailable ({os.strerror(errno)})", file=sys.stderr)
 
 
-def start_kernel_zygote() -> None:
-    """Fork, as the user and inside the sandbox, the process that forks this server's kernels."""
-    try:
-        import coursehub_kernels
-    except ImportError:
-        return  # an environment without it: kernels start the usual way
-    if os.fork() == 0:
-        try:
-            coursehub_kernels.zygote()
-        finally:
-            os._exit(0)
+def child(req: dict, collector: socket.socket | None, report: socket.socket, channel: int) -> None:
+    """The forked process: cgroup, log, namespaces; forks the server as PID 1 and reports it.
 
-
-def child(req: dict, collector: socket.socket | None, report: int) -> None:
-    """The forked process: cgroup, log, namespaces; forks the server as PID 1 and says its pid.
-
-    The server's output goes to the log collector; if the collector cannot take it, this process
-    stays and copies the output itself (the server's monitor).
+    The report (on `report`) is the server's pid, what its kernels need of the request (RECORD_KEYS,
+    no secret), this process's namespaces, which the server shares, and the server's output. The
+    server keeps `channel`, its end of the kernel channel. Its output goes to the log collector; if
+    the collector cannot take it, this process stays and copies the output itself (its monitor).
     """
     for name in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(name, signal.SIG_DFL)
@@ -407,18 +431,32 @@ def child(req: dict, collector: socket.socket | None, report: int) -> None:
     # In its cgroup already: a new cgroup namespace makes that group the root of what it sees.
     cgroupns = CLONE_NEWCGROUP if req.get("cgroup_namespace") else 0
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | cgroupns), "unshare")
+    # The server mounts its own /proc over this namespace's (where this process has no entry): the
+    # namespaces are opened through this /proc, held before the fork.
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(report)
+            report.close()
+            os.close(proc)
             if not handed:
                 os.close(out)
-            run_server(req)
+            run_server(req, channel)
         except BaseException as exc:  # noqa: BLE001
             print(f"coursehub fork server: {exc!r}", file=sys.stderr)
             os._exit(70)
-    os.write(report, b"%d\n" % pid)
-    os.close(report)
+    os.close(channel)
+    try:
+        # After the fork: until its first process exists, the new PID namespace has no file to open.
+        namespaces = [os.open(f"self/ns/{name}", os.O_RDONLY, dir_fd=proc) for name, _ in NAMESPACES]
+        message = json.dumps({"pid": pid, **{key: req.get(key) for key in RECORD_KEYS}}).encode()
+        socket.send_fds(report, [message], [*namespaces, 1])  # and the server's output, for its kernels
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # nobody would know of this server
+        raise
+    report.close()
+    for fd in (*namespaces, proc):
+        os.close(fd)
     if handed:
         os._exit(0)  # the server is re-parented to the fork server (a subreaper), which reaps it
     # No collector: copy the output here, relay stop signals, exit with the server's status.
@@ -434,6 +472,30 @@ def child(req: dict, collector: socket.socket | None, report: int) -> None:
     copy_capped(out, folder, name, cap)
     _, status = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def kernel_child(channel: Channel, message: bytes) -> None:
+    """A kernel request's child: into its server's cgroup and namespaces, as its user; then the request.
+
+    Everything done as root comes from what the server's spawn recorded; the message, which the
+    server's user wrote, is read only after the privileges are gone.
+    """
+    record = channel.record
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    for path in record["cgroup_procs"]:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    for fd, (name, kind) in zip(channel.namespaces, NAMESPACES, strict=True):
+        _check(libc.setns(fd, kind), f"setns {name}")
+    os.dup2(channel.output, 1)  # the kernel writes where its server does
+    os.dup2(channel.output, 2)
+    if record.get("merge_memory"):
+        merge_memory()
+    become_user({**record, "env": {}})
+    import coursehub_kernels
+
+    coursehub_kernels.serve_request(message)
 
 
 def hand_over_log(collector: socket.socket, out: int, folder: int, name: str, cap: int) -> bool:
@@ -527,11 +589,6 @@ def collect(
 
     Runs until the fork server and its children have closed `control` and every pipe has ended.
     """
-    import heapq
-    import resource
-    import selectors
-    import time
-
     os.setsid()  # its own session: whatever stops the fork server's group leaves the logs running
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two descriptors per server
@@ -581,9 +638,6 @@ def collect(
 
 def _take_log(control, selector, folders, logs, rate: int, burst: int) -> bool:  # noqa: ANN001
     """Register the pipe and log handed over in one message; False once `control` has ended."""
-    import selectors
-    import time
-
     try:
         message, fds, _flags, _address = socket.recv_fds(control, 4096, 2)
     except OSError:
@@ -641,6 +695,7 @@ def preload_server_handlers() -> None:
 
 
 COLLECTOR = {"pid": 0}
+EXITED: set[int] = set()  # reaped since the main loop last looked: servers among them lose their channel
 
 
 def reap(_signum: int, _frame: object) -> None:
@@ -650,6 +705,7 @@ def reap(_signum: int, _frame: object) -> None:
             pid = os.waitpid(-1, os.WNOHANG)[0]
             if pid <= 0:
                 return
+            EXITED.add(pid)
             if pid == COLLECTOR["pid"]:
                 COLLECTOR["pid"] = 0  # the next spawn starts another
     except ChildProcessError:
@@ -677,25 +733,201 @@ def start_collector(tag: str) -> socket.socket | None:
     return ours
 
 
-def _read_report(fd: int, timeout: float) -> int:
-    """The pid a forked child writes on `fd` once it has forked its server; 0 if it fails or is late."""
-    import select
-    import time
+def _read_report(report: socket.socket, timeout: float) -> tuple[dict, list[int]] | str:
+    """What the child that forks a server reports of it (see `child`), or why there is no report."""
+    if not select.select([report], [], [], timeout)[0]:
+        return f"no word from the child that starts it in {timeout:.0f} s"
+    try:
+        message, fds, _flags, _address = socket.recv_fds(report, 1 << 16, len(NAMESPACES) + 1)
+    except OSError as exc:
+        return f"its report could not be read ({exc})"
+    if not message:
+        return "the child that starts it exited first"
+    try:
+        record = json.loads(message)
+        if "error" in record:
+            raise ValueError(record["error"])
+        int(record["pid"])
+        if len(fds) != len(NAMESPACES) + 1:
+            raise ValueError(f"a report with {len(fds)} descriptors")
+    except (ValueError, KeyError, TypeError) as exc:
+        for fd in fds:
+            os.close(fd)
+        return str(exc)
+    return record, fds
 
-    deadline, data = time.monotonic() + timeout, b""
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return 0
-        chunk = os.read(fd, 64)
-        if not chunk:
-            return 0
-        data += chunk
-    return int(data)
+
+class Channel:
+    """A running server's kernel channel: its socket, what its kernels need, how many it may start.
+
+    `output` is the server's output (the write end of its log's pipe, opened by root before the server
+    ran), for its kernels: never anything the server could have replaced, as /proc/<pid>/fd/1 is.
+    """
+
+    __slots__ = ("sock", "record", "namespaces", "output", "budget")
+
+    def __init__(self, sock: socket.socket, record: dict, fds: list[int]) -> None:
+        self.sock, self.record = sock, record
+        self.namespaces, self.output = fds[:-1], fds[-1]
+        self.budget = Budget(KERNEL_RATE, KERNEL_BURST, time.monotonic())
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in (*self.namespaces, self.output):
+            os.close(fd)
+
+
+class ForkServer:
+    """One socket for the hub's requests, one per running server for its kernel requests."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if os.path.exists(path):
+            os.unlink(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        os.chmod(path, 0o600)
+        self.server.listen(128)
+        self.collector = start_collector(path)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.server, selectors.EVENT_READ)
+        self.channels: dict[int, Channel] = {}
+        self.paused: list[tuple[float, int, Channel]] = []  # (when to read again, tie-breaker, channel)
+        self.pauses = itertools.count()
+        # Spawn requests carry a user's API token, kernel requests the server's environment: both are
+        # read into a buffer that is zeroed after each fork and parsed only in the child, so no later
+        # child inherits an earlier secret.
+        self.buf = bytearray(REQUEST_MAX)
+        self.kernel_buf = bytearray(REQUEST_MAX)
+
+    def run(self) -> None:
+        while True:
+            timeout = max(0.0, self.paused[0][0] - time.monotonic()) if self.paused else None
+            events = self.selector.select(timeout)
+            self.forget_exited()
+            for key, _ in events:
+                if key.fileobj is self.server:
+                    self.answer()
+                elif key.fd in self.channels:
+                    self.kernel_request(self.channels[key.fd])
+            now = time.monotonic()
+            while self.paused and self.paused[0][0] <= now:
+                channel = heapq.heappop(self.paused)[2]
+                if self.channels.get(channel.sock.fileno()) is channel:
+                    self.selector.register(channel.sock, selectors.EVENT_READ)
+
+    def forget_exited(self) -> None:
+        """Close the channels of servers that have exited: what they still had queued starts nothing."""
+        exited = set(EXITED)
+        EXITED.difference_update(exited)
+        for channel in [c for c in self.channels.values() if int(c.record["pid"]) in exited]:
+            self.close_channel(channel)
+
+    def close_channel(self, channel: Channel) -> None:
+        fd = channel.sock.fileno()
+        if fd in self.selector.get_map():
+            self.selector.unregister(fd)
+        del self.channels[fd]
+        channel.close()
+
+    def answer(self) -> None:
+        """One request of the hub's: a ping, or a spawn."""
+        conn, _ = self.server.accept()
+        with conn:
+            size = _receive(conn, self.buf)
+            if self.buf.find(b'"spawn"', 0, size) < 0:
+                conn.sendall(b'{"ok": true, "pid": %d, "version": "%s"}\n' % (os.getpid(), VERSION))
+            else:
+                try:
+                    conn.sendall(self.spawn(conn, size))
+                except OSError as exc:  # e.g. out of descriptors: this spawn fails, the server goes on
+                    conn.sendall(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+            self.buf[:size] = bytes(size)
+
+    def spawn(self, conn: socket.socket, size: int) -> bytes:
+        """Fork the child that starts a server; the answer for the hub once it has reported."""
+        if not COLLECTOR["pid"]:
+            if self.collector is not None:
+                self.collector.close()
+            self.collector = start_collector(self.path)
+        report, reported = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            for sock in (report, reported, ours, theirs):
+                sock.close()
+            raise
+        if pid == 0:
+            try:
+                self.server.close()
+                conn.close()
+                report.close()
+                ours.close()
+                child(json.loads(bytes(self.buf[:size])), self.collector, reported, theirs.detach())
+            except BaseException as exc:  # noqa: BLE001 - report, never return into the loop
+                traceback.print_exc()
+                try:  # and tell the hub, which logs it
+                    reported.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+                except OSError:
+                    pass
+            finally:
+                os._exit(71)
+        self.buf[:size] = bytes(size)
+        reported.close()
+        theirs.close()
+        got = _read_report(report, REPORT_TIMEOUT)
+        report.close()
+        if isinstance(got, str):
+            ours.close()
+            try:
+                os.kill(pid, signal.SIGKILL)  # late: it must not start a server nobody waits for
+            except ProcessLookupError:
+                pass
+            print(f"coursehub fork server: a sandbox did not start: {got}", file=sys.stderr)
+            return json.dumps({"ok": False, "error": f"the sandbox did not start: {got}"}).encode() + b"\n"
+        record, namespaces = got
+        self.channels[ours.fileno()] = Channel(ours, record, namespaces)
+        self.selector.register(ours, selectors.EVENT_READ)
+        return b'{"ok": true, "pid": %d}\n' % int(record["pid"])
+
+    def kernel_request(self, channel: Channel) -> None:
+        """Fork a kernel for a message on a server's channel (unread here), within its budget."""
+        now = time.monotonic()
+        wait = channel.budget.wait(now)
+        if wait:  # the message waits in the socket; so do the sender's next ones
+            self.selector.unregister(channel.sock)
+            heapq.heappush(self.paused, (now + wait, next(self.pauses), channel))
+            return
+        try:
+            size = channel.sock.recv_into(self.kernel_buf, 0, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            size = 0
+        if not size:  # the server is gone (or sent nothing: it gets no more kernels from here)
+            self.close_channel(channel)
+            return
+        channel.budget.tokens -= 1
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            print(f"coursehub fork server: no kernel forked ({exc})", file=sys.stderr)
+            pid = -1
+        if pid == 0:
+            code = 0
+            try:
+                kernel_child(channel, bytes(self.kernel_buf[:size]))
+            except BaseException:  # noqa: BLE001 - report, never return into the loop
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        self.kernel_buf[:size] = bytes(size)
 
 
 def serve(path: str) -> None:
-    """Accept {"op": "ping"} and {"op": "spawn", ...} requests, one per connection."""
+    """Pre-import the stack, then answer the hub's pings and spawns and the servers' kernel requests."""
     add_environment_path()
     for module in PRELOAD:
         try:
@@ -705,57 +937,12 @@ def serve(path: str) -> None:
     preload_server_handlers()
     gc.collect()
     gc.freeze()  # pages shared with children stay shared (no refcount writes on old objects)
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    os.chmod(path, 0o600)
-    server.listen(128)
     signal.signal(signal.SIGCHLD, reap)
     # Servers outlive the child that forks them: they become this process's children, reaped here.
     _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
-    collector = start_collector(path)
-    # Requests carry a user's API token. They are read into one buffer that is zeroed after
-    # each fork and parsed only in the child, so no later child inherits an earlier secret.
-    buf = bytearray(REQUEST_MAX)
-    while True:
-        conn, _ = server.accept()
-        with conn:
-            size = _receive(conn, buf)
-            if buf.find(b'"spawn"', 0, size) < 0:
-                conn.sendall(b'{"ok": true, "pid": %d, "version": "%s"}\n' % (os.getpid(), VERSION))
-                buf[:size] = bytes(size)
-                continue
-            if not COLLECTOR["pid"]:
-                if collector is not None:
-                    collector.close()
-                collector = start_collector(path)
-            report, reported = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    server.close()
-                    conn.close()
-                    os.close(report)
-                    child(json.loads(bytes(buf[:size])), collector, reported)
-                except BaseException:  # noqa: BLE001 - report, never return into the loop
-                    traceback.print_exc()
-                finally:
-                    os._exit(71)
-            buf[:size] = bytes(size)
-            os.close(reported)
-            server_pid = _read_report(report, REPORT_TIMEOUT)
-            os.close(report)
-            if server_pid:
-                conn.sendall(b'{"ok": true, "pid": %d}\n' % server_pid)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)  # late: it must not start a server nobody waits for
-                except ProcessLookupError:
-                    pass
-                conn.sendall(
-                    b'{"ok": false, "error": "the sandbox did not start; see the fork server\'s log"}\n'
-                )
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # seven descriptors per running server
+    ForkServer(path).run()
 
 
 def _receive(conn: socket.socket, buf: bytearray) -> int:

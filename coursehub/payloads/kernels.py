@@ -1,10 +1,12 @@
 """coursehub_kernels: installed into every course environment as a top-level module (stdlib + jupyter).
 
-A kernel "zygote" per server pre-imports ipykernel and forks a kernel per request, so a new
-kernel answers in tens of milliseconds instead of a fresh interpreter's second. The zygote runs
-inside the user's sandbox, as the user (the fork server starts it right after dropping
-privileges); `ForkProvisioner`, a jupyter_client kernel provisioner, asks it for kernels and
-falls back to starting them the usual way when there is no zygote (exec mode).
+Kernels are forked by the root fork server (coursehub/payloads/forkserver.py), which has imported
+ipykernel once, straight into their server's sandbox as its user, so a new kernel answers in tens
+of milliseconds instead of a fresh interpreter's second. `ForkProvisioner`, a jupyter_client
+kernel provisioner, sends the request on the kernel channel the fork server gave the server
+(PID 1 of the sandbox only) and falls back to starting kernels the usual way when there is none
+(exec mode, or a fork server that has been replaced). The fork server never reads a request: its
+child becomes the user in the sandbox first, then runs `serve_request` here.
 
 The forked kernel itself answers the provisioner, once its sockets are bound: jupyter_server
 connects its activity monitor to the kernel's IOPub as soon as the provisioner returns, and a
@@ -16,10 +18,10 @@ kernel_info nudge, 0.5 s later, on every first cell.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import resource
+import secrets
 import signal
 import socket
 import sys
@@ -27,7 +29,9 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-SOCKET = "/tmp/.coursehub-kernels.sock"  # the sandbox's private /tmp
+CHANNEL_ENV = "COURSEHUB_KERNEL_CHANNEL"  # set by the fork server in the server's process only
+REPLY_DIR = "/tmp"  # the sandbox's private /tmp: only the user's own processes reach a socket there
+_CHANNEL: list[socket.socket] = []
 
 
 def _kernel_args(cmd: list[str]) -> list[str]:
@@ -67,7 +71,7 @@ def _run_kernel(request: dict[str, Any], reply: socket.socket) -> None:
 
 
 def _add_user_site() -> None:
-    """See packages installed with pip install --user since the zygote started."""
+    """See packages installed with pip install --user (the user site is off until here)."""
     import site
 
     site.USER_BASE = site.USER_SITE = None  # computed in the fork server for root: recompute
@@ -76,82 +80,40 @@ def _add_user_site() -> None:
         site.addsitedir(user_site)
 
 
-def _reap(_signum: int, _frame: object) -> None:
-    """Collect exited kernels, saying how each ended (the server's log is this process's stderr)."""
+def serve_request(message: bytes) -> None:
+    """Fork the kernel a request asks for (in the fork server's child, already the user in the sandbox)."""
+    request = json.loads(message)
+    reply = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    reply.connect(str(request["reply"]))
     try:
-        while True:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid <= 0:
-                return
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                print(f"coursehub kernel zygote: kernel {pid} exited with {code}", file=sys.stderr)
-    except ChildProcessError:
-        pass
-
-
-# What IPKernelApp.initialize imports on first use (traitlets' lazy class names, IPython's debugger,
-# the history's sqlite3): measured with sys.modules around initialize() in a forked child, where
-# they cost 0.25 s per kernel (debugpy alone 0.2 s). Names missing from other versions are skipped.
-PRELOAD = (
-    "ipykernel.kernelapp",
-    "ipykernel.ipkernel",
-    "ipykernel.debugger",
-    "IPython.core.completerlib",
-    "IPython.core.debugger",
-    "IPython.core.oinspect",
-    "IPython.extensions.storemagic",
-    "argcomplete",
-    "pdb",
-    "sqlite3",
-    "tornado.platform.asyncio",
-    "traitlets.config.argcomplete_config",
-)
-
-
-def zygote(path: str = SOCKET) -> None:
-    """Pre-import ipykernel, then fork a kernel per request on a private Unix socket."""
-    import importlib
-
-    for name in PRELOAD:  # the point: paid once, shared by every kernel
+        pid = os.fork()
+    except OSError as exc:  # the sandbox's process limit
+        reply.sendall(json.dumps({"error": f"cannot start a kernel: {exc.strerror}"}).encode() + b"\n")
+        return
+    if pid == 0:
+        code = 0
         try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+            _run_kernel(request, reply)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - the kernel's last words go to the server's log
+            import traceback
 
-    gc.collect()
-    gc.freeze()
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    os.chmod(path, 0o600)
-    server.listen(16)
-    signal.signal(signal.SIGCHLD, _reap)
-    while True:
-        conn, _ = server.accept()
-        with conn:
-            request = json.loads(conn.makefile("r").readline())
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    server.close()
-                    _run_kernel(request, conn)
-                except SystemExit as exc:
-                    code = exc.code if isinstance(exc.code, int) else 1
-                except BaseException:  # noqa: BLE001 - the kernel's last words go to the server's log
-                    import traceback
-
-                    traceback.print_exc()
-                    code = 1
-                finally:
-                    os._exit(code)
-            # The child answers (see the module's docstring); this copy of the connection closes here.
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    # The kernel answers; this copy of the connection closes, and so does this process: the kernel
+    # is re-parented to the fork server (a subreaper), which reaps it.
+    reply.close()
 
 
 class ForkedKernel:
-    """Enough of Popen's interface for LocalProvisioner, for a kernel that is not our child."""
+    """Enough of Popen's interface for LocalProvisioner, for a kernel that is not our child.
+
+    Its parent is the fork server (a subreaper: the process that forked the kernel has exited), which
+    reaps it; from inside the sandbox that parent is outside the PID namespace (getppid() is 0).
+    """
 
     stdin = stdout = stderr = None
 
@@ -187,47 +149,93 @@ class ForkedKernel:
 ANSWER_TIMEOUT = 120
 
 
-async def _ask_zygote(request: dict[str, Any]) -> int:
-    """The pid of a kernel forked for `request`, once it is ready for connections."""
-    reader, writer = await asyncio.open_unix_connection(SOCKET)  # OSError: no zygote here
+def _channel() -> socket.socket | None:
+    """The fork server's kernel channel: in the server's own process (PID 1 of its sandbox), else None."""
+    if _CHANNEL:
+        return _CHANNEL[0]
+    value = os.environ.get(CHANNEL_ENV, "")
+    if os.getpid() != 1 or not value.isdigit():
+        return None  # a process the server started (nbgrader, a terminal's jupyter) has no channel
     try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
-    except TimeoutError:  # an OSError too: it must not look like "no zygote here"
-        raise RuntimeError(f"the kernel did not get ready in {ANSWER_TIMEOUT} s") from None
+        sock = socket.socket(fileno=os.dup(int(value)))
+    except OSError:
+        return None
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+        sock.close()
+        return None
+    sock.settimeout(10)
+    _CHANNEL.append(sock)
+    return sock
+
+
+async def _ask_fork_server(request: dict[str, Any], channel: socket.socket | None = None) -> int:
+    """The pid of a kernel forked for `request`, once it is ready for connections.
+
+    OSError: no channel, or the fork server is gone (start the kernel the usual way); RuntimeError:
+    the kernel did not start.
+    """
+    channel = channel or _channel()
+    if channel is None:
+        raise OSError("no kernel channel in this process")
+    path = os.path.join(REPLY_DIR, f".coursehub-kernel-{secrets.token_hex(8)}.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(1)
+        listener.setblocking(False)
+        channel.send(json.dumps({**request, "reply": path}).encode())
+        loop = asyncio.get_running_loop()
+        try:
+            conn, _ = await asyncio.wait_for(loop.sock_accept(listener), ANSWER_TIMEOUT)
+            with conn:
+                line = await asyncio.wait_for(_read_line(loop, conn), ANSWER_TIMEOUT)
+        except (TimeoutError, OSError) as exc:  # not an OSError to the caller: the request was sent
+            raise RuntimeError(f"the kernel did not get ready in {ANSWER_TIMEOUT} s ({exc!r})") from None
     finally:
-        writer.close()
+        listener.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     if not line:
         # RuntimeError, as jupyter_client raises for a kernel that fails to start (payloads import no
         # coursehub, so not an errors.py class): the server answers the request with its message.
         raise RuntimeError("the kernel exited while starting; the server's log says why")
-    return int(json.loads(line)["pid"])
+    answer = json.loads(line)
+    if "error" in answer:
+        raise RuntimeError(str(answer["error"]))
+    return int(answer["pid"])
+
+
+async def _read_line(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> bytes:
+    """Bytes from `conn` up to a newline or its end."""
+    conn.setblocking(False)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await loop.sock_recv(conn, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
-    """Kernels forked from the server's zygote; the usual exec when there is none."""
+    """Kernels forked by the fork server into this sandbox; the usual exec when there is no channel."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):  # type: ignore[override]
         try:
-            request = {
-                "args": _kernel_args(cmd),
-                "env": dict(kwargs.get("env") or os.environ),
-                "cwd": str(kwargs.get("cwd") or ""),
-            }
+            env = dict(kwargs.get("env") or os.environ)
+            env.pop(CHANNEL_ENV, None)  # the kernel has no channel; what it starts must not look for one
+            request = {"args": _kernel_args(cmd), "env": env, "cwd": str(kwargs.get("cwd") or "")}
         except (ValueError, KeyError) as exc:
-            self.log.info("not a kernel the zygote can fork (%s); starting it normally", exc)
+            self.log.info("not a kernel the fork server can start (%s); starting it normally", exc)
             return await super().launch_kernel(cmd, **kwargs)
         try:
-            pid = await _ask_zygote(request)
+            pid = await _ask_fork_server(request)
         except OSError as exc:
-            self.log.info("kernel zygote unavailable (%s); starting the kernel normally", exc)
+            self.log.info("no fork server for kernels (%s); starting the kernel normally", exc)
             return await super().launch_kernel(cmd, **kwargs)
         self.process = ForkedKernel(pid)
         self.pid = self.pgid = pid  # the child called setsid: its pid is its process group
         self.cwd = kwargs.get("cwd")
         return self.connection_info
-
-
-if __name__ == "__main__":
-    zygote(sys.argv[1] if len(sys.argv) > 1 else SOCKET)

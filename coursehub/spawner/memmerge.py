@@ -1,10 +1,10 @@
 """sandbox.merge_memory: the kernel's same-page merging (KSM) for forked servers and their kernels.
 
-Every server of an environment is forked from one fork server and every kernel from a zygote, so
-they start with the same pages; Python's reference counts then copy most of them into each
+Every server and kernel of an environment is forked from one fork server, so they start with the
+same pages; Python's reference counts then copy most of them into each
 process (about 55 MiB of private memory per user, measured). Pages that stay byte-for-byte equal
-across users are what KSM merges back. The fork server marks each server (and so its zygote and
-kernels) with PR_SET_MEMORY_MERGE; this module turns ksmd on and says what it costs.
+across users are what KSM merges back. The fork server marks each server and kernel
+with PR_SET_MEMORY_MERGE; this module turns ksmd on and says what it costs.
 
 Why opt-in: merging across users opens a timing side channel (a write to a merged page takes a
 copy-on-write fault, so a process can tell whether another holds a page with exactly the content

@@ -213,7 +213,7 @@ class SandboxSpawner(LocalProcessSpawner):
             # every environment), not only "the kernel died".
             "--ServerApp.kernel_websocket_connection_class=coursehub_oom.OOMNoticeConnection",
             # jupyter-resource-usage warns from the sum of the processes' RSS, which counts the pages
-            # a forked server shares with its zygote and kernels once per process: it warned at half
+            # a forked server shares with its kernels once per process: it warned at half
             # the limit. The status bar shows PSS against the limit without that warning.
             "--ResourceUseDisplay.mem_warning_threshold=0",
         ]
@@ -488,7 +488,7 @@ class SandboxSpawner(LocalProcessSpawner):
             # Outside a user namespace, an owner may move their files out of the home's project.
             request["lock_project"] = True
         if self.merge_memory:
-            request["merge_memory"] = True  # the server, its zygote and kernels (memmerge.py)
+            request["merge_memory"] = True  # the server and its kernels (memmerge.py)
         # The fork server imports the stack from the stack environment; the child, once it is the
         # user, takes on the course's environment (same versions of the stack, its own packages).
         request["environment"] = self.env_dir
