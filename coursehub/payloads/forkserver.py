@@ -880,10 +880,16 @@ class ForkServer:
         report.close()
         if isinstance(got, str):
             ours.close()
+            # Late: it must not start a server nobody waits for. Unless reaped already (then its pid
+            # may be anybody's): SIGCHLD held meanwhile, so that reap cannot run in between.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
             try:
-                os.kill(pid, signal.SIGKILL)  # late: it must not start a server nobody waits for
+                if pid not in EXITED:
+                    os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             print(f"coursehub fork server: a sandbox did not start: {got}", file=sys.stderr)
             return json.dumps({"ok": False, "error": f"the sandbox did not start: {got}"}).encode() + b"\n"
         record, namespaces = got
