@@ -104,7 +104,8 @@ def run_hostile(hub, mallory, other, late, tokens, forks, account, uid) -> None:
         assert hub.run(other, tokens[other], "print(6 * 7)").strip() == "42"
         hub.spawn(late, tokens[late])
         assert hub.run(late, tokens[late], "print(6 * 7)").strip() == "42"
-        assert forkserver_pids(hub.state_dir) == forks  # the same fork server, alive
+        # The same fork server, alive (the set may also catch a child it just forked, not yet in a cgroup).
+        assert forks <= forkserver_pids(hub.state_dir)
 
         # Whatever the flood started runs as her: no root process stays in her sandbox's cgroup.
         def roots_in_her_cgroup() -> list[int]:

@@ -20,14 +20,12 @@ from tests.conftest import hub_root, needs_root_sandbox
 # what was true the moment each answer came.
 PROBE = textwrap.dedent(
     """
-    import asyncio, ctypes, json, os, signal, socket, sys, tempfile, time
+    import asyncio, json, os, signal, socket, sys, tempfile, time
     import coursehub_kernels as ck
     from jupyter_client.connect import write_connection_file
 
     folder = sys.argv[1]
     ck.REPLY_DIR = tempfile.mkdtemp(prefix="ck-", dir="/tmp")  # a socket's path has 107 bytes at most
-    # Kernels outlive the process that forks them: this one adopts them, as the fork server does.
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     stand_in = os.fork()
     if stand_in == 0:
@@ -55,8 +53,7 @@ PROBE = textwrap.dedent(
         deadline = time.monotonic() + 60
         while (status := kernel.poll()) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        report["status"] = status  # a zombie is gone to the provisioner; its adopter reaps it
-        os.waitpid(pid, 0)
+        report["status"] = status  # a zombie is gone to the provisioner; its parent reaps it
         broken = os.path.join(folder, "broken.json")
         with open(broken, "w") as f:
             f.write("not a connection file")

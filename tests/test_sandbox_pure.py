@@ -239,6 +239,24 @@ def test_a_budget_pauses_a_reader_past_its_burst_and_refills_at_its_rate():
     assert budget.wait(1000.0) == 0 and budget.tokens == 1000  # never more than the burst
 
 
+def test_a_kernel_that_joins_a_full_cgroup_is_refused(tmp_path):
+    """Joining a cgroup ignores its pids limit (a fork would not): the kernel's child checks it itself."""
+    from coursehub.payloads.forkserver import pids_limit_reached
+
+    memory, pids = tmp_path / "memory", tmp_path / "pids"
+    for folder in (memory, pids):
+        folder.mkdir()
+        (folder / "cgroup.procs").write_text("")
+    procs = [str(memory / "cgroup.procs"), str(pids / "cgroup.procs")]  # cgroup v1: one per controller
+    (pids / "pids.max").write_text("128\n")
+    (pids / "pids.current").write_text("128\n")  # the new process included: at the limit, fine
+    assert pids_limit_reached(procs) == ""
+    (pids / "pids.current").write_text("129\n")
+    assert "process limit (128)" in pids_limit_reached(procs)
+    (pids / "pids.max").write_text("max\n")
+    assert pids_limit_reached(procs) == ""
+
+
 def test_the_log_collector_copies_each_servers_output_and_ends_after_them(tmp_path):
     """One collector for many servers: each pipe into its own log; a bad handover changes nothing."""
     import json

@@ -115,6 +115,7 @@ NAMESPACES = (
     ("pid_for_children", CLONE_NEWPID),
     ("mnt", CLONE_NEWNS),
 )
+PID_NAMESPACE = [name for name, _ in NAMESPACES].index("pid_for_children")
 # What the child that forked a server reports of it: enough to put kernels beside it; no secret.
 RECORD_KEYS = ("uid", "gid", "groups", "lock_project", "home", "environment", "merge_memory", "cgroup_procs")
 # How long a forked child may take to say its server's pid (a whole class starting on a small machine).
@@ -475,7 +476,8 @@ def child(req: dict, collector: socket.socket | None, report: socket.socket, cha
 
 
 def kernel_child(channel: Channel, message: bytes) -> None:
-    """A kernel request's child: into its server's cgroup and namespaces, as its user; then the request.
+    """A kernel request's child (born in the server's PID namespace): into its cgroup and other
+    namespaces, as its user; then it becomes the kernel the request asks for.
 
     Everything done as root comes from what the server's spawn recorded; the message, which the
     server's user wrote, is read only after the privileges are gone.
@@ -486,8 +488,11 @@ def kernel_child(channel: Channel, message: bytes) -> None:
     for path in record["cgroup_procs"]:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
+    # Joining a cgroup ignores its process limit, which a fork would have met: checked here instead.
+    refuse = pids_limit_reached(record["cgroup_procs"])
     for fd, (name, kind) in zip(channel.namespaces, NAMESPACES, strict=True):
-        _check(libc.setns(fd, kind), f"setns {name}")
+        if kind != CLONE_NEWPID:
+            _check(libc.setns(fd, kind), f"setns {name}")
     os.dup2(channel.output, 1)  # the kernel writes where its server does
     os.dup2(channel.output, 2)
     if record.get("merge_memory"):
@@ -495,7 +500,23 @@ def kernel_child(channel: Channel, message: bytes) -> None:
     become_user({**record, "env": {}})
     import coursehub_kernels
 
-    coursehub_kernels.serve_request(message)
+    coursehub_kernels.serve_request(message, refuse)
+
+
+def pids_limit_reached(cgroup_procs: list[str]) -> str:
+    """Why no kernel may start when this process's cgroup holds more processes than its pids limit ('')."""
+    for path in cgroup_procs:
+        folder = os.path.dirname(path)
+        try:
+            with open(os.path.join(folder, "pids.max")) as f:
+                limit = f.read().strip()
+            with open(os.path.join(folder, "pids.current")) as f:
+                current = int(f.read())
+        except (OSError, ValueError):
+            continue  # not the pids controller's folder (cgroup v1 has one per controller)
+        if limit.isdigit() and current > int(limit):
+            return f"the server's process limit ({limit}) is reached: stop a kernel or a process first"
+    return ""
 
 
 def hand_over_log(collector: socket.socket, out: int, folder: int, name: str, cap: int) -> bool:
@@ -799,6 +820,7 @@ class ForkServer:
         # child inherits an earlier secret.
         self.buf = bytearray(REQUEST_MAX)
         self.kernel_buf = bytearray(REQUEST_MAX)
+        self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY)
 
     def run(self) -> None:
         while True:
@@ -915,20 +937,27 @@ class ForkServer:
             self.close_channel(channel)
             return
         channel.budget.tokens -= 1
+        # The child is born in the server's PID namespace (setns sets where the next children go), so
+        # it becomes the kernel itself, without a second fork (10 ms of a process this size); this
+        # process's own namespace is set back at once, before anything else is forked.
+        pid = -1
         try:
+            _check(libc.setns(channel.namespaces[PID_NAMESPACE], CLONE_NEWPID), "setns pid")
             pid = os.fork()
-        except OSError as exc:
+        except OSError as exc:  # the server's namespace has ended, or no memory
             print(f"coursehub fork server: no kernel forked ({exc})", file=sys.stderr)
-            pid = -1
         if pid == 0:
             code = 0
             try:
                 kernel_child(channel, bytes(self.kernel_buf[:size]))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:  # noqa: BLE001 - report, never return into the loop
                 traceback.print_exc()
                 code = 1
             finally:
                 os._exit(code)
+        _check(libc.setns(self.own_pid_namespace, CLONE_NEWPID), "setns pid back")  # or stop here
         self.kernel_buf[:size] = bytes(size)
 
 

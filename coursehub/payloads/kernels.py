@@ -80,39 +80,26 @@ def _add_user_site() -> None:
         site.addsitedir(user_site)
 
 
-def serve_request(message: bytes) -> None:
-    """Fork the kernel a request asks for (in the fork server's child, already the user in the sandbox)."""
+def serve_request(message: bytes, refuse: str = "") -> None:
+    """Become the kernel a request asks for (the fork server's child, already the user in the sandbox).
+
+    `refuse`: why it may not (the answer the server gets instead). Its parent, the fork server,
+    reaps it.
+    """
     request = json.loads(message)
     reply = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     reply.connect(str(request["reply"]))
-    try:
-        pid = os.fork()
-    except OSError as exc:  # the sandbox's process limit
-        reply.sendall(json.dumps({"error": f"cannot start a kernel: {exc.strerror}"}).encode() + b"\n")
+    if refuse:
+        reply.sendall(json.dumps({"error": refuse}).encode() + b"\n")
         return
-    if pid == 0:
-        code = 0
-        try:
-            _run_kernel(request, reply)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - the kernel's last words go to the server's log
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    # The kernel answers; this copy of the connection closes, and so does this process: the kernel
-    # is re-parented to the fork server (a subreaper), which reaps it.
-    reply.close()
+    _run_kernel(request, reply)
 
 
 class ForkedKernel:
     """Enough of Popen's interface for LocalProvisioner, for a kernel that is not our child.
 
-    Its parent is the fork server (a subreaper: the process that forked the kernel has exited), which
-    reaps it; from inside the sandbox that parent is outside the PID namespace (getppid() is 0).
+    Its parent is the fork server, which reaps it; from inside the sandbox that parent is outside the
+    PID namespace (getppid() is 0).
     """
 
     stdin = stdout = stderr = None
