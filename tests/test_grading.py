@@ -71,7 +71,7 @@ def grading_hub(request, make_hub_module):
             "access": [ANN, BOB],
             "staff": [STAFF],
             "grading": "nbgrader",
-            # nbgrader's commands run beside server and kernel: in exec mode nothing is shared with a zygote.
+            # nbgrader's commands run beside server and kernel (exec mode: nothing shared with a fork server).
             "limits": {"memory": "1G"},
         },
         {"name": OTHER, "repo": str(course_folder(repos, OTHER)), "access": [OUTSIDER, ANN]},

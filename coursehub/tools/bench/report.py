@@ -274,9 +274,9 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         f"({options.get('memory_users', '?')} users arriving at "
         f"{options.get('memory_rate', '?')}/s)",
         "",
-        "PSS of every process a user costs: server and kernel (coursehub's fork mode adds a "
-        "kernel zygote; until 2026-11-30 also a root-owned monitor in the server's cgroup, counted, "
-        "since replaced by one log collector for all servers); CPU-s of "
+        "PSS of every process a user costs: server and kernel (coursehub's fork mode, until "
+        "2026-11-30, also a kernel zygote and a root-owned monitor in the server's cgroup, counted; "
+        "since then a user has those two processes only); CPU-s of "
         "those processes since their start (spawn, kernel start and one cell).",
         "",
         *memory_table(systems),
