@@ -10,6 +10,7 @@ import pwd
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +38,13 @@ PER_MINUTE = 20
 
 @pytest.fixture(scope="module")
 def book(make_hub_module):
-    """A hub whose open course 'book' comes from a git:// repository, and the origin of a textbook."""
-    page_port = free_port()
+    """A hub whose open course 'book' comes from a git:// repository, and the origin of a textbook.
+
+    The textbook's port is held (bound and listening) from here on: a port only looked up as free was
+    taken by something else before the page's server bound it (seen once in a whole run).
+    """
+    page_socket = socket.create_server(("127.0.0.1", 0))
+    page_port = page_socket.getsockname()[1]
     origin = f"http://127.0.0.1:{page_port}"  # another port: another origin than the hub's
     hub = make_hub_module(
         binder={
@@ -63,9 +69,10 @@ def book(make_hub_module):
             what="git daemon",
         )
         hub.cli("course", "add", url, "--name", "book", "--access", "open", "--notebook", "week1/intro.ipynb")
-        yield hub, url, origin, page_port
+        yield hub, url, origin, page_socket
     finally:
         daemon.terminate()
+        page_socket.close()
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +244,7 @@ def _run(ready: dict, code: str) -> str:
 @pytest.fixture(scope="module")
 def textbook(book, tmp_path_factory):
     """The shipped example page, pointed at the test hub, served from another origin."""
-    hub, url, _, page_port = book
+    hub, url, _, page_socket = book
     if not (THEBE / "lib" / "index.js").exists():
         pytest.fail("the thebe bundle is missing: `./run setup test` fetches it")
     root = tmp_path_factory.mktemp("textbook")
@@ -248,9 +255,11 @@ def textbook(book, tmp_path_factory):
     page = page.replace("https://unpkg.com/thebe@0.9.3/lib/", "thebe/")
     (root / "index.html").write_text(page)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", page_port), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket, server.server_address = page_socket, page_socket.getsockname()  # held since `book`
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{page_port}/index.html"
+    yield f"http://127.0.0.1:{page_socket.getsockname()[1]}/index.html"
     server.shutdown()
 
 
