@@ -79,7 +79,8 @@ def ensure_forkserver(environment: Path, run_dir: Path, log_dir: Path) -> Path:
             if answer.get("version") == script_version():
                 return sock
             # Left running by an earlier coursehub (fork servers outlive the hub): its requests
-            # differ. Servers it forked keep running, their output still copied by its log collector.
+            # differ. Servers it forked keep running, their output still copied by its log collector;
+            # their kernel channel ends with it, so their kernels start the slow way until they restart.
             log.info("replacing the fork server of %s (another version)", environment.name)
             os.kill(int(answer["pid"]), signal.SIGTERM)
         except (OSError, ValueError, KeyError):
