@@ -172,11 +172,29 @@ async def _ask_fork_server(request: dict[str, Any], channel: socket.socket | Non
         listener.setblocking(False)
         channel.send(json.dumps({**request, "reply": path}).encode())
         loop = asyncio.get_running_loop()
+        # The fork server never writes on the channel: readable means it has closed (killed, replaced).
+        # A request sent while it was dying is lost; no kernel will answer it, so start one the usual way.
+        accepted = asyncio.ensure_future(loop.sock_accept(listener))
+        gone: asyncio.Future = loop.create_future()
+        loop.add_reader(channel.fileno(), lambda: gone.done() or gone.set_result(None))
         try:
-            conn, _ = await asyncio.wait_for(loop.sock_accept(listener), ANSWER_TIMEOUT)
+            done, _ = await asyncio.wait(
+                {accepted, gone}, timeout=ANSWER_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            loop.remove_reader(channel.fileno())
+        if accepted not in done:
+            accepted.cancel()
+            if gone in done:
+                _CHANNEL.clear()
+                channel.close()
+                raise OSError("the fork server has gone")
+            raise RuntimeError(f"the kernel did not get ready in {ANSWER_TIMEOUT} s")
+        try:
+            conn, _ = accepted.result()
             with conn:
                 line = await asyncio.wait_for(_read_line(loop, conn), ANSWER_TIMEOUT)
-        except (TimeoutError, OSError) as exc:  # not an OSError to the caller: the request was sent
+        except (TimeoutError, OSError) as exc:  # not an OSError to the caller: a kernel is starting
             raise RuntimeError(f"the kernel did not get ready in {ANSWER_TIMEOUT} s ({exc!r})") from None
     finally:
         listener.close()
