@@ -12,9 +12,13 @@ from coursehub.cli.bench import bench
 
 pytestmark = pytest.mark.hub
 
-FLOW = ["login", "spawn", "kernel", "execute", "delete_kernel", "stop"]
-LIVE_FLOW = ["login", "spawn", "kernel", "execute", "check", "delete_kernel", "stop"]  # + the check
+FLOW = ["login", "spawn", "page", "kernel", "execute", "delete_kernel", "stop"]
+LIVE_FLOW = ["login", "spawn", "page", "kernel", "execute", "check", "delete_kernel", "stop"]  # + the check
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PHASE_HEADER = (
+    "| system | users | login | spawn (until the server answered) | page (OAuth, JupyterLab's HTML) "
+    "| kernel | first cell |"
+)
 
 
 def all_runs(entry: dict) -> list[tuple[dict, list[str]]]:
@@ -55,7 +59,8 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
         burst = entry["bursts"][0]
         assert burst["hub_cpu_s_per_spawn"] > 0, (name, burst)
         phases = burst["summary"]["phases"]
-        assert all(phases[p]["ok"] == 2 for p in ("login", "spawn", "kernel", "execute")), (name, phases)
+        launch = ("login", "spawn", "page", "kernel", "execute")
+        assert all(phases[p]["ok"] == 2 for p in launch), (name, phases)
         for run, flow in all_runs(entry):
             for student in run["students"]:
                 names = [phase["name"] for phase in student["phases"]]
@@ -79,7 +84,7 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
     assert "| coursehub, defaults | 2 at once | 2/2 |" in markdown
     live_rows = [line for line in markdown.splitlines() if line.endswith("| the target (2) |")]
     assert len(live_rows) == 2 and all("| 2 | 2/2 |" in row for row in live_rows), live_rows
-    assert "| system | users | login | spawn (until the server answered) | kernel | first cell |" in markdown
+    assert PHASE_HEADER in markdown
     png = (out / "ttfr.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000
 

@@ -78,7 +78,8 @@ def good(user: str, ttfr: float) -> StudentResult:
         ttfr,
         ok("login", 0, 0.1),
         ok("spawn", 0.1, ttfr - 0.5),
-        ok("kernel", ttfr - 0.5, ttfr - 0.1),
+        ok("page", ttfr - 0.5, ttfr - 0.45),
+        ok("kernel", ttfr - 0.45, ttfr - 0.1),
         ok("execute", ttfr - 0.1, ttfr),
         ok("stop", ttfr, ttfr + 1),
     )
@@ -137,7 +138,7 @@ def test_phase_stats_count_failures_and_time_only_successes():
         student("c", None, ok("login", 0, 0.3), failed("spawn", "http-500")),
     ]
     stats = phase_stats(students)
-    assert list(stats) == ["login", "spawn", "kernel", "execute", "stop"]  # the flow's order
+    assert list(stats) == ["login", "spawn", "page", "kernel", "execute", "stop"]  # the flow's order
     assert stats["spawn"]["ok"] == 2 and stats["spawn"]["failed"] == 1
     assert stats["spawn"]["seconds"]["max"] == pytest.approx(4.4)
     assert stats["login"]["seconds"]["n"] == 3
@@ -334,10 +335,13 @@ def burst_results() -> dict:
 
 def test_markdown_report_shows_burst_phases_cpu_per_spawn_and_live_users():
     text = render_markdown(burst_results())
-    # Bursts: hub CPU per spawn, and each phase's p50 / p95 (good(): login 0.1 s, kernel 0.4 s, cell 0.1 s).
+    # Bursts: hub CPU per spawn, and each phase's p50 / p95
+    # (good(): login 0.1 s, page 0.05 s, kernel 0.35 s, cell 0.1 s).
     assert "| coursehub, defaults | 400 | 2/2 | 2.50 s | 2.95 s | 3.00 s | 0.08 | — |" in text
-    assert "| system | users | login | spawn (until the server answered) | kernel | first cell |" in text
-    assert "| coursehub, defaults | 400 | 0.10 s / 0.10 s | 1.90 s / 2.35 s | 0.40 s / 0.40 s |" in text
+    header = "| login | spawn (until the server answered) | page (OAuth, JupyterLab's HTML) | kernel |"
+    assert header in text
+    phases = "| 0.10 s / 0.10 s | 1.90 s / 2.35 s | 0.05 s / 0.05 s | 0.35 s / 0.35 s |"
+    assert f"| coursehub, defaults | 400 {phases}" in text
     # CPU per spawn: hub, user's processes, each isolation step (a step not measured: —).
     assert "| system | hub CPU-s | user's processes CPU-s (median) | account | cgroup | namespace |" in text
     assert "| coursehub, defaults | 0.07 | 1.60 | 41 ms (CPU 3 ms) | — | 120 ms (CPU 2 ms) |" in text
@@ -516,12 +520,12 @@ def test_open_files_limit_is_raised_past_a_low_hard_limit_when_it_can():
 
 def test_students_not_admitted_are_left_out_of_the_summary_and_check_is_a_phase():
     live = good("a", 2.0)
-    live.phases.insert(4, ok("check", 30.0, 30.2))
+    live.phases.insert(5, ok("check", 30.0, 30.2))
     run = RunResult("h", "t", {}, [live, student("b", None, error=NOT_ADMITTED)])
     assert summarize(run)["failed"] == 1
     kept = summarize(admitted(run))
     assert (kept["users"], kept["ok"], kept["failed"]) == (1, 1, 0)
-    assert list(kept["phases"]) == ["login", "spawn", "kernel", "execute", "check", "stop"]
+    assert list(kept["phases"]) == ["login", "spawn", "page", "kernel", "execute", "check", "stop"]
 
 
 def test_a_run_that_stopped_arrivals_admits_nobody_and_contacts_no_hub():

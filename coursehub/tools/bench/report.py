@@ -93,6 +93,7 @@ def burst_table(systems: dict[str, Any]) -> list[str]:
 BURST_PHASES = (
     ("login", "login"),
     ("spawn", "spawn (until the server answered)"),
+    ("page", "page (OAuth, JupyterLab's HTML)"),
     ("kernel", "kernel"),
     ("execute", "first cell"),
 )
@@ -225,7 +226,8 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         "",
         machine_line(results.get("machine", {})),
         f"Run {results.get('started_at', '?')}, {seconds(results.get('duration'))} in all.",
-        "TTFR (time to first result): spawn request → `1+1` answered `2` in a new kernel.",
+        "TTFR (time to first result): spawn request → the server's page (JupyterLab's HTML, through the "
+        "OAuth handshake with the hub) → `1+1` answered `2` in a new kernel.",
         "",
     ]
     lines += [f"- **{e['label']}**: did not run: {e['error']}" for e in systems.values() if e["error"]]
@@ -245,7 +247,8 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
             f"{h}# Bursts, phase by phase (p50 / p95 of the users that got through each)",
             "",
             "Login through the form, spawn request → the progress stream says ready (the server "
-            "answered), new kernel with its websocket, first `1+1`.",
+            "answered), the server's page as the browser opens it then (redirected to the hub's OAuth "
+            "authorize and back, JupyterLab's HTML), new kernel with its websocket, first `1+1`.",
             "",
             *phases,
             "",

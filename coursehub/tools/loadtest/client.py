@@ -126,6 +126,20 @@ class StudentClient:
                     raise PhaseError(spawn_failed_kind(event.get("message", ""), self.name))
         raise PhaseError("progress-ended")
 
+    def open_page(self, server_url: str) -> None:
+        """GET the server's URL with the browser's cookies, following redirects as a browser does:
+        the server sends a new visitor to the hub's OAuth authorize endpoint, the hub (logged in by
+        the form) sends it back with a code, the server trades the code for a token, sets its own
+        cookie and serves its default page; expect JupyterLab's (or Notebook's) HTML.
+
+        Static assets are left out: a class's browsers fetch them, but most come from the browser's
+        cache after the first visit, and they cost the server file reads, not Python work."""
+        response = self.browser.get(server_url, timeout=self.timeout)
+        if response.status_code != 200:
+            raise PhaseError(f"page-{http_kind(response.status_code)}")
+        if "jupyter-config-data" not in response.text:
+            raise PhaseError("page-not-jupyter")
+
     def open_kernel(self, server_url: str) -> KernelSession:
         """A new kernel on the server, with its websocket open."""
         return KernelSession(server_url, self.token)

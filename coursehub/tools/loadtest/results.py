@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The order in which a student goes through the phases; `stop` also runs after a failure.
-# `check`: the code run once more in the same kernel during the session, when the run asks.
-PHASES = ("login", "spawn", "kernel", "execute", "check", "session", "delete_kernel", "stop")
+# `page`: the server's default page (JupyterLab's HTML) through the OAuth handshake with the hub, as a
+# browser opens it when the spawn page says ready. `check`: the code run once more in the same kernel
+# during the session, when the run asks.
+PHASES = ("login", "spawn", "page", "kernel", "execute", "check", "session", "delete_kernel", "stop")
 NOT_ADMITTED = "not-admitted: arrivals stopped"  # the error of a student the run stopped admitting
 
 

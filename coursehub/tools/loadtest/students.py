@@ -32,7 +32,8 @@ IDLE_TICK = 1.0  # seconds an idle session sleeps between looks at the run's sig
 GATE_TICK = 0.25  # seconds a student held at the door waits before asking the gate again
 ADMIT, WAIT, STOP = "admit", "wait", "stop"  # what an admission gate answers
 Gate = Callable[[], str]  # asked before each student starts: ADMIT, WAIT (ask again soon) or STOP
-IN_FLIGHT = ("login", "spawn", "kernel", "execute")  # phases before a student's server and kernel stand
+# The phases before a student's server and kernel stand.
+IN_FLIGHT = ("login", "spawn", "page", "kernel", "execute")
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class StudentFlow:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("login", self.login),
             ("spawn", self.spawn),
+            ("page", self.open_page),
             ("kernel", self.open_kernel),
             ("execute", self.first_result),
         ]
@@ -160,6 +162,10 @@ class StudentFlow:
         self.spawn_requested = True
         self.result.retries_429 = self.client.request_server(self.ctx.deadline)
         self.server_url = self.client.wait_ready(self.ctx.deadline, self.ctx.stop)
+
+    def open_page(self) -> None:
+        """Open the server's page as the browser does when the spawn page says ready."""
+        self.client.open_page(self.server_url)
 
     def open_kernel(self) -> None:
         """Create a kernel and open its websocket."""
