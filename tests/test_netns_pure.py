@@ -268,6 +268,9 @@ def test_a_build_steps_every_url_goes_through_the_builds_proxy():
     }
     assert "NO_PROXY" not in env and env["UV_INDEX_URL"] == "https://m/simple"
     assert build_environ(Path("/w"), inherited)["HTTPS_PROXY"] == "http://corp:3128"  # the fetch's
+    # Downloads are retried past uv's 3 (a stalled index failed first starts), unless the admin says.
+    assert env["UV_HTTP_RETRIES"] == "8"
+    assert build_environ(Path("/w"), {"UV_HTTP_RETRIES": "2"})["UV_HTTP_RETRIES"] == "2"
 
 
 @pytest.mark.parametrize(

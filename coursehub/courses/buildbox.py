@@ -47,6 +47,8 @@ INDEX_VARIABLES = (
     "UV_NATIVE_TLS",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    "UV_HTTP_RETRIES",
+    "UV_HTTP_TIMEOUT",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -55,6 +57,9 @@ INDEX_VARIABLES = (
     "no_proxy",
 )
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# uv gives up on a download after 3 retries (~45 s of connect timeouts); an index that stalls for a
+# minute then failed a whole first start (seen: five hubs' first builds at once). An admin's own value wins.
+HTTP_RETRIES = "8"
 
 
 def build_environ(
@@ -64,7 +69,8 @@ def build_environ(
 
     `proxy`: the build's own, the one way out of its namespace, for every URL (no NO_PROXY).
     """
-    env = {name: inherited[name] for name in INDEX_VARIABLES if name in inherited}
+    env = {"UV_HTTP_RETRIES": HTTP_RETRIES}
+    env.update({name: inherited[name] for name in INDEX_VARIABLES if name in inherited})
     if proxy is not None:
         for name in ("NO_PROXY", "no_proxy"):
             env.pop(name, None)
