@@ -258,7 +258,9 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
         lines += [
             f"{h}# Bursts: where the CPU went",
             "",
-            "CPU-seconds over the whole burst (launch, first cell, then each student stops the server), "
+            "CPU-seconds over the whole burst (from its start until every student had a first result or "
+            "had failed; students keep their servers until then, as a class does, and the stops after are "
+            "not counted), "
             "read from /proc: the machine's busy time (share of all cores), the hub with its reaped "
             "children (for stock JupyterHub these include the servers, its children, once they exit), "
             "the proxy, the rest (servers, kernels, fork server, root helpers, the kernel's own work) and "

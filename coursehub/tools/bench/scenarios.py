@@ -130,13 +130,26 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         sampling = threading.Event()
         sampler = threading.Thread(target=_sample_until, args=(hub, samples, sampling), name="cpu-samples")
         sampler.start()
+        # A class stays once it has its first result: each student holds its server and kernel until
+        # the whole class has got through (or failed), and only then stops it. Stops are not part of a
+        # launch, and in a real class they do not compete with the launches of those still waiting.
+        config = _config(hub, opts, session_seconds=opts.time_limit)
+        test = LoadTest(config, users, progress=progress)
+        box: list[RunResult] = []
+        runner = threading.Thread(target=_run_into, args=(test, box), name=f"burst-{size}")
+        runner.start()
         try:
-            run = run_load_test(_config(hub, opts), users, progress=progress)
+            _wait_until_settled(test, size, runner, opts.time_limit)
         finally:
             sampling.set()
             sampler.join()
-        # Read before the cleanup below: stopping servers costs the hub CPU too, but not per spawn.
-        samples.append(_cpu_sample(hub))
+            # Read before the stops: stopping servers costs the hub CPU too, but not per spawn.
+            samples.append(_cpu_sample(hub))
+            test.end_sessions()
+            runner.join()
+        if not box:
+            raise CoursehubError(f"the burst of {size} on {hub.system} ended without results")
+        run = box[0]
         # When each student's first result came, counted from the burst's start (its login included).
         firsts = [p.end for s in run.students for p in s.phases if p.name == "execute" and p.ok]
         cpu = burstcpu.burst_cpu(samples, size, os.cpu_count() or 1, burstcpu.results_in(firsts, size))
@@ -157,6 +170,11 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
             }
         )
     return results
+
+
+def _run_into(test: LoadTest, box: list[RunResult]) -> None:
+    """Run the load test and keep its result (the body of a runner thread)."""
+    box.append(test.run())
 
 
 def _cpu_sample(hub: BenchHub) -> burstcpu.CpuSample:
