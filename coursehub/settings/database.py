@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from coursehub.settings.base import Model
 
@@ -57,6 +55,11 @@ class DatabaseSettings(Model):
 
 def check_url(value: Any, source: str, allow_password: bool = False) -> str:
     """A database URL coursehub can use; ValueError saying what to change otherwise."""
+    # Imported here: SQLAlchemy takes 0.18 s to import, and every CLI command loads the settings,
+    # most of them with no database URL to check.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(str(value))
     except (ArgumentError, ValueError) as exc:
