@@ -22,22 +22,27 @@ from coursehub.spawner.accounts import unix_name
 
 pytestmark = pytest.mark.hub
 
-# Runs in the student's kernel: take the server's channel, ask for one real kernel, then flood.
-HOSTILE = """
+# Runs in the student's kernel: take the channel from the server (PID 1 of this sandbox, the channel
+# its fd 3) with pidfd_getfd, and write a connection file in `folder` for a kernel to ask for.
+TAKE_CHANNEL = """
 import ctypes, json, os, socket
 from jupyter_client.connect import write_connection_file
 
 libc = ctypes.CDLL(None, use_errno=True)
-pidfd = os.pidfd_open(1)  # the server, PID 1 of this sandbox
-fd = libc.syscall(438, pidfd, 3, 0)  # pidfd_getfd: its kernel channel
+fd = libc.syscall(438, os.pidfd_open(1), 3, 0)  # pidfd_getfd: the server's kernel channel
 assert fd >= 0, os.strerror(ctypes.get_errno())
 channel = socket.socket(fileno=fd)
-report = {"seqpacket": channel.type == socket.SOCK_SEQPACKET}
-
-folder = os.path.expanduser("~/.chan-probe")
+folder = os.path.expanduser({folder!r})
 os.makedirs(folder, exist_ok=True)
 connection, _ = write_connection_file(os.path.join(folder, "kernel.json"), transport="ipc",
                                       ip=os.path.join(folder, "k"))
+"""
+
+# Runs in the student's kernel: take the server's channel, ask for one real kernel, then flood.
+HOSTILE = (
+    TAKE_CHANNEL.format(folder="~/.chan-probe")
+    + """
+report = {"seqpacket": channel.type == socket.SOCK_SEQPACKET}
 reply = "/tmp/chan-probe.sock"
 if os.path.exists(reply):
     os.unlink(reply)
@@ -71,6 +76,7 @@ for message in hostile + [b"{}"] * 300:
 report["sent"] = sent
 print(json.dumps(report))
 """
+)
 
 
 def test_a_student_holding_the_kernel_channel_gets_only_their_own_kernels(fork_hub):
@@ -124,20 +130,7 @@ def run_hostile(hub, mallory, other, late, tokens, forks, account, uid) -> None:
 # Runs in the student's kernel, in two steps: take the channel and get ready; later, ask for a kernel
 # with a short request and scan that kernel's memory for a secret (given masked) from a longer request
 # another user's server made in between.
-TAKE = """
-import ctypes, json, os, socket
-from jupyter_client.connect import write_connection_file
-
-libc = ctypes.CDLL(None, use_errno=True)
-fd = libc.syscall(438, os.pidfd_open(1), 3, 0)  # pidfd_getfd: the server's kernel channel
-assert fd >= 0, os.strerror(ctypes.get_errno())
-channel = socket.socket(fileno=fd)
-folder = os.path.expanduser("~/.leak-probe")
-os.makedirs(folder, exist_ok=True)
-connection, _ = write_connection_file(os.path.join(folder, "k.json"), transport="ipc",
-                                      ip=os.path.join(folder, "k"))
-print("ready")
-"""
+TAKE = TAKE_CHANNEL.format(folder="~/.leak-probe") + 'print("ready")\n'
 
 SCAN = """
 secret = bytes(a ^ b for a, b in zip({masked!r}, {mask!r}))

@@ -602,10 +602,7 @@ class Budget:
         return 0.0 if self.tokens > 0 else -self.tokens / self.rate + 0.01
 
 
-def collect(
-    control: socket.socket,
-    rates: tuple[int, int, int, int] = (LOG_RATE, LOG_BURST, LOG_RATE_ALL, LOG_BURST_ALL),
-) -> None:
+def collect(control: socket.socket) -> None:
     """The log collector: each server's output pipe, as handed over on `control`, into its CappedLog.
 
     Runs until the fork server and its children have closed `control` and every pipe has ended.
@@ -613,7 +610,7 @@ def collect(
     os.setsid()  # its own session: whatever stops the fork server's group leaves the logs running
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two descriptors per server
-    rate, burst, rate_all, burst_all = rates
+    rate, burst, rate_all, burst_all = LOG_RATE, LOG_BURST, LOG_RATE_ALL, LOG_BURST_ALL
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     folders: dict[tuple[int, int], int] = {}
