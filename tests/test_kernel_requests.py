@@ -120,3 +120,36 @@ def test_the_stack_environment_carries_its_bytecode(stack_env):
         folder = site / module.rsplit("/", 1)[0] / "__pycache__"
         name = module.rsplit("/", 1)[1]
         assert list(folder.glob(f"{name}.*.pyc")), f"no bytecode for {module} in {folder}"
+
+
+def test_the_fork_servers_preload_starts_no_nodejs(stack_env, tmp_path):
+    # Importing jupyterlab.labapp asks `node yarn.js config --json` for the npm registry (0.6 CPU-s of
+    # every hub start). A `node` first on PATH records that it ran: it must run only without the fix.
+    from coursehub.spawner.forkclient import SCRIPT
+
+    tmp_path.chmod(0o755)
+    marker = tmp_path / "node-ran"
+    node = tmp_path / "node"
+    node.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    node.chmod(0o755)
+
+    def preload(skip: bool) -> bool:
+        marker.unlink(missing_ok=True)
+        probe = (
+            "import runpy, sys; ns = runpy.run_path(sys.argv[1]); ns['add_environment_path']();"
+            + ("ns['skip_yarn_config']();" if skip else "")
+            + "import jupyterlab.labapp"
+        )
+        done = subprocess.run(
+            [str(stack_env / "bin" / "python"), "-I", "-S", "-c", probe, str(SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)},
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return marker.exists()
+
+    assert preload(skip=False), "the probe's node was never asked: the test shows nothing"
+    assert not preload(skip=True)

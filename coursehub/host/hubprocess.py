@@ -24,6 +24,7 @@ from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
 from coursehub.host.units import DELEGATE_ENV
 from coursehub.hubconfig.origins import hub_origin, subdomain_host
 from coursehub.hubconfig.pipeline import hub_api_ip
+from coursehub.names import REVOKE_PATH
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 from coursehub.spawner import cgroups
@@ -508,8 +509,6 @@ def down(settings: Settings, paths: StatePaths, echo: Echo) -> None:
 
 def revoke_pending(store: AccountStore, api: HubAPI, echo: Echo) -> list[str]:
     """Have the hub end the sessions, tokens and servers of changed accounts; the names done."""
-    from coursehub.hub.revoke import REVOKE_PATH
-
     done = []
     for name in store.pending_revocations():
         # Stopping a server can take a while (slow_stop_timeout and beyond).

@@ -9,7 +9,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.orm import new_token
 from jupyterhub.scopes import needs_scope
 
-REVOKE_PATH = "coursehub/revoke"
+from coursehub.names import REVOKE_PATH
 
 
 class RevokeHandler(APIHandler):

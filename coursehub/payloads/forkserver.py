@@ -701,6 +701,25 @@ def add_environment_path() -> None:
             sys.path.append(paths[key])
 
 
+def skip_yarn_config() -> None:
+    """Keep jupyterlab from running `node yarn.js config --json` when it is imported here.
+
+    Importing jupyterlab.labapp computes its version through an AppOptions whose `registry` default
+    asks yarn for the npm registry the user configured: a Node.js process, 0.6 CPU-s of every hub's
+    start whenever node is installed. Forked servers inherit this: they never build JupyterLab (their
+    environment is read-only to them), so the default registry is all they could use anyway.
+    """
+    try:
+        import jupyterlab.commands as commands
+    except ImportError:
+        return
+
+    def no_yarn_config(_logger: object) -> dict:
+        return {"yarn config": {}, "npm config": {}}  # what jupyterlab uses when node is missing
+
+    commands._yarn_config = no_yarn_config  # type: ignore[attr-defined]
+
+
 def preload_server_handlers() -> None:
     """The handler modules Jupyter Server imports for its services at each start (named in serverapp)."""
     serverapp = sys.modules.get("jupyter_server.serverapp")
@@ -961,6 +980,7 @@ class ForkServer:
 def serve(path: str) -> None:
     """Pre-import the stack, then answer the hub's pings and spawns and the servers' kernel requests."""
     add_environment_path()
+    skip_yarn_config()
     for module in PRELOAD:
         try:
             __import__(module)
