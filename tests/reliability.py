@@ -20,6 +20,11 @@ def scale() -> float:
     return float(os.environ.get("COURSEHUB_RELIABILITY_SCALE", "0.02"))
 
 
+def full_counts() -> bool:
+    """True in a full-count run (`./run reliability`), not in the everyday suite."""
+    return scale() >= 1
+
+
 def scaled(full: int, minimum: int) -> int:
     """`full` times the scale, never below `minimum`."""
     return max(minimum, round(full * scale()))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Hub, network_leftovers, wait_for
-from reliability import answers, forkserver_pids, processes_of_uids, record, scaled
+from reliability import answers, forkserver_pids, full_counts, processes_of_uids, record, scaled
 
 from coursehub.clients.hubapi import HubAPI
 from coursehub.spawner import cgroups
@@ -142,6 +142,10 @@ def ready_count(hub: Hub) -> int:
 @pytest.mark.timeout(max(600, 40 * scaled(50, 6)))
 @pytest.mark.parametrize("mode", ["fork", "exec"])
 def test_kill9_hub_mid_burst_loses_no_server_and_no_file(make_hub, mode):
+    if mode == "exec" and not full_counts():
+        # A hub killed and restarted with exec-mode servers running is test_hub_restart's, in every run;
+        # the burst of them (4 CPU-s a start) is left to `./run reliability` (keeps CI under 12 min).
+        pytest.skip("exec mode's burst runs at full counts only (./run reliability)")
     hub = make_hub(sandbox={"spawn_mode": mode}, hub={"concurrent_spawn_limit": 100})
     count = scaled(50, 6)
     names = hub.create_accounts("burst", count)

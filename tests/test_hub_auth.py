@@ -79,44 +79,44 @@ def still_in(hub, session: requests.Session, token: str) -> tuple[bool, bool]:
     return home.status_code == 200, api.status_code == 200
 
 
-def test_deleted_name_is_never_reissued_and_its_sessions_end(shared_hub):
-    names = shared_hub.create_accounts("gone", 3)
+def test_deleted_name_is_never_reissued_and_its_sessions_end(fork_hub):
+    names = fork_hub.create_accounts("gone", 3)
     last = names[-1]
-    token = shared_hub.token_for(last)
-    session = shared_hub.login(last)
-    assert still_in(shared_hub, session, token) == (True, True)
-    shared_hub.spawn(last, token)
-    shared_hub.cli("accounts", "delete", last, timeout=180)
+    token = fork_hub.token_for(last)
+    session = fork_hub.login(last)
+    assert still_in(fork_hub, session, token) == (True, True)
+    fork_hub.spawn(last, token)
+    fork_hub.cli("accounts", "delete", last, timeout=180)
     # The old participant's cookie, token and server are gone...
-    assert still_in(shared_hub, session, token) == (False, False)
-    assert shared_hub.api().json("GET", f"users/{last}")["servers"] == {}
+    assert still_in(fork_hub, session, token) == (False, False)
+    assert fork_hub.api().json("GET", f"users/{last}")["servers"] == {}
     # ...and the next participant gets a new name, not the deleted one (nor its home).
-    (new,) = set(shared_hub.create_accounts("gone", 1)) - set(names)  # the folder keeps older cards
+    (new,) = set(fork_hub.create_accounts("gone", 1)) - set(names)  # the folder keeps older cards
     assert new > last
-    assert shared_hub.api().request("GET", f"users/{new}").status_code == 404  # a fresh hub user
+    assert fork_hub.api().request("GET", f"users/{new}").status_code == 404  # a fresh hub user
 
 
 @pytest.mark.parametrize("action", ["disable", "reset"])
-def test_disable_and_reset_end_sessions_and_tokens(shared_hub, action):
-    (name,) = shared_hub.create_accounts(f"end{action[0]}", 1)
-    token = shared_hub.token_for(name)
-    session = shared_hub.login(name)
-    assert still_in(shared_hub, session, token) == (True, True)
-    shared_hub.cli(
-        "accounts", action, name, *(["--out", str(shared_hub.root / "r")] if action == "reset" else [])
+def test_disable_and_reset_end_sessions_and_tokens(fork_hub, action):
+    (name,) = fork_hub.create_accounts(f"end{action[0]}", 1)
+    token = fork_hub.token_for(name)
+    session = fork_hub.login(name)
+    assert still_in(fork_hub, session, token) == (True, True)
+    fork_hub.cli(
+        "accounts", action, name, *(["--out", str(fork_hub.root / "r")] if action == "reset" else [])
     )
-    assert still_in(shared_hub, session, token) == (False, False)
+    assert still_in(fork_hub, session, token) == (False, False)
 
 
-def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
+def test_concurrent_wrong_guesses_are_not_all_checked(fork_hub):
     """Checking the lockout and counting the attempt are one step: a burst of parallel guesses gets no
     more password checks than max_failures (3 on the test hub), the rest are refused unchecked."""
-    (name,) = shared_hub.create_accounts("burst", 1)
+    (name,) = fork_hub.create_accounts("burst", 1)
     guesses = 12
     sessions = []
     for _ in range(guesses):
         session = requests.Session()
-        session.get(shared_hub.url + "hub/login", timeout=30)
+        session.get(fork_hub.url + "hub/login", timeout=30)
         sessions.append(session)
     start = threading.Barrier(guesses)
 
@@ -124,7 +124,7 @@ def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
         session = sessions[i]
         start.wait(60)
         return session.post(
-            shared_hub.url + "hub/login",
+            fork_hub.url + "hub/login",
             data={
                 "username": name,
                 "password": f"guess-{i}",
@@ -138,7 +138,7 @@ def test_concurrent_wrong_guesses_are_not_all_checked(shared_hub):
         codes = list(pool.map(guess, range(guesses)))
     checked = [code for code in codes if code != 429]
     assert len(checked) <= 3, codes
-    assert shared_hub.try_login(name, shared_hub.passwords[name])[1].status_code == 429
+    assert fork_hub.try_login(name, fork_hub.passwords[name])[1].status_code == 429
 
 
 def test_the_api_client_lists_users_past_the_hubs_one_page_answer(fork_hub):
