@@ -127,9 +127,6 @@ print("ok")
     assert run(hub, user, code).strip() == "ok"
 
 
-# The whole loop in fork mode only: what the spawn mode changes (the staff group, the exchange's mounts)
-# is checked in both by the tests below; the loop's nbgrader steps are the same (keeps CI short).
-@pytest.mark.parametrize("grading_hub", ["fork"], indirect=True)
 def test_the_weekly_loop_out_and_back_each_student_sees_only_their_own(grading_hub):
     hub = grading_hub
     grading = f"~/{COURSE}/grading"
