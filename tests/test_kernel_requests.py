@@ -153,3 +153,26 @@ def test_the_fork_servers_preload_starts_no_nodejs(stack_env, tmp_path):
 
     assert preload(skip=False), "the probe's node was never asked: the test shows nothing"
     assert not preload(skip=True)
+
+
+def test_an_exec_mode_server_is_jupyterhub_singleuser_without_nodejs(stack_env, tmp_path):
+    # Exec mode runs coursehub_kernels.singleuser(): the same server program, minus the yarn call.
+    from coursehub.spawner.sandbox import EXEC_SERVER
+
+    tmp_path.chmod(0o755)
+    marker = tmp_path / "node-ran"
+    (tmp_path / "node").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    (tmp_path / "node").chmod(0o755)
+    probe = EXEC_SERVER.replace("coursehub_kernels.singleuser()", "coursehub_kernels.skip_yarn_config()")
+    probe += "; import jupyterlab.labapp, jupyterhub.singleuser as s; print(callable(s.main))"
+    done = subprocess.run(
+        [str(stack_env / "bin" / "python"), "-s", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
+    assert not marker.exists()

@@ -702,22 +702,12 @@ def add_environment_path() -> None:
 
 
 def skip_yarn_config() -> None:
-    """Keep jupyterlab from running `node yarn.js config --json` when it is imported here.
-
-    Importing jupyterlab.labapp computes its version through an AppOptions whose `registry` default
-    asks yarn for the npm registry the user configured: a Node.js process, 0.6 CPU-s of every hub's
-    start whenever node is installed. Forked servers inherit this: they never build JupyterLab (their
-    environment is read-only to them), so the default registry is all they could use anyway.
-    """
+    """Keep jupyterlab from starting Node.js as it is pre-imported here (coursehub_kernels says why)."""
     try:
-        import jupyterlab.commands as commands
+        import coursehub_kernels  # in every environment
     except ImportError:
         return
-
-    def no_yarn_config(_logger: object) -> dict:
-        return {"yarn config": {}, "npm config": {}}  # what jupyterlab uses when node is missing
-
-    commands._yarn_config = no_yarn_config  # type: ignore[attr-defined]
+    coursehub_kernels.skip_yarn_config()
 
 
 def preload_server_handlers() -> None:

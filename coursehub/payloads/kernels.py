@@ -244,3 +244,30 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.pid = self.pgid = pid  # the child called setsid: its pid is its process group
         self.cwd = kwargs.get("cwd")
         return self.connection_info
+
+
+def skip_yarn_config() -> None:
+    """Keep jupyterlab from running `node yarn.js config --json` when it is imported.
+
+    Importing jupyterlab.labapp computes its version through an AppOptions whose `registry` default
+    asks yarn for the npm registry the user configured: a Node.js process, 0.6 CPU-s of every start of
+    a server (exec mode) or fork server whenever node is installed. A server never builds JupyterLab
+    (its environment is read-only to it), so the default registry is all it could use anyway.
+    """
+    try:
+        import jupyterlab.commands as commands
+    except ImportError:
+        return
+
+    def no_yarn_config(_logger: object) -> dict:
+        return {"yarn config": {}, "npm config": {}}  # what jupyterlab uses when node is missing
+
+    commands._yarn_config = no_yarn_config
+
+
+def singleuser() -> None:
+    """Exec mode's server: jupyterhub-singleuser (its arguments in sys.argv), without the yarn call."""
+    skip_yarn_config()
+    from jupyterhub.singleuser import main
+
+    sys.exit(main())

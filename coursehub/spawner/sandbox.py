@@ -47,6 +47,8 @@ from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
 
 T = TypeVar("T")
+# Exec mode's server program (its arguments follow `-c` in sys.argv): coursehub_kernels.singleuser.
+EXEC_SERVER = "import coursehub_kernels; coursehub_kernels.singleuser()"
 
 try:  # JupyterHub >= 6
     from jupyterhub.spawner import SpawnException
@@ -512,7 +514,9 @@ class SandboxSpawner(LocalProcessSpawner):
         # -s: nothing of the user site (pip install --user) is imported or run by the server, so a
         # student's packages cannot shadow its stack; kernels and terminals, fresh interpreters, see them.
         python = f"{self.env_dir}/bin/python"
-        server = [python, "-s", f"{self.env_dir}/bin/jupyterhub-singleuser", *self.get_args()]
+        # jupyterhub-singleuser through coursehub_kernels (in every environment), which keeps
+        # jupyterlab from starting Node.js for yarn's registry (0.6 CPU-s of every start).
+        server = [python, "-s", "-c", EXEC_SERVER, *self.get_args()]
         if not os.path.isabs(self.bwrap_path):
             # A bare name would be looked up in the server's PATH, the course environment first.
             await asyncio.to_thread(group.kill_and_remove)
