@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -122,34 +123,40 @@ def test_the_stack_environment_carries_its_bytecode(stack_env):
         assert list(folder.glob(f"{name}.*.pyc")), f"no bytecode for {module} in {folder}"
 
 
+def run_with_fake_node(python: Path, args: list[str], folder: Path) -> tuple[str, bool]:
+    """Run `python args` with a `node` first on PATH that records whether it ran; (stdout, node ran)."""
+    folder.chmod(0o755)
+    marker = folder / "node-ran"
+    marker.unlink(missing_ok=True)
+    node = folder / "node"
+    node.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    node.chmod(0o755)
+    done = subprocess.run(
+        [str(python), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{folder}:/usr/bin:/bin", "HOME": str(folder)},
+        cwd=folder,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, marker.exists()
+
+
 def test_the_fork_servers_preload_starts_no_nodejs(stack_env, tmp_path):
     # Importing jupyterlab.labapp asks `node yarn.js config --json` for the npm registry (0.6 CPU-s of
     # every hub start). A `node` first on PATH records that it ran: it must run only without the fix.
     from coursehub.spawner.forkclient import SCRIPT
 
-    tmp_path.chmod(0o755)
-    marker = tmp_path / "node-ran"
-    node = tmp_path / "node"
-    node.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    node.chmod(0o755)
-
     def preload(skip: bool) -> bool:
-        marker.unlink(missing_ok=True)
         probe = (
             "import runpy, sys; ns = runpy.run_path(sys.argv[1]); ns['add_environment_path']();"
             + ("ns['skip_yarn_config']();" if skip else "")
             + "import jupyterlab.labapp"
         )
-        done = subprocess.run(
-            [str(stack_env / "bin" / "python"), "-I", "-S", "-c", probe, str(SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)},
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return marker.exists()
+        return run_with_fake_node(
+            stack_env / "bin" / "python", ["-I", "-S", "-c", probe, str(SCRIPT)], tmp_path
+        )[1]
 
     assert preload(skip=False), "the probe's node was never asked: the test shows nothing"
     assert not preload(skip=True)
@@ -159,20 +166,8 @@ def test_an_exec_mode_server_is_jupyterhub_singleuser_without_nodejs(stack_env, 
     # Exec mode runs coursehub_kernels.singleuser(): the same server program, minus the yarn call.
     from coursehub.spawner.sandbox import EXEC_SERVER
 
-    tmp_path.chmod(0o755)
-    marker = tmp_path / "node-ran"
-    (tmp_path / "node").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    (tmp_path / "node").chmod(0o755)
     probe = EXEC_SERVER.replace("coursehub_kernels.singleuser()", "coursehub_kernels.skip_yarn_config()")
     probe += "; import jupyterlab.labapp, jupyterhub.singleuser as s; print(callable(s.main))"
-    done = subprocess.run(
-        [str(stack_env / "bin" / "python"), "-s", "-c", probe],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)},
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "True"
-    assert not marker.exists()
+    out, node_ran = run_with_fake_node(stack_env / "bin" / "python", ["-s", "-c", probe], tmp_path)
+    assert out.strip() == "True"
+    assert not node_ran
