@@ -11,7 +11,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
 from coursehub.clients.loopback import browser_session, resolve_localhost_names
 from coursehub.settings import HubSettings
+from coursehub.tools.ports import PortPicker
 
 # Hubs with subdomains (the default) serve <user>.localhost, which browsers resolve and glibc does not.
 resolve_localhost_names()
@@ -36,31 +36,21 @@ OUTPUT = REPO / "test-output"
 COURSEHUB = [sys.executable, "-m", "coursehub"]
 
 
-def _ephemeral_ports() -> range:
-    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    return range(int(low), int(high) + 1)
+def _worker_slot() -> tuple[int, int]:
+    """This xdist worker's index and the number of workers (0, 1 without xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+# Runs 34 and 35 each lost a test hub whose proxy found its port taken: ports were picked at random
+# below the ephemeral range, where every hub's sandbox also gives its users' servers ports. Each worker
+# now takes ports from its own slice of the range nobody else is given (coursehub.tools.ports).
+_PORTS = PortPicker(*_worker_slot())
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now, below the kernel's ephemeral range.
-
-    The kernel hands ephemeral ports to every outgoing connection on this machine (the suite makes
-    thousands), so a free ephemeral port could be a connection's source port before the hub that was
-    given it binds it (a test hub's `up` failed so once). Below the range only another binder can
-    take it; workers choose at random, and check that the port is free.
-    """
-    ephemeral = _ephemeral_ports()
-    choices = range(10000, ephemeral.start) if ephemeral.start > 12000 else range(ephemeral.stop, 65536)
-    for _ in range(200):
-        port = secrets.choice(choices)
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {choices}")
+    """A TCP port nothing listens on, no other worker is given and no server or connection is given."""
+    return _PORTS.pick()
 
 
 # Servers run in network namespaces (network.isolate, the default), and hubs run side by side (xdist

@@ -15,7 +15,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from coursehub.tools.bench.configs import (
     stock_config,
 )
 from coursehub.tools.bench.userenv import stock_environment
+from coursehub.tools.ports import PortPicker
 
 log = logging.getLogger(__name__)
 BASE = Path(tempfile.gettempdir()) / "coursehub-bench"
@@ -55,11 +55,12 @@ MERGE_WAIT = 600
 Echo = Callable[[str], None]
 
 
+_PORTS = PortPicker()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on, outside the ranges servers and outgoing connections are given."""
+    return _PORTS.pick()
 
 
 def free_ports() -> Ports:
