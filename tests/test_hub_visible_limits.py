@@ -59,6 +59,19 @@ def test_the_server_reports_memory_against_the_courses_limit(small_hub):
     assert "warn" not in report["limits"]["memory"] or not report["limits"]["memory"]["warn"], report
 
 
+def test_an_idle_server_does_not_scan_its_processes_every_second(small_hub):
+    # jupyter-resource-usage's Prometheus gauges cost each idle server a psutil walk of its processes
+    # every second (1.3 ms of CPU a second, the whole of an idle server's CPU, measured with 20 held):
+    # nothing reads them (the status bar asks its API on demand, the hub watches cgroups), so they are off.
+    (name,) = small_hub.create_accounts("idle", 1)
+    token = small_hub.token_for(name)
+    url = small_hub.spawn(name, token, "small")
+    metrics = requests.get(url + "metrics", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert metrics.status_code == 200, metrics.text
+    assert "http_request_duration_seconds" in metrics.text  # jupyter_server's own metrics are served
+    assert "total_memory_usage" not in metrics.text
+
+
 def test_a_kernel_killed_for_memory_says_why_in_jupyterlab(small_hub, browser, output_dir):
     (name,) = small_hub.create_accounts("oom", 1)
     page = browser.new_page(viewport={"width": 1400, "height": 900})

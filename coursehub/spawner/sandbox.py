@@ -218,6 +218,10 @@ class SandboxSpawner(LocalProcessSpawner):
             # a forked server shares with its kernels once per process: it warned at half
             # the limit. The status bar shows PSS against the limit without that warning.
             "--ResourceUseDisplay.mem_warning_threshold=0",
+            # Its Prometheus gauges walk the server's processes with psutil every second, in every
+            # idle server (1.3 ms of CPU a second each, all of an idle server's CPU): nothing reads
+            # them. The status bar asks its API on demand; the hub watches the cgroups.
+            "--ResourceUseDisplay.enable_prometheus_metrics=False",
         ]
 
     @default("disable_user_config")
