@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import pytest
-from conftest import Hub, hub_root, needs_root_sandbox
+from conftest import Hub, hub_root, needs_root_sandbox, wait_for
 
 pytestmark = pytest.mark.hub
 
@@ -47,3 +48,20 @@ def test_a_hub_started_with_sigint_ignored_gives_its_services_the_default(reques
     assert services, "no culler service found under the hub"
     for pid in [hub.hub_pid, *services]:
         assert not ignored_signals(pid) & (1 << (signal.SIGINT - 1)), f"pid {pid} ignores SIGINT"
+
+
+# The system call a process sleeps in, from /proc/<pid>/syscall, per architecture.
+WAIT4 = {"x86_64": 61, "aarch64": 260}
+
+
+def test_coursehub_up_sleeps_in_one_wait_for_the_hub_while_it_runs(fork_hub):
+    """`up` woke every 50 ms to poll its hub (Popen.wait with a timeout, 0.16 CPU-s a minute for as long
+    as the hub ran); it now blocks in wait4 until the hub exits or a signal (reload, stop) comes."""
+    number = WAIT4.get(os.uname().machine)
+    if number is None:
+        pytest.skip(f"no wait4 number known for {os.uname().machine}")
+    syscall = Path(f"/proc/{fork_hub.proc.pid}/syscall")
+    # Once the hub is up and `up` has said so; the poll never got there (it slept in clock_nanosleep).
+    wait_for(lambda: syscall.read_text().split()[0] == str(number), timeout=60, what="`up` waiting in wait4")
+    seen = [syscall.read_text().split()[0] for _ in range(20)]
+    assert seen == [str(number)] * 20, seen
