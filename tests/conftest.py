@@ -33,6 +33,7 @@ resolve_localhost_names()
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
+pytest_plugins = ["cpuaccount"]  # CPU-seconds per test group, for choosing what to cut (tests/cpuaccount.py)
 COURSEHUB = [sys.executable, "-m", "coursehub"]
 
 
