@@ -67,3 +67,7 @@ class PlatformError(GradesError):
     def __init__(self, message: str, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class ReloadAsked(CoursehubError):
+    """Raised by `coursehub up`'s reload-signal handler to end its blocking wait for the hub."""

@@ -19,7 +19,7 @@ from coursehub.courses.build import sync_catalog
 from coursehub.courses.buildnet import from_settings
 from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec
 from coursehub.courses.gc import collect as collect_environments
-from coursehub.errors import CoursehubError, HubNotRunning
+from coursehub.errors import CoursehubError, HubNotRunning, ReloadAsked
 from coursehub.host.runtime import ensure_secret, ensure_state_dir, find_proxy
 from coursehub.host.units import DELEGATE_ENV
 from coursehub.hubconfig.origins import hub_origin, subdomain_host
@@ -369,7 +369,7 @@ def supervise(
     def reload_asked(signum: int, _frame: object) -> None:
         reloading[0] = True
         if waiting[0]:
-            raise _ReloadAsked  # out of the blocking wait for the hub below
+            raise ReloadAsked  # out of the blocking wait for the hub below
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
@@ -387,7 +387,7 @@ def supervise(
             waiting[0] = True
             if not reloading[0] or stopping[0]:
                 return current[0].wait()
-        except _ReloadAsked:
+        except ReloadAsked:
             pass
         finally:
             waiting[0] = False
@@ -419,10 +419,6 @@ def supervise(
             _reload_answer(paths, "ok")
         else:
             _reload_answer(paths, f"error: the new hub did not come up; see the log in {paths.logs}")
-
-
-class _ReloadAsked(Exception):
-    """Raised by the reload signal's handler to end supervise's wait for the hub."""
 
 
 def _reload_answer(paths: StatePaths, answer: str) -> None:
