@@ -58,6 +58,7 @@ def test_bench_runs_stock_and_coursehub_and_writes_its_outputs(tmp_path):
         assert live["pss_per_user_mib"]["p50"] > 10 and live["hub_plus_proxy_mib"] > 15, (name, live)
         burst = entry["bursts"][0]
         assert burst["hub_cpu_s_per_spawn"] > 0, (name, burst)
+        assert burst["cpu"]["users_s"] > 0, (name, burst["cpu"])  # the students' servers and kernels, read
         phases = burst["summary"]["phases"]
         launch = ("login", "spawn", "page", "kernel", "execute")
         assert all(phases[p]["ok"] == 2 for p in launch), (name, phases)

@@ -73,12 +73,16 @@ def test_the_report_shows_where_a_bursts_cpu_went():
     results = burst_results()
     burst = results["systems"]["coursehub"]["bursts"][0]
     samples = [sample(0, 0), sample(150, 285, client=30), sample(300, 540, hub=80, proxy=20, client=60)]
-    burst["cpu"] = burst_cpu(samples, 400, 2, 150.0)
+    burst["cpu"] = burst_cpu(samples, 400, 2, 150.0, users=200.0)
+    assert burst["cpu"]["users_s"] == 200.0
     text = render_markdown(results)
     assert "### Bursts: where the CPU went" in text
-    row = "| coursehub, defaults | 400 | 90% | 80.0 s | 20.0 s | 380.0 s | 60.0 s | 1.20 | 150 s | 95% | "
-    row += "0.67 |"
+    row = "| coursehub, defaults | 400 | 90% | 80.0 s | 20.0 s | 380.0 s | 200.0 s (0.50 each) | 60.0 s | "
+    row += "1.20 | 150 s | 95% | 0.67 |"
     assert row in text
+    # Results from before the students' processes were read: a dash there.
+    del burst["cpu"]["users_s"]
+    assert "| 380.0 s | — | 60.0 s |" in render_markdown(results)
     # Results from before this table: no table, nothing broken.
     del burst["cpu"]
     assert "where the CPU went" not in render_markdown(results)

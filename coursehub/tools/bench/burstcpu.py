@@ -36,14 +36,16 @@ def results_in(first_results: Sequence[float], students: int, share: float = 0.9
     return ordered[needed - 1] if len(ordered) >= needed else None
 
 
-def burst_cpu(samples: Sequence[CpuSample], students: int, cores: int, p95: float | None) -> dict[str, Any]:
+def burst_cpu(
+    samples: Sequence[CpuSample], students: int, cores: int, p95: float | None, users: float | None = None
+) -> dict[str, Any]:
     """The CPU a burst of `students` cost, split by part, from samples taken through it (first: its start).
 
     The students' browsers run on the benchmark's own cores here, not on the server's as in a class: their
     CPU (`client`) is left out of the per-student cost. `p95`: seconds from the start (login included) until
     95 % of the students had their first result. Until then: how busy the cores were, and the CPU spent
     per student with a result (an upper bound on what a result costs: students done early have started to
-    stop their servers).
+    stop their servers). `users`: the CPU-seconds of the students' own processes (None: not read).
     """
     first, last = samples[0], samples[-1]
     delta = {k: v - asdict(first)[k] for k, v in asdict(last).items()}
@@ -57,6 +59,8 @@ def burst_cpu(samples: Sequence[CpuSample], students: int, cores: int, p95: floa
         "client_s": delta["client"],
         # Users' servers and kernels, the fork server, root helpers (useradd, ip), the kernel's own work.
         "rest_s": max(served - delta["hub"] - delta["proxy"], 0.0),
+        # Of that, the students' own processes (servers, kernels), read once before their servers stop.
+        "users_s": users,
         "per_student_s": served / students if students else 0.0,
         "p95_since_start_s": p95,
         "busy_until_p95": None,

@@ -125,9 +125,10 @@ def burst_phase_table(systems: dict[str, Any]) -> list[str]:
 def burst_cpu_table(systems: dict[str, Any]) -> list[str]:
     """Per system and burst size: where the CPU went, per student, and how busy the cores were."""
     rows = [
-        "| system | users | cores busy | hub | proxy | servers, kernels, helpers | simulated browsers | "
-        "CPU-s per student | 95 % had a result after | until then: cores busy | CPU-s per student |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | users | cores busy | hub | proxy | servers, kernels, helpers | "
+        "of which students' processes | simulated browsers | CPU-s per student | 95 % had a result after | "
+        "until then: cores busy | CPU-s per student |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in systems.values():
         for burst in entry.get("bursts", []):
@@ -136,9 +137,13 @@ def burst_cpu_table(systems: dict[str, Any]) -> list[str]:
                 continue
             until = cpu.get("busy_until_p95")
             per = cpu.get("per_student_until_p95_s")
+            users = cpu.get("users_s")  # absent from results before it was read
+            own = "—" if users is None else f"{users:.1f} s ({users / burst['size']:.2f} each)"
             rows.append(
                 f"| {entry['label']} | {burst['size']} | {cpu['busy_fraction']:.0%} | {cpu['hub_s']:.1f} s | "
-                f"{cpu['proxy_s']:.1f} s | {cpu['rest_s']:.1f} s | {cpu['client_s']:.1f} s | "
+                f"{cpu['proxy_s']:.1f} s | {cpu['rest_s']:.1f} s | "
+                f"{own} | "
+                f"{cpu['client_s']:.1f} s | "
                 f"{cpu['per_student_s']:.2f} | {seconds(cpu.get('p95_since_start_s'))} | "
                 f"{'—' if until is None else f'{until:.0%}'} | "
                 f"{'—' if per is None else f'{per:.2f}'} |"

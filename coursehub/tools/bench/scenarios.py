@@ -145,6 +145,7 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
             sampler.join()
             # Read before the stops: stopping servers costs the hub CPU too, but not per spawn.
             samples.append(_cpu_sample(hub))
+            users_cpu = _users_cpu(hub, burst_names(size))
             test.end_sessions()
             runner.join()
         if not box:
@@ -152,7 +153,8 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
         run = box[0]
         # When each student's first result came, counted from the burst's start (its login included).
         firsts = [p.end for s in run.students for p in s.phases if p.name == "execute" and p.ok]
-        cpu = burstcpu.burst_cpu(samples, size, os.cpu_count() or 1, burstcpu.results_in(firsts, size))
+        p95 = burstcpu.results_in(firsts, size)
+        cpu = burstcpu.burst_cpu(samples, size, os.cpu_count() or 1, p95, users_cpu)
         isolation = hubmetrics.per_spawn(isolation_before, _isolation(hub))
         hub.stop_all_servers()  # what a failure left behind must not weigh on the next size
         summary = summarize(run)
@@ -175,6 +177,11 @@ def bursts(hub: BenchHub, opts: ScenarioOptions, emit: Echo, user_mib: float) ->
 def _run_into(test: LoadTest, box: list[RunResult]) -> None:
     """Run the load test and keep its result (the body of a runner thread)."""
     box.append(test.run())
+
+
+def _users_cpu(hub: BenchHub, users: list[str]) -> float:
+    """CPU-seconds of the burst users' processes (servers, kernels) so far: all started in the burst."""
+    return sum(procstats.cpu_seconds(pids) for pids in hub.pids_by_user(users).values())
 
 
 def _cpu_sample(hub: BenchHub) -> burstcpu.CpuSample:
