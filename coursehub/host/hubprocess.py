@@ -369,6 +369,7 @@ def supervise(
     def reload_asked(signum: int, _frame: object) -> None:
         reloading[0] = True
         if waiting[0]:
+            waiting[0] = False  # a second signal, before the first is handled, must not raise again
             raise ReloadAsked  # out of the blocking wait for the hub below
 
     signal.signal(signal.SIGINT, forward)
@@ -384,13 +385,14 @@ def supervise(
         # A blocking wait, woken by the reload signal: a wait with a timeout polls the child every
         # 50 ms (Popen.wait's loop), 0.16 CPU-s a minute for as long as the hub runs.
         try:
-            waiting[0] = True
-            if not reloading[0] or stopping[0]:
-                return current[0].wait()
-        except ReloadAsked:
+            try:
+                waiting[0] = True
+                if not reloading[0] or stopping[0]:
+                    return current[0].wait()
+            finally:
+                waiting[0] = False
+        except ReloadAsked:  # also when it came as the hub exited: the reload then starts a new hub
             pass
-        finally:
-            waiting[0] = False
         if stopping[0]:
             continue
         reloading[0] = False
