@@ -45,12 +45,17 @@ def small_hub(make_hub_module):
         parent.rmdir()
 
 
+def get_from_a_new_server(hub, prefix: str, path: str) -> requests.Response:
+    """A new student's server of the course, asked for `path` with the student's token."""
+    (name,) = hub.create_accounts(prefix, 1)
+    token = hub.token_for(name)
+    url = hub.spawn(name, token, "small")
+    return requests.get(url + path, headers={"Authorization": f"token {token}"}, timeout=30)
+
+
 def test_the_server_reports_memory_against_the_courses_limit(small_hub):
-    (name,) = small_hub.create_accounts("mem", 1)
-    token = small_hub.token_for(name)
-    url = small_hub.spawn(name, token, "small")
     # jupyter-resource-usage's endpoint, which JupyterLab's status bar reads.
-    metrics = requests.get(url + "api/metrics/v1", headers={"Authorization": f"token {token}"}, timeout=30)
+    metrics = get_from_a_new_server(small_hub, "mem", "api/metrics/v1")
     assert metrics.status_code == 200, metrics.text
     report = metrics.json()
     assert report["limits"]["memory"]["rss"] == LIMIT, report
@@ -63,10 +68,7 @@ def test_an_idle_server_does_not_scan_its_processes_every_second(small_hub):
     # jupyter-resource-usage's Prometheus gauges cost each idle server a psutil walk of its processes every
     # second (~1 ms of CPU a second, three quarters of an idle server's CPU; 20 held servers: 1.59 -> 0.38
     # CPU-s a minute). Nothing reads them (the status bar asks its API on demand, the hub watches cgroups).
-    (name,) = small_hub.create_accounts("idle", 1)
-    token = small_hub.token_for(name)
-    url = small_hub.spawn(name, token, "small")
-    metrics = requests.get(url + "metrics", headers={"Authorization": f"token {token}"}, timeout=30)
+    metrics = get_from_a_new_server(small_hub, "idle", "metrics")
     assert metrics.status_code == 200, metrics.text
     assert "http_request_duration_seconds" in metrics.text  # jupyter_server's own metrics are served
     assert "total_memory_usage" not in metrics.text
