@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from coursehub.spawner.sandbox import server_port
-from coursehub.tools.ports import PortPicker, ephemeral_ports, quiet_ports
+from coursehub.spawner.ports import ephemeral_ports, server_port
+from coursehub.tools.ports import PortPicker, quiet_ports
 
 
 def test_quiet_ports_are_neither_ephemeral_nor_given_to_servers():

@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import os
 import pwd
-import random
 import signal
 import socket
 import subprocess
@@ -20,7 +19,6 @@ from subprocess import Popen
 from typing import Any, TypeVar
 
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 
@@ -45,6 +43,7 @@ from .bwrap import SandboxSpec, bwrap_args, find_bwrap
 from .exchange import ensure_staff_group, prepare_grading, prepare_own_inbound, write_config
 from .forkclient import SCRIPT as FORKSERVER
 from .forkclient import ensure_forkserver, fork_request, fork_spawn
+from .ports import server_port
 
 T = TypeVar("T")
 # Exec mode's server program (its arguments follow `-c` in sys.argv): coursehub_kernels.singleuser.
@@ -914,28 +913,6 @@ class ListenerWatch:
 
 
 LISTENERS = ListenerWatch()
-
-
-def server_port() -> int:
-    """A free port below the kernel's ephemeral range.
-
-    Kernels bind random ephemeral ports; a server port taken from that range could be grabbed
-    by some kernel before the server binds it, and the server would then quietly move to
-    another port while the hub routes to the kernel's socket.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for _ in range(100):
-        port = random.randrange(10000, max(10001, low))
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    return random_port()
 
 
 def _alive(pid: int) -> bool:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import random
 import socket
-from pathlib import Path
 
 from coursehub.errors import CoursehubError
-
-SERVER_PORTS_LOW = 10000  # the sandbox gives servers ports from here up to the ephemeral range (server_port)
-
-
-def ephemeral_ports() -> range:
-    """The range the kernel takes source ports of outgoing connections from."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return range(int(low), int(high) + 1)
-    except (OSError, ValueError):
-        return range(32768, 61000)
+from coursehub.spawner.ports import SERVER_PORTS_LOW, ephemeral_ports
 
 
 def quiet_ports() -> range:
