@@ -358,6 +358,45 @@ def test_disk_use_counts_the_builders_files_only(tmp_path):
     assert builder_bytes([tmp_path], 4243) == 0
 
 
+def test_seal_makes_the_builders_tree_roots_and_leaves_sealed_files_untouched(tmp_path):
+    from coursehub.courses.buildbox import builder_bytes, seal
+
+    tree = tmp_path / "env"
+    (tree / "lib" / "deep").mkdir(parents=True)
+    made = {  # what a builder left: its own files, set-id and group-writable bits
+        "lib/deep/mod.py": 0o664,
+        "lib/deep/tool": 0o4775,
+        "lib/data": 0o2644,
+    }
+    for rel, mode in made.items():
+        (tree / rel).write_text(rel)
+        os.chown(tree / rel, 4242, 4242)
+        os.chmod(tree / rel, mode)
+    os.chown(tree / "lib" / "deep", 4242, 4242)
+    os.chmod(tree / "lib" / "deep", 0o777)
+    (tree / "lib" / "link").symlink_to("/etc/shadow")
+    os.chown(tree / "lib" / "link", 4242, 4242, follow_symlinks=False)
+    # A file shared with the stack: already root's, read-only for others, linked from elsewhere.
+    stack_file = tmp_path / "stack.py"
+    stack_file.write_text("shared")
+    os.chmod(stack_file, 0o644)
+    os.link(stack_file, tree / "lib" / "shared.py")
+    before = stack_file.stat().st_ctime_ns
+    assert builder_bytes([tree], 4242) > 0
+
+    seal(tree)
+
+    expected = {"lib/deep/mod.py": 0o644, "lib/deep/tool": 0o755, "lib/data": 0o644, "lib/deep": 0o755}
+    for rel, mode in expected.items():
+        st = (tree / rel).lstat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, mode), rel
+    assert (tree / "lib" / "link").lstat().st_uid == 0
+    assert os.stat("/etc/shadow").st_mode & 0o777 != 0o644  # no chmod through the symlink
+    assert builder_bytes([tree], 4242) == 0
+    # Not written at all: no chown or chmod on an inode the stack's environment shares.
+    assert stack_file.stat().st_ctime_ns == before
+
+
 def test_the_committed_lock_pins_the_stack_with_a_hash_for_every_distribution():
     from coursehub.courses.environments import server_stack, stack_spec
     from coursehub.courses.stacklock import LOCK, lock_pins
