@@ -311,18 +311,33 @@ def test_a_course_that_needs_other_versions_of_the_stack_fails_naming_the_confli
     assert "idna" in str(failed.value), failed.value
 
 
+# A course's own package: setup.py runs as a build step (the install), like postBuild; a course
+# without postBuild starts from links to its stack, not from a copy of it (seconds of CPU each).
+SLOW_SETUP_PY = """
+import subprocess
+subprocess.call(["sleep", "7002"])
+"""
+
+FILLER_SETUP_PY = """
+import os
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "filler"), "ab") as f:
+    while True:  # a MiB at a time, into its own build folder, without end
+        f.write(os.urandom(1 << 20))
+        f.flush()
+"""
+
+
 def test_a_build_step_over_its_time_limit_is_stopped(build_root, monkeypatch):
     from coursehub.courses import environments
     from coursehub.errors import EnvironmentBuildError
 
-    # The stack first, at the real limit (a course with postBuild starts from it): the step that
-    # goes over the limit below can only be the postBuild.
+    # The stack first, at the real limit (a course starts from it): the step that goes over the
+    # limit below can only be the course's own install.
     stack = environments.stack_spec(str(environments.find_user_python()))
     environments.ensure_environment(stack, build_root / "state" / "envs")
-    monkeypatch.setattr(environments, "BUILD_TIMEOUT", 30)
-    post_build = "#!/bin/bash\nexec sleep 7002 </dev/null >/dev/null 2>&1\n"
-    with pytest.raises(EnvironmentBuildError, match="step 'postBuild': over its time limit of 30 s"):
-        build(build_root, "slow", {"postBuild": post_build})
+    monkeypatch.setattr(environments, "BUILD_TIMEOUT", 20)
+    with pytest.raises(EnvironmentBuildError, match="step 'install packages': over its time limit of 20 s"):
+        build(build_root, "slow", {"setup.py": SLOW_SETUP_PY})
     assert not processes_with("sleep 7002")
 
 
@@ -331,19 +346,13 @@ def test_a_build_that_writes_more_than_its_disk_limit_is_stopped(build_root, mon
     from coursehub.courses.environments import ensure_environment, find_user_python, stack_spec
     from coursehub.errors import EnvironmentBuildError
 
-    # A course with postBuild starts from a copy of the stack environment, the builder's own files.
-    stack = ensure_environment(stack_spec(str(find_user_python())), build_root / "state" / "envs")
-    copied = sum(p.lstat().st_blocks * 512 for p in stack.rglob("*"))
-    monkeypatch.setattr(buildbox, "BUILD_DISK", copied + (64 << 20))
+    # The stack's linked files are root's, not the builder's: only what the build writes counts.
+    ensure_environment(stack_spec(str(find_user_python())), build_root / "state" / "envs")
+    monkeypatch.setattr(buildbox, "BUILD_DISK", 128 << 20)
     monkeypatch.setattr(buildbox, "DISK_POLL", 0.2)
-    # Writes without end, a MiB at a time, into its own environment (the builder may write there).
-    post_build = (
-        "#!/bin/bash\nprefix=$(python -c 'import sys; print(sys.prefix)')\n"
-        'while true; do head -c 1048576 /dev/urandom >> "$prefix/filler"; done\n'
-    )
     with pytest.raises(EnvironmentBuildError, match="disk limit") as stopped:
-        build(build_root, "filler", {"postBuild": post_build})
-    assert "postBuild" in str(stopped.value)
+        build(build_root, "filler", {"setup.py": FILLER_SETUP_PY})
+    assert "install packages" in str(stopped.value)
     envs = build_root / "state" / "envs"
     assert not list(envs.glob(".*.tmp")) and not list(envs.glob(".*.work")), "the build's folders stayed"
 
