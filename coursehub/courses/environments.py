@@ -58,7 +58,7 @@ KERNEL_ARGV = [
 LAYOUT_VERSION = 12  # bump when the environment layout below changes
 # The files coursehub copies into every environment: a change to them is a new environment too.
 CULL_WARNING = "coursehub-cullwarn"
-INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py", "cullwarn.js")
+INSTALLED_PAYLOADS = ("kernels.py", "oomnotice.py", "activity.py", "contents.py", "cullwarn.js")
 
 
 @dataclass(frozen=True)
@@ -387,7 +387,7 @@ def install_kernelspec(env: Path, final: Path) -> None:
 
 
 def install_kernels_module(env: Path) -> None:
-    """coursehub_kernels (kernel provisioner), coursehub_oom (OOM notice), coursehub_activity in the env."""
+    """The modules coursehub puts in every environment: coursehub_kernels, _oom, _activity, _contents."""
     (site,) = env.glob("lib/python3*/site-packages")
     # Copied as a file: it imports jupyter_client, which only the environment has.
     safe_write(env, site / "coursehub_kernels.py", (PAYLOADS / "kernels.py").read_text())
@@ -404,6 +404,8 @@ def install_kernels_module(env: Path) -> None:
     safe_write(env, site / "coursehub_oom.py", (PAYLOADS / "oomnotice.py").read_text())
     # coursehub_activity: a server extension by which a busy kernel keeps its server from the culler.
     safe_write(env, site / "coursehub_activity.py", (PAYLOADS / "activity.py").read_text())
+    # coursehub_contents: folder listings that survive a file renamed while they are taken.
+    safe_write(env, site / "coursehub_contents.py", (PAYLOADS / "contents.py").read_text())
 
 
 def install_cull_warning(env: Path) -> None:

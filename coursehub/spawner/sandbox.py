@@ -213,6 +213,9 @@ class SandboxSpawner(LocalProcessSpawner):
             # A kernel the OOM killer stopped: the running cell says so (coursehub_oom, installed in
             # every environment), not only "the kernel died".
             "--ServerApp.kernel_websocket_connection_class=coursehub_oom.OOMNoticeConnection",
+            # A folder listing that meets a file renamed meanwhile is taken again, not a 404 for the
+            # folder (coursehub_contents, in every environment, says why).
+            "--ServerApp.contents_manager_class=coursehub_contents.SteadyListingContentsManager",
             # jupyter-resource-usage warns from the sum of the processes' RSS, which counts the pages
             # a forked server shares with its kernels once per process: it warned at half
             # the limit. The status bar shows PSS against the limit without that warning.
