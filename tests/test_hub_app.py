@@ -37,3 +37,22 @@ def test_the_hub_runs_as_coursehubs_app():
     from coursehub.host.hubprocess import hub_command
 
     assert hub_command()[1:3] == ["-m", "coursehub.hub.app"]
+
+
+def test_the_hubs_environment_gives_its_proxy_small_young_generations_unless_the_admin_chose():
+    from coursehub.host.hubprocess import PROXY_NODE_OPTIONS, hub_environ
+
+    env = hub_environ({"PATH": "/bin"}, "{}", Path("/state"), Path("/env"))
+    assert env["NODE_OPTIONS"] == PROXY_NODE_OPTIONS == "--max-semi-space-size=1"
+    assert env["PATH"] == "/bin" and env["COURSEHUB_STATE_DIR"] == "/state"
+    kept = hub_environ({"NODE_OPTIONS": "--dns-result-order=ipv4first"}, "{}", Path("/s"), Path("/e"))
+    assert kept["NODE_OPTIONS"] == "--dns-result-order=ipv4first --max-semi-space-size=1"
+    theirs = hub_environ({"NODE_OPTIONS": "--max-semi-space-size=8"}, "{}", Path("/s"), Path("/e"))
+    assert theirs["NODE_OPTIONS"] == "--max-semi-space-size=8"
+
+
+def test_the_running_proxy_has_the_small_young_generations(fork_hub):
+    proxy_pid = int((fork_hub.state_dir / "proxy.pid").read_text())
+    environ = Path(f"/proc/{proxy_pid}/environ").read_bytes().split(b"\0")
+    assert b"NODE_OPTIONS=--max-semi-space-size=1" in environ
+    assert b"node" in Path(f"/proc/{proxy_pid}/cmdline").read_bytes().split(b"\0")[0]
