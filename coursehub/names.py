@@ -15,6 +15,10 @@ TEMP_CULLER = "coursehub-temporary-culler"
 # Anonymous Binder users (also temporary: their files go with them).
 BINDER_GROUP = "coursehub-binder"
 BINDER_CULLER = "coursehub-binder-culler"
+# One machine's cullers share a process (hub/cullers.py): its loops, as JSON, in this variable; the
+# cullers that may lend their service's token to it.
+CULLERS_ENV = "COURSEHUB_CULLERS"
+SHARED_CULLER_NAMES = (TEMP_CULLER, BINDER_CULLER)
 
 # What jupyterhub-idle-culler needs to stop idle servers (and, with admin:users, to delete users).
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from coursehub.names import SHARED_CULLER_NAMES
+
 
 @dataclass(frozen=True)
 class StatePaths:
@@ -27,6 +29,10 @@ class StatePaths:
     @property
     def cli_token(self) -> Path:
         return self.root / "cli-token"
+
+    def service_token(self, service: str) -> Path:
+        """A hub-managed service's token, where it lends it to another process (hub/cullers.py)."""
+        return self.root / f"{service}-token"
 
     @property
     def hub_pid(self) -> Path:
@@ -129,6 +135,7 @@ class StatePaths:
             self.cookie_secret,
             self.accounts,
             self.cli_token,
+            *(self.service_token(name) for name in SHARED_CULLER_NAMES),
             self.tls_ask_key,
             self.lti_grades,
             self.lti_tool_key,

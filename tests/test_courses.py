@@ -399,6 +399,45 @@ def test_new_requirements_give_new_servers_the_new_environment_from_the_same_for
     assert hub.forkserver_pid(stack) == fork_server
 
 
+def process_environ(pid: int) -> dict[bytes, bytes]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return {}
+    return dict(kv.split(b"=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
+def test_the_cullers_share_one_process_and_each_culls_with_its_own_services_token(course_hub, guest):
+    from coursehub.clients.hubapi import HubAPI
+    from coursehub.hubconfig.services import culler_token_env
+    from coursehub.names import TEMP_CULLER
+
+    hub, _ = course_hub
+    _, user = guest
+    token = (hub.state_dir / f"{TEMP_CULLER}-token").read_text().strip()
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    env_name = culler_token_env(TEMP_CULLER).encode()
+    (runner,) = [pid for pid in pids if process_environ(pid).get(env_name) == token.encode()]
+    command = Path(f"/proc/{runner}/cmdline").read_bytes()
+    assert b"coursehub.hub.cullers" in command and token.encode() not in command  # tokens never in argv
+    api_url = process_environ(runner)[b"JUPYTERHUB_API_URL"]
+    separate = [
+        pid
+        for pid in pids
+        if b"jupyterhub_idle_culler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and process_environ(pid).get(b"JUPYTERHUB_API_URL") == api_url
+    ]
+    assert not separate, "this hub still runs a culler process of its own"
+    # The guests' loop uses its own service's token: the hub shows it guests only, and deletes no one else.
+    outsider = "cullme-not-" + secrets.token_hex(3)
+    assert hub.api().request("POST", f"users/{outsider}").status_code == 201
+    guests_culler = HubAPI(hub.url, token)
+    seen = {u["name"] for u in guests_culler.users()}
+    assert user in seen and outsider not in seen, seen
+    assert guests_culler.request("DELETE", f"users/{outsider}").status_code in (403, 404)
+    assert outsider in {u["name"] for u in hub.api().users()}
+
+
 def test_an_idle_temporary_user_is_culled_with_files(course_hub, guest):
     """Last in the module: its guest has been idle through the tests above."""
     hub, _ = course_hub

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from coursehub.errors import CoursehubError
 from coursehub.hubconfig import Runtime
+from coursehub.names import SHARED_CULLER_NAMES
 from coursehub.paths import StatePaths
 from coursehub.settings import Settings
 
@@ -67,5 +68,6 @@ def runtime_for(paths: StatePaths, user_env: Path, settings: Settings | None = N
         python=sys.executable,
         user_env=user_env,
         cli_token=ensure_secret(paths.cli_token),
+        culler_tokens={name: ensure_secret(paths.service_token(name)) for name in SHARED_CULLER_NAMES},
         db_url=resolve_url(settings, paths) if settings is not None else "",
     )

@@ -1,1 +1,2 @@
-"""Runs inside the JupyterHub process: config shim, authenticator wrapper and routes, monitor, status page."""
+"""Runs inside the JupyterHub process (config shim, authenticator wrapper and routes, monitor, status page),
+or as its managed services (the cullers)."""

@@ -79,7 +79,7 @@ def hub_api_ip(settings: Settings, state_dir: Path) -> str:
 
 def apply_services(settings: Settings, runtime: Runtime, c: Config) -> None:
     """Hub-managed services on one machine (hubconfig/services.py holds every one, for both backends)."""
-    backend = Backend(python=runtime.python, cli_token=runtime.cli_token)
+    backend = Backend(python=runtime.python, cli_token=runtime.cli_token, culler_tokens=runtime.culler_tokens)
     services, roles = hub_services(settings, backend)
     c.JupyterHub.services, c.JupyterHub.load_roles = services, [*roles, *staff_roles(settings)]
 

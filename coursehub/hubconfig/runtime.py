@@ -17,5 +17,6 @@ class Runtime:
     python: str  # interpreter that runs hub-side services
     user_env: Path  # environment whose jupyterhub-singleuser users run
     cli_token: str = ""
+    culler_tokens: dict[str, str] = field(default_factory=dict)  # the cullers that share one process
     db_url: str = ""  # resolved with its password at the edge; empty: SQLite in the state folder
     extra: dict[str, str] = field(default_factory=dict)

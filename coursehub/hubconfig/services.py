@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from coursehub.hubconfig.cullers import group_culler
 from coursehub.names import (
@@ -10,6 +12,7 @@ from coursehub.names import (
     BINDER_GROUP,
     CLI_SCOPES,
     CULLER_SCOPES,
+    CULLERS_ENV,
     TEMP_CULLER,
     TEMPORARY_GROUP,
 )
@@ -26,6 +29,8 @@ class Backend:
     binder: bool = True  # the Binder API (and so its culler) is served on this backend
     cli_token: str = ""  # the coursehub CLI's service token (one machine only)
     guests_always: bool = True  # cull guests even without open courses today (courses change at runtime)
+    # Tokens of the cullers that lend theirs to one culler process (one machine); empty: a process each.
+    culler_tokens: Mapping[str, str] = field(default_factory=dict)
 
 
 def hub_services(settings: Settings, backend: Backend) -> tuple[list[dict], list[dict]]:
@@ -42,7 +47,49 @@ def hub_services(settings: Settings, backend: Backend) -> tuple[list[dict], list
         service = {"name": "coursehub-cli", "api_token": backend.cli_token}
         role = {"name": "coursehub-cli", "scopes": CLI_SCOPES, "services": ["coursehub-cli"]}
         pairs.append((service, role))
-    return [service for service, _ in pairs], [role for _, role in pairs]
+    services, roles = [service for service, _ in pairs], [role for _, role in pairs]
+    if backend.culler_tokens:
+        services = one_culler_process(services, backend.culler_tokens, backend.python)
+    return services, roles
+
+
+CULLER_MODULE = "jupyterhub_idle_culler"
+
+
+def culler_token_env(name: str) -> str:
+    """The environment variable that carries culler `name`'s token to the shared process."""
+    return "COURSEHUB_TOKEN_" + name.upper().replace("-", "_")
+
+
+def one_culler_process(services: list[dict], tokens: Mapping[str, str], python: str) -> list[dict]:
+    """Every culler's loop in the first culler's process; the others keep their service, role and token.
+
+    Each jupyterhub-idle-culler is a Python process of ~20 MiB PSS and ~0.2 CPU-s to start; a hub
+    ran three (idle servers, guests, Binder readers). Each loop still uses its own service's token,
+    so the hub, not the culler, limits what it sees and deletes (the guests' cullers: their group).
+    Tokens travel in the process's environment, never its command line (which every user can read).
+    """
+    cullers = [s for s in services if s.get("command", [])[1:3] == ["-m", CULLER_MODULE]]
+    if len(cullers) < 2:
+        return services
+    first, *lenders = cullers
+    loops = [{"name": first["name"], "args": first["command"][3:], "token_env": "JUPYTERHUB_API_TOKEN"}]
+    environment = {}
+    for service in lenders:
+        env_name = culler_token_env(service["name"])
+        loops.append({"name": service["name"], "args": service["command"][3:], "token_env": env_name})
+        environment[env_name] = tokens[service["name"]]
+    environment[CULLERS_ENV] = json.dumps(loops)
+    runner = {
+        "name": first["name"],
+        "command": [python, "-m", "coursehub.hub.cullers"],
+        "environment": environment,
+    }
+    lent = {
+        service["name"]: {"name": service["name"], "api_token": tokens[service["name"]]}
+        for service in lenders
+    }
+    return [runner if s is first else lent.get(s["name"], s) for s in services]
 
 
 def idle_culler(settings: Settings, python: str) -> tuple[dict, dict]:
