@@ -349,6 +349,9 @@ def host_secrets(hub, bob, tokens, info) -> dict[str, str]:
         "cookie secret": (hub.state_dir / "jupyterhub_cookie_secret").read_text().strip(),
         "proxy auth token": environ[b"CONFIGPROXY_AUTH_TOKEN"].decode(),
         "cli token": (hub.state_dir / "cli-token").read_text().strip(),
+        # The guests' cullers lend their tokens to the culler process: whoever holds one deletes guests.
+        "temporary culler token": (hub.state_dir / "coursehub-temporary-culler-token").read_text().strip(),
+        "binder culler token": (hub.state_dir / "coursehub-binder-culler-token").read_text().strip(),
     }
 
 

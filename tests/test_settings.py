@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,39 @@ def test_group_cullers_delete_users_without_first_removing_their_servers(name):
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == name]
     group = "coursehub-temporary" if "temporary" in name else "coursehub-binder"
     assert sorted(role["scopes"]) == sorted(f"{s}!group={group}" for s in [*CULLER_SCOPES, "admin:users"])
+
+
+def test_one_machines_cullers_share_a_process_each_loop_with_its_own_services_token():
+    from coursehub.hubconfig.services import Backend, culler_token_env, hub_services
+    from coursehub.names import BINDER_CULLER, CULLERS_ENV, TEMP_CULLER
+
+    settings = Settings.model_validate({"binder": {"enabled": True}})
+    apart, roles_apart = hub_services(settings, Backend(python="/py"))
+    tokens = {TEMP_CULLER: "t" * 64, BINDER_CULLER: "b" * 64}
+    shared, roles = hub_services(settings, Backend(python="/py", culler_tokens=tokens))
+    assert roles == roles_apart  # the same services, with the same scopes
+    assert [s["name"] for s in shared] == [s["name"] for s in apart]
+    runner, temporary, binder = shared[:3]
+    assert runner["command"] == ["/py", "-m", "coursehub.hub.cullers"]
+    assert temporary == {"name": TEMP_CULLER, "api_token": tokens[TEMP_CULLER]}
+    assert binder == {"name": BINDER_CULLER, "api_token": tokens[BINDER_CULLER]}
+    loops = json.loads(runner["environment"][CULLERS_ENV])
+    # Each loop: the arguments its own process had, and its own service's token (never in argv).
+    assert [(loop["name"], loop["args"]) for loop in loops] == [
+        (s["name"], s["command"][3:]) for s in apart[:3]
+    ]
+    assert [loop["token_env"] for loop in loops] == [
+        "JUPYTERHUB_API_TOKEN",
+        culler_token_env(TEMP_CULLER),
+        culler_token_env(BINDER_CULLER),
+    ]
+    assert {runner["environment"][loop["token_env"]] for loop in loops[1:]} == set(tokens.values())
+    assert not any(token in " ".join(s.get("command", [])) for s in shared for token in tokens.values())
+    # One culler alone keeps its own process.
+    alone, _ = hub_services(
+        Settings.model_validate({"culler": {"enabled": False}}), Backend("/py", culler_tokens=tokens)
+    )
+    assert [s.get("command", [])[2:3] for s in alone] == [["jupyterhub_idle_culler"]]
 
 
 @pytest.mark.parametrize(
