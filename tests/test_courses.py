@@ -400,11 +400,16 @@ def test_new_requirements_give_new_servers_the_new_environment_from_the_same_for
 
 
 def process_environ(pid: int) -> dict[bytes, bytes]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or not ours to read
-        return {}
+    raw = process_file(pid, "environ")
     return dict(kv.split(b"=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
+def process_file(pid: int, name: str) -> bytes:
+    """/proc/<pid>/<name>, or nothing if the process has gone meanwhile."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_the_cullers_share_one_process_and_each_culls_with_its_own_services_token(course_hub, guest):
@@ -418,13 +423,13 @@ def test_the_cullers_share_one_process_and_each_culls_with_its_own_services_toke
     pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
     env_name = culler_token_env(TEMP_CULLER).encode()
     (runner,) = [pid for pid in pids if process_environ(pid).get(env_name) == token.encode()]
-    command = Path(f"/proc/{runner}/cmdline").read_bytes()
+    command = process_file(runner, "cmdline")
     assert b"coursehub.hub.cullers" in command and token.encode() not in command  # tokens never in argv
     api_url = process_environ(runner)[b"JUPYTERHUB_API_URL"]
     separate = [
         pid
         for pid in pids
-        if b"jupyterhub_idle_culler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"jupyterhub_idle_culler" in process_file(pid, "cmdline")
         and process_environ(pid).get(b"JUPYTERHUB_API_URL") == api_url
     ]
     assert not separate, "this hub still runs a culler process of its own"

@@ -21,7 +21,7 @@ def ignored_signals(pid: int) -> int:
 
 
 def service_pids(hub_pid: int) -> list[int]:
-    """The hub's managed services: its children that run jupyterhub_idle_culler."""
+    """The hub's managed services: its children that run the cullers (one process, hub/cullers.py)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
@@ -29,7 +29,7 @@ def service_pids(hub_pid: int) -> list[int]:
                 continue
             if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != hub_pid:
                 continue
-            if b"jupyterhub_idle_culler" in (proc / "cmdline").read_bytes():
+            if b"coursehub.hub.cullers" in (proc / "cmdline").read_bytes():
                 found.append(int(proc.name))
         except (OSError, ValueError, IndexError):
             continue
