@@ -26,7 +26,7 @@ from coursehub.clients.hubapi import HubAPI
 from coursehub.clients.kernel import KernelSession
 from coursehub.clients.loopback import browser_session, resolve_localhost_names
 from coursehub.settings import HubSettings
-from coursehub.tools.ports import PortPicker
+from coursehub.tools.ports import shared_picker
 
 # Hubs with subdomains (the default) serve <user>.localhost, which browsers resolve and glibc does not.
 resolve_localhost_names()
@@ -46,7 +46,8 @@ def _worker_slot() -> tuple[int, int]:
 # Runs 34 and 35 each lost a test hub whose proxy found its port taken: ports were picked at random
 # below the ephemeral range, where every hub's sandbox also gives its users' servers ports. Each worker
 # now takes ports from its own slice of the range nobody else is given (coursehub.tools.ports).
-_PORTS = PortPicker(*_worker_slot())
+# The same picker serves `coursehub bench` when a test runs it in this worker.
+_PORTS = shared_picker(*_worker_slot())
 
 
 def free_port() -> int:

@@ -31,3 +31,17 @@ def test_a_port_something_listens_on_is_skipped():
         assert picker.pick() != held.getsockname()[1]
     finally:
         held.close()
+
+
+def test_the_benchmarks_hubs_draw_from_this_workers_slice():
+    # `coursehub bench` run inside a test worker took ports from the whole range, other workers' too
+    # (run 45 lost the benchmark smoke test to another worker's hub on its proxy's API port).
+    from conftest import _PORTS, _worker_slot
+
+    from coursehub.tools.bench.systems import free_port
+    from coursehub.tools.ports import PortPicker, shared_picker
+
+    assert shared_picker() is _PORTS
+    slot, slots = _worker_slot()
+    mine = set(PortPicker(slot, slots)._ports)
+    assert {free_port() for _ in range(20)} <= mine

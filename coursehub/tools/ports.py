@@ -54,3 +54,18 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+_SHARED: list[PortPicker] = []
+
+
+def shared_picker(slot: int = 0, slots: int = 1) -> PortPicker:
+    """This process's one picker, made for the first caller's slot: every hub it starts draws from it.
+
+    The test suite runs `coursehub bench` inside its xdist workers: a benchmark hub with a picker of
+    its own drew from the whole range, and so from other workers' slices (run 45: a bench hub's proxy
+    found its API port taken by another worker's hub).
+    """
+    if not _SHARED:
+        _SHARED.append(PortPicker(slot, slots))
+    return _SHARED[0]

@@ -43,7 +43,7 @@ from coursehub.tools.bench.configs import (
     stock_config,
 )
 from coursehub.tools.bench.userenv import stock_environment
-from coursehub.tools.ports import PortPicker
+from coursehub.tools.ports import shared_picker
 
 log = logging.getLogger(__name__)
 BASE = Path(tempfile.gettempdir()) / "coursehub-bench"
@@ -55,12 +55,9 @@ MERGE_WAIT = 600
 Echo = Callable[[str], None]
 
 
-_PORTS = PortPicker()
-
-
 def free_port() -> int:
     """A TCP port nothing listens on, outside the ranges servers and outgoing connections are given."""
-    return _PORTS.pick()
+    return shared_picker().pick()
 
 
 def free_ports() -> Ports:
