@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -126,6 +127,7 @@ class StackPool:
         self.root, self.keep = root, keep
 
     @staticmethod
+    @functools.cache  # finding the users' Python runs it: once per worker, not per hub start and stop
     def digest() -> str:
         from coursehub.courses.environments import find_user_python, stack_spec
 

@@ -22,16 +22,12 @@ class SteadyListingContentsManager(AsyncLargeFileManager):  # type: ignore[misc]
     """jupyter_server's default contents manager, whose folder listings survive concurrent renames."""
 
     async def _dir_model(self, path: str, content: bool = True) -> dict:
-        for attempt in range(1, LISTING_ATTEMPTS + 1):
+        for _ in range(LISTING_ATTEMPTS - 1):
             try:
                 return await super()._dir_model(path, content=content)
             except web.HTTPError as error:
                 entry_vanished = error.status_code == 404 and content
-                if (
-                    not entry_vanished
-                    or attempt == LISTING_ATTEMPTS
-                    or not os.path.isdir(self._get_os_path(path))
-                ):
+                if not entry_vanished or not os.path.isdir(self._get_os_path(path)):
                     raise
                 self.log.info("an entry of %r changed while it was listed; listing it again", path)
-        raise AssertionError("unreachable")
+        return await super()._dir_model(path, content=content)  # the last attempt: what it raises, goes
