@@ -155,10 +155,20 @@ def test_a_build_step_sees_coursehubs_own_uv_under_tmp_and_nothing_else_of_tmp_o
     from coursehub.courses.buildbox import sandbox_argv
 
     def binds(command: str, hidden: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
-        argv = sandbox_argv("bwrap", [], hidden, Path("/w"), [command, "pip", "install"])
+        argv = sandbox_argv("bwrap", [], hidden, Path("/w"), [command, "pip", "install"], root=root)
         return [
-            (argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] != "/"
+            (argv[i + 1], argv[i + 2])
+            for i, a in enumerate(argv)
+            if a == "--ro-bind" and argv[i + 1] not in ("/usr", "/opt")
         ]
+
+    root = (("opt", None), ("run", None), ("tmp", None), ("usr", None))
+    argv = sandbox_argv("bwrap", [], (), Path("/w"), ["uv"], root=root)
+    # The root's entries one by one but never /tmp or /run (namespaces come and go there: run 48),
+    # and read-only once built.
+    assert argv[1:7] == ["--ro-bind", "/opt", "/opt", "--ro-bind", "/usr", "/usr"]
+    assert "/run" not in argv[: argv.index("--tmpfs")]
+    assert argv[argv.index("--") - 2 : argv.index("--")] == ["--remount-ro", "/"]
 
     # A clone in /tmp: its venv's uv is behind the sandbox's private /tmp unless bound back.
     assert binds("/tmp/cirun/.venv/bin/uv") == [("/tmp/cirun/.venv/bin/uv", "/tmp/cirun/.venv/bin/uv")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -10,6 +11,17 @@ import pytest
 from coursehub.spawner.accounts import owner_marker, unix_name
 from coursehub.spawner.bwrap import HIDING_TMPFS_SIZE, SandboxSpec, bwrap_args
 from coursehub.spawner.sandbox import kernel_nproc
+
+# A host root as bwrap.host_root() reads it: /bin a symlink, and the folders the view replaces.
+ROOT = (
+    ("bin", "usr/bin"),
+    ("dev", None),
+    ("etc", None),
+    ("proc", None),
+    ("run", None),
+    ("tmp", None),
+    ("usr", None),
+)
 
 VALID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -55,9 +67,22 @@ def test_bwrap_hides_other_homes_and_state_but_shows_own_home_and_env():
         hidden=(Path("/state"),),
         course_src=Path("/state/courses/demo"),
     )
-    args = bwrap_args(spec, ["jupyterhub-singleuser"])
+    args = bwrap_args(spec, ["jupyterhub-singleuser"], root=ROOT)
     joined = " ".join(args)
-    assert args[:5] == ["bwrap", "--ro-bind", "/", "/", "--proc"]
+    # The host's root one top-level entry at a time (symlinks as symlinks), read-only once built.
+    assert args[:9] == [
+        "bwrap",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--ro-bind",
+        "/etc",
+        "/etc",
+        "--ro-bind",
+        "/usr",
+    ]
+    last_mount = max(i for i, a in enumerate(args) if a in ("--bind", "--ro-bind", "--tmpfs", "--remount-ro"))
+    assert args[last_mount : last_mount + 2] == ["--remount-ro", "/"]
     # tmpfs over the homes' parent and the state dir come before the binds that show through.
     assert joined.index("--tmpfs /home/ch") < joined.index("--bind /home/ch/ch-a /home/ch/ch-a")
     assert joined.index("--tmpfs /state") < joined.index("--ro-bind /state/envs/e1")
@@ -104,11 +129,17 @@ def test_start_queue_runs_a_few_at_once_and_keeps_order():
 
 
 def mounts_in_bwrap_args(args: list[str]) -> list[tuple]:
-    """bubblewrap's mount options read back as (kind, source, target, readonly, tmpfs size)."""
-    mounts, size, i = [], 0, 1
+    """bubblewrap's mount options read back as (kind, source, target, readonly, tmpfs size); the
+    root's top-level binds and symlinks, and its final remount, read as one read-only bind of /."""
+    root = [f"/{name}" for name, _ in ROOT]
+    mounts, size, i = [("bind", "/", "/", True, 0)], 0, 1
+    while args[i] in ("--ro-bind", "--symlink") and args[i + 2] in root:
+        i += 3
     while args[i] != "--":
         option = args[i]
-        if option == "--size":
+        if option == "--remount-ro" and args[i + 1] == "/":
+            i += 2
+        elif option == "--size":
             size, i = int(args[i + 1]), i + 2
         elif option in ("--ro-bind", "--bind"):
             mounts.append(("bind", args[i + 1], args[i + 2], option == "--ro-bind", 0))
@@ -154,7 +185,7 @@ def test_both_spawn_modes_build_the_same_view_of_the_filesystem():
         readonly=(Path("/opt/tools"),),
         tmp_size=256 << 20,
     )
-    exec_mode = mounts_in_bwrap_args(bwrap_args(spec, ["srv"]))
+    exec_mode = mounts_in_bwrap_args(bwrap_args(spec, ["srv"], root=ROOT))
     fork_mode = mounts_in_fork_request(fork_request(spec, ["srv"], {}, 1000, 1000, [], Path("/log")))
     assert exec_mode == fork_mode
     # Not the host's /dev (disks, kmsg, kvm) in either mode.
@@ -181,7 +212,7 @@ def test_the_server_cgroup_is_all_of_sys_fs_cgroup_in_both_spawn_modes():
         environment=Path("/state/envs/e1"),
         cgroup_binds=tuple(v1.view_binds()),
     )
-    args = bwrap_args(spec, ["jupyterhub-singleuser"])
+    args = bwrap_args(spec, ["jupyterhub-singleuser"], root=ROOT)
     joined = " ".join(args)
     assert "--unshare-cgroup" in args
     # The host's hierarchy is hidden first; only the server's own folders show through, read-only.
@@ -340,3 +371,19 @@ def test_oom_notice_reads_the_cgroup_and_says_the_limit():
     assert "ran out of memory" in text and "may use 2 GiB, the limit of the course bio101" in text
     assert "the limit of your server" in oomnotice.notice(2 << 30, "")
     assert "reached its memory limit" in oomnotice.notice(None, "")
+
+
+def test_the_root_binds_no_folder_the_view_replaces_above_all_not_run():
+    """/run holds network namespaces that come and go: binding it (recursively, as --ro-bind / / did)
+    failed a spawn or a build when one went between bwrap's bind and its remount (run 48)."""
+    from coursehub.spawner.bwrap import host_root
+    from coursehub.spawner.view import ROOT_REPLACED, root_bind_args
+
+    args = root_bind_args(ROOT)
+    assert args == ["--symlink", "usr/bin", "/bin", "--ro-bind", "/etc", "/etc", "--ro-bind", "/usr", "/usr"]
+    assert ROOT_REPLACED == {"proc", "dev", "tmp", "run"}
+    real = dict(host_root())
+    assert {"usr", "etc", "run", "tmp"} <= real.keys() and real["etc"] is None
+    assert all(link == os.readlink(f"/{name}") for name, link in real.items() if link is not None)
+    built = root_bind_args(host_root())
+    assert "/" not in built and not any(a.startswith(("/run", "/proc", "/tmp", "/dev")) for a in built)

@@ -20,7 +20,8 @@ from pathlib import Path
 from ..errors import EnvironmentBuildError, SandboxError
 from ..spawner import cgroups, netns
 from ..spawner.accounts import _file_lock
-from ..spawner.bwrap import find_bwrap
+from ..spawner.bwrap import find_bwrap, host_root
+from ..spawner.view import RootEntry, root_bind_args
 from . import buildnet
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,13 @@ def sandbox_argv(
     cwd: Path,
     command: Sequence[str],
     readable: Sequence[Path] = (),
+    root: Sequence[RootEntry] = (),
 ) -> list[str]:
-    """bwrap argv of one build step (pure): read-only root, hidden state, only `writable` writable."""
-    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    """bwrap argv of one build step (pure): read-only root (`root`: bwrap.host_root()), hidden state,
+    only `writable` writable."""
+    # The root one top-level entry at a time, never /run: a recursive bind of / failed when another
+    # hub removed a network namespace meanwhile (spawner/view.py ROOT_REPLACED).
+    args = [bwrap, *root_bind_args(root), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for folder in ("/run", *map(str, hidden)):
         args += ["--tmpfs", folder]
     for path in readable:  # e.g. a course's local git repository under the host's /tmp
@@ -123,6 +128,8 @@ def sandbox_argv(
         "--new-session",
         "--chdir",
         str(cwd),
+        "--remount-ro",  # bwrap's own root tmpfs, once every mount point in it exists
+        "/",
         "--",
         *command,
     ]
@@ -298,7 +305,9 @@ class BuildBox:
         """Run one step as the builder in the sandbox; raise naming the step when it fails."""
         assert self.bwrap is not None
         cwd = cwd or self.work / "home"
-        argv = sandbox_argv(self.bwrap, self.writable(), self.hidden, cwd, command, self.readable)
+        argv = sandbox_argv(
+            self.bwrap, self.writable(), self.hidden, cwd, command, self.readable, host_root()
+        )
         group = cgroups.group_for(f"build-{self.staging.name.strip('.')}") if os.geteuid() == 0 else None
         if group is not None:
             cgroups.create(group, memory=BUILD_MEMORY, cpu=BUILD_CPU, pids=BUILD_PIDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 
@@ -10,6 +11,7 @@ from .view import (
     HIDING_TMPFS_SIZE,
     MOUNTS,
     SYNC_MOUNT,
+    RootEntry,
     SandboxSpec,
     bwrap_mount_args,
     sandbox_view,
@@ -23,6 +25,7 @@ __all__ = [
     "SandboxSpec",
     "bwrap_args",
     "find_bwrap",
+    "host_root",
 ]
 
 
@@ -44,9 +47,20 @@ def find_bwrap() -> str | None:
     return os.path.realpath(found) if found else None
 
 
-def bwrap_args(spec: SandboxSpec, command: list[str], bwrap: str = "bwrap") -> list[str]:
+@functools.cache
+def host_root() -> tuple[RootEntry, ...]:
+    """The host root's top-level entries with their symlink targets, read once per process."""
+    entries = []
+    for entry in sorted(os.scandir("/"), key=lambda e: e.name):
+        entries.append((entry.name, os.readlink(entry.path) if entry.is_symlink() else None))
+    return tuple(entries)
+
+
+def bwrap_args(
+    spec: SandboxSpec, command: list[str], bwrap: str = "bwrap", root: tuple[RootEntry, ...] | None = None
+) -> list[str]:
     """argv that runs `command` in a sandbox: read-only root, own home, private /tmp and PIDs."""
-    args = [bwrap, *bwrap_mount_args(sandbox_view(spec))]
+    args = [bwrap, *bwrap_mount_args(sandbox_view(spec), host_root() if root is None else root)]
     args += [
         "--chdir",
         str(spec.home),

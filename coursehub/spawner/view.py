@@ -3,6 +3,7 @@ fork server's request, so that both spawn modes show a server the same files. Pu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -88,12 +89,31 @@ def sandbox_view(spec: SandboxSpec) -> list[Mount]:
     return view
 
 
-def bwrap_mount_args(view: list[Mount]) -> list[str]:
-    """The view as bubblewrap options."""
+# A top-level entry of the host's root: its name and, for a symlink (/bin -> usr/bin), its target.
+RootEntry = tuple[str, str | None]
+# Top-level folders the view always replaces (proc, dev, scratch, hide), so the root leaves them out.
+# /run above all: it holds network namespaces (/run/netns, a shared mount) that other spawns and
+# builds add and remove at any moment, and bwrap's recursive --ro-bind / / failed with "remount
+# /newroot/run/netns/...: Invalid argument" when one went between its bind and its read-only remount.
+ROOT_REPLACED = frozenset({"proc", "dev", "tmp", "run"})
+
+
+def root_bind_args(root: Sequence[RootEntry]) -> list[str]:
+    """bubblewrap options for a read-only root made of the host's top-level entries, one bind each."""
+    args: list[str] = []
+    for name, link in root:
+        if name in ROOT_REPLACED:
+            continue
+        args += ["--symlink", link, f"/{name}"] if link is not None else ["--ro-bind", f"/{name}", f"/{name}"]
+    return args
+
+
+def bwrap_mount_args(view: list[Mount], root: Sequence[RootEntry]) -> list[str]:
+    """The view as bubblewrap options; `root` is the host's top-level entries (bwrap.host_root)."""
     args: list[str] = []
     for m in view:
         if m.kind == "root":
-            args += ["--ro-bind", "/", "/"]
+            args += root_bind_args(root)
         elif m.kind in ("proc", "dev", "remount-ro"):
             args += [f"--{m.kind}", m.target]
         elif m.kind in ("scratch", "hide"):
@@ -102,6 +122,10 @@ def bwrap_mount_args(view: list[Mount]) -> list[str]:
             args += ["--ro-bind" if m.readonly else "--bind", m.source, m.target]
         else:
             raise ValueError(f"unknown mount kind {m.kind!r}")
+    if any(m.kind == "root" for m in view):
+        # bwrap's own root is a tmpfs (the user's, in its user namespace): read-only once every
+        # mount point in it exists. Not recursive: the binds keep their own flags.
+        args += ["--remount-ro", "/"]
     return args
 
 
