@@ -24,6 +24,27 @@ def test_the_hubs_app_lists_its_classes_without_importing_every_plugin():
     assert imported_after("from jupyterhub.app import JupyterHub\nJupyterHub().classes") != []
 
 
+def test_the_hub_leaves_out_makos_pygments_highlighting_and_its_error_pages_still_render():
+    probe = (
+        "import coursehub.hub.app, sys, mako.exceptions, mako.template\n"
+        "print('pygments' in sys.modules)\n"
+        "try:\n    mako.template.Template('${1/0}').render()\n"
+        "except ZeroDivisionError:\n    page = mako.exceptions.html_error_template().render().decode()\n"
+        "print('ZeroDivisionError' in page and 'syntax-highlighted' not in page)\n"
+        "import pygments\nprint('pygments' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    # Not loaded with the hub (4.5 MiB); mako's page falls back to plain escaping; importable still.
+    assert out.stdout.split() == ["False", "True", "True"]
+    plain = subprocess.run(
+        [sys.executable, "-c", "import jupyterhub.app, sys; print('pygments' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert plain.stdout.strip() == "True"  # what it saves
+
+
 def test_the_hubs_config_without_a_jupyterhub_section_imports_no_plugin():
     # Checking a `jupyterhub:` section's class names loads them all: only when a section names another class.
     build = "from tests.test_settings import config_for\nconfig_for('auth: {type: workshop}\\n')\n"
