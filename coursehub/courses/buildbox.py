@@ -100,7 +100,8 @@ def sandbox_argv(
     cwd: Path,
     command: Sequence[str],
     readable: Sequence[Path] = (),
-    root: Sequence[RootEntry] = (),
+    *,
+    root: Sequence[RootEntry],
 ) -> list[str]:
     """bwrap argv of one build step (pure): read-only root (`root`: bwrap.host_root()), hidden state,
     only `writable` writable."""
@@ -306,7 +307,7 @@ class BuildBox:
         assert self.bwrap is not None
         cwd = cwd or self.work / "home"
         argv = sandbox_argv(
-            self.bwrap, self.writable(), self.hidden, cwd, command, self.readable, host_root()
+            self.bwrap, self.writable(), self.hidden, cwd, command, self.readable, root=host_root()
         )
         group = cgroups.group_for(f"build-{self.staging.name.strip('.')}") if os.geteuid() == 0 else None
         if group is not None:
