@@ -84,3 +84,20 @@ def test_an_exec_mode_server_sandbox_starts_while_namespaces_come_and_go(churnin
     # Every start succeeds, and the root built entry by entry is read-only while the home is not.
     assert failures(argv) == []
     assert (spec.home / "written").exists() and not Path("/x").exists()
+
+
+def test_a_folder_added_to_the_hosts_root_later_shows_in_the_next_sandbox(tmp_path):
+    needs_root_sandbox()
+    host_root()  # a hub that has started sandboxes before
+    added = Path("/") / f"coursehub-test-{secrets.token_hex(3)}"
+    added.mkdir()
+    try:
+        (added / "data.txt").write_text("shared")
+        homes = tmp_path / "homes"
+        (homes / "ch-a").mkdir(parents=True)
+        spec = SandboxSpec(home=homes / "ch-a", home_root=homes, environment=Path(sys.prefix))
+        argv = bwrap_args(spec, ["cat", str(added / "data.txt")], bwrap=find_bwrap())
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.stdout == "shared", result.stderr
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(added)], check=False)
