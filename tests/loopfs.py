@@ -6,10 +6,11 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from conftest import eventually
 
 # (file system, mkfs command, mount options, whether project quotas are enforced): the first that
 # mounts wins. Kernels without ext4's quota formats (CONFIG_QFMT_V2) refuse even to mount an ext4
@@ -67,12 +68,8 @@ def loop_filesystem(base: Path, want_quota: bool = True) -> Iterator[LoopFS]:
             yield LoopFS(mount, fstype, enforced, device)
         finally:
             # A process of a stopping server may still hold a file: retry until a deadline, then detach.
-            deadline = time.monotonic() + 10
-            while _run("umount", str(mount)).returncode != 0:
-                if time.monotonic() > deadline:
-                    _run("umount", "-l", str(mount))
-                    break
-                time.sleep(0.2)
+            if not eventually(lambda: _run("umount", str(mount)).returncode == 0, timeout=10):
+                _run("umount", "-l", str(mount))
             _run("losetup", "-d", device)
             image.unlink(missing_ok=True)
         return

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_sandbox
+from conftest import needs_root_sandbox, wait_for
 
 from coursehub.courses.buildbox import sandbox_argv
 from coursehub.spawner.bwrap import SandboxSpec, bwrap_args, find_bwrap, host_root
@@ -51,6 +51,8 @@ def churning_run():
     subprocess.run(["mount", "--make-shared", str(base)], check=True)
     churn = subprocess.Popen([sys.executable, "-c", CHURN, str(base)])
     try:
+        # The starts below run only once the churn has mounted something under the shared folder.
+        wait_for(lambda: len(mounts_under(base)) > 1, timeout=30, interval=0.01, what="the churn's mounts")
         yield base
     finally:
         churn.kill()
@@ -72,13 +74,17 @@ def failures(argv: list[str]) -> list[str]:
 def test_a_build_step_starts_while_namespaces_come_and_go(churning_run):
     argv = sandbox_argv(find_bwrap(), [], (), Path("/"), ["true"], root=host_root())
     assert failures(argv) == []
-    assert mounts_under(churning_run)  # the churn ran meanwhile
+
+
+def server_spec(tmp_path: Path) -> SandboxSpec:
+    """An exec-mode server's sandbox with a home of its own under `tmp_path`."""
+    homes = tmp_path / "homes"
+    (homes / "ch-a").mkdir(parents=True)
+    return SandboxSpec(home=homes / "ch-a", home_root=homes, environment=Path(sys.prefix))
 
 
 def test_an_exec_mode_server_sandbox_starts_while_namespaces_come_and_go(churning_run, tmp_path):
-    homes = tmp_path / "homes"
-    (homes / "ch-a").mkdir(parents=True)
-    spec = SandboxSpec(home=homes / "ch-a", home_root=homes, environment=Path(sys.prefix))
+    spec = server_spec(tmp_path)
     script = f"touch /x 2>/dev/null && exit 3; touch {spec.home}/written"
     argv = bwrap_args(spec, ["sh", "-c", script], bwrap=find_bwrap())
     # Every start succeeds, and the root built entry by entry is read-only while the home is not.
@@ -93,10 +99,7 @@ def test_a_folder_added_to_the_hosts_root_later_shows_in_the_next_sandbox(tmp_pa
     added.mkdir()
     try:
         (added / "data.txt").write_text("shared")
-        homes = tmp_path / "homes"
-        (homes / "ch-a").mkdir(parents=True)
-        spec = SandboxSpec(home=homes / "ch-a", home_root=homes, environment=Path(sys.prefix))
-        argv = bwrap_args(spec, ["cat", str(added / "data.txt")], bwrap=find_bwrap())
+        argv = bwrap_args(server_spec(tmp_path), ["cat", str(added / "data.txt")], bwrap=find_bwrap())
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert result.stdout == "shared", result.stderr
     finally:
