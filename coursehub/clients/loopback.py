@@ -15,7 +15,7 @@ import socket
 from typing import Any
 
 import requests
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import RequestsCookieJar
 
 _system_getaddrinfo = socket.getaddrinfo
 
@@ -37,46 +37,70 @@ def resolve_localhost_names() -> None:
         socket.getaddrinfo = _getaddrinfo
 
 
-def share_localhost_cookies(jar: http.cookiejar.CookieJar) -> None:
-    """Make cookies set for Domain=localhost return to localhost, as browsers do.
+def is_localhost_domain(domain: str) -> bool:
+    """True for a cookie domain of a localhost host: localhost (filed as localhost.local) or *.localhost."""
+    domain = domain.lstrip(".").lower()
+    return domain in ("localhost", "localhost.local") or domain.endswith(".localhost")
 
-    http.cookiejar files the host `localhost` as `localhost.local` (RFC 2965), so the session-id
-    cookie JupyterHub sets on its subdomain_host's domain (`.localhost`) never went back to the hub,
-    and every cookie-authenticated POST failed the XSRF check (its token is bound to that session).
-    A host-only copy filed under `localhost.local` is sent to localhost alone.
+
+def as_browsers_file(cookie: http.cookiejar.Cookie) -> list[http.cookiejar.Cookie]:
+    """The cookie as a browser keeps it for localhost hosts: one cookie, or two for Domain=localhost.
+
+    - Secure cookies of localhost hosts go back over http: Chromium and Firefox hold http://localhost
+      and its subdomains to be secure contexts (the LTI 1.3 state cookies are SameSite=None; Secure, and
+      a hub whose public URL is https marks its _xsrf cookie Secure); http.cookiejar sends Secure
+      cookies over https only.
+    - A cookie for Domain=localhost also returns to localhost itself: http.cookiejar files the host
+      `localhost` as `localhost.local` (RFC 2965), so the session-id cookie JupyterHub sets on its
+      subdomain_host's domain (`.localhost`) never went back to the hub, and every cookie-authenticated
+      POST failed the XSRF check (its token is bound to that session). The second cookie is a
+      host-only copy filed under `localhost.local`.
     """
-    for cookie in list(jar):
-        if cookie.domain == ".localhost":
-            copy = copy_module.copy(cookie)
-            copy.domain, copy.domain_specified, copy.domain_initial_dot = "localhost.local", False, False
-            jar.set_cookie(copy)
+    if cookie.secure and is_localhost_domain(cookie.domain):
+        cookie = copy_module.copy(cookie)
+        cookie.secure = False
+    if cookie.domain != ".localhost":
+        return [cookie]
+    host_only = copy_module.copy(cookie)
+    host_only.domain = "localhost.local"
+    host_only.domain_specified = host_only.domain_initial_dot = False
+    return [cookie, host_only]
 
 
-def send_secure_cookies_to_localhost(jar: http.cookiejar.CookieJar) -> None:
-    """Let Secure cookies of localhost hosts go back over http, as browsers do.
+class BrowserCookieJar(RequestsCookieJar):
+    """A jar that files every cookie as `as_browsers_file` says, whoever files it.
 
-    Chromium and Firefox hold http://localhost and its subdomains to be secure contexts and send them
-    Secure cookies (such as the LTI 1.3 state cookies, SameSite=None; Secure); http.cookiejar sends
-    Secure cookies over https only.
+    Requests files a response's cookies after the response hooks run, and builds each request's Cookie
+    header (redirects included) from fresh jars it fills with copies of these cookies: fixing the jar
+    from a hook was undone at once, so a Secure _xsrf cookie never went back over http and a login
+    passed only when the form's token, signed with the current second, happened to match again.
     """
-    for cookie in jar:
-        domain = cookie.domain.lstrip(".").lower()
-        if cookie.secure and (domain in ("localhost", "localhost.local") or domain.endswith(".localhost")):
-            cookie.secure = False
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie, *args: Any, **kwargs: Any) -> None:
+        """File the cookie as a browser would (see as_browsers_file)."""
+        for filed in as_browsers_file(cookie):
+            super().set_cookie(filed, *args, **kwargs)
+
+    def clear(self, domain: str | None = None, path: str | None = None, name: str | None = None) -> None:
+        """Clear, and for Domain=localhost also the host-only copy (a deleted cookie must go entirely)."""
+        super().clear(domain, path, name)
+        if domain == ".localhost":
+            try:
+                super().clear("localhost.local", path, name)
+            except KeyError:
+                pass
+
+    def copy(self) -> BrowserCookieJar:
+        """A copy that still files cookies as a browser would."""
+        new = BrowserCookieJar()
+        new.set_policy(self.get_policy())
+        new.update(self)
+        return new
 
 
 def browser_session() -> requests.Session:
     """A requests session that keeps cookies as a browser does for a local hub with subdomains."""
     resolve_localhost_names()
     session = requests.Session()
-    # Requests builds each request's Cookie header from a copy of the jar (a cookie policy would be
-    # lost), so the jar itself is fixed after every response, redirects included. Hooks run before
-    # requests files the response's cookies: file them first (filing twice changes nothing).
-
-    def hook(response: requests.Response, **_: Any) -> None:
-        extract_cookies_to_jar(session.cookies, response.request, response.raw)
-        share_localhost_cookies(session.cookies)
-        send_secure_cookies_to_localhost(session.cookies)
-
-    session.hooks["response"].append(hook)
+    session.cookies = BrowserCookieJar()
     return session
