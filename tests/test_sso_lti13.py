@@ -255,9 +255,11 @@ def test_a_failing_platform_is_retried_and_failures_are_shown_to_staff(platform,
 
 
 def test_the_platform_refuses_forged_token_requests(platform, hub):
-    launch(platform, hub, user="fred", context_id="BIO-101-2026")  # the hub has published its key by now
-    tool_key = serialization.load_pem_private_key((hub.state_dir / "lti-tool-key.pem").read_bytes(), None)
+    launch(platform, hub, user="fred", context_id="BIO-101-2026")
+    # The hub makes its key when it first publishes it: ask for the key set before reading the file (run
+    # alone, this test found no file; in a whole run an earlier test had fetched the key set).
     kid = requests.get(hub.url + "hub/lti13/jwks", timeout=30).json()["keys"][0]["kid"]
+    tool_key = serialization.load_pem_private_key((hub.state_dir / "lti-tool-key.pem").read_bytes(), None)
     now = int(time.time())
     claims = {"iss": platform.client_id, "sub": platform.client_id, "aud": f"{platform.url}/token"}
     claims |= {"iat": now, "exp": now + 60, "jti": str(now)}
