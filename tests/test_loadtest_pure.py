@@ -313,6 +313,7 @@ def burst_results() -> dict:
         "cell_failed": 1,
         "target": 400,
         "stopped_by": "stopped admitting users after 315: MemAvailable 2000 MiB fell under the safety margin",
+        "mem_available_mib": 2000.0,
         "margin_mib": 2400.0,
     }
     entry = {
@@ -349,7 +350,7 @@ def test_markdown_report_shows_burst_phases_cpu_per_spawn_and_live_users():
     # Live users: reached, still ran a cell, PSS, hub + proxy, and why admission stopped.
     assert "(at most 400, arriving at 1.0/s)" in text
     assert (
-        "| coursehub, defaults | 312 | 311/312 | 61 MiB | 120 MiB | 50 MiB | 170 MiB | "
+        "| coursehub, defaults | 312 | 311/312 | 61 MiB | 120 MiB | 50 MiB | 170 MiB | 2000 MiB (2400 MiB) | "
         "stopped admitting users after 315: MemAvailable 2000 MiB fell under the safety margin |"
     ) in text
 
@@ -371,7 +372,10 @@ def test_markdown_report_of_results_without_the_new_measurements():
 def test_live_users_reaching_their_target_say_so():
     results = burst_results()
     results["systems"]["coursehub"]["live"]["stopped_by"] = ""
-    assert "| 170 MiB | the target (400) |" in render_markdown(results)
+    assert "| 170 MiB | 2000 MiB (2400 MiB) | the target (400) |" in render_markdown(results)
+    for key in ("mem_available_mib", "margin_mib"):  # results written before these were reported
+        del results["systems"]["coursehub"]["live"][key]
+    assert "| 170 MiB | — | the target (400) |" in render_markdown(results)
 
 
 ISOLATION_METRICS = """\

@@ -155,18 +155,21 @@ def live_table(systems: dict[str, Any]) -> list[str]:
     """Per system: live users reached, how many still ran a cell, and what they cost."""
     rows = [
         "| system | live users | still ran a cell | PSS per user (median) | hub | proxy | hub + proxy "
-        "| stopped by |",
-        "|---|---|---|---|---|---|---|---|",
+        "| MemAvailable left (safety margin) | stopped by |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in systems.values():
         live = entry.get("live")
         if not live:
             continue
         stopped = live["stopped_by"] or f"the target ({live['target']})"
+        left = "—"  # results from before the benchmark recorded it
+        if live.get("mem_available_mib") is not None and live.get("margin_mib") is not None:
+            left = f"{mib(live['mem_available_mib'])} ({mib(live['margin_mib'])})"
         rows.append(
             f"| {entry['label']} | {live['live']} | {live['cell_ok']}/{live['live']} | "
             f"{mib(live['pss_per_user_mib']['p50'])} | {mib(live['hub_pss_mib'])} | "
-            f"{mib(live['proxy_pss_mib'])} | {mib(live['hub_plus_proxy_mib'])} | "
+            f"{mib(live['proxy_pss_mib'])} | {mib(live['hub_plus_proxy_mib'])} | {left} | "
             f"{stopped.replace('|', '/')} |"
         )
     return rows if len(rows) > 2 else []
@@ -312,8 +315,9 @@ def render_markdown(results: dict[str, Any], level: int = 2) -> str:
             f"(at most {options.get('live_users', '?')}, arriving at {options.get('live_rate', '?')}/s)",
             "",
             "Users are admitted until the target or until the next one, with the spawns still in "
-            "flight, would take MemAvailable under the safety margin; then every live user runs `1+1` "
-            "again in its kernel. PSS as in the steady-state table.",
+            "flight, would take MemAvailable under the safety margin (`--live-margin`; by default a tenth "
+            "of the machine's memory); then every live user runs `1+1` again in its kernel. PSS as in "
+            "the steady-state table; MemAvailable as it was with every live user in.",
             "",
             *live,
         ]
